@@ -1,0 +1,90 @@
+"""A content-addressed store of built artefacts: atomic publication, one builder per key.
+
+An entry is a folder ``<root>/<namespace>/<key>/`` that appears only once it is complete: the
+build writes into a private temporary folder which is renamed into place at the end, so a killed
+build leaves a temporary folder that no later run trusts (it is removed by the next build of that
+key). A file lock per key makes concurrent pytest processes or xdist workers build it once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+MANIFEST = ".harness-entry.json"
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    path: Path
+    hit: bool
+    seconds: float  # time spent building (0 for a hit), excluding waiting for another builder
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry(self, namespace: str, key: str) -> Path:
+        return self.root / namespace / key
+
+    def lookup(self, namespace: str, key: str) -> Path | None:
+        path = self.entry(namespace, key)
+        return path if (path / MANIFEST).is_file() else None
+
+    def get_or_build(
+        self,
+        namespace: str,
+        key: str,
+        build: Callable[[Path], None],
+        metadata: dict[str, object],
+    ) -> CacheResult:
+        """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing."""
+        found = self.lookup(namespace, key)
+        if found is not None:
+            return CacheResult(found, hit=True, seconds=0.0)
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{namespace}-{key}.lock")):
+            found = self.lookup(namespace, key)  # another process may have built it meanwhile
+            if found is not None:
+                return CacheResult(found, hit=True, seconds=0.0)
+            return self._build_locked(namespace, key, build, metadata)
+
+    def _build_locked(
+        self,
+        namespace: str,
+        key: str,
+        build: Callable[[Path], None],
+        metadata: dict[str, object],
+    ) -> CacheResult:
+        staging = self.root / "tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        for stale in staging.glob(f"{namespace}-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+        tmp = staging / f"{namespace}-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        started = time.perf_counter()
+        try:
+            build(tmp)
+            seconds = time.perf_counter() - started
+            manifest = {**metadata, "key": key, "build_seconds": round(seconds, 2),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            final = self.entry(namespace, key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # an incomplete leftover without manifest
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return CacheResult(final, hit=False, seconds=seconds)

@@ -1,0 +1,111 @@
+"""From a model source to an onnxruntime-genai folder the suites can load, through the cache.
+
+``plan`` is cheap (hashes are memoized) and runs at session start for the report header;
+``prepare`` does the slow part (GGUF conversion, Olive / model builder) only on a cache miss.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.builders import Builder, Progress, fail, run_logged
+from harness.cache import CacheResult, ModelStore
+from harness.hashing import HashMemo, combine, content_hash
+from harness.provenance import BUILD_PACKAGES, versions
+from harness.sources import ModelSource, SourceKind
+
+# Bump when the way we convert or build changes, so old cache entries are not reused.
+RECIPE_VERSION = "1"
+CONVERT_PACKAGES = ("transformers", "torch", "gguf")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    source: ModelSource
+    source_hash: str
+    precision: str
+    builder: str
+    ep: str
+    key: str  # cache key of the built model ("" for a prebuilt ONNX source)
+    convert_key: str  # cache key of the GGUF -> Hugging Face conversion ("" when not needed)
+
+    @property
+    def needs_build(self) -> bool:
+        return self.source.kind.needs_build
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    path: Path  # the onnxruntime-genai folder to load
+    plan: BuildPlan
+    cache_hit: bool
+    build_seconds: float
+    log: Path | None
+
+
+def make_plan(source: ModelSource, precision: str, ep: str, builder: Builder, memo: HashMemo) -> BuildPlan:
+    source_hash = content_hash(source.path, memo)
+    convert_key = ""
+    if source.kind is SourceKind.GGUF:
+        convert_key = combine([("gguf", source_hash), ("recipe", RECIPE_VERSION),
+                               *versions(CONVERT_PACKAGES).items()])
+    key = ""
+    if source.kind.needs_build:
+        key = combine([
+            ("source", source_hash), ("precision", precision), ("ep", ep),
+            ("builder", builder.name), ("recipe", RECIPE_VERSION),
+            *(("option:" + k, v) for k, v in builder.options().items()),
+            *versions(BUILD_PACKAGES).items(),
+        ])
+    return BuildPlan(source, source_hash, precision, builder.name, ep, key, convert_key)
+
+
+def cached_path(plan: BuildPlan, store: ModelStore) -> Path | None:
+    """The built model folder if the cache already has it (or the source itself if prebuilt)."""
+    if not plan.needs_build:
+        return plan.source.path
+    return store.lookup("onnx", plan.key)
+
+
+def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
+            progress: Progress) -> PreparedModel:
+    if not plan.needs_build:
+        return PreparedModel(plan.source.path, plan, cache_hit=True, build_seconds=0.0, log=None)
+    log = logs / f"build-{plan.precision}-{plan.key[:12]}.log"
+    hf_folder = plan.source.path
+    convert_seconds = 0.0
+    if plan.source.kind is SourceKind.GGUF:
+        converted = _convert(plan, store, log, progress)
+        hf_folder, convert_seconds = converted.path, converted.seconds
+
+    def build(out: Path) -> None:
+        progress(f"building {plan.precision} model with {builder.name} (log: {log})")
+        with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="work-") as work:
+            builder.build(hf_folder, out, plan.precision, plan.ep, Path(work), log, progress)
+
+    metadata = {"source": str(plan.source.path), "source_sha256": plan.source_hash,
+                "precision": plan.precision, "builder": builder.name, "ep": plan.ep,
+                "versions": versions(BUILD_PACKAGES)}
+    result = store.get_or_build("onnx", plan.key, build, metadata)
+    if not result.hit:
+        progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")
+    return PreparedModel(result.path, plan, result.hit, result.seconds + convert_seconds,
+                         log if log.exists() else None)
+
+
+def _convert(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:
+    def convert(out: Path) -> None:
+        progress(f"converting {plan.source.path.name} to a Hugging Face folder")
+        cmd = [sys.executable, "-m", "harness.convert", str(plan.source.path), str(out)]
+        code = run_logged(cmd, log, cwd=out, label="GGUF conversion", progress=progress)
+        if code != 0:
+            raise fail("GGUF conversion", log, code)
+
+    metadata = {"gguf": str(plan.source.path), "gguf_sha256": plan.source_hash}
+    result = store.get_or_build("hf", plan.convert_key, convert, metadata)
+    if not result.hit:
+        progress(f"converted in {result.seconds:.1f} s")
+    return result

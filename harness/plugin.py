@@ -1,0 +1,161 @@
+"""pytest hooks and options of the harness; the logic lives in the modules they call.
+
+The plugin is inert unless the run needs a model: ``--model`` (or HARNESS_MODEL) is given, or
+the run collects the shipped suites. Then, at session start, it resolves the model source
+(one-line error if it is bad), prints what reproduces the run, and builds the model once (cached).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import hookspecs
+from harness.builders import Builder, Progress, make_builder
+from harness.errors import HarnessError
+from harness.locations import suites_dir
+from harness.pipeline import PreparedModel
+from harness.runtime import GenAIRuntime, Runtime
+from harness.session import HarnessSession
+from harness.settings import SETTINGS, HarnessConfig, check_execution_provider, resolve
+
+CONFIG_KEY = pytest.StashKey[HarnessConfig]()
+SESSION_KEY = pytest.StashKey[HarnessSession]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "small language model validation (onnx-slm-harness)")
+    for setting in SETTINGS:
+        group.addoption(setting.flag, dest=f"harness_{setting.name}", metavar=setting.metavar,
+                        default=None, help=f"{setting.help} [env {setting.env}]")
+        parser.addini(setting.ini, help=setting.help, default=None)
+
+
+def _model_requested(args: list[str]) -> bool:
+    return os.environ.get("HARNESS_MODEL") is not None or any(
+        arg == "--model" or arg.startswith("--model=") for arg in args
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """``pytest --model PATH`` from any folder runs the shipped suites when no tests are named."""
+    if _model_requested(args) and not early_config.known_args_namespace.file_or_dir:
+        args.append(str(suites_dir()))
+
+
+def _engaged(config: pytest.Config, harness_config: HarnessConfig) -> bool:
+    if harness_config.model_given:
+        return True
+    suites = suites_dir().resolve()
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0]).resolve()
+        if path == suites or suites in path.parents or path in suites.parents:
+            return True
+    return False
+
+
+def _pyproject(config: pytest.Config) -> Path | None:
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    candidate = config.rootpath / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _builder(config: pytest.Config, harness_config: HarnessConfig) -> Builder:
+    custom = config.hook.pytest_harness_builder(
+        config=config, name=harness_config.builder, workflow=harness_config.olive_config)
+    return custom if custom is not None else make_builder(harness_config.builder, harness_config.olive_config)
+
+
+def _check_ep(ep: str) -> None:
+    if ep == "cpu":
+        return  # every onnxruntime build has it; skip importing onnxruntime at start-up
+    import onnxruntime
+
+    check_execution_provider(ep, onnxruntime.get_available_providers())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cli = {s.name: config.getoption(f"harness_{s.name}") for s in SETTINGS}
+    ini = {s.name: config.getini(s.ini) for s in SETTINGS}
+    ini_origin = str(config.inipath) if config.inipath else "the ini file"
+    try:
+        harness_config = resolve(cli, os.environ, _pyproject(config), ini, ini_origin, config.rootpath)
+        config.stash[CONFIG_KEY] = harness_config
+        if config.option.help or config.option.version or not _engaged(config, harness_config):
+            return
+        _check_ep(harness_config.ep)
+        config.stash[SESSION_KEY] = HarnessSession.open(harness_config, _builder(config, harness_config))
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash.get(SESSION_KEY, None)
+    return session.header_lines() if session else []
+
+
+def _progress_writer(config: pytest.Config) -> Progress:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(message: str) -> None:
+        line = f"harness: {message}"
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return write
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Build the model right after the header, so a failure is one line, not one error per test."""
+    harness = session.config.stash.get(SESSION_KEY, None)
+    if harness is None or session.config.option.collectonly:
+        return
+    try:
+        harness.prepare(_progress_writer(session.config))
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _session(config: pytest.Config) -> HarnessSession:
+    harness = config.stash.get(SESSION_KEY, None)
+    if harness is None:
+        pytest.skip("harness is not active in this run: pass --model PATH or run the shipped suites")
+    return harness
+
+
+@pytest.fixture(scope="session")
+def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
+    """The resolved settings of this run."""
+    return pytestconfig.stash[CONFIG_KEY]
+
+
+@pytest.fixture(scope="session")
+def harness_model(pytestconfig: pytest.Config) -> PreparedModel:
+    """The built (or prebuilt) onnxruntime-genai model folder under test, with its provenance."""
+    return _session(pytestconfig).prepare(_progress_writer(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def runtime(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Iterator[Runtime]:
+    """The model loaded once for the whole session."""
+    loaded = pytestconfig.hook.pytest_harness_runtime(config=pytestconfig, model=harness_model)
+    if loaded is None:
+        try:
+            loaded = GenAIRuntime(harness_model.path, pytestconfig.stash[CONFIG_KEY].ep)
+        except HarnessError as exc:
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    yield loaded
+    loaded.close()

@@ -1,0 +1,266 @@
+"""One wrapper over onnxruntime-genai used by every suite.
+
+The suites talk to the ``Runtime`` protocol, so the plugin's own tests can swap in a fake and a
+user can plug another runtime in through the ``pytest_harness_runtime`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption, RuntimeFailure
+
+Message = Mapping[str, str]
+Prompt = str | Sequence[Message]
+StopReason = Literal["eos", "length"]
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    max_new_tokens: int = 128
+    min_new_tokens: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        checks = (
+            (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens must be an int >= 1"),
+            (isinstance(self.min_new_tokens, int) and 0 <= self.min_new_tokens <= self.max_new_tokens,
+             "min_new_tokens must be an int between 0 and max_new_tokens"),
+            (isinstance(self.do_sample, bool), "do_sample must be a bool"),
+            (_finite(self.temperature) and self.temperature > 0, "temperature must be a finite number > 0"),
+            (_finite(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an int >= 0"),
+            (_finite(self.repetition_penalty) and self.repetition_penalty > 0,
+             "repetition_penalty must be a finite number > 0"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise InvalidSearchOption(f"harness: invalid search option: {message} (got {self})")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt_token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # generated tokens, including the eos token when there is one
+    text: str  # decoded output, special tokens skipped
+    stop_reason: StopReason
+    prefill_seconds: float  # time to process the prompt
+    token_times: tuple[float, ...]  # seconds from request start until each output token was ready
+    total_seconds: float
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def ttft(self) -> float:
+        """Time to first token (request start to first output token)."""
+        return self.token_times[0] if self.token_times else self.total_seconds
+
+    @property
+    def tpot(self) -> float | None:
+        """Time per output token after the first: (latency - TTFT) / (output tokens - 1)."""
+        if self.output_tokens < 2:
+            return None
+        return (self.total_seconds - self.ttft) / (self.output_tokens - 1)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    model_type: str
+    context_length: int
+    eos_token_ids: tuple[int, ...]
+    bos_token_id: int | None
+    vocab_size: int
+    chat_template: str | None = field(default=None, repr=False)
+
+
+class Runtime(Protocol):
+    info: ModelInfo
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int]) -> str: ...
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        """The messages rendered through the model's chat template, with the generation prefix."""
+        ...
+
+    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation: ...
+
+    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]: ...
+
+    def score(self, text: str) -> list[float]:
+        """Log-probability of each token of ``text`` given the tokens before it (first excluded)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    config = json.loads((path / "genai_config.json").read_text(encoding="utf-8"))
+    model = config["model"]
+    eos = model.get("eos_token_id", [])
+    template = path / "chat_template.jinja"
+    return ModelInfo(
+        path=path,
+        model_type=str(model.get("type", "unknown")),
+        context_length=int(model["context_length"]),
+        eos_token_ids=tuple(eos if isinstance(eos, list) else [eos]),
+        bos_token_id=model.get("bos_token_id"),
+        vocab_size=int(model.get("vocab_size", 0)),
+        chat_template=template.read_text(encoding="utf-8") if template.is_file() else None,
+    )
+
+
+def translate_error(exc: Exception, context: str) -> RuntimeFailure:
+    """Map onnxruntime-genai's RuntimeError text onto the harness's exception types."""
+    message = str(exc)
+    lowered = message.lower()
+    if "exceeds max length" in lowered:
+        return ContextOverflow(f"harness: {context}: prompt does not fit: {message}", message)
+    if "input_ids is empty" in lowered:
+        return EmptyInput(f"harness: {context}: the prompt encodes to no tokens", message)
+    if "search option" in lowered or "unknown option" in lowered:
+        return InvalidSearchOption(f"harness: {context}: {message}", message)
+    return RuntimeFailure(f"harness: {context}: onnxruntime-genai error: {message}", message)
+
+
+class GenAIRuntime:
+    """The real runtime: an ``onnxruntime_genai.Model`` loaded once and reused for every request."""
+
+    def __init__(self, path: Path, ep: str = "cpu") -> None:
+        import onnxruntime_genai as og
+
+        self._og = og
+        self.info = read_model_info(path)
+        try:
+            config = og.Config(str(path))
+            if ep != "cpu":
+                config.clear_providers()
+                config.append_provider(ep)
+            self._model = og.Model(config)
+            self._tokenizer = og.Tokenizer(self._model)
+        except RuntimeError as exc:
+            raise translate_error(exc, f"loading {path}") from exc
+
+    # -- text <-> tokens -------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self._tokenizer.encode(text)]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(token_ids)))
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        try:
+            return str(self._tokenizer.apply_chat_template(json.dumps(list(map(dict, messages))),
+                                                           add_generation_prompt=True))
+        except RuntimeError as exc:
+            raise translate_error(exc, "rendering the chat template") from exc
+
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
+        ids = self.encode(text)
+        if not ids:
+            raise EmptyInput("harness: the prompt encodes to no tokens", "")
+        if len(ids) >= self.info.context_length:
+            raise ContextOverflow(
+                f"harness: the prompt has {len(ids)} tokens but the model's context is "
+                f"{self.info.context_length}; shorten it by at least {len(ids) - self.info.context_length + 1}",
+                "",
+            )
+        return ids
+
+    # -- generation ------------------------------------------------------------------------
+    def _generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
+        og = self._og
+        max_length = min(len(prompt_ids) + options.max_new_tokens, self.info.context_length)
+        params = og.GeneratorParams(self._model)
+        try:
+            params.set_search_options(
+                max_length=max_length,
+                min_length=len(prompt_ids) + options.min_new_tokens,
+                do_sample=options.do_sample,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                repetition_penalty=options.repetition_penalty,
+            )
+            return og.Generator(self._model, params)
+        except RuntimeError as exc:
+            raise translate_error(exc, "setting search options") from exc
+
+    def _tokens(self, prompt_ids: list[int], options: SearchOptions, marks: list[float]) -> Iterator[int]:
+        """Yield output tokens one by one; appends the time the prompt was processed to ``marks``."""
+        generator = self._generator(prompt_ids, options)
+        try:
+            generator.append_tokens(prompt_ids)
+            marks.append(time.perf_counter())
+            while not generator.is_done():
+                generator.generate_next_token()
+                yield int(generator.get_next_tokens()[0])
+        except RuntimeError as exc:
+            raise translate_error(exc, "generating") from exc
+
+    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation:
+        prompt_ids = self._prompt_ids(prompt)
+        marks: list[float] = []
+        tokens: list[int] = []
+        times: list[float] = []
+        started = time.perf_counter()
+        for token in self._tokens(prompt_ids, options, marks):
+            times.append(time.perf_counter() - started)
+            tokens.append(token)
+        total = time.perf_counter() - started
+        stop: StopReason = "eos" if tokens and tokens[-1] in self.info.eos_token_ids else "length"
+        return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
+                          marks[0] - started, tuple(times), total)
+
+    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]:
+        """Yield text pieces as tokens arrive (decoded incrementally, so multi-byte chars stay whole)."""
+        decoder = self._tokenizer.create_stream()
+        for token in self._tokens(self._prompt_ids(prompt), options, []):
+            piece = str(decoder.decode(token))
+            if piece:
+                yield piece
+
+    def score(self, text: str) -> list[float]:
+        import numpy as np
+
+        ids = self.encode(text)
+        if len(ids) < 2:
+            return []
+        generator = self._generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
+        try:
+            generator.append_tokens(ids[:-1])
+            logits = np.asarray(generator.get_output("logits"), dtype=np.float64).reshape(len(ids) - 1, -1)
+        except RuntimeError as exc:
+            raise translate_error(exc, "scoring") from exc
+        finally:
+            del generator
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return [float(log_probs[i, ids[i + 1]]) for i in range(len(ids) - 1)]
+
+    def close(self) -> None:
+        self._tokenizer = None
+        self._model = None

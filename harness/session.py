@@ -1,0 +1,95 @@
+"""The state of one harness run: settings, model source, build plan, built model, report folder.
+
+Kept free of pytest hooks so that it can be driven (and tested) without a pytest session.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.builders import Builder, Progress
+from harness.cache import ModelStore
+from harness.hashing import HashMemo
+from harness.pipeline import BuildPlan, PreparedModel, cached_path, make_plan, prepare
+from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
+from harness.settings import HarnessConfig
+from harness.sources import ModelSource, detect_source
+
+
+@dataclass
+class HarnessSession:
+    config: HarnessConfig
+    source: ModelSource
+    plan: BuildPlan
+    builder: Builder
+    store: ModelStore
+    cache_hit_at_start: bool
+    started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    prepared: PreparedModel | None = None
+
+    @classmethod
+    def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
+        """Detect the source and plan the build; raises SourceError / ConfigError on bad input."""
+        source = detect_source(config.model)
+        store = ModelStore(config.cache_dir)
+        plan = make_plan(source, config.precision, config.ep, builder, HashMemo(config.cache_dir / "hashes.json"))
+        hit = cached_path(plan, store) is not None
+        return cls(config, source, plan, builder, store, hit)
+
+    @property
+    def run_dir(self) -> Path:
+        precision = self.config.precision if self.plan.needs_build else "prebuilt"
+        return self.config.reports_dir / f"{self.started}-{self.source.name}-{precision}"
+
+    def header_lines(self) -> list[str]:
+        src, plan = self.source, self.plan
+        default = ", embedded default" if src.is_default else ""
+        if not plan.needs_build:
+            cache = "not needed (prebuilt ONNX model)"
+            build = "precision and builder: as built"
+        else:
+            where = self.store.entry("onnx", plan.key)
+            cache = f"hit {where}" if self.cache_hit_at_start else f"miss, will build into {where}"
+            build = f"precision {plan.precision}, builder {plan.builder}"
+        packages = ", ".join(f"{k} {v}" for k, v in versions(REPORTED_PACKAGES).items())
+        return [
+            f"harness: model {src.path} ({src.kind}{default}), sha256 {plan.source_hash[:16]}",
+            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}",
+            f"harness: cache {cache}",
+            f"harness: {packages}",
+            f"harness: reports {self.run_dir}",
+        ]
+
+    def prepare(self, progress: Progress) -> PreparedModel:
+        """Build (or find) the model and record provenance in the run's report folder."""
+        if self.prepared is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.prepared = prepare(self.plan, self.store, self.builder, self.run_dir, progress)
+            self.write_provenance()
+        return self.prepared
+
+    def provenance(self) -> dict[str, object]:
+        prepared = self.prepared
+        return {
+            "model": str(self.source.path),
+            "source_kind": str(self.source.kind),
+            "source_sha256": self.plan.source_hash,
+            "default_model": self.source.is_default,
+            "precision": self.plan.precision if self.plan.needs_build else None,
+            "builder": self.plan.builder if self.plan.needs_build else None,
+            "ep": self.config.ep,
+            "profile": self.config.profile,
+            "built_model": str(prepared.path) if prepared else None,
+            "cache_key": self.plan.key or None,
+            "cache_hit": prepared.cache_hit if prepared else None,
+            "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
+            "settings_from": dict(self.config.origins),
+            "versions": versions(REPORTED_PACKAGES),
+            "machine": machine_fingerprint(),
+        }
+
+    def write_provenance(self) -> None:
+        (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance(), indent=2))

@@ -1,0 +1,207 @@
+"""One typed, frozen configuration for a run, resolved from CLI > environment > files > defaults.
+
+Every setting is declared once in ``SETTINGS``; that table generates the command-line options,
+the ini keys, the environment variable names, the ``[tool.harness]`` keys and the docs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+PRECISIONS = ("int4", "int8", "fp16", "fp32")
+BUILDERS = ("olive", "model-builder")
+PROFILES = ("smoke", "full")
+# Execution providers the builders know by name; only the ones this onnxruntime build
+# actually offers can run (checked in ``check_execution_provider``).
+EXECUTION_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("is not an existing file")
+    return path.resolve()
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    flag: str
+    help: str
+    parse: Callable[[str], Any]
+    default: Callable[[], Any]
+    metavar: str = "VALUE"
+
+    @property
+    def env(self) -> str:
+        return "HARNESS_" + self.name.upper()
+
+    @property
+    def ini(self) -> str:
+        return "harness_" + self.name
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "onnx-slm-harness"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", "--model", "model to validate: Hugging Face folder, .gguf file, "
+            "onnxruntime-genai folder or Foundry Local folder (default: embedded SmolLM2-135M-Instruct)",
+            _path, lambda: None, "PATH"),
+    Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4)",
+            _choice(PRECISIONS), lambda: "int4", "NAME"),
+    Setting("builder", "--builder", "how to build the ONNX model: olive (auto-opt with the model "
+            "builder, as the deployment guide does) or model-builder (onnxruntime-genai's own)",
+            _choice(BUILDERS), lambda: "olive", "NAME"),
+    Setting("olive_config", "--olive-config", "run this Olive workflow file (with a ModelBuilder pass) "
+            "instead of auto-opt", _existing_file, lambda: None, "FILE"),
+    Setting("ep", "--ep", f"execution provider: {', '.join(EXECUTION_PROVIDERS)} (default cpu)",
+            _choice(tuple(EXECUTION_PROVIDERS)), lambda: "cpu", "NAME"),
+    Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
+            "full (for gating a release; default)", _choice(PROFILES), lambda: "full", "NAME"),
+    Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
+            "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
+    Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
+            "under the rootdir)", _path, lambda: None, "DIR"),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    model: Path | None
+    precision: str
+    builder: str
+    olive_config: Path | None
+    ep: str
+    profile: str
+    cache_dir: Path
+    reports_dir: Path
+    origins: Mapping[str, str]  # setting name -> where its value came from, for the header
+
+    @property
+    def model_given(self) -> bool:
+        return self.model is not None
+
+
+@dataclass(frozen=True)
+class RawValue:
+    text: str
+    origin: str
+    base_dir: Path | None = None  # relative paths from a file are relative to that file
+
+
+def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
+    """The ``[tool.harness]`` table of a pyproject.toml, or {} if there is none."""
+    if pyproject is None or not pyproject.is_file():
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"harness: {pyproject} is not valid TOML ({exc}); fix the file") from exc
+    table = data.get("tool", {}).get("harness", {})
+    unknown = sorted(set(table) - set(SETTINGS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"harness: unknown key(s) {', '.join(unknown)} in [tool.harness] of {pyproject}; "
+            f"known keys: {', '.join(SETTINGS_BY_NAME)}"
+        )
+    return dict(table)
+
+
+def resolve(
+    cli: Mapping[str, str | None],
+    env: Mapping[str, str],
+    pyproject: Path | None,
+    ini: Mapping[str, str | None],
+    ini_origin: str,
+    rootdir: Path,
+) -> HarnessConfig:
+    """Pick each setting from the first source that has it: CLI > env > [tool.harness] > ini."""
+    table = read_pyproject_table(pyproject)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw = _first_raw(setting, cli, env, table, pyproject, ini, ini_origin)
+        if raw is None:
+            values[setting.name] = setting.default()
+            origins[setting.name] = "default"
+            continue
+        try:
+            value = setting.parse(raw.text)
+        except ValueError as exc:
+            raise ConfigError(f"harness: {setting.flag} {raw.text!r} (from {raw.origin}) {exc}") from exc
+        if isinstance(value, Path) and not value.is_absolute():
+            value = ((raw.base_dir or Path.cwd()) / value).resolve()
+        values[setting.name] = value
+        origins[setting.name] = raw.origin
+    if values["reports_dir"] is None:
+        values["reports_dir"] = rootdir / "reports"
+    if values["olive_config"] is not None and values["builder"] != "olive":
+        raise ConfigError(
+            "harness: --olive-config runs an Olive workflow, so it cannot be combined with "
+            f"--builder {values['builder']}; drop one of them"
+        )
+    return HarnessConfig(**values, origins=origins)
+
+
+def _first_raw(
+    setting: Setting,
+    cli: Mapping[str, str | None],
+    env: Mapping[str, str],
+    table: Mapping[str, Any],
+    pyproject: Path | None,
+    ini: Mapping[str, str | None],
+    ini_origin: str,
+) -> RawValue | None:
+    if cli.get(setting.name) is not None:
+        return RawValue(str(cli[setting.name]), setting.flag)
+    if env.get(setting.env):
+        return RawValue(env[setting.env], f"environment variable {setting.env}")
+    if setting.name in table:
+        assert pyproject is not None
+        return RawValue(str(table[setting.name]), f"[tool.harness] in {pyproject}", pyproject.parent)
+    if ini.get(setting.name):
+        return RawValue(str(ini[setting.name]), f"{setting.ini} in {ini_origin}")
+    return None
+
+
+def check_execution_provider(ep: str, available: list[str]) -> None:
+    """Fail clearly when the chosen execution provider is not in this onnxruntime build."""
+    provider = EXECUTION_PROVIDERS[ep]
+    if provider not in available:
+        raise ConfigError(
+            f"harness: --ep {ep} needs {provider}, which this onnxruntime build does not offer "
+            f"(available: {', '.join(available)}); use --ep cpu or install the onnxruntime "
+            "package built for that provider"
+        )

