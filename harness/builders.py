@@ -73,14 +73,13 @@ def log_tail(log: Path, lines: int = 1) -> str:
 # (pattern in the log, explanation with the way out), most specific first.
 KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
     ("FP16 is not supported on CPU",
-     "Olive skips fp16 on CPU and produces no model; use --builder model-builder --precision fp16, "
-     "or --precision int4 / fp32"),
+     "Olive skips fp16 on CPU and produces no model; use --precision int4 or fp32 on CPU"),
     ("Precision.INT8",
      "int8 is not supported by this Olive / onnxruntime-genai builder pair; use --precision int4 "
-     "or fp32 (or fp16 with --builder model-builder)"),
+     "or fp32"),
     ("argument -p/--precision: invalid choice: 'int8'",
      "this onnxruntime-genai model builder has no int8 (it arrives in 0.15, which Olive 0.13 "
-     "cannot run); use --precision int4, fp16 or fp32"),
+     "cannot run); use --precision int4 or fp32"),
     ("KeyError: 'hf_details'",
      "Olive 0.13 does not work with onnxruntime-genai 0.15; install onnxruntime-genai==0.14.1"),
     ("No module named 'onnxruntime_genai.models.quantized_model'",
@@ -133,16 +132,17 @@ class OliveBuilder:
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         produced = work / "olive-output"
+        # Olive logs why it pruned a pass only at INFO level (1); its default is ERROR.
         olive = [sys.executable, "-m", "olive"]
         if self.workflow is None:
             device = "cpu" if ep == "cpu" else "gpu"
             cmd = [*olive, "auto-opt", "--model_name_or_path", str(hf_folder), "--device", device,
                    "--provider", EXECUTION_PROVIDERS[ep], "--use_model_builder",
-                   "--precision", precision, "--output_path", str(produced)]
+                   "--precision", precision, "--output_path", str(produced), "--log_level", "1"]
             label = f"olive auto-opt {precision}"
         else:
             cmd = [*olive, "run", "--config", str(self.workflow), "--model_name_or_path",
-                   str(hf_folder), "--output_path", str(produced)]
+                   str(hf_folder), "--output_path", str(produced), "--log_level", "1"]
             label = f"olive run {self.workflow.name}"
         code = run_logged(cmd, log, cwd=work, label=label, progress=progress)
         if code != 0 or not adopt_output(produced, out):

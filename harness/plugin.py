@@ -24,6 +24,8 @@ from harness.session import HarnessSession
 from harness.settings import SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
+CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in ("PATH", "DIR", "FILE")}
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 
 
@@ -50,6 +52,24 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     """``pytest --model PATH`` from any folder runs the shipped suites when no tests are named."""
     if _model_requested(args) and not early_config.known_args_namespace.file_or_dir:
         args.append(str(suites_dir()))
+    _warn_if_rootdir_moved(early_config, args)
+
+
+def _warn_if_rootdir_moved(early_config: pytest.Config, args: list[str]) -> None:
+    """pytest picks the rootdir before plugins load, so ``--model PATH`` (two words) counts PATH as
+    a test path; a model outside the current folder then makes pytest miss the folder's config.
+    """
+    invocation = early_config.invocation_params.dir
+    nearest = next((folder / name for folder in (invocation, *invocation.parents)
+                    for name in CONFIG_FILES if (folder / name).is_file()), None)
+    if nearest is None or early_config.inipath == nearest:
+        return
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in PATH_FLAGS and Path(value).exists():
+            message = (f"harness: pytest read {flag}'s value as a test path and skipped {nearest}; "
+                       f"write {flag}={value} to keep that configuration")
+            early_config.issue_config_time_warning(pytest.PytestConfigWarning(message), stacklevel=2)
+            return
 
 
 def _engaged(config: pytest.Config, harness_config: HarnessConfig) -> bool:

@@ -193,6 +193,11 @@ class GenAIRuntime:
     # -- generation ------------------------------------------------------------------------
     def _generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
         og = self._og
+        if self.info.vocab_size and options.top_k > self.info.vocab_size:
+            # onnxruntime-genai 0.14 aborts or segfaults the process on such a top_k.
+            raise InvalidSearchOption(
+                f"harness: invalid search option: top_k {options.top_k} is above the vocabulary "
+                f"size {self.info.vocab_size}", "")
         max_length = min(len(prompt_ids) + options.max_new_tokens, self.info.context_length)
         params = og.GeneratorParams(self._model)
         try:

@@ -75,7 +75,7 @@ def _default_cache_dir() -> Path:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", "--model", "model to validate: Hugging Face folder, .gguf file, "
+    Setting("model", "--model", "model to validate (write --model=PATH): Hugging Face folder, .gguf file, "
             "onnxruntime-genai folder or Foundry Local folder (default: embedded SmolLM2-135M-Instruct)",
             _path, lambda: None, "PATH"),
     Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4)",
@@ -185,7 +185,7 @@ def _first_raw(
     ini_origin: str,
 ) -> RawValue | None:
     if cli.get(setting.name) is not None:
-        return RawValue(str(cli[setting.name]), setting.flag)
+        return RawValue(str(cli[setting.name]), "the command line")
     if env.get(setting.env):
         return RawValue(env[setting.env], f"environment variable {setting.env}")
     if setting.name in table:

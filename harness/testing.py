@@ -1,0 +1,133 @@
+"""Fakes for testing the plugin's own logic (and hooks users write) without building a model.
+
+They are wired in through the plugin's hooks from a conftest::
+
+    from harness.testing import FakeBuilder, FakeRuntime
+
+    def pytest_harness_builder(config, name, workflow):
+        return FakeBuilder()
+
+    def pytest_harness_runtime(config, model):
+        return FakeRuntime(model.path)
+
+Never a substitute for the end-to-end path: the project's own e2e tests use the real model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.builders import Progress
+from harness.errors import BuildError
+from harness.runtime import Generation, Message, ModelInfo, Prompt, SearchOptions, read_model_info
+
+EOS = 2
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def write_hf_folder(path: Path) -> Path:
+    """A tiny folder that source detection accepts as a Hugging Face model."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "llama", "eos_token_id": EOS}))
+    (path / "model.safetensors").write_bytes(b"not really weights")
+    (path / "tokenizer.json").write_text("{}")
+    return path
+
+
+def write_genai_folder(path: Path, context_length: int = 256, eos: int = EOS) -> Path:
+    """A folder that looks like an onnxruntime-genai model (config, template, empty ONNX file)."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"model": {"type": "llama", "context_length": context_length, "eos_token_id": eos,
+                        "bos_token_id": 1, "vocab_size": 256,
+                        "decoder": {"filename": "model.onnx"}}}
+    (path / "genai_config.json").write_text(json.dumps(config))
+    (path / "model.onnx").write_bytes(b"")
+    (path / "chat_template.jinja").write_text(CHATML)
+    return path
+
+
+@dataclass
+class FakeBuilder:
+    """Writes a fake model folder; counts its builds in ``counter`` and can be slowed or broken."""
+
+    name: str = "fake"
+    counter: Path | None = None
+    delay_s: float = 0.0
+    error: str | None = None
+
+    def options(self) -> dict[str, str]:
+        return {"fake": "1"}
+
+    def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
+              progress: Progress) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"fake build of {hf_folder} at {precision}\n{self.error or 'ok'}\n")
+        if self.counter is not None:
+            with self.counter.open("a") as handle:
+                handle.write(f"{precision}\n")
+        (out / "partial.onnx.data").write_bytes(b"half")
+        time.sleep(self.delay_s)
+        if self.error:
+            raise BuildError(f"harness: fake build failed: {self.error}; full log: {log}", log)
+        write_genai_folder(out)
+
+
+@dataclass
+class FakeRuntime:
+    """A deterministic runtime: characters are tokens, answers come from ``answer(prompt)``.
+
+    Seed defects with the flags: ``never_stops`` (no eos, runs to the limit), ``delay_per_token_s``.
+    """
+
+    path: Path
+    answer: Callable[[str], str] = lambda prompt: "The capital of France is Paris."
+    never_stops: bool = False
+    delay_per_token_s: float = 0.0
+    info: ModelInfo = field(init=False)
+    closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.info = read_model_info(self.path)
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) % 250 + 3 for c in text]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(t) for t in token_ids if t != EOS)
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        rendered = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return rendered + "<|im_start|>assistant\n"
+
+    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation:
+        text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
+        started = time.perf_counter()
+        answer = self.answer(text) * (100 if self.never_stops else 1)
+        tokens = [ord(c) for c in answer][: options.max_new_tokens]
+        if not self.never_stops and len(tokens) < options.max_new_tokens:
+            tokens.append(EOS)
+        times = []
+        for _ in tokens:
+            time.sleep(self.delay_per_token_s)
+            times.append(time.perf_counter() - started)
+        stop = "eos" if tokens and tokens[-1] == EOS else "length"
+        total = time.perf_counter() - started
+        return Generation(tuple(self.encode(text)), tuple(tokens), self.decode(tokens), stop,
+                          0.0, tuple(times), total)
+
+    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]:
+        yield from self.generate(prompt, options).text
+
+    def score(self, text: str) -> list[float]:
+        return [-1.0] * max(len(text) - 1, 0)
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cache import MANIFEST, ModelStore
+
+# A child process that builds key "k" slowly, counting its builds in count.txt.
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from harness.cache import ModelStore
+    root, delay = Path(sys.argv[1]), float(sys.argv[2])
+    def build(out):
+        with open(root / "count.txt", "a") as f:
+            f.write("x")
+        (out / "half.bin").write_bytes(b"h")
+        time.sleep(delay)
+        (out / "model.onnx").write_bytes(b"m")
+    result = ModelStore(root).get_or_build("onnx", "k", build, {})
+    print("HIT" if result.hit else "BUILT", flush=True)
+""")
+
+
+def _child(root: Path, delay: float) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_miss_then_hit(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    calls: list[Path] = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        (out / "model.onnx").write_bytes(b"m")
+
+    first = store.get_or_build("onnx", "k", build, {"precision": "int4"})
+    second = store.get_or_build("onnx", "k", build, {"precision": "int4"})
+    assert (first.hit, second.hit) == (False, True)
+    assert len(calls) == 1 and first.path == second.path
+    assert (first.path / "model.onnx").read_bytes() == b"m"
+    assert (first.path / MANIFEST).is_file()
+
+
+def test_failed_build_publishes_nothing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+
+    def broken(out: Path) -> None:
+        (out / "half.bin").write_bytes(b"h")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.get_or_build("onnx", "k", broken, {})
+    assert store.lookup("onnx", "k") is None
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_killed_build_is_not_trusted_and_is_rebuilt(tmp_path: Path) -> None:
+    child = _child(tmp_path, delay=60)
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "tmp").glob("onnx-k-*/half.bin")):
+        assert time.monotonic() < deadline, "child never started building"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    store = ModelStore(tmp_path)
+    assert store.lookup("onnx", "k") is None  # the half-built folder is not an entry
+    rebuilt = _child(tmp_path, delay=0)
+    assert rebuilt.communicate(timeout=60)[0].strip() == "BUILT"
+    assert (tmp_path / "count.txt").read_text() == "xx"
+    assert store.lookup("onnx", "k") is not None
+    assert list((tmp_path / "tmp").iterdir()) == []  # the killed build's leftovers are gone
+
+
+def test_two_processes_build_once(tmp_path: Path) -> None:
+    children = [_child(tmp_path, delay=1.5) for _ in range(2)]
+    outputs = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+    assert outputs == ["BUILT", "HIT"]
+    assert (tmp_path / "count.txt").read_text() == "x"

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import hashing
+from harness.hashing import HashMemo, combine, content_hash
+
+
+def test_hash_changes_with_content_and_names(tmp_path: Path) -> None:
+    memo = HashMemo(tmp_path / "memo.json")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"1")
+    first = content_hash(folder, memo)
+    (folder / "a.bin").write_bytes(b"2")
+    second = content_hash(folder, memo)
+    (folder / "a.bin").rename(folder / "b.bin")
+    third = content_hash(folder, memo)
+    assert len({first, second, third}) == 3
+
+
+def test_memo_skips_rereading_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" * 1000)
+    expected = content_hash(model, HashMemo(tmp_path / "memo.json"))
+
+    def no_reading(path: Path) -> str:
+        raise AssertionError(f"reread {path}")
+
+    monkeypatch.setattr(hashing, "_file_digest", no_reading)
+    assert content_hash(model, HashMemo(tmp_path / "memo.json")) == expected
+
+
+def test_combine_ignores_order() -> None:
+    assert combine([("a", "1"), ("b", "2")]) == combine([("b", "2"), ("a", "1")])
+    assert combine([("a", "1")]) != combine([("a", "2")])

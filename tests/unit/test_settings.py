@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.settings import check_execution_provider, resolve
+
+
+def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f"[tool.harness]\n{table}")
+    return resolve(cli or {}, env or {}, pyproject, ini or {}, "pytest.ini", tmp_path)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = _resolve(tmp_path)
+    assert (config.model, config.precision, config.builder, config.ep, config.profile) == (
+        None, "int4", "olive", "cpu", "full")
+    assert config.reports_dir == tmp_path / "reports"
+    assert set(config.origins.values()) == {"default"}
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "table", "ini", "expected", "origin"),
+    [
+        ({"precision": "fp32"}, {"HARNESS_PRECISION": "fp16"}, 'precision = "int8"', {"precision": "int4"},
+         "fp32", "the command line"),
+        ({}, {"HARNESS_PRECISION": "fp16"}, 'precision = "int8"', {"precision": "int4"},
+         "fp16", "environment variable HARNESS_PRECISION"),
+        ({}, {}, 'precision = "int8"', {"precision": "fp32"}, "int8", "[tool.harness]"),
+        ({}, {}, "", {"precision": "fp32"}, "fp32", "harness_precision in pytest.ini"),
+    ],
+    ids=["cli-wins", "env-over-files", "pyproject-over-ini", "ini-over-default"],
+)
+def test_precedence(tmp_path: Path, cli, env, table, ini, expected, origin) -> None:
+    config = _resolve(tmp_path, cli, env, table, ini)
+    assert config.precision == expected
+    assert config.origins["precision"].startswith(origin)
+
+
+def test_relative_path_in_pyproject_is_relative_to_that_file(tmp_path: Path) -> None:
+    config = _resolve(tmp_path, table='cache_dir = "cache"')
+    assert config.cache_dir == tmp_path / "cache"
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "table", "message"),
+    [
+        ({"precision": "int3"}, {}, "",
+         "harness: --precision 'int3' (from the command line) is not one of int4, int8, fp16, fp32"),
+        ({}, {"HARNESS_BUILDER": "onnx"}, "",
+         "harness: --builder 'onnx' (from environment variable HARNESS_BUILDER) is not one of olive, model-builder"),
+        ({}, {}, 'profile = "huge"', "harness: --harness-profile 'huge' (from [tool.harness] in "),
+        ({}, {}, 'colour = "red"', "harness: unknown key(s) colour in [tool.harness] of "),
+        ({"olive_config": "/nonexistent.json"}, {}, "",
+         "harness: --olive-config '/nonexistent.json' (from the command line) is not an existing file"),
+    ],
+    ids=["bad-precision-cli", "bad-builder-env", "bad-profile-pyproject", "unknown-key", "missing-olive-config"],
+)
+def test_bad_values_name_setting_and_origin(tmp_path: Path, cli, env, table, message) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        _resolve(tmp_path, cli, env, table)
+    assert str(excinfo.value).startswith(message)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_olive_config_conflicts_with_model_builder(tmp_path: Path) -> None:
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text("{}")
+    with pytest.raises(ConfigError, match="cannot be combined with --builder model-builder"):
+        _resolve(tmp_path, {"olive_config": str(workflow), "builder": "model-builder"})
+
+
+def test_unavailable_execution_provider_is_refused() -> None:
+    check_execution_provider("cpu", ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="--ep cuda needs CUDAExecutionProvider"):
+        check_execution_provider("cuda", ["CPUExecutionProvider"])
