@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class ModelStore:
         namespace: str,
         key: str,
         build: Callable[[Path], None],
-        metadata: dict[str, object],
+        metadata: Mapping[str, object],
     ) -> CacheResult:
         """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing."""
         found = self.lookup(namespace, key)
@@ -64,7 +64,7 @@ class ModelStore:
         namespace: str,
         key: str,
         build: Callable[[Path], None],
-        metadata: dict[str, object],
+        metadata: Mapping[str, object],
     ) -> CacheResult:
         staging = self.root / "tmp"
         staging.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ the run collects the shipped suites. Then, at session start, it resolves the mod
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ import pytest
 
 from harness import hookspecs
 from harness.builders import Builder, Progress, make_builder
+from harness.deploy import Deployment
 from harness.errors import HarnessError
 from harness.locations import suites_dir
 from harness.pipeline import PreparedModel
+from harness.profiles import PROFILES, Profile
 from harness.runtime import GenAIRuntime, Runtime
 from harness.session import HarnessSession
 from harness.settings import SETTINGS, HarnessConfig, check_execution_provider, resolve
@@ -64,7 +67,7 @@ def _warn_if_rootdir_moved(early_config: pytest.Config, args: list[str]) -> None
                     for name in CONFIG_FILES if (folder / name).is_file()), None)
     if nearest is None or early_config.inipath == nearest:
         return
-    for flag, value in zip(args, args[1:], strict=False):
+    for flag, value in itertools.pairwise(args):
         if flag in PATH_FLAGS and Path(value).exists():
             message = (f"harness: pytest read {flag}'s value as a test path and skipped {nearest}; "
                        f"write {flag}={value} to keep that configuration")
@@ -144,7 +147,7 @@ def pytest_collection(session: pytest.Session) -> None:
     if harness is None or session.config.option.collectonly:
         return
     try:
-        harness.prepare(_progress_writer(session.config))
+        harness.deploy(_progress_writer(session.config))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -163,9 +166,25 @@ def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
 
 
 @pytest.fixture(scope="session")
+def harness_profile(harness_config: HarnessConfig) -> Profile:
+    """Sample counts for this run's profile (smoke or full)."""
+    return PROFILES[harness_config.profile]
+
+
+@pytest.fixture(scope="session")
 def harness_model(pytestconfig: pytest.Config) -> PreparedModel:
     """The built (or prebuilt) onnxruntime-genai model folder under test, with its provenance."""
     return _session(pytestconfig).prepare(_progress_writer(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def deployment(pytestconfig: pytest.Config) -> Deployment:
+    """The Foundry Local model folder (models/custom/<name>/ with inference_model.json)."""
+    harness = _session(pytestconfig)
+    laid_out = harness.deploy(_progress_writer(pytestconfig))
+    if laid_out is None:
+        pytest.fail(harness.deployment_error or "harness: no Foundry Local folder", pytrace=False)
+    return laid_out
 
 
 @pytest.fixture(scope="session")

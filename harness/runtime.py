@@ -52,6 +52,9 @@ def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+DEFAULT_OPTIONS = SearchOptions()
+
+
 @dataclass(frozen=True)
 class Generation:
     prompt_token_ids: tuple[int, ...]
@@ -101,13 +104,13 @@ class Runtime(Protocol):
 
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
-    def chat_prompt(self, messages: Sequence[Message]) -> str:
-        """The messages rendered through the model's chat template, with the generation prefix."""
+    def chat_prompt(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """The messages rendered through the model's chat template (by the runtime itself)."""
         ...
 
-    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation: ...
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation: ...
 
-    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]: ...
+    def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]: ...
 
     def score(self, text: str) -> list[float]:
         """Log-probability of each token of ``text`` given the tokens before it (first excluded)."""
@@ -170,10 +173,10 @@ class GenAIRuntime:
     def decode(self, token_ids: Sequence[int]) -> str:
         return str(self._tokenizer.decode(list(token_ids)))
 
-    def chat_prompt(self, messages: Sequence[Message]) -> str:
+    def chat_prompt(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         try:
             return str(self._tokenizer.apply_chat_template(json.dumps(list(map(dict, messages))),
-                                                           add_generation_prompt=True))
+                                                           add_generation_prompt=add_generation_prompt))
         except RuntimeError as exc:
             raise translate_error(exc, "rendering the chat template") from exc
 
@@ -226,7 +229,7 @@ class GenAIRuntime:
         except RuntimeError as exc:
             raise translate_error(exc, "generating") from exc
 
-    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation:
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
         prompt_ids = self._prompt_ids(prompt)
         marks: list[float] = []
         tokens: list[int] = []
@@ -240,7 +243,7 @@ class GenAIRuntime:
         return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
                           marks[0] - started, tuple(times), total)
 
-    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]:
+    def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]:
         """Yield text pieces as tokens arrive (decoded incrementally, so multi-byte chars stay whole)."""
         decoder = self._tokenizer.create_stream()
         for token in self._tokens(self._prompt_ids(prompt), options, []):

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from harness.builders import Builder, Progress
 from harness.cache import ModelStore
+from harness.deploy import Deployment, build_document, load_user_document, write_deployment
 from harness.hashing import HashMemo
 from harness.pipeline import BuildPlan, PreparedModel, cached_path, make_plan, prepare
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
 from harness.sources import ModelSource, detect_source
+from harness.templates import TemplateError
 
 
 @dataclass
@@ -29,6 +31,8 @@ class HarnessSession:
     cache_hit_at_start: bool
     started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     prepared: PreparedModel | None = None
+    deployment: Deployment | None = None
+    deployment_error: str | None = None
 
     @classmethod
     def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
@@ -71,6 +75,30 @@ class HarnessSession:
             self.write_provenance()
         return self.prepared
 
+    def deploy(self, progress: Progress) -> Deployment | None:
+        """Lay out the Foundry Local folder; a template that cannot be derived is recorded, so the
+        template suite fails with it while the other suites still run."""
+        if self.deployment is not None or self.deployment_error is not None:
+            return self.deployment
+        prepared = self.prepare(progress)
+        precision = self.config.precision if self.plan.needs_build else "prebuilt"
+        name = f"{self.source.name}-{precision}"
+        user_file = self.config.inference_config
+        try:
+            if user_file is not None:
+                document = load_user_document(user_file)
+            else:
+                document = build_document(prepared.path, name, self.config.model_config)
+        except TemplateError as exc:
+            self.deployment_error = str(exc)
+            progress(f"no Foundry Local folder: {exc}")
+            return None
+        self.deployment = write_deployment(prepared.path, self.run_dir / "foundry", name, document,
+                                           user_supplied=user_file is not None)
+        progress(f"Foundry Local model folder: {self.deployment.folder}")
+        self.write_provenance()
+        return self.deployment
+
     def provenance(self) -> dict[str, object]:
         prepared = self.prepared
         return {
@@ -86,6 +114,7 @@ class HarnessSession:
             "cache_key": self.plan.key or None,
             "cache_hit": prepared.cache_hit if prepared else None,
             "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
+            "foundry_local_folder": str(self.deployment.folder) if self.deployment else None,
             "settings_from": dict(self.config.origins),
             "versions": versions(REPORTED_PACKAGES),
             "machine": machine_fingerprint(),

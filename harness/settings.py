@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from harness.errors import ConfigError
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
 PROFILES = ("smoke", "full")
+INJECTION_POLICIES = ("warn", "fail")
+TABLES = ("model_config",)  # [tool.harness.<name>] sub-tables, passed through as mappings
 # Execution providers the builders know by name; only the ones this onnxruntime build
 # actually offers can run (checked in ``check_execution_provider``).
 EXECUTION_PROVIDERS = {
@@ -87,6 +89,10 @@ SETTINGS: tuple[Setting, ...] = (
             "instead of auto-opt", _existing_file, lambda: None, "FILE"),
     Setting("ep", "--ep", f"execution provider: {', '.join(EXECUTION_PROVIDERS)} (default cpu)",
             _choice(tuple(EXECUTION_PROVIDERS)), lambda: "cpu", "NAME"),
+    Setting("inference_config", "--inference-config", "use this inference_model.json for the Foundry "
+            "Local folder (validated, not rewritten) instead of deriving one", _existing_file, lambda: None, "FILE"),
+    Setting("injection_policy", "--injection-policy", "what a special-token injection finding does: "
+            "warn (default) or fail", _choice(INJECTION_POLICIES), lambda: "warn", "NAME"),
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
             "full (for gating a release; default)", _choice(PROFILES), lambda: "full", "NAME"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
@@ -104,10 +110,13 @@ class HarnessConfig:
     builder: str
     olive_config: Path | None
     ep: str
+    inference_config: Path | None
+    injection_policy: str
     profile: str
     cache_dir: Path
     reports_dir: Path
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
+    model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]
 
     @property
     def model_given(self) -> bool:
@@ -130,12 +139,16 @@ def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"harness: {pyproject} is not valid TOML ({exc}); fix the file") from exc
     table = data.get("tool", {}).get("harness", {})
-    unknown = sorted(set(table) - set(SETTINGS_BY_NAME))
+    unknown = sorted(set(table) - set(SETTINGS_BY_NAME) - set(TABLES))
     if unknown:
         raise ConfigError(
             f"harness: unknown key(s) {', '.join(unknown)} in [tool.harness] of {pyproject}; "
-            f"known keys: {', '.join(SETTINGS_BY_NAME)}"
+            f"known keys: {', '.join([*SETTINGS_BY_NAME, *TABLES])}"
         )
+    for name in TABLES:
+        if not isinstance(table.get(name, {}), dict):
+            raise ConfigError(f"harness: [tool.harness] {name} in {pyproject} must be a table "
+                              f"([tool.harness.{name}])")
     return dict(table)
 
 
@@ -152,7 +165,8 @@ def resolve(
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS:
-        raw = _first_raw(setting, cli, env, table, pyproject, ini, ini_origin)
+        raw = _first_raw(setting, cli, env, {k: v for k, v in table.items() if k not in TABLES},
+                         pyproject, ini, ini_origin)
         if raw is None:
             values[setting.name] = setting.default()
             origins[setting.name] = "default"
@@ -172,7 +186,7 @@ def resolve(
             "harness: --olive-config runs an Olive workflow, so it cannot be combined with "
             f"--builder {values['builder']}; drop one of them"
         )
-    return HarnessConfig(**values, origins=origins)
+    return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})))
 
 
 def _first_raw(

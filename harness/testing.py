@@ -16,14 +16,26 @@ Never a substitute for the end-to-end path: the project's own e2e tests use the 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.builders import Progress
 from harness.errors import BuildError
-from harness.runtime import Generation, Message, ModelInfo, Prompt, SearchOptions, read_model_info
+from harness.runtime import (
+    DEFAULT_OPTIONS,
+    Generation,
+    Message,
+    ModelInfo,
+    Prompt,
+    SearchOptions,
+    StopReason,
+    read_model_info,
+)
 
 EOS = 2
 CHATML = (
@@ -52,6 +64,24 @@ def write_genai_folder(path: Path, context_length: int = 256, eos: int = EOS) ->
     (path / "model.onnx").write_bytes(b"")
     (path / "chat_template.jinja").write_text(CHATML)
     return path
+
+
+def clone_model(source: Path, target: Path, genai_config: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A copy of a model folder to seed defects in: weights hard-linked (never symlinked: Foundry
+    Local rejects that), small files copied so editing them cannot touch the original."""
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            if item.stat().st_size > 1 << 20:
+                os.link(item, target / item.name)
+            else:
+                shutil.copy2(item, target / item.name)
+    if genai_config is not None:
+        path = target / "genai_config.json"
+        config = json.loads(path.read_text())
+        genai_config(config)
+        path.write_text(json.dumps(config, indent=2))
+    return target
 
 
 @dataclass
@@ -103,11 +133,11 @@ class FakeRuntime:
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids if t != EOS)
 
-    def chat_prompt(self, messages: Sequence[Message]) -> str:
+    def chat_prompt(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         rendered = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        return rendered + "<|im_start|>assistant\n"
+        return rendered + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
-    def generate(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Generation:
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
         text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
         started = time.perf_counter()
         answer = self.answer(text) * (100 if self.never_stops else 1)
@@ -118,12 +148,12 @@ class FakeRuntime:
         for _ in tokens:
             time.sleep(self.delay_per_token_s)
             times.append(time.perf_counter() - started)
-        stop = "eos" if tokens and tokens[-1] == EOS else "length"
+        stop: StopReason = "eos" if tokens and tokens[-1] == EOS else "length"
         total = time.perf_counter() - started
         return Generation(tuple(self.encode(text)), tuple(tokens), self.decode(tokens), stop,
                           0.0, tuple(times), total)
 
-    def stream(self, prompt: Prompt, options: SearchOptions = SearchOptions()) -> Iterator[str]:
+    def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]:
         yield from self.generate(prompt, options).text
 
     def score(self, text: str) -> list[float]:

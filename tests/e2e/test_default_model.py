@@ -6,7 +6,6 @@ The build is shared with the suites through the cache (HARNESS_CACHE_DIR), so it
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,26 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.builders import make_builder
 from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption
 from harness.runtime import GenAIRuntime, SearchOptions
 from harness.session import HarnessSession
-from harness.settings import resolve
+from tests.e2e.support import ROOT, open_session
 
-ROOT = Path(__file__).resolve().parents[2]
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def _open_session(tmp_path: Path) -> HarnessSession:
-    config = resolve({"reports_dir": str(tmp_path)}, os.environ, None, {}, "", ROOT)
-    return HarnessSession.open(config, make_builder(config.builder, config.olive_config))
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> HarnessSession:
-    session = _open_session(tmp_path_factory.mktemp("reports"))
-    session.prepare(lambda message: print(f"harness: {message}", flush=True))
-    return session
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +37,7 @@ def test_default_model_is_built_at_int4_with_olive(built: HarnessSession) -> Non
 
 
 def test_second_session_finds_the_cache(built: HarnessSession, tmp_path: Path) -> None:
-    again = _open_session(tmp_path)
+    again = open_session(tmp_path)
     assert again.cache_hit_at_start
     assert again.plan.key == built.plan.key
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness.locations import suites_dir
 from harness.testing import write_genai_folder, write_hf_folder
+
+GENERATION = suites_dir() / "test_generation.py"
 
 CONFTEST = """
 import os
@@ -37,11 +41,17 @@ def env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("FAKE_COUNTER", str(counter))
     for name in ("HARNESS_MODEL", "HARNESS_PRECISION", "HARNESS_PROFILE", "FAKE_ERROR", "FAKE_NEVER_STOPS"):
         monkeypatch.delenv(name, raising=False)
-    return {"cache": cache, "counter": counter, "model": write_hf_folder(pytester.path / "hf")}
+    suite = pytester.path / "suite" / GENERATION.name
+    suite.parent.mkdir()
+    shutil.copy(GENERATION, suite)
+    return {"cache": cache, "counter": counter, "model": write_hf_folder(pytester.path / "hf"), "suite": suite}
 
 
-def run(pytester: pytest.Pytester, env: dict[str, Path], *args: str) -> pytest.RunResult:
-    return pytester.runpytest("--model", str(env["model"]), "--harness-cache-dir", str(env["cache"]), *args)
+def run(pytester: pytest.Pytester, env: dict[str, Path], *args: str, suite: bool = True) -> pytest.RunResult:
+    """The plugin on the fake model. By default only a copy of the shipped generation suite runs (the
+    one the fake runtime can serve), inside the pytester folder so its conftest's fakes apply."""
+    return pytester.runpytest(f"--model={env['model']}", f"--harness-cache-dir={env['cache']}", *args,
+                              *([str(env["suite"])] if suite else []))
 
 
 def builds(env: dict[str, Path]) -> int:
@@ -49,8 +59,8 @@ def builds(env: dict[str, Path]) -> int:
 
 
 def test_model_runs_shipped_suites_and_builds_once(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
-    first = run(pytester, env)
-    first.assert_outcomes(passed=4)
+    first = run(pytester, env, "-k", "test_generation", suite=False)  # no path: the shipped suites
+    assert first.parseoutcomes()["passed"] == 4 and first.parseoutcomes()["deselected"] > 0
     first.stdout.fnmatch_lines(["*test_generation.py*"])
     first.stdout.fnmatch_lines(["harness: cache miss, will build into*", "*built int4 model in*"])
     second = run(pytester, env)
@@ -132,7 +142,7 @@ def test_failed_build_is_one_line_with_the_log(
 
 def test_prebuilt_onnx_model_is_not_built(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     prebuilt = write_genai_folder(pytester.path / "prebuilt")
-    result = pytester.runpytest("--model", str(prebuilt), "--harness-cache-dir", str(env["cache"]))
+    result = pytester.runpytest(f"--model={prebuilt}", f"--harness-cache-dir={env['cache']}", str(env["suite"]))
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([f"harness: model {prebuilt} (onnx-genai), sha256 *",
                                  "harness: cache not needed (prebuilt ONNX model)"])
@@ -149,8 +159,8 @@ def test_seeded_defect_fails_the_suite(
 
 
 def test_plugin_is_inert_without_model_or_suites(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
-    pytester.makepyfile("def test_plain():\n    assert True\n")
-    result = pytester.runpytest()
+    plain = pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest(str(plain))
     result.assert_outcomes(passed=1)
     assert "harness:" not in result.stdout.str()
 
@@ -166,7 +176,7 @@ def test_model_loaded_once_per_session(pytester: pytest.Pytester, env: dict[str,
             assert len(set(SEEN)) == 1 and not runtime.closed
         """
     )
-    run(pytester, env, str(pytester.path)).assert_outcomes(passed=2)
+    run(pytester, env, "test_model_loaded_once_per_session.py", suite=False).assert_outcomes(passed=2)
 
 
 def test_settings_from_pyproject(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -176,8 +186,8 @@ def test_settings_from_pyproject(pytester: pytest.Pytester, env: dict[str, Path]
 
 
 def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--model", str(env["model"]),
-               "--harness-cache-dir", str(env["cache"])]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--model={env['model']}",
+               f"--harness-cache-dir={env['cache']}", str(env["suite"])]
     environment = {**os.environ, "FAKE_DELAY": "2"}
     processes = [subprocess.Popen(command, cwd=pytester.path, env=environment, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for _ in range(2)]

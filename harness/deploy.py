@@ -1,0 +1,124 @@
+"""The Foundry Local model folder: the built ONNX files plus an ``inference_model.json``.
+
+Laid out as the deployment guide does, ``<root>/models/custom/<name>/``. The PromptTemplate is
+derived from the model's own chat template; a user's own file (``--inference-config``) is
+validated by the suites and copied as is, never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cache import MANIFEST
+from harness.errors import HarnessError
+from harness.locations import fixtures_dir
+from harness.templates import PromptTemplate, derive_prompt_template, jinja_renderer
+
+INFERENCE_MODEL = "inference_model.json"
+MODEL_CONFIG_KEYS = {"max_length": int, "temperature": float, "top_p": float, "repetition_penalty": float}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    folder: Path  # .../models/custom/<name>
+    document: dict[str, Any]  # the inference_model.json content
+    user_supplied: bool
+
+    @property
+    def template(self) -> PromptTemplate | None:
+        entries = self.document.get("PromptTemplate")
+        try:
+            return PromptTemplate.from_json(entries) if isinstance(entries, dict) else None
+        except KeyError:
+            return None
+
+
+def chat_template_text(model: Path) -> str:
+    jinja = model / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    tokenizer_config = model / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, str):
+            return template
+    raise HarnessError(
+        f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
+        "add one, or give your own inference_model.json with --inference-config"
+    )
+
+
+def model_config(genai_config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """ModelConfig from the model's own search defaults, capped to its context, then overrides."""
+    search = genai_config.get("search", {})
+    context = int(genai_config["model"]["context_length"])
+    config: dict[str, Any] = {
+        "max_length": min(int(search.get("max_length", context)), context),
+        "temperature": float(search.get("temperature", 1.0)),
+        "top_p": float(search.get("top_p", 1.0)),
+        "repetition_penalty": float(search.get("repetition_penalty", 1.0)),
+    }
+    for key, value in overrides.items():
+        kind = MODEL_CONFIG_KEYS.get(key)
+        if kind is None:
+            raise HarnessError(f"harness: unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
+                               f"known keys: {', '.join(MODEL_CONFIG_KEYS)}")
+        config[key] = kind(value)
+    return config
+
+
+def build_document(model: Path, name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    genai_config = json.loads((model / "genai_config.json").read_text(encoding="utf-8"))
+    template = derive_prompt_template(jinja_renderer(chat_template_text(model)))
+    return {
+        "Name": name,
+        "Description": f"{name}, built and validated by onnx-slm-harness",
+        "Version": "1",
+        "PromptTemplate": template.as_json(),
+        "ModelConfig": model_config(genai_config, overrides),
+    }
+
+
+def load_user_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"harness: --inference-config {path} is not readable JSON ({exc}); fix the file") from exc
+    if not isinstance(document, dict):
+        raise HarnessError(f"harness: --inference-config {path} must hold a JSON object, not {type(document).__name__}")
+    return document
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard links keep a 200 MB model free to lay out again; Foundry rejects symlinked data."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any], user_supplied: bool) -> Deployment:
+    folder = root / "models" / "custom" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for item in model.iterdir():
+        if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL):
+            _link_or_copy(item, folder / item.name)
+    (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Deployment(folder, document, user_supplied)
+
+
+def schema_errors(document: object) -> list[str]:
+    """Schema violations, each naming the field path (e.g. ``PromptTemplate.user: ...``)."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((fixtures_dir() / "schemas" / "inference_model.schema.json").read_text())
+    errors = sorted(Draft202012Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    return [f"{'.'.join(map(str, error.path)) or '(top level)'}: {error.message}" for error in errors]

@@ -1,0 +1,133 @@
+"""Foundry Local PromptTemplate entries, derived from the model's own chat template.
+
+A chat template renders whole conversations; Foundry Local wants one string per role with a
+``{Content}`` placeholder. We render conversations that differ by one message holding a sentinel
+and take the difference, so whatever the template adds around a message (role headers, end-of-turn
+tokens, newlines, a default system prompt) ends up in the entry exactly as the template has it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from harness.errors import HarnessError
+from harness.runtime import Message
+
+PLACEHOLDER = "{Content}"
+ENTRIES = ("system", "user", "assistant", "prompt")
+SENTINEL = "HARNESS-SENTINEL-8c1f"
+_FILLER_SYSTEM = "You are a test assistant."
+_FILLER_USER = "Hello there."
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<(?:s|/s|unk|pad|bos|eos)>|\[/?INST\]")
+
+Renderer = Callable[[Sequence[Message], bool], str]
+
+
+class TemplateError(HarnessError):
+    """The chat template cannot be expressed as per-role PromptTemplate entries."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    system: str
+    user: str
+    assistant: str
+    prompt: str
+
+    def render(self, entry: str, content: str) -> str:
+        return str(getattr(self, entry)).replace(PLACEHOLDER, content)
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> PromptTemplate:
+        return cls(**{entry: data[entry] for entry in ENTRIES})
+
+
+def _difference(longer: str, shorter: str, what: str) -> str:
+    if not longer.startswith(shorter):
+        raise TemplateError(
+            f"harness: the chat template renders {what} by changing earlier text, so it has no "
+            "per-role PromptTemplate; write inference_model.json yourself (--inference-config)"
+        )
+    return longer[len(shorter):]
+
+
+def segment(render: Renderer, entry: str, content: str) -> str:
+    """What ``render`` produces for one message of ``entry`` holding ``content``, in context.
+
+    ``prompt`` is a user message followed by the generation prefix, as Foundry Local uses it.
+    """
+    system = {"role": "system", "content": _FILLER_SYSTEM}
+    user = {"role": "user", "content": _FILLER_USER}
+    if entry == "system":
+        return render([{"role": "system", "content": content}], False)
+    if entry == "user":
+        return _difference(render([system, {"role": "user", "content": content}], False),
+                           render([system], False), "a user message")
+    if entry == "assistant":
+        return _difference(render([system, user, {"role": "assistant", "content": content}], False),
+                           render([system, user], False), "an assistant message")
+    if entry == "prompt":
+        return _difference(render([system, {"role": "user", "content": content}], True),
+                           render([system], False), "the generation prompt")
+    raise ValueError(f"unknown PromptTemplate entry {entry!r}")
+
+
+def derive_prompt_template(render: Renderer) -> PromptTemplate:
+    entries = {}
+    for entry in ENTRIES:
+        text = segment(render, entry, SENTINEL)
+        if text.count(SENTINEL) != 1:
+            raise TemplateError(
+                f"harness: the chat template changes or repeats message content in the {entry} "
+                "entry, so it has no {Content} form; write inference_model.json yourself"
+            )
+        entries[entry] = text.replace(SENTINEL, PLACEHOLDER)
+    return PromptTemplate(**entries)
+
+
+def jinja_renderer(template: str, bos_token: str = "", eos_token: str = "") -> Renderer:
+    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(f"harness: the chat template raised: {message}")
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                undefined=StrictUndefined)
+    environment.globals["raise_exception"] = raise_exception
+    compiled = environment.from_string(template)
+
+    def render(messages: Sequence[Message], add_generation_prompt: bool) -> str:
+        return compiled.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                               bos_token=bos_token, eos_token=eos_token)
+
+    return render
+
+
+def special_tokens(text: str) -> list[str]:
+    """Control tokens spelled in a template string, in order of first appearance."""
+    return list(dict.fromkeys(SPECIAL_TOKEN.findall(text)))
+
+
+def end_of_turn_token(assistant_entry: str) -> str | None:
+    """The first control token after the content of an assistant turn: what must stop generation."""
+    _, _, after = assistant_entry.partition(PLACEHOLDER)
+    found = special_tokens(after)
+    return found[0] if found else None
+
+
+def show_difference(expected: str, actual: str, labels: tuple[str, str] = ("chat template", "PromptTemplate")) -> str:
+    """Both strings side by side (repr, so whitespace shows) with the first difference marked."""
+    position = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b),
+                    min(len(expected), len(actual)))
+    width = max(len(label) for label in labels)
+    lines = [f"{labels[0]:>{width}}: {expected!r}", f"{labels[1]:>{width}}: {actual!r}"]
+    marker_at = width + 2 + len(repr(expected[:position])) - 1
+    lines.append(" " * marker_at + f"^ first difference at character {position}")
+    return "\n".join(lines)

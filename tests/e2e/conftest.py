@@ -1,0 +1,23 @@
+"""The real default model, built once for the end-to-end tests (shared with the suites' cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.session import HarnessSession
+from tests.e2e.support import open_session
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> HarnessSession:
+    session = open_session(tmp_path_factory.mktemp("reports"))
+    session.prepare(lambda message: print(f"harness: {message}", flush=True))
+    return session
+
+
+@pytest.fixture(scope="session")
+def built_path(built: HarnessSession) -> Path:
+    assert built.prepared is not None
+    return built.prepared.path

@@ -1,0 +1,83 @@
+"""Foundry Local on the real default model: the session cleans up, and the suite's check catches a defect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import RuntimeFailure
+from harness.foundry import (
+    FoundryLocalSession,
+    FoundryUnavailable,
+    compare_answers,
+    control_tokens,
+    registered_model_ids,
+)
+from harness.runtime import GenAIRuntime, SearchOptions
+
+pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")
+
+CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+MAX_TOKENS = 96
+
+
+class BodyFailed(Exception):
+    pass
+
+
+def suite_check(folder: Path, cache: Path) -> list[str]:
+    """What the Foundry Local suite checks for one chat, on ``folder``: problems, or none."""
+    direct_runtime = GenAIRuntime(folder)
+    try:
+        direct = direct_runtime.generate(CAPITAL, SearchOptions(max_new_tokens=MAX_TOKENS))
+    finally:
+        direct_runtime.close()
+    with FoundryLocalSession(folder, cache) as foundry:
+        foundry.load()
+        return compare_answers(direct, foundry.chat(CAPITAL, MAX_TOKENS), control_tokens(folder))
+
+
+def test_no_registration_is_left_behind_when_the_body_raises(built_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(BodyFailed), FoundryLocalSession(built_path, tmp_path) as foundry:
+        foundry.load()
+        assert registered_model_ids(tmp_path) == [foundry.model_id]
+        raise BodyFailed
+    assert registered_model_ids(tmp_path) == []
+    with FoundryLocalSession(built_path, tmp_path) as again:  # the manager was closed: a new one starts
+        assert again.listed_models() == [again.model_id]
+
+
+def test_wrong_eos_in_a_copy_is_caught_by_the_suite_check(built_path: Path, tmp_path: Path) -> None:
+    assert suite_check(built_path, tmp_path / "good-cache") == []
+    defective = Path(shutil.copytree(built_path, tmp_path / "wrong-eos"))  # real copies: Foundry refuses symlinks
+    config_file = defective / "genai_config.json"
+    config = json.loads(config_file.read_text())
+    config["model"]["eos_token_id"] = 0  # <|endoftext|> instead of <|im_end|>: the turn never ends
+    config_file.write_text(json.dumps(config))
+    problems = suite_check(defective, tmp_path / "bad-cache")
+    assert any("finished by 'length' after 96 tokens" in problem for problem in problems), problems
+
+
+def test_corrupt_genai_config_is_a_one_line_runtime_failure(built_path: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "genai_config.json").write_text('{"model": ')
+    with pytest.raises(RuntimeFailure) as caught, FoundryLocalSession(corrupt, tmp_path / "cache"):
+        pass
+    message = str(caught.value)
+    assert message.startswith(f"harness: Foundry Local: registering {corrupt}: "), message
+    assert "failed to parse genai_config.json" in message and "\n" not in message, message
+    assert registered_model_ids(tmp_path / "cache") == []
+    with FoundryLocalSession(built_path, tmp_path / "cache") as again:  # the failed one closed its manager
+        assert again.listed_models() == [again.model_id]
+
+
+def test_missing_sdk_is_reported_as_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "foundry_local_sdk", None)  # what `import` does where it is not installed
+    with pytest.raises(FoundryUnavailable, match=r"^harness: Foundry Local is not available here: "), \
+            FoundryLocalSession(tmp_path, tmp_path):
+        pass
