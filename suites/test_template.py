@@ -58,9 +58,12 @@ def _check_entry(runtime: Runtime, template: PromptTemplate, entry: str, content
     )
 
 
-def _needs_one_placeholder(template: PromptTemplate, entry: str) -> None:
+def _renderable(deployment: Deployment, entry: str) -> PromptTemplate:
+    """The template, if ``entry`` can be rendered; a bad placeholder has its own check."""
+    template = _template(deployment)
     if getattr(template, entry).count(PLACEHOLDER) != 1:
         pytest.skip(f"'{entry}' has no single {PLACEHOLDER}: reported by test_placeholder_appears_once")
+    return template
 
 
 def test_inference_model_json_matches_the_schema(deployment: Deployment) -> None:
@@ -82,8 +85,7 @@ def test_placeholder_appears_once(deployment: Deployment, entry: str) -> None:
 def test_entry_renders_like_the_chat_template(
     runtime: Runtime, deployment: Deployment, entry: str, content: str
 ) -> None:
-    template = _template(deployment)
-    _needs_one_placeholder(template, entry)
+    template = _renderable(deployment, entry)
     _check_entry(runtime, template, entry, content)
 
 
@@ -91,8 +93,7 @@ def test_entry_renders_like_the_chat_template(
 def test_entry_renders_like_the_chat_template_for_any_content(
     runtime: Runtime, deployment: Deployment, harness_profile: Profile, entry: str
 ) -> None:
-    template = _template(deployment)
-    _needs_one_placeholder(template, entry)
+    template = _renderable(deployment, entry)
     # Left to the malformed-input suite: surrogates (not UTF-8) and NUL, which onnxruntime-genai
     # 0.14's apply_chat_template treats as the end of the string (the rest of the prompt is lost).
     text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=80)
