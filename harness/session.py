@@ -33,6 +33,7 @@ class HarnessSession:
     prepared: PreparedModel | None = None
     deployment: Deployment | None = None
     deployment_error: str | None = None
+    claimed_run_dir: Path | None = None
 
     @classmethod
     def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
@@ -44,9 +45,29 @@ class HarnessSession:
         return cls(config, source, plan, builder, store, hit)
 
     @property
+    def precision_label(self) -> str:
+        return self.config.precision if self.plan.needs_build else "prebuilt"
+
+    @property
     def run_dir(self) -> Path:
-        precision = self.config.precision if self.plan.needs_build else "prebuilt"
-        return self.config.reports_dir / f"{self.started}-{self.source.name}-{precision}"
+        """This run's report folder (once claimed; before that, the name it will try first)."""
+        planned = self.config.reports_dir / f"{self.started}-{self.source.name}-{self.precision_label}"
+        return self.claimed_run_dir or planned
+
+    def claim_run_dir(self) -> Path:
+        """Create the report folder; sessions (or xdist workers) started in the same second each
+        get their own, suffixed -2, -3, ..."""
+        if self.claimed_run_dir is None:
+            planned, attempt = self.run_dir, 1
+            while True:
+                candidate = planned if attempt == 1 else planned.with_name(f"{planned.name}-{attempt}")
+                try:
+                    candidate.mkdir(parents=True)
+                    break
+                except FileExistsError:
+                    attempt += 1
+            self.claimed_run_dir = candidate
+        return self.claimed_run_dir
 
     def header_lines(self) -> list[str]:
         src, plan = self.source, self.plan
@@ -70,8 +91,7 @@ class HarnessSession:
     def prepare(self, progress: Progress) -> PreparedModel:
         """Build (or find) the model and record provenance in the run's report folder."""
         if self.prepared is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.prepared = prepare(self.plan, self.store, self.builder, self.run_dir, progress)
+            self.prepared = prepare(self.plan, self.store, self.builder, self.claim_run_dir(), progress)
             self.write_provenance()
         return self.prepared
 
@@ -81,8 +101,7 @@ class HarnessSession:
         if self.deployment is not None or self.deployment_error is not None:
             return self.deployment
         prepared = self.prepare(progress)
-        precision = self.config.precision if self.plan.needs_build else "prebuilt"
-        name = f"{self.source.name}-{precision}"
+        name = f"{self.source.name}-{self.precision_label}"
         user_file = self.config.inference_config
         try:
             if user_file is not None:

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.builders import make_builder
 from harness.locations import suites_dir
+from harness.session import HarnessSession
+from harness.settings import resolve
 from harness.testing import write_genai_folder, write_hf_folder
 
 GENERATION = suites_dir() / "test_generation.py"
@@ -195,3 +198,16 @@ def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert builds(env) == 1
     assert sum("built int4 model in" in out for out in outputs) == 1
+
+
+def test_concurrent_sessions_get_their_own_report_folders(
+    pytester: pytest.Pytester, env: dict[str, Path]
+) -> None:
+    config = resolve({"model": str(env["model"]), "cache_dir": str(env["cache"]),
+                      "reports_dir": str(pytester.path / "reports")}, {}, None, {}, "", pytester.path)
+    sessions = [HarnessSession.open(config, make_builder("olive", None)) for _ in range(3)]
+    for session in sessions:
+        session.started = "20260101-000000"  # all in the same second
+    folders = [session.claim_run_dir() for session in sessions]
+    assert [f.name for f in folders] == ["20260101-000000-hf-int4", "20260101-000000-hf-int4-2",
+                                         "20260101-000000-hf-int4-3"]
