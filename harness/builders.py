@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -104,6 +105,9 @@ def diagnose(log: Path) -> str | None:
 def fail(what: str, log: Path, returncode: int | None = None) -> BuildError:
     status = f" (exit {returncode})" if returncode else ""
     reason = diagnose(log) or f"last log line: {log_tail(log) or '(empty)'}"
+    if returncode is not None and returncode < 0:  # killed: the child wrote nothing about it
+        name = signal.Signals(-returncode).name
+        reason = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     return BuildError(f"harness: {what} failed{status}: {reason}; full log: {log}", log)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import MANIFEST
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.locations import fixtures_dir
-from harness.templates import PromptTemplate, derive_prompt_template, jinja_renderer
+from harness.templates import PromptTemplate, TemplateError, derive_prompt_template, jinja_renderer
 
 INFERENCE_MODEL = "inference_model.json"
 MODEL_CONFIG_KEYS = {"max_length": int, "temperature": float, "top_p": float, "repetition_penalty": float}
@@ -48,34 +48,55 @@ def chat_template_text(model: Path) -> str:
         template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
         if isinstance(template, str):
             return template
-    raise HarnessError(
+    raise TemplateError(
         f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
         "add one, or give your own inference_model.json with --inference-config"
     )
 
 
+def template_tokens(model: Path) -> tuple[str, str]:
+    """``bos_token`` and ``eos_token`` as the tokenizer config spells them (templates may use them)."""
+    path = model / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def spelled(value: object) -> str:
+        if isinstance(value, dict):
+            value = value.get("content")
+        return value if isinstance(value, str) else ""
+
+    return spelled(config.get("bos_token")), spelled(config.get("eos_token"))
+
+
 def model_config(genai_config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """ModelConfig from the model's own search defaults, capped to its context, then overrides."""
     search = genai_config.get("search", {})
-    context = int(genai_config["model"]["context_length"])
-    config: dict[str, Any] = {
-        "max_length": min(int(search.get("max_length", context)), context),
-        "temperature": float(search.get("temperature", 1.0)),
-        "top_p": float(search.get("top_p", 1.0)),
-        "repetition_penalty": float(search.get("repetition_penalty", 1.0)),
-    }
+    try:
+        context = int(genai_config["model"]["context_length"])
+        config: dict[str, Any] = {
+            "max_length": min(int(search.get("max_length", context)), context),
+            "temperature": float(search.get("temperature", 1.0)),
+            "top_p": float(search.get("top_p", 1.0)),
+            "repetition_penalty": float(search.get("repetition_penalty", 1.0)),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HarnessError(f"harness: genai_config.json lacks a usable model.context_length or search "
+                           f"defaults ({exc!r}); rebuild the model or fix the file") from exc
     for key, value in overrides.items():
         kind = MODEL_CONFIG_KEYS.get(key)
         if kind is None:
-            raise HarnessError(f"harness: unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
-                               f"known keys: {', '.join(MODEL_CONFIG_KEYS)}")
-        config[key] = kind(value)
+            raise ConfigError(f"harness: unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
+                              f"known keys: {', '.join(MODEL_CONFIG_KEYS)}")
+        try:
+            config[key] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"harness: [tool.harness.model_config] {key} = {value!r} is not "
+                              f"{'an integer' if kind is int else 'a number'}") from exc
     return config
 
 
 def build_document(model: Path, name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     genai_config = json.loads((model / "genai_config.json").read_text(encoding="utf-8"))
-    template = derive_prompt_template(jinja_renderer(chat_template_text(model)))
+    template = derive_prompt_template(jinja_renderer(chat_template_text(model), *template_tokens(model)))
     return {
         "Name": name,
         "Description": f"{name}, built and validated by onnx-slm-harness",

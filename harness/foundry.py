@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.errors import HarnessError, RuntimeFailure
 from harness.runtime import Generation, Message
+from harness.templates import first_difference
 
 APP_NAME = "onnx-slm-harness"
 REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations
@@ -197,7 +198,5 @@ def compare_answers(direct: Generation, answer: FoundryAnswer, forbidden: Sequen
         problems.append(f"the prompts differ: {answer.prompt_tokens} tokens in Foundry, "
                         f"{direct.prompt_tokens} in onnxruntime-genai (another chat template?)")
     if answer.text != direct.text:
-        at = next((i for i, (a, b) in enumerate(zip(answer.text, direct.text, strict=False)) if a != b),
-                  min(len(answer.text), len(direct.text)))
-        problems.append(f"the answers differ from character {at}")
+        problems.append(f"the answers differ from character {first_difference(answer.text, direct.text)}")
     return problems

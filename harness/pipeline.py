@@ -75,15 +75,17 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
     if not plan.needs_build:
         return PreparedModel(plan.source.path, plan, cache_hit=True, build_seconds=0.0, log=None)
     log = logs / f"build-{plan.precision}-{plan.key[:12]}.log"
-    hf_folder = plan.source.path
     convert_seconds = 0.0
-    if plan.source.kind is SourceKind.GGUF:
-        converted = _convert(plan, store, log, progress)
-        hf_folder, convert_seconds = converted.path, converted.seconds
 
     def build(out: Path) -> None:
+        nonlocal convert_seconds
+        hf_folder = plan.source.path
+        if plan.source.kind is SourceKind.GGUF:  # only on a miss: a cached ONNX model needs no conversion
+            converted = _convert(plan, store, log, progress)
+            hf_folder, convert_seconds = converted.path, converted.seconds
         progress(f"building {plan.precision} model with {builder.name} (log: {log})")
-        with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="work-") as work:
+        # Named after the entry, so the store clears it too if this build is killed.
+        with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"onnx-{plan.key}-work-") as work:
             builder.build(hf_folder, out, plan.precision, plan.ep, Path(work), log, progress)
 
     metadata = {"source": str(plan.source.path), "source_sha256": plan.source_hash,
@@ -92,7 +94,7 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
     result = store.get_or_build("onnx", plan.key, build, metadata)
     if not result.hit:
         progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")
-    return PreparedModel(result.path, plan, result.hit, result.seconds + convert_seconds,
+    return PreparedModel(result.path, plan, result.hit, result.seconds,
                          log if log.exists() else None)
 
 

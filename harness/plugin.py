@@ -108,13 +108,15 @@ def _check_ep(ep: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.option.help or config.option.version:
+        return  # --help must work even with a bad HARNESS_* variable
     cli = {s.name: config.getoption(f"harness_{s.name}") for s in SETTINGS}
     ini = {s.name: config.getini(s.ini) for s in SETTINGS}
     ini_origin = str(config.inipath) if config.inipath else "the ini file"
     try:
         harness_config = resolve(cli, os.environ, _pyproject(config), ini, ini_origin, config.rootpath)
         config.stash[CONFIG_KEY] = harness_config
-        if config.option.help or config.option.version or not _engaged(config, harness_config):
+        if not _engaged(config, harness_config):
             return
         _check_ep(harness_config.ep)
         config.stash[SESSION_KEY] = HarnessSession.open(harness_config, _builder(config, harness_config))

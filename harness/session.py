@@ -12,12 +12,12 @@ from pathlib import Path
 
 from harness.builders import Builder, Progress
 from harness.cache import ModelStore
-from harness.deploy import Deployment, build_document, load_user_document, write_deployment
+from harness.deploy import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
 from harness.hashing import HashMemo
 from harness.pipeline import BuildPlan, PreparedModel, cached_path, make_plan, prepare
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
-from harness.sources import ModelSource, detect_source
+from harness.sources import ModelSource, SourceKind, detect_source
 from harness.templates import TemplateError
 
 
@@ -91,7 +91,10 @@ class HarnessSession:
     def prepare(self, progress: Progress) -> PreparedModel:
         """Build (or find) the model and record provenance in the run's report folder."""
         if self.prepared is None:
-            self.prepared = prepare(self.plan, self.store, self.builder, self.claim_run_dir(), progress)
+            planned, claimed = self.run_dir, self.claim_run_dir()
+            if claimed != planned:
+                progress(f"reports {claimed} ({planned.name} was taken by a concurrent run)")
+            self.prepared = prepare(self.plan, self.store, self.builder, claimed, progress)
             self.write_provenance()
         return self.prepared
 
@@ -103,6 +106,8 @@ class HarnessSession:
         prepared = self.prepare(progress)
         name = f"{self.source.name}-{self.precision_label}"
         user_file = self.config.inference_config
+        if user_file is None and self.source.kind is SourceKind.FOUNDRY_FOLDER:
+            user_file = self.source.path / INFERENCE_MODEL  # the file the user ships is the one to check
         try:
             if user_file is not None:
                 document = load_user_document(user_file)

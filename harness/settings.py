@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.profiles import PROFILES
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
-PROFILES = ("smoke", "full")
 INJECTION_POLICIES = ("warn", "fail")
 TABLES = ("model_config",)  # [tool.harness.<name>] sub-tables, passed through as mappings
 # Execution providers the builders know by name; only the ones this onnxruntime build
@@ -94,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("injection_policy", "--injection-policy", "what a special-token injection finding does: "
             "warn (default) or fail", _choice(INJECTION_POLICIES), lambda: "warn", "NAME"),
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
-            "full (for gating a release; default)", _choice(PROFILES), lambda: "full", "NAME"),
+            "full (for gating a release; default)", _choice(tuple(PROFILES)), lambda: "full", "NAME"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
             "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
     Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
@@ -165,8 +165,7 @@ def resolve(
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS:
-        raw = _first_raw(setting, cli, env, {k: v for k, v in table.items() if k not in TABLES},
-                         pyproject, ini, ini_origin)
+        raw = _first_raw(setting, cli, env, table, pyproject, ini, ini_origin)
         if raw is None:
             values[setting.name] = setting.default()
             origins[setting.name] = "default"

@@ -91,21 +91,28 @@ def derive_prompt_template(render: Renderer) -> PromptTemplate:
 
 
 def jinja_renderer(template: str, bos_token: str = "", eos_token: str = "") -> Renderer:
-    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja)."""
-    from jinja2 import StrictUndefined
+    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja, with loop
+    controls, undefined names such as ``tools`` falsy); Jinja errors become one-line TemplateErrors."""
+    import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:
         raise TemplateError(f"harness: the chat template raised: {message}")
 
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                undefined=StrictUndefined)
+                                                extensions=["jinja2.ext.loopcontrols"])
     environment.globals["raise_exception"] = raise_exception
-    compiled = environment.from_string(template)
+    try:
+        compiled = environment.from_string(template)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"harness: the chat template does not compile: {exc}") from exc
 
     def render(messages: Sequence[Message], add_generation_prompt: bool) -> str:
-        return compiled.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                               bos_token=bos_token, eos_token=eos_token)
+        try:
+            return compiled.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                                   bos_token=bos_token, eos_token=eos_token)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"harness: the chat template fails to render: {exc}") from exc
 
     return render
 
@@ -122,10 +129,14 @@ def end_of_turn_token(assistant_entry: str) -> str | None:
     return found[0] if found else None
 
 
+def first_difference(a: str, b: str) -> int:
+    """Index of the first character where ``a`` and ``b`` differ (the shorter length if one is a prefix)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def show_difference(expected: str, actual: str, labels: tuple[str, str] = ("chat template", "PromptTemplate")) -> str:
     """Both strings side by side (repr, so whitespace shows) with the first difference marked."""
-    position = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b),
-                    min(len(expected), len(actual)))
+    position = first_difference(expected, actual)
     width = max(len(label) for label in labels)
     lines = [f"{labels[0]:>{width}}: {expected!r}", f"{labels[1]:>{width}}: {actual!r}"]
     marker_at = width + 2 + len(repr(expected[:position])) - 1

@@ -41,6 +41,12 @@ def foundry(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) ->
     assert not left, f"Foundry Local kept registrations {left} in {cache} after the session closed"
 
 
+@pytest.fixture(scope="module")
+def forbidden_tokens(foundry: FoundryLocalSession) -> tuple[str, ...]:
+    """The tokenizer's control tokens: never part of an answer."""
+    return control_tokens(foundry.model_folder)
+
+
 def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:
     listed = foundry.listed_models()
     assert foundry.model_id in listed, f"{foundry.model_id} is not in Foundry's cached models {listed}"
@@ -49,11 +55,11 @@ def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession, runtime: Runtime,
-                                                 case: dict[str, Any]) -> None:
+                                                 forbidden_tokens: tuple[str, ...], case: dict[str, Any]) -> None:
     messages = case["messages"]
     direct = runtime.generate(messages, SearchOptions(max_new_tokens=MAX_TOKENS))
     answer = foundry.chat(messages, MAX_TOKENS)
-    problems = compare_answers(direct, answer, control_tokens(foundry.model_folder))
+    problems = compare_answers(direct, answer, forbidden_tokens)
     assert not problems, "; ".join(problems) + (
         f"\n  onnxruntime-genai ({direct.stop_reason}, {direct.output_tokens} tokens): {direct.text!r}"
         f"\n  Foundry Local ({answer.finish_reason}, {answer.completion_tokens} tokens): {answer.text!r}")

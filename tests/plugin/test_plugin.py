@@ -211,3 +211,22 @@ def test_concurrent_sessions_get_their_own_report_folders(
     folders = [session.claim_run_dir() for session in sessions]
     assert [f.name for f in folders] == ["20260101-000000-hf-int4", "20260101-000000-hf-int4-2",
                                          "20260101-000000-hf-int4-3"]
+
+
+def test_help_works_with_a_bad_environment_setting(
+    pytester: pytest.Pytester, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_PRECISION", "int3")
+    result = pytester.runpytest("--help")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*--model=PATH*"])
+
+
+def test_a_foundry_folder_is_checked_with_its_own_inference_model_json(
+    pytester: pytest.Pytester, env: dict[str, Path]
+) -> None:
+    shipped = write_genai_folder(pytester.path / "foundry-model")
+    (shipped / "inference_model.json").write_text(json.dumps({"Name": "shipped", "PromptTemplate": {}}))
+    pytester.makepyfile(test_shipped="def test_doc(deployment):\n    assert deployment.document['Name'] == 'shipped'\n")
+    result = pytester.runpytest(f"--model={shipped}", f"--harness-cache-dir={env['cache']}", "test_shipped.py")
+    result.assert_outcomes(passed=1)

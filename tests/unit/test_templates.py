@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.builders import fail
+from harness.deploy import build_document, model_config
+from harness.errors import ConfigError
+from harness.templates import TemplateError, derive_prompt_template, first_difference, jinja_renderer
+from harness.testing import CHATML, write_genai_folder
+
+LLAMA_STYLE = (
+    "{%- if tools %}TOOLS{% endif %}{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}"
+    "{{ eos_token }}{% if loop.index > 50 %}{% break %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+def test_chatml_entries() -> None:
+    template = derive_prompt_template(jinja_renderer(CHATML))
+    assert template.user == "<|im_start|>user\n{Content}<|im_end|>\n"
+    assert template.prompt == "<|im_start|>user\n{Content}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_templates_with_tools_break_and_bos_eos_tokens_derive(tmp_path: Path) -> None:
+    model = write_genai_folder(tmp_path)
+    (model / "chat_template.jinja").write_text(LLAMA_STYLE)
+    (model / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}}))
+    entries = build_document(model, "m", {})["PromptTemplate"]
+    assert entries["system"] == "<s>[system]{Content}</s>"
+    assert entries["assistant"] == "[assistant]{Content}</s>"
+
+
+def test_broken_template_is_a_one_line_template_error() -> None:
+    with pytest.raises(TemplateError, match="the chat template does not compile"):
+        jinja_renderer("{% for %}")
+    with pytest.raises(TemplateError, match="the chat template raised: no system"):
+        derive_prompt_template(jinja_renderer("{{ raise_exception('no system') }}"))
+
+
+def test_bad_model_config_override_names_the_key() -> None:
+    genai = {"model": {"context_length": 512}, "search": {"max_length": 4096}}
+    assert model_config(genai, {})["max_length"] == 512  # capped to the context
+    with pytest.raises(ConfigError, match=r"\[tool.harness.model_config\] max_length = 'abc' is not an integer"):
+        model_config(genai, {"max_length": "abc"})
+
+
+def test_killed_build_names_the_signal(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("")
+    assert "killed by SIGKILL (out of memory?)" in str(fail("olive auto-opt int4", log, -9))
+
+
+def test_first_difference() -> None:
+    assert first_difference("abc", "abd") == 2
+    assert first_difference("ab", "abc") == 2
+    assert first_difference("same", "same") == 4
