@@ -28,7 +28,6 @@ MODEL_CONFIG_KEYS = {"max_length": int, "temperature": float, "top_p": float, "r
 class Deployment:
     folder: Path  # .../models/custom/<name>
     document: dict[str, Any]  # the inference_model.json content
-    user_supplied: bool
 
     @property
     def template(self) -> PromptTemplate | None:
@@ -110,9 +109,9 @@ def load_user_document(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"harness: --inference-config {path} is not readable JSON ({exc}); fix the file") from exc
+        raise HarnessError(f"harness: {path} is not readable JSON ({exc}); fix the file") from exc
     if not isinstance(document, dict):
-        raise HarnessError(f"harness: --inference-config {path} must hold a JSON object, not {type(document).__name__}")
+        raise HarnessError(f"harness: {path} must hold a JSON object, not {type(document).__name__}")
     return document
 
 
@@ -124,7 +123,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any], user_supplied: bool) -> Deployment:
+def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any]) -> Deployment:
     folder = root / "models" / "custom" / name
     if folder.exists():
         shutil.rmtree(folder)
@@ -133,7 +132,7 @@ def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any
         if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL):
             _link_or_copy(item, folder / item.name)
     (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return Deployment(folder, document, user_supplied)
+    return Deployment(folder, document)
 
 
 def schema_errors(document: object) -> list[str]:

@@ -75,14 +75,11 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
     if not plan.needs_build:
         return PreparedModel(plan.source.path, plan, cache_hit=True, build_seconds=0.0, log=None)
     log = logs / f"build-{plan.precision}-{plan.key[:12]}.log"
-    convert_seconds = 0.0
 
     def build(out: Path) -> None:
-        nonlocal convert_seconds
         hf_folder = plan.source.path
         if plan.source.kind is SourceKind.GGUF:  # only on a miss: a cached ONNX model needs no conversion
-            converted = _convert(plan, store, log, progress)
-            hf_folder, convert_seconds = converted.path, converted.seconds
+            hf_folder = _convert(plan, store, log, progress).path
         progress(f"building {plan.precision} model with {builder.name} (log: {log})")
         # Named after the entry, so the store clears it too if this build is killed.
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"onnx-{plan.key}-work-") as work:

@@ -117,8 +117,7 @@ class HarnessSession:
             self.deployment_error = str(exc)
             progress(f"no Foundry Local folder: {exc}")
             return None
-        self.deployment = write_deployment(prepared.path, self.run_dir / "foundry", name, document,
-                                           user_supplied=user_file is not None)
+        self.deployment = write_deployment(prepared.path, self.run_dir / "foundry", name, document)
         progress(f"Foundry Local model folder: {self.deployment.folder}")
         self.write_provenance()
         return self.deployment
