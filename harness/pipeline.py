@@ -79,7 +79,7 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
     def build(out: Path) -> None:
         hf_folder = plan.source.path
         if plan.source.kind is SourceKind.GGUF:  # only on a miss: a cached ONNX model needs no conversion
-            hf_folder = _convert(plan, store, log, progress).path
+            hf_folder = convert_source(plan, store, log, progress).path
         progress(f"building {plan.precision} model with {builder.name} (log: {log})")
         # Named after the entry, so the store clears it too if this build is killed.
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"onnx-{plan.key}-work-") as work:
@@ -95,7 +95,8 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
                          log if log.exists() else None)
 
 
-def _convert(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:
+def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:
+    """The GGUF source as a Hugging Face folder (converted once, cached)."""
     def convert(out: Path) -> None:
         progress(f"converting {plan.source.path.name} to a Hugging Face folder")
         cmd = [sys.executable, "-m", "harness.convert", str(plan.source.path), str(out)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from harness import hookspecs
 from harness.builders import Builder, Progress, make_builder
 from harness.deploy import Deployment
 from harness.errors import HarnessError
+from harness.gates import Gates, resolve_gates
 from harness.locations import suites_dir
 from harness.pipeline import PreparedModel
 from harness.profiles import PROFILES, Profile
@@ -30,6 +31,7 @@ CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in ("PATH", "DIR", "FILE")}
 SESSION_KEY = pytest.StashKey[HarnessSession]()
+GATES_KEY = pytest.StashKey[Gates]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -40,8 +42,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "small language model validation (onnx-slm-harness)")
     for setting in SETTINGS:
         group.addoption(setting.flag, dest=f"harness_{setting.name}", metavar=setting.metavar,
-                        default=None, help=f"{setting.help} [env {setting.env}]")
-        parser.addini(setting.ini, help=setting.help, default=None)
+                        default=None, action="append" if setting.multiple else "store",
+                        help=f"{setting.help} [env {setting.env}]")
+        if setting.multiple:
+            parser.addini(setting.ini, help=setting.help, type="linelist", default=[])
+        else:
+            parser.addini(setting.ini, help=setting.help, default=None)
+    group.addoption("--gate", dest="harness_gates", metavar="NAME=VALUE", action="append", default=[],
+                    help="set a gate's limit for this run (repeatable); see the README for the list "
+                         "[also [tool.harness.gates] and ini harness_gates]")
+    parser.addini("harness_gates", help="gate limits, one NAME=VALUE per line", type="linelist", default=[])
 
 
 def _model_requested(args: list[str]) -> bool:
@@ -114,8 +124,12 @@ def pytest_configure(config: pytest.Config) -> None:
     ini = {s.name: config.getini(s.ini) for s in SETTINGS}
     ini_origin = str(config.inipath) if config.inipath else "the ini file"
     try:
-        harness_config = resolve(cli, os.environ, _pyproject(config), ini, ini_origin, config.rootpath)
+        pyproject = _pyproject(config)
+        harness_config = resolve(cli, os.environ, pyproject, ini, ini_origin, config.rootpath)
         config.stash[CONFIG_KEY] = harness_config
+        config.stash[GATES_KEY] = resolve_gates(
+            config.getoption("harness_gates"), harness_config.gate_table, f"[tool.harness.gates] in {pyproject}",
+            config.getini("harness_gates"), f"harness_gates in {ini_origin}")
         if not _engaged(config, harness_config):
             return
         _check_ep(harness_config.ep)
@@ -190,13 +204,50 @@ def deployment(pytestconfig: pytest.Config) -> Deployment:
 
 
 @pytest.fixture(scope="session")
-def runtime(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Iterator[Runtime]:
+def harness_gates(pytestconfig: pytest.Config) -> Gates:
+    """The limits of this run (declared defaults, overridden by --gate / [tool.harness.gates])."""
+    return pytestconfig.stash[GATES_KEY]
+
+
+@pytest.fixture(scope="session")
+def run_dir(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
+    """This run's report folder (reports/<timestamp>-<model>-<precision>/)."""
+    return _session(pytestconfig).run_dir
+
+
+RuntimeFactory = Callable[[PreparedModel], Runtime]
+
+
+@pytest.fixture(scope="session")
+def runtime_factory(pytestconfig: pytest.Config) -> RuntimeFactory:
+    """Load a model into a new runtime (the caller closes it); the ``runtime`` fixture uses it once."""
+
+    def load(model: PreparedModel) -> Runtime:
+        loaded: Runtime | None = pytestconfig.hook.pytest_harness_runtime(config=pytestconfig, model=model)
+        if loaded is None:
+            try:
+                loaded = GenAIRuntime(model.path, pytestconfig.stash[CONFIG_KEY].ep)
+            except HarnessError as exc:
+                pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        return loaded
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def runtime(runtime_factory: RuntimeFactory, harness_model: PreparedModel) -> Iterator[Runtime]:
     """The model loaded once for the whole session."""
-    loaded = pytestconfig.hook.pytest_harness_runtime(config=pytestconfig, model=harness_model)
-    if loaded is None:
-        try:
-            loaded = GenAIRuntime(harness_model.path, pytestconfig.stash[CONFIG_KEY].ep)
-        except HarnessError as exc:
-            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    loaded = runtime_factory(harness_model)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture(scope="session")
+def reference_folder(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
+    """The Hugging Face folder of the reference model (fp32 source) for the parity suite; skips when
+    the source is ONNX-only and no --reference is given."""
+    folder = _session(pytestconfig).reference_folder(_progress_writer(pytestconfig))
+    if folder is None:
+        pytest.skip("no reference model: the source is an ONNX model; pass --reference PATH "
+                    "(Hugging Face folder or GGUF file) to compare with one")
+    return folder

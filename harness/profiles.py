@@ -9,9 +9,17 @@ from dataclasses import dataclass
 class Profile:
     name: str
     template_examples: int  # Hypothesis examples per PromptTemplate entry
+    memory_generations: int  # generations per long-run memory test
+    load_cycles: int  # model load / unload cycles in the memory suite
+    foundry_cycles: int  # Foundry Local load / unload cycles in the memory suite
+    max_prompt_tokens: int | None  # longest prompt in the length suite (None: the context - margin)
+    fuzz_examples: int  # Hypothesis examples per fuzz test of the robustness suite
+    benchmark_rounds: int  # pytest-benchmark rounds per latency benchmark
 
 
 PROFILES = {
-    "smoke": Profile("smoke", template_examples=25),
-    "full": Profile("full", template_examples=200),
+    "smoke": Profile("smoke", template_examples=25, memory_generations=40, load_cycles=5, foundry_cycles=3,
+                     max_prompt_tokens=2048, fuzz_examples=20, benchmark_rounds=5),
+    "full": Profile("full", template_examples=200, memory_generations=300, load_cycles=20, foundry_cycles=10,
+                    max_prompt_tokens=None, fuzz_examples=200, benchmark_rounds=20),
 }

@@ -13,8 +13,9 @@ from pathlib import Path
 from harness.builders import Builder, Progress
 from harness.cache import ModelStore
 from harness.deploy import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
+from harness.errors import SourceError
 from harness.hashing import HashMemo
-from harness.pipeline import BuildPlan, PreparedModel, cached_path, make_plan, prepare
+from harness.pipeline import BuildPlan, PreparedModel, cached_path, convert_source, make_plan, prepare
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
 from harness.sources import ModelSource, SourceKind, detect_source
@@ -29,6 +30,7 @@ class HarnessSession:
     builder: Builder
     store: ModelStore
     cache_hit_at_start: bool
+    reference_source: ModelSource | None = None  # the fp32 model parity compares with (None: ONNX-only)
     started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     prepared: PreparedModel | None = None
     deployment: Deployment | None = None
@@ -42,7 +44,13 @@ class HarnessSession:
         store = ModelStore(config.cache_dir)
         plan = make_plan(source, config.precision, config.ep, builder, HashMemo(config.cache_dir / "hashes.json"))
         hit = cached_path(plan, store) is not None
-        return cls(config, source, plan, builder, store, hit)
+        reference = source if source.kind.needs_build else None
+        if config.reference is not None:
+            reference = detect_source(config.reference)
+            if not reference.kind.needs_build:
+                raise SourceError(f"harness: --reference {config.reference} is a {reference.kind} model; the "
+                                  "reference must be a Hugging Face folder or a GGUF file")
+        return cls(config, source, plan, builder, store, hit, reference)
 
     @property
     def precision_label(self) -> str:
@@ -97,6 +105,16 @@ class HarnessSession:
             self.prepared = prepare(self.plan, self.store, self.builder, claimed, progress)
             self.write_provenance()
         return self.prepared
+
+    def reference_folder(self, progress: Progress) -> Path | None:
+        """The reference model as a Hugging Face folder (a GGUF is converted once, cached)."""
+        reference = self.reference_source
+        if reference is None or reference.kind is SourceKind.HF_FOLDER:
+            return reference.path if reference else None
+        plan = self.plan if reference == self.source else make_plan(
+            reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
+        log = self.claim_run_dir() / f"convert-{reference.name}.log"
+        return convert_source(plan, self.store, log, progress).path
 
     def deploy(self, progress: Progress) -> Deployment | None:
         """Lay out the Foundry Local folder; a template that cannot be derived is recorded, so the

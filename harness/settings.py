@@ -19,7 +19,7 @@ from harness.profiles import PROFILES
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
 INJECTION_POLICIES = ("warn", "fail")
-TABLES = ("model_config",)  # [tool.harness.<name>] sub-tables, passed through as mappings
+TABLES = ("model_config", "gates")  # [tool.harness.<name>] sub-tables, passed through as mappings
 # Execution providers the builders know by name; only the ones this onnxruntime build
 # actually offers can run (checked in ``check_execution_provider``).
 EXECUTION_PROVIDERS = {
@@ -53,6 +53,22 @@ def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
+def _existing_path(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise ValueError("does not exist")
+    return path
+
+
+def _precision_list(raw: str) -> tuple[str, ...]:
+    if raw.strip().lower() == "all":
+        return PRECISIONS
+    names = [_choice(PRECISIONS)(part) for part in raw.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"names no precision; use one or more of {', '.join(PRECISIONS)}, or all")
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -61,6 +77,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: Callable[[], Any]
     metavar: str = "VALUE"
+    multiple: bool = False  # repeatable flag / list in files; the value is a tuple
 
     @property
     def env(self) -> str:
@@ -80,8 +97,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model", "--model", "model to validate (write --model=PATH): Hugging Face folder, .gguf file, "
             "onnxruntime-genai folder or Foundry Local folder (default: embedded SmolLM2-135M-Instruct)",
             _path, lambda: None, "PATH"),
-    Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4)",
-            _choice(PRECISIONS), lambda: "int4", "NAME"),
+    Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4); "
+            "a comma-separated list (or 'all') also builds the others and writes a measured comparison "
+            "table; the suites test the first", _precision_list, lambda: ("int4",), "NAME[,NAME...]"),
     Setting("builder", "--builder", "how to build the ONNX model: olive (auto-opt with the model "
             "builder, as the deployment guide does) or model-builder (onnxruntime-genai's own)",
             _choice(BUILDERS), lambda: "olive", "NAME"),
@@ -93,6 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Local folder (validated, not rewritten) instead of deriving one", _existing_file, lambda: None, "FILE"),
     Setting("injection_policy", "--injection-policy", "what a special-token injection finding does: "
             "warn (default) or fail", _choice(INJECTION_POLICIES), lambda: "warn", "NAME"),
+    Setting("cases", "--cases", "case file (YAML or JSONL) or folder of them for the cases suite; repeatable "
+            "(default: the general and example domain sets shipped in fixtures/cases)",
+            _existing_path, lambda: (), "PATH", multiple=True),
+    Setting("reference", "--reference", "Hugging Face folder or GGUF file of the reference model for the "
+            "parity suite (default: the source model when it is one of those)", _existing_path,
+            lambda: None, "PATH"),
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
             "full (for gating a release; default)", _choice(tuple(PROFILES)), lambda: "full", "NAME"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
@@ -106,26 +130,33 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 @dataclass(frozen=True)
 class HarnessConfig:
     model: Path | None
-    precision: str
+    precisions: tuple[str, ...]  # the first is the one the suites test
     builder: str
     olive_config: Path | None
     ep: str
     inference_config: Path | None
     injection_policy: str
+    cases: tuple[Path, ...]
+    reference: Path | None
     profile: str
     cache_dir: Path
     reports_dir: Path
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
     model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]
+    gate_table: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.gates], resolved by harness.gates
 
     @property
     def model_given(self) -> bool:
         return self.model is not None
 
+    @property
+    def precision(self) -> str:
+        return self.precisions[0]
+
 
 @dataclass(frozen=True)
 class RawValue:
-    text: str
+    items: tuple[str, ...]  # one item unless the setting is ``multiple``
     origin: str
     base_dir: Path | None = None  # relative paths from a file are relative to that file
 
@@ -153,10 +184,10 @@ def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
 
 
 def resolve(
-    cli: Mapping[str, str | None],
+    cli: Mapping[str, Any],
     env: Mapping[str, str],
     pyproject: Path | None,
-    ini: Mapping[str, str | None],
+    ini: Mapping[str, Any],
     ini_origin: str,
     rootdir: Path,
 ) -> HarnessConfig:
@@ -170,13 +201,8 @@ def resolve(
             values[setting.name] = setting.default()
             origins[setting.name] = "default"
             continue
-        try:
-            value = setting.parse(raw.text)
-        except ValueError as exc:
-            raise ConfigError(f"harness: {setting.flag} {raw.text!r} (from {raw.origin}) {exc}") from exc
-        if isinstance(value, Path) and not value.is_absolute():
-            value = ((raw.base_dir or Path.cwd()) / value).resolve()
-        values[setting.name] = value
+        parsed = [_parse(setting, item, raw) for item in raw.items]
+        values[setting.name] = tuple(parsed) if setting.multiple else parsed[0]
         origins[setting.name] = raw.origin
     if values["reports_dir"] is None:
         values["reports_dir"] = rootdir / "reports"
@@ -185,27 +211,48 @@ def resolve(
             "harness: --olive-config runs an Olive workflow, so it cannot be combined with "
             f"--builder {values['builder']}; drop one of them"
         )
-    return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})))
+    values["precisions"] = values.pop("precision")
+    return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})),
+                         gate_table=dict(table.get("gates", {})))
+
+
+def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
+    try:
+        value = setting.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"harness: {setting.flag} {text!r} (from {raw.origin}) {exc}") from exc
+    if isinstance(value, Path) and not value.is_absolute():
+        value = ((raw.base_dir or Path.cwd()) / value).resolve()
+    return value
+
+
+def _items(value: Any, setting: Setting, split: str | None = None) -> tuple[str, ...]:
+    """A setting's raw text(s): lists stay lists, a multiple setting's string is split."""
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    if setting.multiple:
+        return tuple(part for part in str(value).split(split) if part.strip())
+    return (str(value),)
 
 
 def _first_raw(
     setting: Setting,
-    cli: Mapping[str, str | None],
+    cli: Mapping[str, Any],
     env: Mapping[str, str],
     table: Mapping[str, Any],
     pyproject: Path | None,
-    ini: Mapping[str, str | None],
+    ini: Mapping[str, Any],
     ini_origin: str,
 ) -> RawValue | None:
     if cli.get(setting.name) is not None:
-        return RawValue(str(cli[setting.name]), "the command line")
+        return RawValue(_items(cli[setting.name], setting), "the command line")
     if env.get(setting.env):
-        return RawValue(env[setting.env], f"environment variable {setting.env}")
+        return RawValue(_items(env[setting.env], setting, os.pathsep), f"environment variable {setting.env}")
     if setting.name in table:
         assert pyproject is not None
-        return RawValue(str(table[setting.name]), f"[tool.harness] in {pyproject}", pyproject.parent)
+        return RawValue(_items(table[setting.name], setting), f"[tool.harness] in {pyproject}", pyproject.parent)
     if ini.get(setting.name):
-        return RawValue(str(ini[setting.name]), f"{setting.ini} in {ini_origin}")
+        return RawValue(_items(ini[setting.name], setting), f"{setting.ini} in {ini_origin}")
     return None
 
 

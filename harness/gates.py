@@ -1,0 +1,91 @@
+"""Pass/fail limits that gate a user's model, declared next to the check that uses them.
+
+Each checking module declares ``GATES``; this module collects them and resolves their values
+from ``--gate NAME=VALUE`` (repeatable) > ``[tool.harness.gates]`` > ini ``harness_gates`` lines
+> the measured default written in the declaration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.errors import ConfigError
+
+# Modules that declare gates (each has a GATES tuple).
+GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths")
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    default: float
+    bound: Literal["max", "min"]  # "max": the measured value must not exceed it; "min": not fall below
+    unit: str
+    help: str  # what it limits and where the default comes from
+
+
+def declared_gates() -> dict[str, Gate]:
+    gates: dict[str, Gate] = {}
+    for module_name in GATE_MODULES:
+        for gate in getattr(importlib.import_module(module_name), "GATES", ()):
+            gates[gate.name] = gate
+    return gates
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The resolved limits of this run, with where each came from."""
+
+    values: Mapping[str, float]
+    origins: Mapping[str, str]
+    declared: Mapping[str, Gate]
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[name]
+
+    def check(self, name: str, measured: float) -> bool:
+        """True if ``measured`` is within gate ``name``."""
+        gate, limit = self.declared[name], self.values[name]
+        return measured <= limit if gate.bound == "max" else measured >= limit
+
+    def describe(self, name: str) -> str:
+        gate = self.declared[name]
+        relation = "at most" if gate.bound == "max" else "at least"
+        return f"{name} {relation} {self.values[name]:g}{gate.unit} ({self.origins[name]})"
+
+
+def _parse_pair(text: str, origin: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"harness: gate {text!r} (from {origin}) must be NAME=VALUE, e.g. ppl_ratio_max=1.5")
+    return name.strip(), value.strip()
+
+
+def resolve_gates(
+    cli: Iterable[str], table: Mapping[str, object], table_origin: str, ini_lines: Iterable[str], ini_origin: str
+) -> Gates:
+    declared = declared_gates()
+    values = {name: gate.default for name, gate in declared.items()}
+    origins = dict.fromkeys(declared, "default")
+    layers: list[tuple[str, list[tuple[str, object]]]] = [
+        (ini_origin, [_parse_pair(line, ini_origin) for line in ini_lines if line.strip()]),
+        (table_origin, list(table.items())),
+        ("the command line", [_parse_pair(item, "the command line") for item in cli]),
+    ]
+    for origin, pairs in layers:  # lowest precedence first
+        for name, raw in pairs:
+            if name not in declared:
+                raise ConfigError(f"harness: unknown gate {name!r} (from {origin}); known gates: "
+                                  f"{', '.join(sorted(declared))}")
+            try:
+                value = float(str(raw)) if not isinstance(raw, bool) else math.nan
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                raise ConfigError(f"harness: gate {name} = {raw!r} (from {origin}) is not a finite number")
+            values[name], origins[name] = value, origin
+    return Gates(values, origins, declared)
