@@ -16,7 +16,7 @@ from typing import Literal
 from harness.errors import ConfigError
 
 # Modules that declare gates (each has a GATES tuple).
-GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths")
+GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths", "harness.robustness")
 
 
 @dataclass(frozen=True)

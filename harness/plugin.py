@@ -23,6 +23,7 @@ from harness.gates import Gates, resolve_gates
 from harness.locations import suites_dir
 from harness.pipeline import PreparedModel
 from harness.profiles import PROFILES, Profile
+from harness.results import RunRecorder
 from harness.runtime import GenAIRuntime, Runtime
 from harness.session import HarnessSession
 from harness.settings import SETTINGS, HarnessConfig, check_execution_provider, resolve
@@ -133,7 +134,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if not _engaged(config, harness_config):
             return
         _check_ep(harness_config.ep)
-        config.stash[SESSION_KEY] = HarnessSession.open(harness_config, _builder(config, harness_config))
+        harness = HarnessSession.open(harness_config, _builder(config, harness_config))
+        config.stash[SESSION_KEY] = harness
+        config.pluginmanager.register(RunRecorder(harness), "harness-results")
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
