@@ -177,12 +177,6 @@ class FoundryLocalSession:
                     manager.close()
 
 
-def control_tokens(model_folder: Path) -> tuple[str, ...]:
-    """The tokenizer's special tokens (``<|im_start|>``, ``<|im_end|>``...): never part of an answer."""
-    tokenizer = json.loads((model_folder / "tokenizer.json").read_text(encoding="utf-8"))
-    return tuple(token["content"] for token in tokenizer.get("added_tokens", []) if token.get("special"))
-
-
 def compare_answers(direct: Generation, answer: FoundryAnswer, forbidden: Sequence[str]) -> list[str]:
     """What is wrong with Foundry's answer, judged against the direct onnxruntime-genai greedy run."""
     problems = []

@@ -17,6 +17,7 @@ import pytest
 
 from harness import hookspecs
 from harness.builders import Builder, Progress, make_builder
+from harness.cases import CaseSet, default_case_paths, load_cases
 from harness.deploy import Deployment
 from harness.errors import HarnessError
 from harness.gates import Gates, resolve_gates
@@ -33,6 +34,7 @@ CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup
 PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in ("PATH", "DIR", "FILE")}
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 GATES_KEY = pytest.StashKey[Gates]()
+CASES_KEY = pytest.StashKey[CaseSet]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -134,6 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if not _engaged(config, harness_config):
             return
         _check_ep(harness_config.ep)
+        config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         harness = HarnessSession.open(harness_config, _builder(config, harness_config))
         config.stash[SESSION_KEY] = harness
         config.pluginmanager.register(RunRecorder(harness), "harness-results")
@@ -169,6 +172,11 @@ def pytest_collection(session: pytest.Session) -> None:
         harness.deploy(_progress_writer(session.config))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def configured_cases(config: pytest.Config) -> CaseSet:
+    """The validated case files of this run (none when the harness is not active)."""
+    return config.stash.get(CASES_KEY, CaseSet(()))
 
 
 def _session(config: pytest.Config) -> HarnessSession:

@@ -1,7 +1,97 @@
-"""(placeholder, filled by the issue that owns it)"""
+"""Text scores of an answer against a golden reference, and the gates on their means.
+
+Normalization follows SQuAD's evaluation (lowercase, drop punctuation and articles, squeeze
+spaces) so "The capital is Rome." and "capital is rome" score as a match.
+"""
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from harness.gates import Gate
 
-GATES: tuple[Gate, ...] = ()
+# Defaults measured on the default model (SmolLM2-135M-Instruct int4, greedy) over the shipped
+# example domain set: `pytest suites/test_cases.py -k domain_quality`; see the README table.
+GATES: tuple[Gate, ...] = (
+    Gate("quality_token_f1_min", 0.45, "min", "", "mean token F1 of answers vs reference answers"),
+    Gate("quality_rouge_l_min", 0.40, "min", "", "mean ROUGE-L F-measure of answers vs reference answers"),
+    Gate("quality_keyword_recall_min", 0.90, "min", "", "mean share of a case's keywords found in its answer"),
+)
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize(text: str) -> str:
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def tokens(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+def exact_match(answer: str, reference: str) -> float:
+    return float(normalize(answer) == normalize(reference))
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall (bag of words, SQuAD style)."""
+    got, want = tokens(answer), tokens(reference)
+    if not got or not want:
+        return float(got == want)
+    common = sum((Counter(got) & Counter(want)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(answer: str, reference: str) -> float:
+    """ROUGE-L F-measure: longest common subsequence of tokens, balanced precision and recall."""
+    got, want = tokens(answer), tokens(reference)
+    if not got or not want:
+        return float(got == want)
+    lcs = _lcs_length(got, want)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(got), lcs / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def keyword_recall(answer: str, keywords: Sequence[str]) -> float:
+    """Share of keywords present in the answer (case-insensitive substring)."""
+    if not keywords:
+        return 1.0
+    lowered = answer.lower()
+    return sum(keyword.lower() in lowered for keyword in keywords) / len(keywords)
+
+
+@dataclass(frozen=True)
+class QualityScores:
+    exact_match: float
+    token_f1: float
+    rouge_l: float
+    keyword_recall: float | None  # None when the case lists no keywords
+
+    @classmethod
+    def of(cls, answer: str, reference: str, keywords: Sequence[str]) -> QualityScores:
+        return cls(exact_match(answer, reference), token_f1(answer, reference), rouge_l(answer, reference),
+                   keyword_recall(answer, keywords) if keywords else None)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"exact_match": self.exact_match, "token_f1": self.token_f1, "rouge_l": self.rouge_l,
+                "keyword_recall": self.keyword_recall}

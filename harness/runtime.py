@@ -12,9 +12,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption, RuntimeFailure
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 Message = Mapping[str, str]
 Prompt = str | Sequence[Message]
@@ -30,6 +34,7 @@ class SearchOptions:
     top_p: float = 1.0
     top_k: int = 50
     repetition_penalty: float = 1.0
+    seed: int | None = None  # random seed for sampling; None: the runtime's own (not reproducible)
 
     def __post_init__(self) -> None:
         checks = (
@@ -42,6 +47,8 @@ class SearchOptions:
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an int >= 0"),
             (_finite(self.repetition_penalty) and self.repetition_penalty > 0,
              "repetition_penalty must be a finite number > 0"),
+            (self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)
+                                   and 0 <= self.seed < 2**31), "seed must be an int in [0, 2**31)"),
         )
         for ok, message in checks:
             if not ok:
@@ -114,6 +121,10 @@ class Runtime(Protocol):
 
     def score(self, text: str) -> list[float]:
         """Log-probability of each token of ``text`` given the tokens before it (first excluded)."""
+        ...
+
+    def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Next-token logits at every position, shape [len(token_ids), vocab]: row i predicts token i + 1."""
         ...
 
     def close(self) -> None: ...
@@ -212,6 +223,7 @@ class GenAIRuntime:
                 top_p=options.top_p,
                 top_k=options.top_k,
                 repetition_penalty=options.repetition_penalty,
+                **({} if options.seed is None else {"random_seed": options.seed}),
             )
             return og.Generator(self._model, params)
         except RuntimeError as exc:
@@ -257,17 +269,29 @@ class GenAIRuntime:
         ids = self.encode(text)
         if len(ids) < 2:
             return []
-        generator = self._generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
-        try:
-            generator.append_tokens(ids[:-1])
-            logits = np.asarray(generator.get_output("logits"), dtype=np.float64).reshape(len(ids) - 1, -1)
-        except RuntimeError as exc:
-            raise translate_error(exc, "scoring") from exc
-        finally:
-            del generator
+        logits = self.logits(ids[:-1]).astype(np.float64)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return [float(log_probs[i, ids[i + 1]]) for i in range(len(ids) - 1)]
+
+    def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        ids = [int(t) for t in token_ids]
+        if not ids:
+            raise EmptyInput("harness: logits of an empty token sequence", "")
+        if len(ids) > self.info.context_length:
+            raise ContextOverflow(f"harness: {len(ids)} tokens do not fit the model's context of "
+                                  f"{self.info.context_length}", "")
+        # onnxruntime-genai 0.14 runs the whole prefill in append_tokens; 'logits' then holds every position.
+        generator = self._generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
+        try:
+            generator.append_tokens(ids)
+            return np.asarray(generator.get_output("logits"), dtype=np.float32).reshape(len(ids), -1)
+        except RuntimeError as exc:
+            raise translate_error(exc, "computing logits") from exc
+        finally:
+            del generator
 
     def close(self) -> None:
         self._tokenizer = None

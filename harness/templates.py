@@ -8,9 +8,11 @@ tokens, newlines, a default system prompt) ends up in the entry exactly as the t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.runtime import Message
@@ -142,3 +144,9 @@ def show_difference(expected: str, actual: str, labels: tuple[str, str] = ("chat
     marker_at = width + 2 + len(repr(expected[:position])) - 1
     lines.append(" " * marker_at + f"^ first difference at character {position}")
     return "\n".join(lines)
+
+
+def control_tokens(model_folder: Path) -> tuple[str, ...]:
+    """The tokenizer's special tokens (``<|im_start|>``, ``<|im_end|>``...): never part of an answer."""
+    tokenizer = json.loads((model_folder / "tokenizer.json").read_text(encoding="utf-8"))
+    return tuple(token["content"] for token in tokenizer.get("added_tokens", []) if token.get("special"))

@@ -17,11 +17,11 @@ from harness.foundry import (
     FoundryLocalSession,
     FoundryUnavailable,
     compare_answers,
-    control_tokens,
     registered_model_ids,
 )
 from harness.locations import fixtures_dir
 from harness.runtime import Runtime, SearchOptions
+from harness.templates import control_tokens
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
 MAX_TOKENS = 96  # short answers end their turn well before this

@@ -14,10 +14,10 @@ from harness.foundry import (
     FoundryLocalSession,
     FoundryUnavailable,
     compare_answers,
-    control_tokens,
     registered_model_ids,
 )
 from harness.runtime import GenAIRuntime, SearchOptions
+from harness.templates import control_tokens
 
 pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")
 

@@ -1,0 +1,108 @@
+"""Every assertion type passes on an answer that satisfies it and fails on one that does not."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import quality
+from harness.assertions import CHECKS, AnswerContext, Assertion
+from harness.cases import _schema
+from harness.output_format import format_problems
+from harness.runtime import Generation, SearchOptions
+
+EOS, IM_START = 2, 1
+CONTEXT = AnswerContext(eos_token_ids=(EOS,), context_length=64, control_tokens=("<|im_start|>", "<|im_end|>"),
+                        control_token_ids=(IM_START, EOS))
+
+
+def answer(text: str, tokens: tuple[int, ...] = (10, 11, EOS), stop: str = "eos", prompt: int = 5) -> Generation:
+    return Generation(tuple(range(prompt)), tokens, text, stop, 0.0, tuple(0.1 * i for i in range(len(tokens))),  # type: ignore[arg-type]
+                      0.1 * len(tokens))
+
+
+PERSON = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+CASES = [  # type, value, answer that passes, answer that fails
+    ("equals", "Paris", " Paris\n", "Paris."),
+    ("contains", "Paris", "It is Paris.", "It is paris."),
+    ("icontains", "PARIS", "It is paris.", "It is Rome."),
+    ("contains-any", ["Rome", "Paris"], "Paris", "Berlin"),
+    ("contains-all", ["red", "blue"], "red and blue", "red only"),
+    ("icontains-any", ["ROME", "PARIS"], "paris", "berlin"),
+    ("icontains-all", ["RED", "BLUE"], "Red, Blue", "Red"),
+    ("starts-with", "{", '  {"a": 1', 'Here: {"a": 1}'),
+    ("regex", r"\b8\b", "3 + 5 = 8", "3 + 5 = 88"),
+    ("is-json", None, '```json\n{"a": [1, 2]}\n```', '{"a": [1, 2]'),
+    ("json-schema", PERSON, '{"name": "Alice"}', '{"name": 30}'),
+    ("exact-match", "The capital is Paris", "the capital is paris!", "The capital is Paris, France"),
+    ("token-f1", "the capital of France is Paris", "France's capital is Paris", "Rome"),
+    ("rouge-l", "the capital of France is Paris", "capital of France is Paris", "Paris is France capital"),
+    ("keyword-recall", ["Paris", "France"], "paris, france", "Paris"),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "good", "bad"), CASES, ids=[c[0] for c in CASES])
+def test_assertion_passes_good_and_fails_bad(kind: str, value: object, good: str, bad: str) -> None:
+    assertion = Assertion(kind, value)
+    assert assertion.evaluate(answer(good), CONTEXT).passed
+    failed = assertion.evaluate(answer(bad), CONTEXT)
+    assert not failed.passed and failed.detail
+    negated = Assertion("not-" + kind, value)
+    assert negated.evaluate(answer(bad), CONTEXT).passed and not negated.evaluate(answer(good), CONTEXT).passed
+
+
+def test_token_assertions() -> None:
+    clean, truncated = answer("ok", (10, EOS)), answer("ok ok", (10, 10, 10), stop="length")
+    assert Assertion("stops-cleanly").evaluate(clean, CONTEXT).passed
+    assert not Assertion("stops-cleanly").evaluate(truncated, CONTEXT).passed
+    assert Assertion("max-tokens", 2).evaluate(clean, CONTEXT).passed
+    assert not Assertion("max-tokens", 2).evaluate(truncated, CONTEXT).passed
+    leak = Assertion("no-template-leak")
+    assert leak.evaluate(clean, CONTEXT).passed
+    assert not leak.evaluate(answer("hi <|im_end|>"), CONTEXT).passed
+    verdict = leak.evaluate(answer("hi", (10, IM_START, 11, EOS)), CONTEXT)  # a skipped special token
+    assert not verdict.passed and "ids [1] at positions [1]" in verdict.detail
+
+
+def test_scored_threshold_is_configurable() -> None:
+    partly = answer("the capital is Paris")  # 3 of 5 reference tokens, precision 1: F1 0.75
+    assert not Assertion("token-f1", "capital of France is Paris", threshold=0.8).evaluate(partly, CONTEXT).passed
+    assert Assertion("token-f1", "capital of France is Paris", threshold=0.7).evaluate(partly, CONTEXT).passed
+
+
+def test_quality_scores_by_hand() -> None:
+    assert quality.normalize("The Capital, of France!") == "capital of france"
+    assert quality.token_f1("the capital is Paris", "capital of France is Paris") == pytest.approx(0.75)
+    # LCS of [capital france is paris] and [capital of france is paris] is all 4: P 4/4, R 4/5
+    assert quality.rouge_l("capital France is Paris", "capital of France is Paris") == pytest.approx(8 / 9)
+    assert quality.rouge_l("Paris is France capital", "capital of France is Paris") == pytest.approx(2 / 9)
+    assert quality.keyword_recall("Paris, France", ["paris", "Rome"]) == 0.5
+    assert quality.exact_match("Paris.", "paris") == 1.0
+
+
+def test_schema_lists_exactly_the_implemented_types() -> None:
+    pattern = _schema()["$defs"]["assertion"]["properties"]["type"]["pattern"]
+    listed = set(re.search(r"\)\?\((.*)\)\$", pattern).group(1).split("|"))  # type: ignore[union-attr]
+    assert listed == set(CHECKS)
+
+
+@pytest.mark.parametrize(("generation", "problem"), [
+    (answer("caf\ufffd"), "U+FFFD"),
+    (answer("bad \udc80 byte"), "not valid UTF-8"),
+    (answer("<|im_start|>user"), "contains '<|im_start|>'"),
+    (answer("ok", (10, 11), stop="eos"), "is not an eos id"),
+    (answer("ok", (10, 11), stop="length"), "below the budget"),
+    (answer("ok", (10, EOS, 11, EOS)), "ids [2] at positions [1]"),
+], ids=["replacement-char", "lone-surrogate", "leaked-text", "eos-without-eos", "length-too-early", "past-eos"])
+def test_format_problems_catch_each_defect(generation: Generation, problem: str) -> None:
+    problems = format_problems(generation, SearchOptions(max_new_tokens=8), CONTEXT)
+    assert any(problem in p for p in problems), problems
+
+
+def test_well_formed_answers_have_no_format_problems() -> None:
+    options = SearchOptions(max_new_tokens=3)
+    assert format_problems(answer("Paris."), options, CONTEXT) == []
+    assert format_problems(answer("Par", (10, 11, 12), stop="length"), options, CONTEXT) == []
+    full_context = answer("P", (10,), stop="length", prompt=63)  # the context ran out before the budget
+    assert format_problems(full_context, options, CONTEXT) == []
