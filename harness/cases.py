@@ -18,10 +18,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.assertions import CHECKS, Assertion
+from harness.assertions import CHECKS, AnswerContext, Assertion
 from harness.errors import HarnessError
 from harness.locations import fixtures_dir
-from harness.runtime import Prompt, SearchOptions
+from harness.runtime import Generation, Prompt, SearchOptions
 
 SUFFIXES = (".yaml", ".yml", ".jsonl")
 
@@ -54,6 +54,20 @@ class Case:
             return [self.options] * self.repeat
         first = self.options.seed or 0
         return [dataclasses.replace(self.options, seed=first + i) for i in range(self.repeat)]
+
+    def judge(self, answer: Generation, context: AnswerContext) -> tuple[float, list[str]]:
+        """Weighted share of passed assertions, and one line per assertion for the failure message."""
+        lines, earned = [], 0.0
+        for assertion in self.assertions:
+            verdict = assertion.evaluate(answer, context)
+            earned += assertion.weight * verdict.passed
+            lines.append(f"  {'ok  ' if verdict.passed else 'FAIL'} {assertion.describe()}: {verdict.detail}")
+        return earned / sum(a.weight for a in self.assertions), lines
+
+    def passes(self, answers: Sequence[Generation], context: AnswerContext) -> bool:
+        """Enough of the answers (one per repeat) reach the threshold."""
+        passed = sum(self.judge(answer, context)[0] >= self.threshold for answer in answers)
+        return passed / len(answers) >= self.pass_rate
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):

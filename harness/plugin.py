@@ -27,11 +27,11 @@ from harness.profiles import PROFILES, Profile
 from harness.results import RunRecorder
 from harness.runtime import GenAIRuntime, Runtime
 from harness.session import HarnessSession
-from harness.settings import SETTINGS, HarnessConfig, check_execution_provider, resolve
+from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
-PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in ("PATH", "DIR", "FILE")}
+PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 GATES_KEY = pytest.StashKey[Gates]()
 CASES_KEY = pytest.StashKey[CaseSet]()
@@ -251,6 +251,13 @@ def runtime(runtime_factory: RuntimeFactory, harness_model: PreparedModel) -> It
     loaded = runtime_factory(harness_model)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture(scope="session")
+def build_precision(pytestconfig: pytest.Config) -> Callable[[str], PreparedModel]:
+    """Build (or find in the cache) the model at a given precision; raises BuildError if it cannot."""
+    harness = _session(pytestconfig)
+    return lambda precision: harness.prepare_precision(precision, _progress_writer(pytestconfig))
 
 
 @pytest.fixture(scope="session")

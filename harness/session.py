@@ -106,6 +106,15 @@ class HarnessSession:
             self.write_provenance()
         return self.prepared
 
+    def prepare_precision(self, precision: str, progress: Progress) -> PreparedModel:
+        """Build (or find) the model at another precision, for the precision comparison."""
+        primary = self.prepare(progress)
+        if precision == self.plan.precision or not self.plan.needs_build:
+            return primary
+        plan = make_plan(self.source, precision, self.config.ep, self.builder,
+                         HashMemo(self.config.cache_dir / "hashes.json"))
+        return prepare(plan, self.store, self.builder, self.claim_run_dir(), progress)
+
     def reference_folder(self, progress: Progress) -> Path | None:
         """The reference model as a Hugging Face folder (a GGUF is converted once, cached)."""
         reference = self.reference_source

@@ -19,7 +19,8 @@ from harness.profiles import PROFILES
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
 INJECTION_POLICIES = ("warn", "fail")
-TABLES = ("model_config", "gates")  # [tool.harness.<name>] sub-tables, passed through as mappings
+TABLES = ("model_config", "gates")
+PATH_METAVARS = ("PATH", "DIR", "FILE")  # [tool.harness.<name>] sub-tables, passed through as mappings
 # Execution providers the builders know by name; only the ones this onnxruntime build
 # actually offers can run (checked in ``check_execution_provider``).
 EXECUTION_PROVIDERS = {
@@ -217,6 +218,8 @@ def resolve(
 
 
 def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
+    if setting.metavar in PATH_METAVARS and not Path(text).expanduser().is_absolute():
+        text = str((raw.base_dir or Path.cwd()) / text)  # relative to the file that set it
     try:
         value = setting.parse(text)
     except ValueError as exc:

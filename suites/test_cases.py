@@ -14,11 +14,10 @@ from harness.cases import Case
 from harness.gates import Gates
 from harness.output_format import answer_context, format_problems
 from harness.plugin import configured_cases
-from harness.quality import QualityScores
+from harness.quality import QualityScores, gate_failures, mean_scores
 from harness.runtime import Generation, Runtime
 
 Answers = Callable[[Case], Sequence[Generation]]
-SCORES = ("token_f1", "rouge_l", "keyword_recall")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -51,20 +50,9 @@ def _clip(text: str, limit: int = 300) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def _judge(case: Case, answer: Generation, context: AnswerContext) -> tuple[float, list[str]]:
-    """Weighted share of passed assertions, and one line per assertion."""
-    lines, earned = [], 0.0
-    for assertion in case.assertions:
-        verdict = assertion.evaluate(answer, context)
-        earned += assertion.weight * verdict.passed
-        lines.append(f"  {'ok  ' if verdict.passed else 'FAIL'} {assertion.describe()}: {verdict.detail}")
-    total = sum(a.weight for a in case.assertions)
-    return earned / total, lines
-
-
 def test_case_asserted(case: Case, answers: Answers, context: AnswerContext,
                        record_property: Callable[[str, object], None]) -> None:
-    judged = [_judge(case, answer, context) for answer in answers(case)]
+    judged = [case.judge(answer, context) for answer in answers(case)]
     passed = [score >= case.threshold for score, _ in judged]
     rate = sum(passed) / len(passed)
     record_property("case_score", sum(score for score, _ in judged) / len(judged))
@@ -112,17 +100,10 @@ def test_domain_quality(pytestconfig: pytest.Config, answers: Answers, harness_g
         pytest.skip("no case has a reference answer; add 'reference' to cases to score domain quality")
     scored = [(case, QualityScores.of(answers(case)[0].text, case.reference or "", case.keywords))
               for case in golden]
-    failures = []
-    for name in SCORES:
-        values = [v for _, s in scored if (v := s.as_dict()[name]) is not None]
-        if not values:
-            continue
-        mean = sum(values) / len(values)
+    means = mean_scores([s for _, s in scored])
+    for name, mean in means.items():
         record_property(f"quality_{name}", mean)
-        gate = f"quality_{name}_min"
-        if not harness_gates.check(gate, mean):
-            failures.append(f"mean {name} {mean:.2f} over {len(values)} cases, gate {harness_gates.describe(gate)}")
-    record_property("quality_exact_match", sum(s.exact_match for _, s in scored) / len(scored))
+    failures = gate_failures(means, harness_gates, len(scored))
     if failures:
         table = "\n".join(
             f"  {case.id} ({case.origin}): F1 {s.token_f1:.2f}, ROUGE-L {s.rouge_l:.2f}, keywords "

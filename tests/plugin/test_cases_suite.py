@@ -60,7 +60,7 @@ def test_domain_quality_below_its_gate_shows_prompt_expected_and_actual(
     result.assert_outcomes(failed=1, deselected=5)
     result.stdout.fnmatch_lines([
         "domain quality below its gates: mean token_f1 0.00 over 1 cases, gate quality_token_f1_min at least "
-        "0.45 (default)*",
+        "0.5 (default)*",
         "  golden (*my_cases.yaml:10): F1 0.00, ROUGE-L 0.00, keywords 1.00",
         "    expected: 'Rome is the capital.'",
         "    actual:   'Paris.'",

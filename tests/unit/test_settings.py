@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
+from harness.gates import resolve_gates
 from harness.settings import check_execution_provider, resolve
 
 
@@ -77,3 +78,41 @@ def test_unavailable_execution_provider_is_refused() -> None:
     check_execution_provider("cpu", ["CPUExecutionProvider"])
     with pytest.raises(ConfigError, match="--ep cuda needs CUDAExecutionProvider"):
         check_execution_provider("cuda", ["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("int4", ("int4",)), ("int4,fp32", ("int4", "fp32")), (" fp32 , int4,fp32", ("fp32", "int4")),
+    ("all", ("int4", "int8", "fp16", "fp32")),
+])
+def test_precision_lists(tmp_path: Path, raw: str, expected: tuple[str, ...]) -> None:
+    config = _resolve(tmp_path, {"precision": raw})
+    assert config.precisions == expected and config.precision == expected[0]
+
+
+def test_bad_precision_in_a_list_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--precision 'int4,int3' \(from the command line\) is not one of"):
+        _resolve(tmp_path, {"precision": "int4,int3"})
+
+
+def test_cases_are_repeatable_and_relative_to_their_file(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        (tmp_path / name).write_text("")
+    assert _resolve(tmp_path, {"cases": [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]}).cases == (
+        tmp_path / "a.yaml", tmp_path / "b.yaml")
+    assert _resolve(tmp_path, table='cases = ["c.yaml"]').cases == (tmp_path / "c.yaml",)
+    with pytest.raises(ConfigError, match=r"--cases '.*d.yaml' \(from \[tool.harness\] in .*\) does not exist"):
+        _resolve(tmp_path, table='cases = ["d.yaml"]')
+
+
+def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
+    gates = resolve_gates(["quality_token_f1_min=0.7"], {"quality_rouge_l_min": 0.1, "quality_token_f1_min": 0.2},
+                          "[tool.harness.gates]", ["quality_keyword_recall_min = 0.5"], "pytest.ini")
+    assert gates["quality_token_f1_min"] == 0.7 and gates.origins["quality_token_f1_min"] == "the command line"
+    assert gates["quality_rouge_l_min"] == 0.1 and gates["quality_keyword_recall_min"] == 0.5
+    assert gates.check("quality_rouge_l_min", 0.1) and not gates.check("quality_rouge_l_min", 0.09)
+    with pytest.raises(ConfigError, match="unknown gate 'nope' .from the command line.; known gates: "):
+        resolve_gates(["nope=1"], {}, "", [], "")
+    with pytest.raises(ConfigError, match="must be NAME=VALUE"):
+        resolve_gates(["quality_rouge_l_min"], {}, "", [], "")
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        resolve_gates([], {"quality_rouge_l_min": "high"}, "[tool.harness.gates]", [], "")

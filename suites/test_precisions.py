@@ -1,0 +1,52 @@
+"""With ``--precision int4,fp32`` (or ``all``): build each precision once and measure the deployment
+guide's comparison table: size, load time, speed, memory, case quality and parity, plus the
+smallest precision that passes every quality gate. The other suites test the first precision."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.errors import BuildError, RuntimeFailure
+from harness.gates import Gates
+from harness.pipeline import PreparedModel
+from harness.plugin import RuntimeFactory, configured_cases
+from harness.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
+from harness.probe import probe
+from harness.settings import HarnessConfig
+
+
+def test_precision_comparison(
+    pytestconfig: pytest.Config, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
+    build_precision: Callable[[str], PreparedModel], runtime_factory: RuntimeFactory,
+    record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str],
+) -> None:
+    if len(harness_config.precisions) < 2:
+        pytest.skip("one precision under test; pass --precision int4,fp32 (or all) to compare precisions")
+    results = []
+    for precision in harness_config.precisions:
+        result = PrecisionResult(precision)
+        results.append(result)
+        try:
+            model = build_precision(precision)
+            result.measured = probe(model.path, harness_config.ep)
+        except (BuildError, RuntimeFailure) as exc:  # reported in the table, with the reason
+            result.unavailable = str(exc).removeprefix("harness: ")
+            continue
+        runtime = runtime_factory(model)
+        try:
+            evaluate_cases(runtime, configured_cases(pytestconfig), harness_gates, result)
+        finally:
+            runtime.close()
+    table = markdown(results)
+    (run_dir / "precisions.md").write_text(table, encoding="utf-8")
+    (run_dir / "precisions.json").write_text(json.dumps(table_rows(results), indent=2), encoding="utf-8")
+    best = recommend(results)
+    record_property("precision_table", table_rows(results))
+    record_property("recommended_precision", best.precision if best else None)
+    with capsys.disabled():
+        print(f"\nharness: precision comparison ({run_dir / 'precisions.md'}):\n{table}")
+    assert best is not None, f"no precision passes every quality gate:\n{table}"
