@@ -1,0 +1,65 @@
+"""The cases suite and the precision comparison on the real default model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.testing import clone_model
+from tests.e2e.support import ROOT
+
+CASES_SUITE = str(ROOT / "suites" / "test_cases.py")
+PRECISION_SUITE = str(ROOT / "suites" / "test_precisions.py")
+WRONG = """\
+cases:
+  - id: capital-wrong-city
+    messages: [{role: user, content: "What is the capital of France?"}]
+    assert: [{type: contains, value: Rome}, {type: stops-cleanly}]
+"""
+
+
+def test_wrong_expectation_fails_readably_on_the_real_model(pytester: pytest.Pytester, built_path: Path) -> None:
+    cases = pytester.path / "wrong.yaml"
+    cases.write_text(WRONG)
+    result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={built_path}",
+                                          f"--cases={cases}")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)  # the format check passes; no golden answers
+    result.stdout.fnmatch_lines([
+        "case 'capital-wrong-city' (*wrong.yaml:2) failed: score 0.50 below its threshold 1.00",
+        "  prompt: 'user: What is the capital of France?'",
+        "  answer: 'The capital of France is Paris*",
+        "  FAIL contains 'Rome': missing ['Rome']",
+        "  ok   stops-cleanly: ended by eos after * tokens",
+    ])
+
+
+def test_wrong_eos_id_fails_the_stop_and_leak_checks(pytester: pytest.Pytester, built_path: Path) -> None:
+    """With <|endoftext|> as eos, the model's <|im_end|> no longer stops it: the answer runs on and
+    the skipped control token is caught among the generated ids."""
+    model = clone_model(built_path, pytester.path / "wrong-eos",
+                        lambda config: config["model"].update(eos_token_id=0))
+    result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={model}",
+                                          "-k", "capital-france")
+    result.assert_outcomes(failed=2, deselected=result.parseoutcomes()["deselected"])
+    result.stdout.fnmatch_lines([
+        "*FAIL stops-cleanly: ran to the length limit (96 tokens) without an eos token",
+        "*generated control token ids [[]2*] at positions*",
+    ])
+
+
+def test_precision_table_for_int4_and_fp32_in_one_command(
+    pytester: pytest.Pytester, built_path: Path, tmp_path: Path
+) -> None:
+    """Builds fp32 from the default source (cached after the first run), measures both, recommends int4."""
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess(PRECISION_SUITE, "-p", "no:cacheprovider", "--precision=int4,fp32",
+                                          f"--harness-reports={reports}")
+    result.assert_outcomes(passed=1)
+    (table,) = reports.glob("*/precisions.json")
+    int4, fp32 = json.loads(table.read_text())
+    assert (int4["precision"], fp32["precision"]) == ("int4", "fp32")
+    assert fp32["size_ratio_fp32"] == 1.0 and 0.2 < int4["size_ratio_fp32"] < 0.5  # measured 0.31
+    assert int4["passed"] and fp32["passed"]
+    result.stdout.fnmatch_lines(["*Recommendation: **int4**, the smallest precision that passes every quality gate."])
