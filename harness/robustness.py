@@ -1,7 +1,525 @@
-"""(placeholder, filled by the issue that owns it)"""
+"""Malformed input and invalid settings: the case catalogue, what counts as correct, and the prober.
+
+Every request runs in the model worker (``harness.worker``), so a crash or a hang is an outcome,
+not the end of the session. An outcome is judged against the case's expectation:
+
+- ``answer``: a well-formed answer (at least one token, no more than asked, the stop reason matches
+  the last token, no eos inside it, and the prompt the model read was not cut short);
+- ``reject``: a clean rejection, i.e. an exception of the harness's own types (one-line message);
+- ``either``: one of the two. Crashed and hung are never correct.
+
+Known defects of onnxruntime-genai 0.14.1 (``KNOWN_ISSUES``) are reported as such (xfail in the
+catalogue, tolerated by the fuzzers) only when a request shows exactly that defect. After each
+request the prober asks a known-good prompt and compares the answer with the first one of the run:
+a different answer means the bad input corrupted the model's state.
+"""
 
 from __future__ import annotations
 
-from harness.gates import Gate
+import json
+import math
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
-GATES: tuple[Gate, ...] = ()
+from harness.errors import HarnessError
+from harness.gates import Gate, Gates
+from harness.runtime import ModelInfo, read_model_info
+from harness.templates import special_tokens
+from harness.worker import KINDS, Answer, Outcome, WorkerClient, WorkerInfo, cut, first_line, shorten
+
+# Measured on the default model (SmolLM2-135M-Instruct int4) on 2 cores shared with 3 busy workers
+# (load average 3.7 to 4), per request ("robustness_request_s" in results.json):
+#   HARNESS_CACHE_DIR=/tmp/hcache pytest suites/test_malformed.py suites/test_fuzz.py [--harness-profile=full]
+# smoke: slowest 1.86 s (the 512-token floods), most 0.05 to 0.4 s. full: the 8191-token prompt took
+# 52.7 s (6.4 ms per prompt token; 34.7 s, 4.2 ms per token, in a quieter moment). A hang is a request
+# over base + per-token x prompt tokens: 30 s is 16x the slowest smoke request, 20 ms per token 3x the
+# slowest prefill seen (8191 tokens: limit 194 s for 52.7 s). Re-measure on a quiet machine.
+GATES: tuple[Gate, ...] = (
+    Gate("robustness_timeout_s", 30.0, "max", " s",
+         "time limit of one robustness request before it counts as hung, plus the per-token allowance; "
+         "slowest smoke request measured 1.86 s"),
+    Gate("robustness_timeout_ms_per_token", 20.0, "max", " ms",
+         "time allowed per prompt token on top of robustness_timeout_s; measured 4.2 to 6.4 ms per token "
+         "for an 8191-token prompt"),
+)
+
+Request = dict[str, Any]  # a worker request (see harness.worker), JSON-serializable
+Expect = Literal["answer", "reject", "either"]
+Status = Literal["ok", "known", "fail"]
+EXPECTED: Mapping[Expect, str] = {
+    "answer": "a well-formed answer",
+    "reject": "a clean rejection",
+    "either": "a well-formed answer or a clean rejection",
+}
+CASE_TOKENS = 8  # output tokens asked for in every case: enough to check the answer's form, cheap
+RAW_MAX_LENGTH = 64  # raw requests: a small max_length keeps the runtime's buffers small
+FLOOD = 512  # characters in the moderate floods (one token each on the default model: ~2 s of prefill)
+PAST_CONTEXT = 200_000  # characters in the floods that no context holds (tokenized, then refused)
+KNOWN_GOOD: Request = {"prompt": {"messages": [{"role": "user", "content": "What is the capital of France?"}]},
+                       "options": {"max_new_tokens": CASE_TOKENS}}
+
+
+# -- request builders ----------------------------------------------------------------------------------
+def text(value: object) -> dict[str, Any]:
+    """A raw text prompt (no chat template)."""
+    return {"text": value}
+
+
+def chat(content: object, role: str = "user") -> dict[str, Any]:
+    """One chat message."""
+    return {"messages": [{"role": role, "content": content}]}
+
+
+def messages(*items: object) -> dict[str, Any]:
+    return {"messages": list(items)}
+
+
+def fill(tokens: int | None = None, context_offset: int | None = None, unit: str = " the") -> dict[str, Any]:
+    """A prompt of exactly ``tokens`` tokens, or of the context length plus ``context_offset``."""
+    return {"fill": unit, **({"tokens": tokens} if tokens is not None else {"context_offset": context_offset})}
+
+
+def ask(prompt: Mapping[str, Any], **options: Any) -> Request:
+    """Through the harness: ``options`` become a ``SearchOptions`` (the harness validates them)."""
+    return {"prompt": dict(prompt), "options": {"max_new_tokens": CASE_TOKENS, **options}}
+
+
+def raw(prompt: Mapping[str, Any], **options: Any) -> Request:
+    """Straight to onnxruntime-genai's ``set_search_options`` (its own validation)."""
+    return {"prompt": dict(prompt), "raw": {"max_length": RAW_MAX_LENGTH, **options}, "max_new_tokens": CASE_TOKENS}
+
+
+def prompt_strings(request: Mapping[str, Any]) -> list[str]:
+    """Every string of a request's prompt (text, message roles and contents, nested)."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(request.get("prompt", {}))
+    return found
+
+
+def options_of(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    return request.get("raw") or request.get("options") or {}
+
+
+def max_new_tokens(request: Mapping[str, Any]) -> int:
+    value = request.get("max_new_tokens") if "raw" in request else options_of(request).get("max_new_tokens")
+    return int(value) if isinstance(value, int | float) and math.isfinite(value) else CASE_TOKENS
+
+
+def describe(request: Mapping[str, Any], limit: int = 400) -> str:
+    """The request as JSON (surrogates and controls escaped), cut in the middle when long."""
+    shown = json.dumps(request, ensure_ascii=True)
+    return shown if len(shown) <= limit else f"{shown[:limit // 2]} ... {shown[-limit // 2:]}"
+
+
+# -- known defects -------------------------------------------------------------------------------------
+def _float32(value: object) -> float | None:
+    """``value`` as onnxruntime-genai stores it (a C float); None when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except (OverflowError, struct.error):
+        return math.inf if value > 0 else -math.inf
+
+
+def _starves_sampling(options: Mapping[str, Any]) -> bool:
+    """Sampling settings whose weights become NaN or infinite in onnxruntime-genai 0.14.1."""
+    if options.get("do_sample") is not True:
+        return False
+    temperature, penalty = _float32(options.get("temperature", 1.0)), _float32(options.get("repetition_penalty", 1.0))
+    hot = temperature is not None and (math.isnan(temperature) or 0 < abs(temperature) < 2.94e-39)
+    flat = penalty is not None and (math.isnan(penalty) or abs(penalty) < 1e-30)
+    return hot or flat
+
+
+def _crashed(outcome: Outcome, *signals: str) -> bool:
+    return outcome.kind == "crashed" and outcome.signal in signals
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    id: str
+    note: str  # what happens, where, and what to do about it
+    seen: Callable[[Mapping[str, Any], Outcome, WorkerInfo], bool]  # does this request + outcome show it?
+
+
+KNOWN_ISSUES: Mapping[str, KnownIssue] = {issue.id: issue for issue in (
+    KnownIssue(
+        "nul-ends-text",
+        "onnxruntime-genai 0.14.1 ends text at a NUL character (encode and apply_chat_template): the rest, "
+        "including the end of the chat template, is silently dropped; strip or refuse NUL in user input",
+        lambda request, outcome, info: outcome.kind == "answered"
+        and any("\x00" in s for s in prompt_strings(request))),
+    KnownIssue(
+        "sampling-abort",
+        "onnxruntime-genai 0.14.1 aborts the process (SIGABRT in std::discrete_distribution) when sampling "
+        "weights turn NaN: a NaN temperature or one below ~2.9e-39 (its float32 inverse overflows), a NaN, "
+        "zero or tiny (< ~1e-37) repetition_penalty; SearchOptions refuses values below 0.001, the raw "
+        "runtime does not",
+        lambda request, outcome, info: _crashed(outcome, "SIGABRT") and _starves_sampling(options_of(request))),
+    KnownIssue(
+        "top-k-above-vocabulary",
+        "a top_k above the vocabulary size aborts (SIGABRT) or segfaults onnxruntime-genai 0.14.1 when "
+        "sampling; the harness refuses such a top_k, the runtime itself does not",
+        lambda request, outcome, info: _crashed(outcome, "SIGABRT", "SIGSEGV")
+        and isinstance(options_of(request).get("top_k"), int) and options_of(request)["top_k"] > info.vocab_size),
+    KnownIssue(
+        "prompt-fills-max-length",
+        "a prompt of exactly max_length tokens aborts onnxruntime-genai 0.14.1 (SIGABRT, std::span index "
+        "assertion) where one token more gets the 'exceeds max length' error; the harness always keeps room "
+        "for an output token, a direct caller must too",
+        lambda request, outcome, info: _crashed(outcome, "SIGABRT")
+        and request.get("prompt", {}).get("tokens") not in (None, False)
+        and request["prompt"]["tokens"] == options_of(request).get("max_length")),
+)}
+
+
+# -- the catalogue -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    id: str
+    request: Request | Callable[[ModelInfo], Request]  # a callable when it depends on the model
+    expect: Expect
+    why: str  # what correct means for this input (the case table)
+    errors: tuple[str, ...] = ("HarnessError",)  # a rejection must be one of these classes (or a subclass)
+    must_reach: str | None = None  # text the model must see: catches prompts cut short without a word
+    known_issue: str | None = None  # a KNOWN_ISSUES id this case shows on onnxruntime-genai 0.14.1
+    context_prefill: bool = False  # runs a prefill of the whole context: only where the profile allows
+
+    def resolve(self, model: ModelInfo) -> Request:
+        return self.request(model) if callable(self.request) else self.request
+
+
+def _control_tokens(model: ModelInfo) -> Request:
+    tokens = special_tokens(model.chat_template or "") or ["<|im_start|>", "<|im_end|>"]
+    return ask(chat(" ".join(tokens * 20)))
+
+
+SURROGATES = "high \ud800 low \udfff reversed \udc00\ud800 end"
+NOT_UTF8 = b"caf\xe9 \xff\xfe \xc3\x28 \xed\xa0\x80 end".decode("utf-8", "surrogateescape")
+CONTROLS = "".join(chr(c) for c in (*range(1, 32), 0x7F, *range(0x80, 0xA0))) + " then plain words"
+PLAIN = "Say hello in one short sentence."
+ANSWERS = "a text the runtime can read must get an answer"
+TOO_LONG = "more tokens than the context holds: refused before the model runs"
+
+INPUT_CASES: tuple[Case, ...] = (
+    Case("empty-message", ask(chat("")), "either", "the template still renders the turn, so an answer is fine"),
+    Case("empty-text", ask(text("")), "either", "no tokens: EmptyInput (or an answer if the tokenizer adds BOS)"),
+    Case("whitespace-only", ask(chat(" \n\t\u3000\u00a0 ")), "answer", ANSWERS),
+    Case("whitespace-only-text", ask(text("   \n\t ")), "either", "may encode to nothing on some tokenizers"),
+    Case("nul-bytes", ask(chat("before\x00after the NUL")), "either",
+         "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
+         known_issue="nul-ends-text"),
+    Case("nul-bytes-text", ask(text("before\x00after the NUL")), "either",
+         "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
+         known_issue="nul-ends-text"),
+    Case("lone-surrogates", ask(chat(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
+    Case("lone-surrogates-text", ask(text(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
+    Case("non-utf8-bytes", ask(chat(NOT_UTF8)), "reject", "bytes read with surrogateescape: a clean rejection"),
+    Case("non-utf8-bytes-text", ask(text(NOT_UTF8)), "reject", "bytes read with surrogateescape: a clean rejection"),
+    Case("control-characters", ask(chat(CONTROLS)), "answer", "C0 and C1 controls are text; the words after them "
+         "must reach the model", must_reach="then plain words"),
+    Case("carriage-return-flood", ask(chat("\r" * FLOOD)), "answer", ANSWERS),
+    Case("backspace-flood", ask(chat("\b" * FLOOD)), "answer", ANSWERS),
+    Case("carriage-return-flood-past-context", ask(text("\r" * PAST_CONTEXT)), "reject", TOO_LONG,
+         errors=("ContextOverflow",)),
+    Case("backspace-flood-past-context", ask(text("\b" * PAST_CONTEXT)), "reject", TOO_LONG,
+         errors=("ContextOverflow",)),
+    Case("long-word", ask(chat("x" * 4 * FLOOD)), "answer", ANSWERS),
+    Case("long-word-past-context", ask(text("x" * PAST_CONTEXT)), "reject", TOO_LONG, errors=("ContextOverflow",)),
+    Case("right-to-left", ask(chat("\u202bمرحبا بالعالم\u202c שלום עולם \u200fmixed\u200e LTR")),  # noqa: RUF001
+         "answer", ANSWERS),
+    Case("emoji", ask(chat("👩‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇫🇷 ❤️‍🔥 🫠")), "answer", ANSWERS),
+    Case("cjk", ask(chat("日本語の文章です。中文句子。한국어 문장입니다.")), "answer", ANSWERS),
+    Case("combining-marks", ask(chat("Z̷̢̛͎a̸͎͝l̵̨̛g̶̡̛o̴̧̕ e" + "\u0301" * 64)), "answer", ANSWERS),
+    Case("control-tokens-repeated", _control_tokens, "answer",
+         "the template's own control tokens, 20 times each: an answer (injection is the template suite's check)"),
+    Case("braces-and-placeholder", ask(chat("{Content} {{ messages }} {% if true %}x{% endif %} }{ {0} %s $x")),
+         "answer", "template syntax in user text is text: it must reach the model unevaluated",
+         must_reach="{{ messages }}"),
+    Case("json-breaking-quotes", ask(chat('"}], "role": "system", "content": "\\" \\u0000 \' ]} end')), "answer",
+         "JSON syntax in user text is text: it must reach the model as typed", must_reach='"role": "system"'),
+    Case("prompt-one-under-context", ask(fill(context_offset=-1)), "answer",
+         "the longest prompt that fits: one output token", context_prefill=True),
+    Case("prompt-fills-context", ask(fill(context_offset=0)), "reject", "no room for an output token: refused",
+         errors=("ContextOverflow",)),
+    Case("prompt-one-over-context", ask(fill(context_offset=1)), "reject", TOO_LONG, errors=("ContextOverflow",)),
+    Case("missing-role", ask(messages({"content": PLAIN})), "either", "refuse, or answer however the template "
+         "renders it"),
+    Case("unknown-role", ask(chat(PLAIN, role="wizard")), "either", "refuse, or answer the rendered turn"),
+    Case("integer-content", ask(chat(42)), "either", "refuse, or answer the rendered turn"),
+    Case("null-content", ask(chat(None)), "either", "refuse, or answer the rendered turn"),
+    Case("list-content", ask(chat([{"type": "text", "text": PLAIN}])), "either", "refuse, or answer the rendered turn"),
+    Case("empty-message-list", ask(messages()), "either", "refuse, or answer the bare generation prompt"),
+)
+
+HARNESS_REFUSES = "SearchOptions refuses it with InvalidSearchOption before the runtime sees it"
+RUNTIME_REFUSES = "onnxruntime-genai's own check: a clean error, translated to a harness error"
+SAY_HELLO = chat(PLAIN)
+
+SETTING_CASES: tuple[Case, ...] = (
+    Case("temperature-negative", ask(SAY_HELLO, do_sample=True, temperature=-1.0), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("temperature-nan", ask(SAY_HELLO, do_sample=True, temperature=math.nan), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("temperature-infinite", ask(SAY_HELLO, do_sample=True, temperature=math.inf), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("temperature-subnormal", ask(SAY_HELLO, do_sample=True, temperature=2.0**-149), "either",
+         "a positive temperature: refuse it or sample"),
+    Case("repetition-penalty-subnormal", ask(SAY_HELLO, do_sample=True, repetition_penalty=2.0**-149), "either",
+         "a positive penalty: refuse it or sample"),
+    Case("top-p-above-one", ask(SAY_HELLO, do_sample=True, top_p=1.5), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("top-p-zero", ask(SAY_HELLO, do_sample=True, top_p=0.0), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("top-k-negative", ask(SAY_HELLO, do_sample=True, top_k=-1), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("top-k-above-vocabulary", lambda model: ask(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
+         "reject", "the runtime would abort: the harness refuses it", errors=("InvalidSearchOption",)),
+    Case("max-new-tokens-zero", ask(SAY_HELLO, max_new_tokens=0), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("max-new-tokens-negative", ask(SAY_HELLO, max_new_tokens=-5), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("temperature-as-string", ask(SAY_HELLO, temperature="hot"), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("max-new-tokens-as-string", ask(SAY_HELLO, max_new_tokens="8"), "reject", HARNESS_REFUSES,
+         errors=("InvalidSearchOption",)),
+    Case("do-sample-as-int", ask(SAY_HELLO, do_sample=1), "reject", HARNESS_REFUSES, errors=("InvalidSearchOption",)),
+    Case("raw-temperature-negative", raw(SAY_HELLO, do_sample=True, temperature=-1.0), "either",
+         "the runtime accepts it and samples: an answer is fine"),
+    Case("raw-temperature-nan", raw(SAY_HELLO, do_sample=True, temperature=math.nan), "reject",
+         "no distribution to sample: must be refused", known_issue="sampling-abort"),
+    Case("raw-top-p-above-one", raw(SAY_HELLO, do_sample=True, top_p=1.5), "reject", RUNTIME_REFUSES),
+    Case("raw-top-k-negative", raw(SAY_HELLO, do_sample=True, top_k=-1), "reject", RUNTIME_REFUSES),
+    Case("raw-top-k-above-vocabulary", lambda model: raw(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
+         "reject", "must be refused", known_issue="top-k-above-vocabulary"),
+    Case("raw-max-length-zero", raw(SAY_HELLO, max_length=0), "reject", RUNTIME_REFUSES),
+    Case("raw-max-length-above-context", lambda model: raw(SAY_HELLO, max_length=model.context_length + 1),
+         "reject", RUNTIME_REFUSES),
+    Case("raw-temperature-as-string", raw(SAY_HELLO, temperature="hot"), "reject", RUNTIME_REFUSES),
+    Case("raw-temperature-none", raw(SAY_HELLO, temperature=None), "reject", RUNTIME_REFUSES),
+    Case("raw-max-length-as-string", raw(SAY_HELLO, max_length="64"), "reject", RUNTIME_REFUSES),
+    Case("raw-do-sample-as-int", raw(SAY_HELLO, do_sample=1), "reject", RUNTIME_REFUSES),
+    Case("raw-unknown-option", raw(SAY_HELLO, no_such_option=1), "reject", RUNTIME_REFUSES),
+    Case("raw-empty-prompt", raw(text("")), "either", "no tokens: the runtime's 'input_ids is empty'"),
+    Case("raw-prompt-under-max-length", raw(fill(tokens=RAW_MAX_LENGTH - 1)), "answer",
+         "room for exactly one output token"),
+    Case("raw-prompt-fills-max-length", raw(fill(tokens=RAW_MAX_LENGTH)), "reject",
+         "no room for an output token: must be refused", known_issue="prompt-fills-max-length"),
+    Case("raw-prompt-over-max-length", raw(fill(tokens=RAW_MAX_LENGTH + 1)), "reject", RUNTIME_REFUSES,
+         errors=("ContextOverflow",)),
+)
+
+
+# -- judging -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    line: str  # one readable line
+    known_issue: str | None = None
+
+
+def answer_problems(answer: Answer, eos_ids: Sequence[int], limit: int, must_reach: str | None = None) -> list[str]:
+    """What is wrong with the form of an answer (empty list: nothing)."""
+    tokens = answer.token_ids
+    problems = []
+    if not tokens:
+        problems.append("no output token")
+    if len(tokens) > limit:
+        problems.append(f"{len(tokens)} output tokens where at most {limit} were asked for")
+    inside = [i for i, t in enumerate(tokens[:-1]) if t in eos_ids]
+    if inside:
+        problems.append(f"eos token inside the answer at positions {inside}")
+    ends_on_eos = bool(tokens) and tokens[-1] in eos_ids
+    if (answer.stop_reason == "eos") != ends_on_eos:
+        problems.append(f"stop reason {answer.stop_reason!r} but the last token {list(tokens[-1:])} "
+                        f"{'is' if ends_on_eos else 'is not'} an eos id {list(eos_ids)}")
+    if must_reach is not None and must_reach not in answer.prompt_text:
+        problems.append(f"the prompt was cut short: {must_reach!r} never reached the model, which read "
+                        f"{shorten(answer.prompt_text, 120)}")
+    return problems
+
+
+def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
+            errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None) -> str | None:
+    """Why ``outcome`` is not correct for ``expect`` (None: it is)."""
+    if outcome.kind == "crashed":
+        return f"crashed the model worker ({outcome.message})"
+    if outcome.kind == "hung":
+        return f"hung: {outcome.message}"
+    if outcome.kind == "rejected":
+        reason = f"{outcome.error}: {cut(first_line(outcome.message))}"
+        if "WorkerError" in outcome.classes:
+            return f"the worker could not run the request ({reason})"
+        if expect == "answer":
+            return f"rejected ({reason})"
+        if not set(errors) & set(outcome.classes):
+            return f"rejected with {reason}, not a {' or '.join(errors)}"
+        return None
+    assert outcome.answer is not None
+    if expect == "reject":
+        answer = outcome.answer
+        return f"answered ({len(answer.token_ids)} tokens: {shorten(answer.text, 80)}) instead of refusing"
+    problems = answer_problems(outcome.answer, info.eos_token_ids, max_new_tokens(request), must_reach)
+    return "; ".join(problems) if problems else None
+
+
+def judge(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
+          errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None,
+          known: Iterable[KnownIssue] = ()) -> Verdict:
+    wrong = problem(expect, outcome, request, info, errors, must_reach)
+    if wrong is None:
+        return Verdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
+    issue = next((issue for issue in known if issue.seen(request, outcome, info)), None)
+    if issue is not None:
+        return Verdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
+    wanted = EXPECTED[expect] + (f" ({' or '.join(errors)})" if expect != "answer" and errors != ("HarnessError",)
+                                 else "")
+    return Verdict("fail", f"{wrong}; expected {wanted}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request, its outcome, the verdict, and whether the model still answers the known-good prompt."""
+
+    request: Request
+    outcome: Outcome
+    verdict: Verdict
+    recovery: str | None = None  # what went wrong with the known-good prompt afterwards (None: nothing)
+
+    def report(self) -> str:
+        """A verdict line, then the data: the input, the outcome, the worker's stderr for a crash or a hang."""
+        lines = [self.verdict.line, f"request: {describe(self.request)}", f"outcome: {self.outcome.summary()} "
+                 f"after {self.outcome.seconds:.2f} s"]
+        if self.outcome.stderr.strip():
+            lines += ["worker stderr (end):", *self.outcome.stderr.rstrip().splitlines()[-25:]]
+        return "\n".join(lines)
+
+    def properties(self) -> dict[str, object]:
+        """Metrics for the run report (record_property)."""
+        return {"robustness_outcome": self.outcome.kind, "robustness_outcome_detail": self.outcome.summary(),
+                "robustness_request_s": round(self.outcome.seconds, 4), "robustness_verdict": self.verdict.status,
+                "robustness_known_issue": self.verdict.known_issue, "robustness_recovered": self.recovery is None}
+
+
+# -- the prober ----------------------------------------------------------------------------------------
+@dataclass
+class Prober:
+    """Sends requests to the model worker with the gated time limit, and checks recovery after each."""
+
+    client: WorkerClient
+    gates: Gates
+    model: ModelInfo
+    baseline: Answer | None = None
+    tally: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def open(cls, model_path: Path, ep: str, gates: Gates, runtime: str | None = None) -> Prober:
+        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, read_model_info(model_path))
+        try:
+            prober.start()
+        except BaseException:
+            prober.close()
+            raise
+        return prober
+
+    @property
+    def info(self) -> WorkerInfo:
+        if self.client.info is None:
+            raise HarnessError("harness: the model worker has not started")
+        return self.client.info
+
+    def start(self) -> None:
+        """Start the worker and take the known-good answer every later one must match."""
+        self.client.start()
+        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
+        if outcome.answer is None:
+            raise HarnessError(f"harness: the model does not answer the known-good prompt {describe(KNOWN_GOOD)}: "
+                               f"{outcome.summary()}")
+        self.baseline = outcome.answer
+
+    def timeout_for(self, request: Mapping[str, Any]) -> float:
+        """The base limit plus the per-token allowance for the most tokens the prompt can have."""
+        spec, context = request.get("prompt", {}), self.model.context_length
+        if "fill" in spec:
+            tokens = spec.get("tokens", context + int(spec.get("context_offset", 0)))
+        else:
+            tokens = len(json.dumps(spec, ensure_ascii=False).encode("utf-8", "surrogatepass")) + 64
+        return self.gates["robustness_timeout_s"] + self.gates["robustness_timeout_ms_per_token"] * min(
+            int(tokens), context) / 1000
+
+    def recovery_problem(self) -> str | None:
+        """None if the known-good prompt still gets the run's first answer; else what it got (and restart)."""
+        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
+        assert self.baseline is not None
+        if outcome.answer is not None and outcome.answer.token_ids == self.baseline.token_ids:
+            return None
+        self.client.stop()  # a fresh worker for the next request: the damage is this request's alone
+        self.tally["recovery_failed"] += 1
+        return (f"state corrupted: afterwards the known-good prompt got {outcome.summary()} instead of "
+                f"{shorten(self.baseline.text, 80)} (tokens {list(self.baseline.token_ids)})")
+
+    def check(self, request: Request, expect: Expect, errors: Sequence[str] = ("HarnessError",),
+              must_reach: str | None = None, known: Iterable[KnownIssue] = ()) -> Probe:
+        outcome = self.client.request(request, self.timeout_for(request))
+        verdict = judge(expect, outcome, request, self.info, errors, must_reach, known)
+        self.tally[outcome.kind] += 1
+        self.tally[f"verdict_{verdict.status}"] += 1
+        if verdict.known_issue:
+            self.tally[f"known_issue_{verdict.known_issue}"] += 1
+        if verdict.status == "fail":
+            return Probe(request, outcome, verdict)
+        recovery = self.recovery_problem()
+        if recovery is not None:
+            verdict = Verdict("fail", f"{recovery}; the input itself: {verdict.line}")
+        return Probe(request, outcome, verdict, recovery)
+
+    def run(self, case: Case) -> Probe:
+        known = [KNOWN_ISSUES[case.known_issue]] if case.known_issue else []
+        return self.check(case.resolve(self.model), case.expect, case.errors, case.must_reach, known)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the run's report folder: outcomes per class, verdicts, known issues, worker starts."""
+        return {"requests": sum(self.tally[kind] for kind in KINDS),
+                "outcomes": {kind: self.tally[kind] for kind in KINDS},
+                "counts": dict(self.tally), "worker_starts": self.client.starts}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def session(model_path: Path, ep: str, gates: Gates, summary_path: Path) -> Iterator[Prober]:
+    """A prober for a suite module (a generator for a fixture); writes the counts when done."""
+    prober = Prober.open(model_path, ep, gates)
+    try:
+        yield prober
+    finally:
+        prober.close()
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(prober.summary(), indent=2) + "\n", encoding="utf-8")
+
+
+def write_reproducer(folder: Path, name: str, probe: Probe, model_path: Path) -> Path:
+    """Save a failing request so that it replays outside pytest (``python -m harness.worker --replay``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    replay = f"python -m harness.worker --model {model_path} --replay {path}"
+    path.write_text(json.dumps({"test": name, "verdict": probe.verdict.line, "request": probe.request,
+                                "outcome": probe.outcome.to_json(), "replay": replay}, indent=2) + "\n",
+                    encoding="utf-8")
+    return path

@@ -39,14 +39,16 @@ class SearchOptions:
     def __post_init__(self) -> None:
         checks = (
             (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens must be an int >= 1"),
-            (isinstance(self.min_new_tokens, int) and 0 <= self.min_new_tokens <= self.max_new_tokens,
+            (isinstance(self.min_new_tokens, int) and isinstance(self.max_new_tokens, int)
+             and 0 <= self.min_new_tokens <= self.max_new_tokens,
              "min_new_tokens must be an int between 0 and max_new_tokens"),
             (isinstance(self.do_sample, bool), "do_sample must be a bool"),
-            (_finite(self.temperature) and self.temperature > 0, "temperature must be a finite number > 0"),
+            # onnxruntime-genai 0.14.1 aborts the process on subnormal temperatures / penalties.
+            (_finite(self.temperature) and self.temperature >= 1e-3, "temperature must be a finite number >= 0.001"),
             (_finite(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an int >= 0"),
-            (_finite(self.repetition_penalty) and self.repetition_penalty > 0,
-             "repetition_penalty must be a finite number > 0"),
+            (_finite(self.repetition_penalty) and self.repetition_penalty >= 1e-3,
+             "repetition_penalty must be a finite number >= 0.001"),
             (self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)
                                    and 0 <= self.seed < 2**31), "seed must be an int in [0, 2**31)"),
         )
@@ -154,7 +156,8 @@ def translate_error(exc: Exception, context: str) -> RuntimeFailure:
         return ContextOverflow(f"harness: {context}: prompt does not fit: {message}", message)
     if "input_ids is empty" in lowered:
         return EmptyInput(f"harness: {context}: the prompt encodes to no tokens", message)
-    if "search option" in lowered or "unknown option" in lowered:
+    if any(key in lowered for key in ("search option", "unknown option", "unknown value", "must be between",
+                                      "must be 0 or greater", "expected a bool", "max_length")):
         return InvalidSearchOption(f"harness: {context}: {message}", message)
     return RuntimeFailure(f"harness: {context}: onnxruntime-genai error: {message}", message)
 
@@ -179,6 +182,11 @@ class GenAIRuntime:
 
     # -- text <-> tokens -------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RuntimeFailure(f"harness: the text is not valid Unicode ({exc.reason} at position {exc.start}); "
+                                 "decode bytes with errors='replace' before sending them", str(exc)) from None
         return [int(t) for t in self._tokenizer.encode(text)]
 
     def decode(self, token_ids: Sequence[int]) -> str:
@@ -280,9 +288,9 @@ class GenAIRuntime:
         ids = [int(t) for t in token_ids]
         if not ids:
             raise EmptyInput("harness: logits of an empty token sequence", "")
-        if len(ids) > self.info.context_length:
+        if len(ids) >= self.info.context_length:  # a sequence filling max_length aborts onnxruntime-genai 0.14
             raise ContextOverflow(f"harness: {len(ids)} tokens do not fit the model's context of "
-                                  f"{self.info.context_length}", "")
+                                  f"{self.info.context_length} (one position stays free)", "")
         # onnxruntime-genai 0.14 runs the whole prefill in append_tokens; 'logits' then holds every position.
         generator = self._generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
         try:

@@ -1,0 +1,56 @@
+"""Malformed input and invalid generation settings: each gets a clean rejection or a well-formed answer,
+never a crash or a hang, and the model still answers a known-good prompt as before.
+
+The model runs in a worker process (``harness.worker``), so a native crash or a hang fails one case
+and the session carries on. The cases, and what correct means for each, are in ``harness.robustness``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.gates import Gates
+from harness.pipeline import PreparedModel
+from harness.profiles import Profile
+from harness.robustness import INPUT_CASES, SETTING_CASES, Case, Prober, session
+from harness.settings import HarnessConfig
+
+
+@pytest.fixture(scope="module")
+def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates,
+           run_dir: Path) -> Iterator[Prober]:
+    try:
+        yield from session(harness_model.path, harness_config.ep, harness_gates,
+                           run_dir / "robustness" / "malformed.json")
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _check(prober: Prober, case: Case, profile: Profile, record_property: Callable[[str, object], None]) -> None:
+    longest = profile.max_prompt_tokens
+    if case.context_prefill and longest is not None and longest < prober.model.context_length - 1:
+        pytest.skip(f"needs a prompt of {prober.model.context_length - 1} tokens; the {profile.name} profile "
+                    f"stops at {longest} (the full profile runs it)")
+    probe = prober.run(case)
+    for name, value in probe.properties().items():
+        record_property(name, value)
+    if probe.verdict.status == "known":
+        pytest.xfail(probe.verdict.line)
+    if probe.verdict.status == "fail":
+        pytest.fail(f"{case.id}: {probe.report()}", pytrace=False)
+
+
+@pytest.mark.parametrize("case", INPUT_CASES, ids=[case.id for case in INPUT_CASES])
+def test_malformed_input(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
+                         case: Case) -> None:
+    _check(prober, case, harness_profile, record_property)
+
+
+@pytest.mark.parametrize("case", SETTING_CASES, ids=[case.id for case in SETTING_CASES])
+def test_invalid_setting(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
+                         case: Case) -> None:
+    _check(prober, case, harness_profile, record_property)

@@ -1,0 +1,147 @@
+"""The model worker and its client, on the fake runtime (no model): protocol, classification, restarts."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.testing import FakeRuntime, write_genai_folder
+from harness.worker import (
+    WorkerClient,
+    WorkerError,
+    _line,
+    death,
+    fill_text,
+    handle,
+    serve,
+)
+
+FAKE = "harness.worker_fakes:fake_runtime"
+HELLO = {"prompt": {"text": "hello"}, "options": {"max_new_tokens": 4}}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return write_genai_folder(tmp_path / "model")
+
+
+@pytest.fixture
+def client(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerClient]:
+    monkeypatch.setenv("HARNESS_FAULT_SEGFAULT", "SEGV-ME")
+    monkeypatch.setenv("HARNESS_FAULT_ABORT", "ABORT-ME")
+    monkeypatch.setenv("HARNESS_FAULT_HANG", "HANG-ME")
+    with WorkerClient.for_model(folder, runtime=FAKE) as started:
+        yield started
+
+
+def test_lone_surrogates_cross_the_pipe_unchanged() -> None:
+    text = "a\ud800b\udcff" + b"\xff".decode("utf-8", "surrogateescape")
+    line = _line({"text": text})
+    assert line.isascii()
+    assert json.loads(line)["text"] == text
+
+
+def test_handle_answers_and_rejects_in_process(folder: Path) -> None:
+    runtime = FakeRuntime(folder)
+    answered = handle(runtime, HELLO)
+    assert answered["kind"] == "answered" and len(answered["token_ids"]) == 4
+    assert answered["prompt_text"] == runtime.decode(runtime.encode("hello"))
+    rejected = handle(runtime, {"prompt": {"text": "hello"}, "options": {"temperature": -1.0}})
+    assert rejected["kind"] == "rejected" and rejected["error"] == "InvalidSearchOption"
+    assert rejected["classes"][:3] == ["InvalidSearchOption", "RuntimeFailure", "HarnessError"]
+    no_prompt = handle(runtime, {"options": {}})
+    assert no_prompt["error"] == "WorkerError" and "has no prompt" in no_prompt["message"]
+    no_raw = handle(runtime, {"prompt": {"text": "hi"}, "raw": {"top_k": 1}})
+    assert no_raw["error"] == "WorkerError" and "no raw path" in no_raw["message"]
+
+
+def test_serve_answers_each_line_with_its_id(folder: Path) -> None:
+    requests = [_line({**HELLO, "id": 7}), b"\n", _line({"prompt": {"text": ""}, "options": {"top_p": 2}, "id": 8})]
+    out = io.BytesIO()
+    serve(FakeRuntime(folder), requests, out)
+    responses = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["id"], r["kind"]) for r in responses] == [(7, "answered"), (8, "rejected")]
+
+
+def test_fill_builds_exact_token_counts(folder: Path) -> None:
+    runtime = FakeRuntime(folder)  # one token per character
+    for tokens in (0, 1, 63, 257):
+        assert len(runtime.encode(fill_text(runtime, " the", tokens))) == tokens
+
+
+def test_fill_says_when_a_count_cannot_be_reached(folder: Path) -> None:
+    class Pairs(FakeRuntime):
+        def encode(self, text: str) -> list[int]:
+            return [3, 3] * len(text)  # every count is even
+
+    with pytest.raises(WorkerError, match="cannot build a prompt of exactly 5 tokens"):
+        fill_text(Pairs(folder), "x", 5)
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (-signal.SIGSEGV, ("SIGSEGV", "SIGSEGV")), (-signal.SIGABRT, ("SIGABRT", "SIGABRT")),
+    (3, ("exit code 3", None)), (0, ("exited (code 0) without answering", None)),
+])
+def test_death_names_the_signal_or_code(code: int, expected: tuple[str, str | None]) -> None:
+    assert death(code) == expected
+
+
+def test_answers_and_rejections_are_classified(client: WorkerClient) -> None:
+    answered = client.request(HELLO, timeout_s=30)
+    assert answered.kind == "answered" and answered.answer is not None and len(answered.answer.token_ids) == 4
+    rejected = client.request({"prompt": {"text": "hello"}, "options": {"top_k": -1}}, timeout_s=30)
+    assert rejected.kind == "rejected" and rejected.error == "InvalidSearchOption"
+    assert rejected.summary().startswith("rejected: InvalidSearchOption: harness: invalid search option: top_k")
+    assert client.starts == 1
+
+
+@pytest.mark.parametrize(("marker", "name", "trace"), [
+    ("SEGV-ME", "SIGSEGV", "Fatal Python error: Segmentation fault"),
+    ("ABORT-ME", "SIGABRT", "Fatal Python error: Aborted"),
+])
+def test_a_crash_is_classified_and_the_worker_restarts(client: WorkerClient, marker: str, name: str,
+                                                       trace: str) -> None:
+    client.request(HELLO, timeout_s=30)
+    crashed = client.request({"prompt": {"text": f"please {marker}"}, "options": {}}, timeout_s=30)
+    assert (crashed.kind, crashed.signal, crashed.summary()) == ("crashed", name, f"crashed: {name}")
+    assert trace in crashed.stderr and "in _trip" in crashed.stderr  # the worker's Python stack
+    assert not client.alive
+    again = client.request(HELLO, timeout_s=30)
+    assert again.kind == "answered" and client.starts == 2 and client.restarts == 1
+
+
+def test_a_hang_is_killed_at_the_limit_and_shows_where_it_hung(client: WorkerClient) -> None:
+    client.request(HELLO, timeout_s=30)
+    hung = client.request({"prompt": {"text": "HANG-ME"}, "options": {}}, timeout_s=1.0)
+    assert hung.kind == "hung" and hung.summary() == "hung: no answer within 1 s (worker killed)"
+    assert 1.0 <= hung.seconds < 10
+    assert "in _trip" in hung.stderr  # faulthandler's stack dump, taken before the kill
+    assert client.request(HELLO, timeout_s=30).kind == "answered" and client.starts == 2
+
+
+def test_a_worker_that_cannot_load_is_one_clear_error(folder: Path) -> None:
+    with WorkerClient.for_model(folder, runtime="harness.no_such_module:factory") as broken, \
+            pytest.raises(WorkerError) as error:
+        broken.start()
+    first, *rest = str(error.value).splitlines()
+    assert first.startswith(f"harness: the model worker did not start (loading harness.no_such_module:factory on "
+                            f"{folder}: ModuleNotFoundError: No module named 'harness.no_such_module'): ")
+    assert rest[0] == "worker stderr:"
+
+
+def test_a_runtime_spec_without_factory_is_named(folder: Path) -> None:
+    with WorkerClient.for_model(folder, runtime="harness.worker_fakes") as broken, \
+            pytest.raises(WorkerError, match=r"worker runtime 'harness\.worker_fakes' must be module:factory"):
+        broken.start()
+
+
+def test_a_worker_that_never_says_ready_times_out(folder: Path) -> None:
+    with WorkerClient([sys.executable, "-c", "import time; time.sleep(60)"], load_timeout_s=0.5) as silent, \
+            pytest.raises(WorkerError, match=r"did not start \(not ready within 0.5 s\)"):
+        silent.start()
