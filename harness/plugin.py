@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -28,6 +29,9 @@ from harness.results import RunRecorder
 from harness.runtime import GenAIRuntime, Runtime
 from harness.session import HarnessSession
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
+
+if TYPE_CHECKING:
+    from harness.parity import ReferenceData  # numpy: imported only when parity runs
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
@@ -149,7 +153,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return session.header_lines() if session else []
 
 
-def _progress_writer(config: pytest.Config) -> Progress:
+def progress_writer(config: pytest.Config) -> Progress:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
     def write(message: str) -> None:
@@ -169,7 +173,7 @@ def pytest_collection(session: pytest.Session) -> None:
     if harness is None or session.config.option.collectonly:
         return
     try:
-        harness.deploy(_progress_writer(session.config))
+        harness.deploy(progress_writer(session.config))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -201,14 +205,14 @@ def harness_profile(harness_config: HarnessConfig) -> Profile:
 @pytest.fixture(scope="session")
 def harness_model(pytestconfig: pytest.Config) -> PreparedModel:
     """The built (or prebuilt) onnxruntime-genai model folder under test, with its provenance."""
-    return _session(pytestconfig).prepare(_progress_writer(pytestconfig))
+    return _session(pytestconfig).prepare(progress_writer(pytestconfig))
 
 
 @pytest.fixture(scope="session")
 def deployment(pytestconfig: pytest.Config) -> Deployment:
     """The Foundry Local model folder (models/custom/<name>/ with inference_model.json)."""
     harness = _session(pytestconfig)
-    laid_out = harness.deploy(_progress_writer(pytestconfig))
+    laid_out = harness.deploy(progress_writer(pytestconfig))
     if laid_out is None:
         pytest.fail(harness.deployment_error or "harness: no Foundry Local folder", pytrace=False)
     return laid_out
@@ -254,17 +258,35 @@ def runtime(runtime_factory: RuntimeFactory, harness_model: PreparedModel) -> It
 
 
 @pytest.fixture(scope="session")
+def parity_reference(pytestconfig: pytest.Config, reference_folder: Path, runtime: Runtime,
+                     harness_config: HarnessConfig, run_dir: Path) -> ReferenceData:
+    """The reference's view of the eval set and of this run's case prompts: computed once per
+    reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
+    from harness.reference import EvalPrompt, load_eval_set, reference_data
+
+    if not callable(getattr(runtime, "logits", None)):
+        pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares next-token "
+                    "distributions")
+    cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in configured_cases(pytestconfig)]
+    try:
+        return reference_data(reference_folder, runtime, load_eval_set().with_prompts(cases), harness_config.cache_dir,
+                              run_dir, progress_writer(pytestconfig))
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def build_precision(pytestconfig: pytest.Config) -> Callable[[str], PreparedModel]:
     """Build (or find in the cache) the model at a given precision; raises BuildError if it cannot."""
     harness = _session(pytestconfig)
-    return lambda precision: harness.prepare_precision(precision, _progress_writer(pytestconfig))
+    return lambda precision: harness.prepare_precision(precision, progress_writer(pytestconfig))
 
 
 @pytest.fixture(scope="session")
 def reference_folder(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     """The Hugging Face folder of the reference model (fp32 source) for the parity suite; skips when
     the source is ONNX-only and no --reference is given."""
-    folder = _session(pytestconfig).reference_folder(_progress_writer(pytestconfig))
+    folder = _session(pytestconfig).reference_folder(progress_writer(pytestconfig))
     if folder is None:
         pytest.skip("no reference model: the source is an ONNX model; pass --reference PATH "
                     "(Hugging Face folder or GGUF file) to compare with one")

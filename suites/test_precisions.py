@@ -12,16 +12,20 @@ import pytest
 
 from harness.errors import BuildError, RuntimeFailure
 from harness.gates import Gates
+from harness.parity import ReferenceData, measure_parity
 from harness.pipeline import PreparedModel
 from harness.plugin import RuntimeFactory, configured_cases
 from harness.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
 from harness.probe import probe
 from harness.settings import HarnessConfig
 
+PARITY_FIGURES = ("ppl_ratio", "kl_mean", "kl_p95", "top1_agreement")
+
 
 def test_precision_comparison(
     pytestconfig: pytest.Config, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
     build_precision: Callable[[str], PreparedModel], runtime_factory: RuntimeFactory,
+    parity_reference: ReferenceData,
     record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str],
 ) -> None:
     if len(harness_config.precisions) < 2:
@@ -39,6 +43,9 @@ def test_precision_comparison(
         runtime = runtime_factory(model)
         try:
             evaluate_cases(runtime, configured_cases(pytestconfig), harness_gates, result)
+            parity = measure_parity(runtime, parity_reference)
+            result.parity = {name: getattr(parity.overall, name) for name in PARITY_FIGURES}
+            result.gate_failures += parity.failures(harness_gates)
         finally:
             runtime.close()
     table = markdown(results)
