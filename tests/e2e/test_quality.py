@@ -62,4 +62,6 @@ def test_precision_table_for_int4_and_fp32_in_one_command(
     assert (int4["precision"], fp32["precision"]) == ("int4", "fp32")
     assert fp32["size_ratio_fp32"] == 1.0 and 0.2 < int4["size_ratio_fp32"] < 0.5  # measured 0.31
     assert int4["passed"] and fp32["passed"]
+    assert fp32["parity_ppl_ratio"] == pytest.approx(1.0, abs=1e-3) and fp32["parity_top1_agreement"] == 1.0
+    assert int4["parity_kl_mean"] > 0.1  # measured 0.38: int4 is not fp32
     result.stdout.fnmatch_lines(["*Recommendation: **int4**, the smallest precision that passes every quality gate."])
