@@ -73,7 +73,7 @@ def table_rows(results: Sequence[PrecisionResult]) -> list[dict[str, Any]]:
 COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("precision", "precision", str),
     ("size_mb", "size MB", lambda v: f"{v:.0f}"),
-    ("size_ratio_fp32", "× fp32", lambda v: f"{v:.2f}"),
+    ("size_ratio_fp32", "x fp32", lambda v: f"{v:.2f}"),
     ("load_s", "load s", lambda v: f"{v:.2f}"),
     ("ttft_s", "TTFT ms", lambda v: f"{v * 1000:.0f}"),
     ("decode_tokens_per_s", "decode tok/s", lambda v: f"{v:.0f}"),
@@ -90,8 +90,8 @@ def markdown(results: Sequence[PrecisionResult]) -> str:
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " | cases | verdict |",
              "|" + "---|" * (len(COLUMNS) + 2)]
     for row in rows:
-        cells = [fmt(row[key]) if row.get(key) is not None else "–" for key, _, fmt in COLUMNS]
-        cases = f"{row['cases_passed']}/{row['cases_total']}" if row["cases_total"] else "–"
+        cells = [fmt(row[key]) if row.get(key) is not None else "-" for key, _, fmt in COLUMNS]
+        cases = f"{row['cases_passed']}/{row['cases_total']}" if row["cases_total"] else "-"
         verdict = "pass" if row["passed"] else f"fail: {row['reason']}"
         lines.append("| " + " | ".join([*cells, cases, verdict]) + " |")
     best = recommend(results)

@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -213,7 +213,7 @@ class GenAIRuntime:
         return ids
 
     # -- generation ------------------------------------------------------------------------
-    def _generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
+    def new_generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
         og = self._og
         if self.info.vocab_size and options.top_k > self.info.vocab_size:
             # onnxruntime-genai 0.14 aborts or segfaults the process on such a top_k.
@@ -239,7 +239,7 @@ class GenAIRuntime:
 
     def _tokens(self, prompt_ids: list[int], options: SearchOptions, marks: list[float]) -> Iterator[int]:
         """Yield output tokens one by one; appends the time the prompt was processed to ``marks``."""
-        generator = self._generator(prompt_ids, options)
+        generator = self.new_generator(prompt_ids, options)
         try:
             generator.append_tokens(prompt_ids)
             marks.append(time.perf_counter())
@@ -292,7 +292,7 @@ class GenAIRuntime:
             raise ContextOverflow(f"harness: {len(ids)} tokens do not fit the model's context of "
                                   f"{self.info.context_length} (one position stays free)", "")
         # onnxruntime-genai 0.14 runs the whole prefill in append_tokens; 'logits' then holds every position.
-        generator = self._generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
+        generator = self.new_generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
         try:
             generator.append_tokens(ids)
             return np.asarray(generator.get_output("logits"), dtype=np.float32).reshape(len(ids), -1)
@@ -301,6 +301,59 @@ class GenAIRuntime:
         finally:
             del generator
 
+    def reused_generator(self, options: SearchOptions, max_prompt_tokens: int) -> GenAIReusedGenerator:
+        """One generator for many requests, rewound (rewind_to(0)) before each: its KV cache is allocated once."""
+        return GenAIReusedGenerator(self, options, max_prompt_tokens)
+
     def close(self) -> None:
         self._tokenizer = None
         self._model = None
+
+
+class GenAIReusedGenerator:
+    """An ``onnxruntime_genai.Generator`` sized once for the longest request and rewound to position 0
+    (``rewind_to(0)``, onnxruntime-genai >= 0.6) before each: the KV cache is allocated once.
+
+    ``min_new_tokens`` is refused because the runtime's ``min_length`` counts from the start of the
+    sequence, not from each prompt.
+    """
+
+    def __init__(self, runtime: GenAIRuntime, options: SearchOptions, max_prompt_tokens: int) -> None:
+        if options.min_new_tokens:
+            raise InvalidSearchOption("harness: a reused generator cannot keep min_new_tokens per request; "
+                                      "leave it at 0", "")
+        self._runtime = runtime
+        self.options = options
+        self.max_length = min(max_prompt_tokens + options.max_new_tokens, runtime.info.context_length)
+        # The runtime's own generator factory, for one token plus room for max_length - 1: same option
+        # checks and error translation, and min_length 1 instead of a prompt's length.
+        room = replace(options, max_new_tokens=self.max_length - 1)
+        self._generator: Any = runtime.new_generator([runtime.info.bos_token_id or 0], room)
+
+    def generate(self, prompt: Prompt) -> Generation:
+        runtime, generator = self._runtime, self._generator
+        ids = runtime.encode(prompt if isinstance(prompt, str) else runtime.chat_prompt(prompt))
+        if not ids:
+            raise EmptyInput("harness: the prompt encodes to no tokens", "")
+        if len(ids) + self.options.max_new_tokens > self.max_length:
+            raise ContextOverflow(f"harness: the reused generator holds {self.max_length} tokens; a {len(ids)}-token "
+                                  f"prompt with {self.options.max_new_tokens} new tokens does not fit", "")
+        tokens: list[int] = []
+        times: list[float] = []
+        started = time.perf_counter()
+        try:
+            generator.rewind_to(0)
+            generator.append_tokens(ids)
+            prefill = time.perf_counter() - started
+            while not generator.is_done() and len(tokens) < self.options.max_new_tokens:
+                generator.generate_next_token()
+                tokens.append(int(generator.get_next_tokens()[0]))
+                times.append(time.perf_counter() - started)
+        except RuntimeError as exc:
+            raise translate_error(exc, "generating with the reused generator") from exc
+        stop: StopReason = "eos" if tokens and tokens[-1] in runtime.info.eos_token_ids else "length"
+        return Generation(tuple(ids), tuple(tokens), runtime.decode(tokens), stop, prefill, tuple(times),
+                          time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._generator = None

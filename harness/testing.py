@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.builders import Progress
-from harness.errors import BuildError
+from harness.errors import BuildError, ContextOverflow
 from harness.runtime import (
     DEFAULT_OPTIONS,
     Generation,
@@ -92,6 +92,7 @@ class FakeBuilder:
     counter: Path | None = None
     delay_s: float = 0.0
     error: str | None = None
+    context_length: int = 256
 
     def options(self) -> dict[str, str]:
         return {"fake": "1"}
@@ -107,25 +108,48 @@ class FakeBuilder:
         time.sleep(self.delay_s)
         if self.error:
             raise BuildError(f"harness: fake build failed: {self.error}; full log: {log}", log)
-        write_genai_folder(out)
+        write_genai_folder(out, self.context_length)
+
+
+# Memory the fakes "leak": kept here so it outlives the runtime that allocated it, as a native leak does.
+_RETAINED: list[bytes] = []
+
+
+def _retain(size: int) -> None:
+    if size > 0:
+        _RETAINED.append(b"\x01" * size)  # written, so the pages count in RSS
 
 
 @dataclass
 class FakeRuntime:
     """A deterministic runtime: characters are tokens, answers come from ``answer(prompt)``.
 
-    Seed defects with the flags: ``never_stops`` (no eos, runs to the limit), ``delay_per_token_s``.
+    Seed defects with the flags: ``never_stops`` (no eos, runs to the limit), ``delay_per_token_s``;
+    memory: ``leak_bytes_per_call`` (kept by every generation, until ``leak_stops_after`` calls when
+    set: an arena-like plateau), ``leak_bytes_per_load``; lengths: ``prefill_time(prompt_tokens)``
+    and ``token_time(context_tokens)`` in seconds, ``enforce_context`` (refuse a prompt that does
+    not fit, as GenAIRuntime does); ``reuse_carries_state`` (the reused generator keeps earlier
+    prompts, as one never rewound would).
     """
 
     path: Path
     answer: Callable[[str], str] = lambda prompt: "The capital of France is Paris."
     never_stops: bool = False
     delay_per_token_s: float = 0.0
+    leak_bytes_per_call: int = 0
+    leak_stops_after: int | None = None
+    leak_bytes_per_load: int = 0
+    prefill_time: Callable[[int], float] | None = None
+    token_time: Callable[[int], float] | None = None
+    enforce_context: bool = False
+    reuse_carries_state: bool = False
     info: ModelInfo = field(init=False)
     closed: bool = field(default=False, init=False)
+    calls: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.info = read_model_info(self.path)
+        _retain(self.leak_bytes_per_load)
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) % 250 + 3 for c in text]
@@ -139,19 +163,34 @@ class FakeRuntime:
 
     def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
         text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
+        prompt_ids = self.encode(text)
+        if self.enforce_context and len(prompt_ids) >= self.info.context_length:
+            raise ContextOverflow(f"harness: the prompt has {len(prompt_ids)} tokens but the model's context is "
+                                  f"{self.info.context_length}", "")
+        self.calls += 1
+        if self.leak_stops_after is None or self.calls <= self.leak_stops_after:
+            _retain(self.leak_bytes_per_call)
         started = time.perf_counter()
+        prefill = 0.0  # not measured unless prefill_time is set
+        if self.prefill_time is not None:
+            time.sleep(self.prefill_time(len(prompt_ids)))
+            prefill = time.perf_counter() - started
         answer = self.answer(text) * (100 if self.never_stops else 1)
         tokens = [ord(c) for c in answer][: options.max_new_tokens]
         if not self.never_stops and len(tokens) < options.max_new_tokens:
             tokens.append(EOS)
         times = []
-        for _ in tokens:
-            time.sleep(self.delay_per_token_s)
+        for i, _ in enumerate(tokens):
+            time.sleep(self.delay_per_token_s + (self.token_time(len(prompt_ids) + i) if self.token_time else 0.0))
             times.append(time.perf_counter() - started)
         stop: StopReason = "eos" if tokens and tokens[-1] == EOS else "length"
         total = time.perf_counter() - started
-        return Generation(tuple(self.encode(text)), tuple(tokens), self.decode(tokens), stop,
-                          0.0, tuple(times), total)
+        return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
+                          prefill, tuple(times), total)
+
+    def reused_generator(self, options: SearchOptions, max_prompt_tokens: int) -> FakeReusedGenerator:
+        """One generator for many requests (see ``harness.memory.open_reused_generator``)."""
+        return FakeReusedGenerator(self, options)
 
     def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]:
         yield from self.generate(prompt, options).text
@@ -161,3 +200,22 @@ class FakeRuntime:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class FakeReusedGenerator:
+    """The fake's long-lived generator: answers like ``generate``, or with the previous request's
+    prompt in front when the runtime's ``reuse_carries_state`` seeds that defect."""
+
+    runtime: FakeRuntime
+    options: SearchOptions
+    previous: str = ""
+
+    def generate(self, prompt: Prompt) -> Generation:
+        text = prompt if isinstance(prompt, str) else self.runtime.chat_prompt(prompt)
+        if self.runtime.reuse_carries_state:
+            self.previous, text = text, self.previous + text
+        return self.runtime.generate(text, self.options)
+
+    def close(self) -> None:
+        self.previous = ""

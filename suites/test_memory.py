@@ -1,0 +1,128 @@
+"""Long-run memory: many generations (or load cycles) must reach a plateau, not keep growing.
+
+Each test marks this process's RSS and USS once per generation or cycle, drops the warm-up, and
+fails only when the Theil-Sen slope AND the growth over the last half of the run are both over
+their gates (an arena that grows and stops passes). The series go into the run's results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness import memory
+from harness.deploy import Deployment
+from harness.foundry import FoundryLocalSession, FoundryUnavailable
+from harness.gates import Gates
+from harness.pipeline import PreparedModel
+from harness.profiles import Profile
+from harness.runtime import Runtime, SearchOptions
+
+# Short questions, cycled: the same work in every round, so only a leak moves the series.
+PROMPTS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Name a colour."}],
+    [{"role": "user", "content": "Say hello in one short sentence."}],
+    [{"role": "user", "content": "Write one sentence about the sea."}],
+]
+OPTIONS = SearchOptions(max_new_tokens=16)
+FOUNDRY_CHATS_PER_CYCLE = 2
+Record = Callable[[str, object], None]
+
+
+def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
+          record_property: Record, request: pytest.FixtureRequest, generations: int) -> None:
+    """Record the series and its fit; fail with the verdict line and the series as a report section."""
+    trend = memory.fit(sampler.rss_series(), warmup, unit)
+    uss = sampler.uss_series()
+    record_property("rss_series_mb", memory.megabytes(trend.series))
+    record_property("uss_series_mb", memory.megabytes(uss) if uss is not None else None)
+    record_property("warmup", warmup)
+    record_property("unit", unit)
+    record_property("generations", generations)
+    record_property("slope_kb_per_generation" if unit == "generation" else "slope_kb_per_cycle",
+                    round(trend.slope_kb, 2))
+    record_property("tail_growth_mb", round(trend.tail_growth_mb, 3))
+    record_property("peak_rss_mb", round(sampler.peak_rss() / memory.MB, 1))
+    record_property("sampler_overhead_fraction", round(sampler.overhead_s / sampler.elapsed_s, 4))
+    verdict = memory.leak_verdict(trend, gates[slope_gate], gates["memory_tail_growth_mb_max"])
+    if verdict is not None:
+        request.node.add_report_section("call", "memory series", memory.series_section(trend, uss))
+        pytest.fail(verdict, pytrace=False)
+
+
+def test_reused_generator_memory_reaches_a_plateau(
+    runtime: Runtime, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    request: pytest.FixtureRequest,
+) -> None:
+    longest = max(len(runtime.encode(runtime.chat_prompt(prompt))) for prompt in PROMPTS)
+    try:
+        reused = memory.open_reused_generator(runtime, OPTIONS, longest)
+    except memory.ReuseUnsupported as exc:
+        pytest.skip(str(exc))
+    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
+    try:
+        with memory.MemorySampler() as sampler:
+            for i in range(total):
+                reused.generate(PROMPTS[i % len(PROMPTS)])
+                sampler.mark()
+        drifted = [i for i, prompt in enumerate(PROMPTS)
+                   if reused.generate(prompt).token_ids != runtime.generate(prompt, OPTIONS).token_ids]
+    finally:
+        reused.close()
+    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+          record_property, request, total)
+    assert not drifted, (f"after {total} requests the reused generator answers prompts {drifted} differently "
+                         "from a fresh generator: rewinding leaves state behind")
+
+
+def test_fresh_generator_per_request_memory_reaches_a_plateau(
+    runtime: Runtime, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    request: pytest.FixtureRequest,
+) -> None:
+    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
+    with memory.MemorySampler() as sampler:
+        for i in range(total):
+            runtime.generate(PROMPTS[i % len(PROMPTS)], OPTIONS)
+            sampler.mark()
+    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+          record_property, request, total)
+
+
+def test_model_load_unload_memory_reaches_a_plateau(
+    runtime_factory: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, harness_profile: Profile,
+    harness_gates: Gates, record_property: Record, request: pytest.FixtureRequest,
+) -> None:
+    cycles = memory.WARMUP_CYCLES + harness_profile.load_cycles
+    with memory.MemorySampler() as sampler:
+        for i in range(cycles):
+            loaded = runtime_factory(harness_model)
+            try:
+                loaded.generate(PROMPTS[i % len(PROMPTS)], OPTIONS)
+            finally:
+                loaded.close()
+            del loaded
+            sampler.mark(collect=True)
+    judge(sampler, memory.WARMUP_CYCLES, "load cycle", "memory_slope_kb_per_cycle_max", harness_gates,
+          record_property, request, cycles)
+
+
+def test_foundry_local_session_churn_memory_reaches_a_plateau(
+    deployment: Deployment, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    cycles = memory.WARMUP_CYCLES + harness_profile.foundry_cycles
+    try:
+        with memory.MemorySampler() as sampler:
+            for i in range(cycles):  # a new manager, registration, load and chat sessions each cycle
+                with FoundryLocalSession(deployment.folder, tmp_path / "foundry-cache") as session:
+                    session.load()
+                    for k in range(FOUNDRY_CHATS_PER_CYCLE):
+                        session.chat(PROMPTS[(i + k) % len(PROMPTS)], OPTIONS.max_new_tokens)
+                sampler.mark(collect=True)
+    except FoundryUnavailable as exc:
+        pytest.skip(str(exc))
+    judge(sampler, memory.WARMUP_CYCLES, "Foundry Local cycle", "memory_slope_kb_per_cycle_max", harness_gates,
+          record_property, request, cycles * FOUNDRY_CHATS_PER_CYCLE)

@@ -1,0 +1,94 @@
+"""The memory and input-length suites on the real default model, with defects seeded around the real
+runtime (a leak per generation, a leak per Foundry Local chat, memory held per prompt token): each
+fails in the smoke profile. The clean model passing them is the suites' own run (``make suites``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import lengths
+from harness.foundry import FoundryAnswer, FoundryLocalSession
+from harness.locations import suites_dir
+from harness.memory import KB, MB
+from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
+
+KEPT: list[bytes] = []  # what the seeded leaks hold on to
+
+
+class LeakPerGeneration(GenAIRuntime):
+    """The real runtime, keeping 64 KB after every generation."""
+
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
+        KEPT.append(b"\x01" * (64 * KB))
+        return super().generate(prompt, options)
+
+
+class HoldsMemoryPerPromptToken(GenAIRuntime):
+    """The real runtime, holding another 256 KB per prompt token while it generates (a copy of its
+    cache that a runtime should not make)."""
+
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
+        tokens = len(self.encode(prompt if isinstance(prompt, str) else self.chat_prompt(prompt)))
+        scratch = b"\x01" * (tokens * 256 * KB)
+        try:
+            return super().generate(prompt, options)
+        finally:
+            del scratch
+
+
+def run_suite(pytester: pytest.Pytester, name: str, *args: str) -> pytest.RunResult:
+    """A shipped suite on the default model (the cache from HARNESS_CACHE_DIR), smoke profile."""
+    return pytester.runpytest(str(suites_dir() / name), "--harness-profile=smoke",
+                              f"--harness-reports={pytester.path / 'reports'}", *args)
+
+
+def test_prompts_have_the_exact_token_count_with_the_real_tokenizer(built_path: Path) -> None:
+    runtime = GenAIRuntime(built_path)
+    try:
+        ids = lengths.source_ids(runtime, runtime.info.context_length + 1)
+        context = runtime.info.context_length
+        for n in (*lengths.LENGTHS, context - lengths.CONTEXT_MARGIN, context + 1):
+            assert len(runtime.encode(lengths.prompt_of_tokens(runtime, ids, n))) == n
+    finally:
+        runtime.close()
+
+
+def test_a_64_kb_leak_per_generation_of_the_real_model_fails_in_smoke(
+    built_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("harness.plugin.GenAIRuntime", LeakPerGeneration)
+    result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation "
+                                 "(limit 16), still 1.* MB over the last 20 (limit 0.5)"])
+
+
+def test_a_leak_per_foundry_local_chat_fails_in_smoke(
+    built_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = FoundryLocalSession.chat
+
+    def leaky_chat(self: FoundryLocalSession, *args: Any, **kwargs: Any) -> FoundryAnswer:
+        KEPT.append(b"\x01" * (2 * MB))
+        return chat(self, *args, **kwargs)
+
+    monkeypatch.setattr(FoundryLocalSession, "chat", leaky_chat)
+    result = run_suite(pytester, "test_memory.py", "-k", "foundry")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["RSS grew * MB over 3 Foundry Local cycles after 2 warm-up, slope * KB/Foundry "
+                                 "Local cycle (limit 2048), still * MB over the last 2 (limit 0.5)"])
+
+
+def test_memory_held_per_prompt_token_fails_the_kv_cache_gate(
+    built_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("harness.plugin.GenAIRuntime", HoldsMemoryPerPromptToken)
+    result = run_suite(pytester, "test_input_length.py", "-k", "kv_cache")
+    result.assert_outcomes(failed=1, deselected=10)
+    result.stdout.fnmatch_lines(["peak RSS grows * MB from 1 to 2048 prompt tokens, 2.*x the 474 MB that the KV cache "
+                                 "(90 MB) and the prefill's logits (384 MB) take (limit 1.5x)",
+                                 "*- Captured per-length measurements call -*"])
