@@ -22,9 +22,11 @@ Answers = Callable[[Case], Sequence[Generation]]
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     cases = configured_cases(metafunc.config).cases
-    if "case" in metafunc.fixturenames:
-        chosen = [c for c in cases if c.assertions] if "asserted" in metafunc.function.__name__ else list(cases)
-        metafunc.parametrize("case", chosen, ids=[c.id for c in chosen])
+    if "case" in metafunc.fixturenames:  # every case
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+    if "asserted_case" in metafunc.fixturenames:  # the cases with assertions
+        asserted = [c for c in cases if c.assertions]
+        metafunc.parametrize("asserted_case", asserted, ids=[c.id for c in asserted])
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,9 @@ def _clip(text: str, limit: int = 300) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def test_case_asserted(case: Case, answers: Answers, context: AnswerContext,
-                       record_property: Callable[[str, object], None]) -> None:
+def test_case(asserted_case: Case, answers: Answers, context: AnswerContext,
+              record_property: Callable[[str, object], None]) -> None:
+    case = asserted_case
     judged = [case.judge(answer, context) for answer in answers(case)]
     passed = [score >= case.threshold for score, _ in judged]
     rate = sum(passed) / len(passed)

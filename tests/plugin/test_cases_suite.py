@@ -43,7 +43,7 @@ def test_wrong_expectation_fails_with_prompt_answer_and_each_assertion(
     result = cases_run(pytester, env, CASES)
     result.assert_outcomes(passed=5, failed=1)  # 2 asserted cases, 3 format checks, 1 domain score
     result.stdout.fnmatch_lines([
-        "*_ test_case_asserted[[]wrong[]] _*",
+        "*_ test_case[[]wrong[]] _*",
         "case 'wrong' (*my_cases.yaml:5) failed: score 0.50 below its threshold 1.00",
         "  prompt: 'capital of France?'",
         "  answer: 'Paris.'",
