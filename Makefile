@@ -24,7 +24,7 @@ test: install
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check harness suites tests
+	$(BIN)/ruff check harness suites tests benchmarks
 	$(BIN)/mypy
 
 clean:

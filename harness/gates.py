@@ -16,7 +16,8 @@ from typing import Literal
 from harness.errors import ConfigError
 
 # Modules that declare gates (each has a GATES tuple).
-GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths", "harness.robustness")
+GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths", "harness.robustness",
+                "harness.bench", "harness.compare")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execu
 if TYPE_CHECKING:
     from harness.parity import ReferenceData  # numpy: imported only when parity runs
 
+pytest_plugins = ("harness.results",)  # --harness-baseline and the run recorder's module-level hooks
+
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}

@@ -110,7 +110,7 @@ def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
     assert gates["quality_token_f1_min"] == 0.7 and gates.origins["quality_token_f1_min"] == "the command line"
     assert gates["quality_rouge_l_min"] == 0.1 and gates["quality_keyword_recall_min"] == 0.5
     assert gates.check("quality_rouge_l_min", 0.1) and not gates.check("quality_rouge_l_min", 0.09)
-    with pytest.raises(ConfigError, match="unknown gate 'nope' .from the command line.; known gates: "):
+    with pytest.raises(ConfigError, match=r"unknown gate 'nope' \(from the command line\); known gates: "):
         resolve_gates(["nope=1"], {}, "", [], "")
     with pytest.raises(ConfigError, match="must be NAME=VALUE"):
         resolve_gates(["quality_rouge_l_min"], {}, "", [], "")

@@ -1,0 +1,210 @@
+"""``harness``: compare run reports and show their history.
+
+    harness compare BASELINE CURRENT   compare two runs (folders or their results.json); BASELINE may
+                                       also be a folder of runs: the newest one with CURRENT's key
+    harness history DIR                a trend table of the runs in DIR, drawn into DIR/history.html
+
+Exit codes:
+    0  no regression (also when the runs were not compared because their key properties differ:
+       the reason is printed)
+    1  a regression: a metric worse than its threshold and beyond the measurement noise
+    2  usage error: bad arguments, a missing or unreadable run, a folder with no runs
+    3  internal error: a bug in the harness (the traceback is printed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import string
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.compare import (
+    KEY_LABELS,
+    METRICS,
+    CompareError,
+    Run,
+    Thresholds,
+    compare_runs,
+    find_runs,
+    load_run,
+    markdown,
+    pick_baseline,
+)
+from harness.report_html import render_history
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+class UsageError(Exception):
+    """Bad input to the command line: printed as one line, exit code 2."""
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write a fraction such as 0.1 for 10%") from None
+    if not 0 < value < 10:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 (0.1 means 10%)")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0],
+                                     epilog="exit codes: 0 no regression, 1 regression, 2 usage error, "
+                                            "3 internal error", formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compare = commands.add_parser("compare", help="compare a run with a baseline run")
+    compare.add_argument("baseline", type=Path, help="run folder, its results.json, or a folder of runs")
+    compare.add_argument("current", type=Path, help="run folder or its results.json")
+    defaults = Thresholds()
+    compare.add_argument("--timing-threshold", type=_fraction, default=defaults.timing, metavar="FRACTION",
+                         help=f"largest worsening of a token metric beyond the noise (default {defaults.timing})")
+    compare.add_argument("--quality-threshold", type=_fraction, default=defaults.quality, metavar="FRACTION",
+                         help=f"largest worsening of a quality score (default {defaults.quality})")
+    compare.add_argument("--busy-limit", type=float, default=defaults.busy, metavar="POINTS",
+                         help="compare timings only when the CPU other processes used during the two runs' "
+                              f"benchmarks differs by at most this many percentage points (default {defaults.busy:g})")
+    compare.add_argument("--ignore-key", action="append", default=[], choices=sorted(KEY_LABELS),
+                         help="compare even though this key property differs (e.g. model_sha256 to compare two "
+                              "fine-tunes; timings across machines stay meaningless)")
+    compare.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    history = commands.add_parser("history", help="trend table of the runs in a reports folder")
+    history.add_argument("folder", type=Path, help="the reports folder (holds one folder per run)")
+    history.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
+                         help=f"metric to show (repeatable; default decode_tokens_per_s, ttft_s and the quality "
+                              f"scores present); one of {', '.join(METRICS)}")
+    history.add_argument("--test", default="", metavar="TEXT", help="only checks whose id contains TEXT")
+    history.add_argument("--last", type=int, default=0, metavar="N", help="only the last N runs")
+    history.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                         help="where to draw the trends (default FOLDER/history.html)")
+    history.add_argument("--no-plot", action="store_true", help="print the table only")
+    return parser
+
+
+@dataclass(frozen=True)
+class History:
+    """Runs (oldest first) against (metric, check) columns; ``keys`` names each run's key group A, B, ..."""
+
+    runs: list[Run]
+    columns: list[tuple[str, str]]
+    values: list[list[float | None]]
+    keys: list[str]
+    legend: dict[str, str]
+
+    def text(self) -> str:
+        width = max(len(run.name) for run in self.runs)
+        head = [f"{'run':{width}}  key  passed failed  " + "  ".join(f"{f'[{i}]':>10}" for i in
+                                                                      range(1, len(self.columns) + 1))]
+        rows = []
+        for run, key, values in zip(self.runs, self.keys, self.values, strict=True):
+            totals = run.data.get("totals", {})
+            failed = totals.get("failed", 0) + totals.get("error", 0)
+            cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values)
+            rows.append(f"{run.name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
+        trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(len(self.columns)))
+        legend = [f"[{i}] {metric}  {test}" for i, (metric, test) in enumerate(self.columns, start=1)]
+        keys = [f"key {letter}: {text}" for letter, text in self.legend.items()]
+        return "\n".join([*head, *rows, f"{'trend':{width}}  {'':3}  {'':6} {'':6}  {trend}", "", *legend, *keys])
+
+
+def _sparkline(values: Sequence[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    low, high = min(present), max(present)
+    return "".join(" " if v is None else SPARKS[round((v - low) / ((high - low) or 1) * (len(SPARKS) - 1))]
+                   for v in values[-10:])
+
+
+def _natural(text: str) -> list[str | int]:
+    """Sort key that puts prompt=32 before prompt=128."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def history(runs: list[Run], metrics: Sequence[str] | None, test_filter: str) -> History:
+    """The trend of each chosen metric of each check, over ``runs``."""
+    chosen = list(metrics or [*DEFAULT_HISTORY_METRICS,
+                              *(m for m, spec in METRICS.items() if spec.kind == "quality")])
+    columns = sorted({(metric, test_id) for run in runs for test_id, test in run.tests().items()
+                      for metric in chosen if metric in test.get("metrics", {}) and test_filter in test_id},
+                     key=lambda c: (chosen.index(c[0]), _natural(c[1])))
+    values = [[run.tests().get(test_id, {}).get("metrics", {}).get(metric) for metric, test_id in columns]
+              for run in runs]
+    groups: dict[tuple[tuple[str, str], ...], str] = {}
+    for run in runs:
+        groups.setdefault(tuple(sorted(run.key.items())), string.ascii_uppercase[len(groups) % 26])
+    legend = {letter: ", ".join(f"{label} {dict(key)[name][:12] if name == 'model_sha256' else dict(key)[name]}"
+                                for name, label in KEY_LABELS.items() if name in dict(key))
+              for key, letter in groups.items()}
+    return History(runs, columns, values, [groups[tuple(sorted(run.key.items()))] for run in runs], legend)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    current = load_run(args.current)
+    baseline, why = pick_baseline(args.baseline, current.key, exclude=current.path.parent)
+    if baseline is None:
+        print(f"harness: not compared: {why}")
+        return EXIT_OK
+    comparison = compare_runs(baseline, current,
+                              Thresholds(args.timing_threshold, args.quality_threshold, args.busy_limit),
+                              args.ignore_key)
+    if args.format == "json":
+        print(json.dumps(comparison.to_dict(), indent=2))
+    elif args.format == "markdown":
+        print(markdown(comparison), end="")
+    else:
+        print(f"harness: {comparison.headline()}")
+        for delta in sorted(comparison.deltas, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
+            print(f"  {delta.line()}")
+        if comparison.uncompared:
+            print(f"  not compared: {len(comparison.uncompared)} (" + "; ".join(comparison.uncompared[:3])
+                  + ("; ..." if len(comparison.uncompared) > 3 else "") + ")")
+    return EXIT_REGRESSION if comparison.regressions else EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise UsageError(f"harness: {folder} is not a folder; pass the reports folder (one folder per run)")
+    runs, problems = find_runs(folder)
+    for problem in problems:
+        print(f"harness: skipped {problem}", file=sys.stderr)
+    runs = runs[-args.last:] if args.last > 0 else runs
+    if not runs:
+        raise UsageError(f"harness: {folder} holds no run with a results.json; a finished pytest session writes "
+                         "one into reports/<run>/")
+    table = history(runs, args.metric, args.test)
+    print(table.text())
+    if not args.no_plot and table.columns:
+        plot: Path = args.plot or folder / "history.html"
+        plot.write_text(render_history([r.name for r in runs], table.keys, table.columns, table.values,
+                                       table.legend), encoding="utf-8")
+        print(f"harness: trends drawn in {plot}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # exits 2 on bad arguments
+    try:
+        return _compare(args) if args.command == "compare" else _history(args)
+    except (CompareError, UsageError) as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: say so, with the traceback, and a distinct exit code
+        print(f"harness: internal error: {type(exc).__name__}: {exc} (please report it with the traceback below)",
+              file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

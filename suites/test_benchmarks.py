@@ -1,0 +1,175 @@
+"""Latency benchmarks (pytest-benchmark, pedantic mode with a warm-up round, rounds from the profile).
+
+At each prompt length: the time to first token (one output token), and a generation of a fixed
+length (min new tokens = max new tokens, so decode timings compare between runs and models) that
+gives TPOT, prefill and decode tokens/s and the end-to-end latency. pytest-benchmark times each call
+(``--benchmark-autosave``, ``--benchmark-compare`` and ``--benchmark-compare-fail`` work on those
+times); the token metrics, their p50/p90/p99, the model hash, precision and EP go into each
+benchmark's ``extra_info`` and, per round, into the run report, which ``harness compare`` and
+``--harness-baseline`` read. Under xdist (``-n N``) this module runs on one worker, timed as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from harness.bench import (
+    GATES,
+    ROUNDS_SUFFIX,
+    Resources,
+    ResourceSampler,
+    RoundMetrics,
+    describe,
+    gate_value,
+    metric_rounds,
+)
+from harness.gates import Gates
+from harness.pipeline import PreparedModel
+from harness.profiles import Profile
+from harness.runtime import Generation, Runtime, SearchOptions
+
+PROMPT_TOKENS = (32, 128, 512)
+OUTPUT_TOKENS = 64  # ~0.5 s of decoding on the default model: long enough for a stable rate, short for CI
+WARMUP_ROUNDS = 1
+FIXED_LENGTH = SearchOptions(max_new_tokens=OUTPUT_TOKENS, min_new_tokens=OUTPUT_TOKENS)
+FIRST_TOKEN = SearchOptions(max_new_tokens=1)
+CLOCK_GAP = GATES[0]
+PASSAGE = (
+    "Small language models answer questions on laptops, phones and edge devices without a network. "
+    "Quantization shrinks their weights to four or eight bits, which saves memory and time but can "
+    "change what they say, so every build is measured before it ships."
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    generations: list[Generation]  # the timed rounds (warm-up left out)
+    wall_s: list[float]  # wall time around each of those calls
+    resources: Resources
+
+    @property
+    def rounds(self) -> list[RoundMetrics]:
+        return [RoundMetrics.of(g) for g in self.generations]
+
+
+@pytest.fixture(scope="module")
+def prompt_of(runtime: Runtime) -> Callable[[int], str]:
+    """A plain-text prompt of ``tokens`` tokens (at most; the report records the exact count)."""
+
+    @functools.cache
+    def build(tokens: int) -> str:
+        text = PASSAGE
+        while len(runtime.encode(text)) < tokens:
+            text = f"{text} {PASSAGE}"
+        ids = runtime.encode(text)
+        for count in range(tokens, 0, -1):  # a cut can re-tokenize longer; step back until it fits
+            candidate = runtime.decode(ids[:count])
+            if len(runtime.encode(candidate)) <= tokens:
+                return candidate
+        return PASSAGE
+
+    return build
+
+
+def _fits(runtime: Runtime, prompt_tokens: int, output_tokens: int) -> None:
+    if prompt_tokens + output_tokens >= runtime.info.context_length:
+        pytest.skip(f"{prompt_tokens} prompt + {output_tokens} output tokens do not fit the model's context "
+                    f"of {runtime.info.context_length}")
+
+
+def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options: SearchOptions,
+             rounds: int) -> Measured:
+    calls: list[tuple[Generation, float]] = []
+
+    def one_round() -> None:
+        started = time.perf_counter()
+        generation = runtime.generate(prompt, options)
+        calls.append((generation, time.perf_counter() - started))
+
+    with ResourceSampler() as sampler:
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    timed = calls[WARMUP_ROUNDS:] if len(calls) == rounds + WARMUP_ROUNDS else calls  # one call if disabled
+    assert sampler.result is not None
+    return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result)
+
+
+def _record(benchmark: BenchmarkFixture, record_property: Callable[[str, object], None], measured: Measured,
+            model: PreparedModel) -> dict[str, list[float]]:
+    """Per-round series and medians into the run report; statistics and provenance into extra_info."""
+    rounds = measured.rounds
+    series = metric_rounds(rounds)
+    extra: dict[str, object] = {
+        "prompt_tokens": rounds[0].prompt_tokens,
+        "output_tokens": rounds[0].output_tokens,
+        "rounds": len(rounds),
+        "warmup_rounds": WARMUP_ROUNDS,
+        "model_sha256": model.plan.source_hash,
+        "precision": model.plan.precision if model.plan.needs_build else "prebuilt",
+        "ep": model.plan.ep,
+        "peak_rss_mb": round(measured.resources.peak_rss_mb, 1),
+        "cpu_percent": round(measured.resources.cpu_percent, 1),
+        "cpu_cores": measured.resources.cpu_cores,
+        "other_cpu_percent": round(measured.resources.other_cpu_percent, 1),
+    }
+    for name, values in series.items():
+        extra[name] = describe(values)
+    benchmark.extra_info.update(extra)
+    for name in ("prompt_tokens", "output_tokens", "peak_rss_mb", "cpu_percent", "other_cpu_percent"):
+        record_property(name, extra[name])
+    record_property("rounds", len(rounds))
+    for name, values in series.items():
+        record_property(name, describe(values)["median"])
+        record_property(name + ROUNDS_SUFFIX, values)
+    return series
+
+
+def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Callable[[str, object], None]) -> None:
+    """The latency the runtime reports must account for the wall time of the call."""
+    gaps = [(wall - g.total_seconds) / wall for g, wall in zip(measured.generations, measured.wall_s, strict=True)]
+    worst = max(gaps, key=abs)
+    record_property("clock_gap", worst)
+    limit, origin = gate_value(harness_gates, CLOCK_GAP)
+    assert abs(worst) <= limit, (
+        f"the runtime's reported latency misses {worst:.1%} of the wall time of its call "
+        f"(gate {CLOCK_GAP.name} at most {limit:g}, {origin}): its token timings cannot be trusted; "
+        f"wall {[round(w, 4) for w in measured.wall_s]} s, reported "
+        f"{[round(g.total_seconds, 4) for g in measured.generations]} s"
+    )
+
+
+@pytest.mark.parametrize("prompt_tokens", PROMPT_TOKENS, ids=lambda n: f"prompt={n}")
+def test_time_to_first_token(
+    benchmark: BenchmarkFixture, runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
+    harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
+    prompt_tokens: int,
+) -> None:
+    _fits(runtime, prompt_tokens, 1)
+    measured = _measure(benchmark, runtime, prompt_of(prompt_tokens), FIRST_TOKEN, harness_profile.benchmark_rounds)
+    _record(benchmark, record_property, measured, harness_model)
+    produced = [g.output_tokens for g in measured.generations]
+    assert all(n == 1 for n in produced), f"asked for one output token, the rounds produced {produced}"
+    _check_clocks(measured, harness_gates, record_property)
+
+
+@pytest.mark.parametrize("prompt_tokens", PROMPT_TOKENS, ids=lambda n: f"prompt={n}")
+def test_generation_latency(
+    benchmark: BenchmarkFixture, runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
+    harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
+    prompt_tokens: int,
+) -> None:
+    _fits(runtime, prompt_tokens, OUTPUT_TOKENS)
+    measured = _measure(benchmark, runtime, prompt_of(prompt_tokens), FIXED_LENGTH, harness_profile.benchmark_rounds)
+    produced = [g.output_tokens for g in measured.generations]
+    assert all(n == OUTPUT_TOKENS for n in produced), (
+        f"the runtime did not honour min_new_tokens = max_new_tokens = {OUTPUT_TOKENS}: the rounds produced "
+        f"{produced} tokens (stop reasons {[g.stop_reason for g in measured.generations]}), so decode "
+        "timings would not compare between runs"
+    )
+    _record(benchmark, record_property, measured, harness_model)
+    _check_clocks(measured, harness_gates, record_property)

@@ -1,0 +1,239 @@
+"""The comparison of runs (noise-aware verdicts, key matching, loading) and the ``harness`` command."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import cli
+from harness.compare import (
+    FORMAT,
+    CompareError,
+    Run,
+    Thresholds,
+    bootstrap_interval,
+    compare_metric,
+    compare_runs,
+    load_run,
+    pick_baseline,
+)
+
+KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}
+TEST = "test_benchmarks.py::test_generation_latency[prompt=32]"
+
+
+def rounds(center: float, spread: float, count: int = 5, seed: int = 1) -> list[float]:
+    """``count`` values around ``center``, each off by up to ``spread`` (a fraction)."""
+    rng = random.Random(seed)
+    return [center * (1 + rng.uniform(-spread, spread)) for _ in range(count)]
+
+
+def document(name: str, decode: list[float] | None = None, started: str = "2026-11-24T10:00:00+00:00",
+             key: dict[str, str] | None = None, quality: dict[str, float] | None = None,
+             busy: float = 2.0) -> dict[str, Any]:
+    tests = []
+    if decode is not None:
+        tests.append({"id": TEST, "metrics": {"decode_tokens_per_s": sorted(decode)[len(decode) // 2],
+                                              "other_cpu_percent": busy},
+                      "series": {"decode_tokens_per_s_rounds": decode}, "outcome": "passed"})
+    if quality is not None:
+        tests.append({"id": "test_parity.py::test_parity", "metrics": quality, "series": {}, "outcome": "passed"})
+    return {"format": FORMAT, "schema_version": 1, "run": {"id": name, "started": started},
+            "key": key or KEY, "tests": tests, "totals": {"passed": len(tests)}}
+
+
+def write_run(folder: Path, name: str, **kwargs: Any) -> Path:
+    run = folder / name
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(document(name, **kwargs)))
+    return run
+
+
+def as_run(data: dict[str, Any]) -> Run:
+    return Run(Path("results.json"), data)
+
+
+# -- verdicts ----------------------------------------------------------------------------------------
+def test_bootstrap_interval_is_seeded_and_brackets_the_change() -> None:
+    base, slow = rounds(100, 0.05), rounds(80, 0.05, seed=2)
+    low, high = bootstrap_interval(base, slow)
+    assert (low, high) == bootstrap_interval(base, slow)
+    assert low < -0.20 < high < 0, "contains the true change, and excludes no change"
+
+
+@pytest.mark.parametrize(
+    ("current", "verdict"),
+    [
+        (rounds(80, 0.05, seed=2), "regression"),  # decode tokens/s 20% lower
+        (rounds(100, 0.05, seed=2), "unchanged"),  # same distribution, other draws
+        (rounds(125, 0.05, seed=2), "improvement"),
+        (rounds(95, 0.005, seed=2), "unchanged"),  # significant but 5%: under the 10% limit
+        (rounds(85, 0.6, seed=2), "unchanged"),  # 15% lower median, but the rounds scatter +-60%: noise
+    ],
+    ids=["20%-slower", "same", "faster", "small-but-real", "noisy"],
+)
+def test_timing_verdict_needs_size_and_significance(current: list[float], verdict: str) -> None:
+    delta = compare_metric(TEST, "decode_tokens_per_s", rounds(100, 0.05), current, Thresholds())
+    assert delta.verdict == verdict, delta.line()
+    assert delta.change_ci is not None and delta.rounds == (5, 5)
+
+
+def test_lower_is_better_metrics_regress_upwards() -> None:
+    delta = compare_metric(TEST, "ttft_s", rounds(0.10, 0.02), rounds(0.13, 0.02, seed=3), Thresholds())
+    assert delta.verdict == "regression" and delta.change > 0.2
+
+
+@pytest.mark.parametrize(("current", "verdict"), [(1.05, "regression"), (1.01, "unchanged"), (0.9, "improvement")])
+def test_quality_scores_use_the_threshold_alone(current: float, verdict: str) -> None:
+    delta = compare_metric("q", "ppl_ratio", [1.0], [current], Thresholds())
+    assert delta.verdict == verdict and delta.change_ci is None
+
+
+def test_threshold_is_configurable() -> None:
+    base, slow = rounds(100, 0.01), rounds(93, 0.01, seed=2)
+    assert compare_metric(TEST, "decode_tokens_per_s", base, slow, Thresholds()).verdict == "unchanged"
+    assert compare_metric(TEST, "decode_tokens_per_s", base, slow, Thresholds(timing=0.05)).verdict == "regression"
+
+
+# -- runs --------------------------------------------------------------------------------------------
+def test_runs_with_other_key_properties_are_not_compared() -> None:
+    other = {**KEY, "machine": "Intel Xeon, 8 cores", "ep": "cuda"}
+    comparison = compare_runs(as_run(document("a", rounds(100, 0.05))),
+                              as_run(document("b", rounds(50, 0.05), key=other)))
+    assert not comparison.compared and not comparison.deltas
+    assert comparison.reasons == ["execution provider differs (baseline 'cpu', this run 'cuda')",
+                                  "machine differs (baseline 'AMD EPYC, 2 cores', this run 'Intel Xeon, 8 cores')"]
+    assert comparison.headline().startswith("not compared with a: execution provider differs")
+    ignored = compare_runs(as_run(document("a", rounds(100, 0.05))),
+                           as_run(document("b", rounds(50, 0.05), key=other)), ignore_keys=("machine", "ep"))
+    assert [d.verdict for d in ignored.deltas] == ["regression"]
+
+
+def test_too_few_rounds_and_missing_checks_are_listed_not_compared() -> None:
+    comparison = compare_runs(as_run(document("a", [100.0, 101.0], quality={"kl_mean": 0.1})),
+                              as_run(document("b", [60.0, 61.0])))
+    assert comparison.deltas == []
+    assert comparison.uncompared == [f"{TEST} decode_tokens_per_s: 2 round(s), at least 3 give a noise estimate",
+                                     "test_parity.py::test_parity: not in this run"]
+
+
+def test_timings_from_an_unequally_busy_machine_are_not_compared_but_quality_is() -> None:
+    baseline = as_run(document("a", rounds(100, 0.05), quality={"ppl_ratio": 1.0}, busy=3.0))
+    busy = as_run(document("b", rounds(60, 0.05), busy=55.0, quality={"ppl_ratio": 1.5}))
+    comparison = compare_runs(baseline, busy)
+    assert [(d.metric, d.verdict) for d in comparison.deltas] == [("ppl_ratio", "regression")]
+    assert comparison.uncompared == [f"{TEST}: timings not compared, the machine was not equally busy: other "
+                                     "processes used 3% of its CPU during the baseline and 55% during this run "
+                                     "(more than 15 points apart)"]
+    relaxed = compare_runs(baseline, busy, Thresholds(busy=60.0))
+    assert {d.metric: d.verdict for d in relaxed.deltas} == {"decode_tokens_per_s": "regression",
+                                                             "ppl_ratio": "regression"}
+    equally_busy = as_run(document("c", rounds(60, 0.05), busy=50.0))
+    assert [d.verdict for d in compare_runs(busy, equally_busy).deltas] == ["unchanged"]
+
+
+def test_comparison_round_trips_through_its_dict() -> None:
+    comparison = compare_runs(as_run(document("a", rounds(100, 0.05))), as_run(document("b", rounds(70, 0.05))))
+    again = type(comparison).from_dict(json.loads(json.dumps(comparison.to_dict())))
+    assert again == comparison
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "has no results.json; pass a run folder (reports/<run>/) written by a finished harness session"),
+        ("{not json", "is not readable JSON"),
+        ('{"format": "pytest-benchmark"}', 'is not a harness results file (no "format": "onnx-slm-harness-results")'),
+        (json.dumps({"format": FORMAT, "schema_version": 9}), "has results schema version 9; this harness reads up "
+                                                               "to 1: upgrade onnx-slm-harness to compare it"),
+    ],
+    ids=["no-results", "not-json", "other-format", "newer-schema"],
+)
+def test_unreadable_runs_are_one_line(tmp_path: Path, content: str | None, problem: str) -> None:
+    if content is not None:
+        (tmp_path / "results.json").write_text(content)
+    with pytest.raises(CompareError) as caught:
+        load_run(tmp_path)
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_baseline_from_a_folder_of_runs_is_the_newest_matching_one(tmp_path: Path) -> None:
+    write_run(tmp_path, "old", decode=rounds(100, 0.05), started="2026-11-20T10:00:00+00:00")
+    newer = write_run(tmp_path, "newer", decode=rounds(100, 0.05), started="2026-11-22T10:00:00+00:00")
+    write_run(tmp_path, "other-machine", decode=rounds(100, 0.05), started="2026-11-23T10:00:00+00:00",
+              key={**KEY, "machine": "elsewhere"})
+    current = write_run(tmp_path, "current", decode=rounds(100, 0.05), started="2026-11-24T10:00:00+00:00")
+    picked, why = pick_baseline(tmp_path, KEY, exclude=current)
+    assert picked is not None and picked.path.parent == newer and why == ""
+    none, why = pick_baseline(tmp_path, {**KEY, "precision": "fp32"}, exclude=current)
+    assert none is None and why.startswith(f"none of the 3 other runs in {tmp_path} has this run's key properties")
+    (tmp_path / "empty").mkdir()
+    assert pick_baseline(tmp_path / "empty", KEY) == (None, f"{tmp_path / 'empty'} holds no earlier run (no "
+                                                            "<run>/results.json in it)")
+
+
+# -- the command line ---------------------------------------------------------------------------------
+def test_compare_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+    same = write_run(tmp_path, "same", decode=rounds(100, 0.05, seed=7))
+    slow = write_run(tmp_path, "slow", decode=rounds(80, 0.05, seed=7))
+    assert cli.main(["compare", str(base), str(same)]) == cli.EXIT_OK
+    assert cli.main(["compare", str(base), str(slow / "results.json")]) == cli.EXIT_REGRESSION
+    out = capsys.readouterr().out
+    assert "harness: no regression: same against base: 1 metrics compared" in out
+    assert f"REGRESSION  {TEST} decode_tokens_per_s" in out
+    assert cli.main(["compare", str(base), str(tmp_path / "missing")]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (f"harness: {tmp_path / 'missing'}: no such file or folder; pass a run folder "
+                                       "(reports/<run>/) or its results.json\n")
+    with pytest.raises(SystemExit) as bad_argument:
+        cli.main(["compare", str(base), str(same), "--timing-threshold", "ten"])
+    assert bad_argument.value.code == cli.EXIT_USAGE
+    assert "'ten' is not a number; write a fraction such as 0.1 for 10%" in capsys.readouterr().err
+
+
+def test_compare_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+    slow = write_run(tmp_path, "slow", decode=rounds(80, 0.05, seed=7))
+    assert cli.main(["compare", str(base), str(slow), "--format", "json"]) == cli.EXIT_REGRESSION
+    assert json.loads(capsys.readouterr().out)["regressions"] == 1
+    cli.main(["compare", str(base), str(slow), "--format", "markdown"])
+    assert "| `" + TEST + "` | decode_tokens_per_s |" in capsys.readouterr().out
+
+
+def test_internal_error_has_its_own_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("tests")
+
+    monkeypatch.setattr(cli, "compare_runs", broken)
+    assert cli.main(["compare", str(base), str(base)]) == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.startswith("harness: internal error: KeyError: 'tests' (please report it") and "Traceback" in err
+
+
+def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for day, center in enumerate((100, 104, 98, 80), start=20):
+        write_run(tmp_path, f"run-{day}", decode=rounds(center, 0.01), started=f"2026-11-{day}T10:00:00+00:00")
+    write_run(tmp_path, "run-24", decode=rounds(100, 0.01), started="2026-11-24T10:00:00+00:00",
+              key={**KEY, "machine": "elsewhere"})
+    assert cli.main(["history", str(tmp_path)]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[1:6]] == [["run-20", "A"], ["run-21", "A"], ["run-22", "A"],
+                                                          ["run-23", "A"], ["run-24", "B"]]
+    assert lines[6].split()[1] == "▇█▆▁▇"
+    assert f"[1] decode_tokens_per_s  {TEST}" in lines
+    assert any(line.startswith("key B: model hash abababababab, precision int4, execution provider cpu, machine "
+                               "elsewhere") for line in lines)
+    html = (tmp_path / "history.html").read_text()
+    assert 'id="history-decode_tokens_per_s"' in html and html.count("<circle") == 5
+
+
+def test_history_of_a_folder_without_runs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["history", str(tmp_path)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"harness: {tmp_path} holds no run with a results.json")

@@ -1,0 +1,173 @@
+"""The run report's pieces from synthetic results: HTML plots, summary.md, JUnit XML, the schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import jsonschema
+import pytest
+
+from harness.compare import FORMAT, Comparison, Run, compare_runs
+from harness.locations import fixtures_dir
+from harness.report_html import render_run
+from harness.results import CheckRecord, summary_markdown, write_junit
+
+SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
+KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}
+PRECISIONS = [
+    {"precision": "int4", "size_mb": 98.0, "size_ratio_fp32": 0.18, "decode_tokens_per_s": 140.0, "ttft_s": 0.06,
+     "peak_rss_mb": 240.0, "passed": True, "reason": ""},
+    {"precision": "fp32", "size_mb": 540.0, "size_ratio_fp32": 1.0, "decode_tokens_per_s": 45.0, "ttft_s": 0.2,
+     "peak_rss_mb": 700.0, "passed": False, "reason": "slower than the gate"},
+]
+
+
+def check(test_id: str, outcome: str = "passed", message: str | None = None, **props: Any) -> dict[str, Any]:
+    record = CheckRecord(f"suites/{test_id}", outcome, 0.5, message, properties=props)
+    return record.to_json()
+
+
+def results(*tests: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    outcomes = [t["outcome"] for t in tests]
+    return {
+        "format": FORMAT, "schema_version": 1,
+        "run": {"id": "20261124-100000-model-int4", "started": "2026-11-24T10:00:00+00:00",
+                "finished": "2026-11-24T10:01:00+00:00", "duration_s": 60.0, "exit_status": 1 if "failed" in outcomes
+                else 0, "args": ["--model=model"], "profile": "smoke", "precision": "int4", "seed": None,
+                "xdist_workers": 0, "report_dir": "/reports/run", "junit_xml": "/reports/run/junit.xml"},
+        "key": KEY,
+        "provenance": {"model": "/models/model.gguf", "source_kind": "gguf", "source_sha256": "ab" * 32,
+                       "precision": "int4", "builder": "olive", "ep": "cpu", "profile": "smoke",
+                       "versions": {"onnxruntime-genai": "0.14.1"}, "machine": {"cpu": "AMD EPYC", "cores": "2"}},
+        "gates": {"regression_timing_max": {"value": 0.1, "origin": "default", "bound": "max", "unit": ""}},
+        "totals": {o: outcomes.count(o) for o in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")},
+        "tests": list(tests),
+        "baseline": baseline,
+    }
+
+
+def latency(prompt: int, ttft: float, decode: float) -> dict[str, Any]:
+    return check(f"test_benchmarks.py::test_generation_latency[prompt={prompt}]", prompt_tokens=prompt, ttft_s=ttft,
+                 latency_s=ttft + 0.5, decode_tokens_per_s=decode, decode_tokens_per_s_rounds=[decode] * 5)
+
+
+class Plots(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, dict[str, int]] = {}
+        self.current = ""
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "figure":
+            self.current = str(values["id"])
+            self.figures[self.current] = {"circle": 0, "rect": 0, "polyline": 0}
+        elif tag in ("circle", "rect", "polyline") and self.current:
+            self.figures[self.current][tag] += 1
+        if tag in ("script", "link", "img", "iframe") or "src" in values or "href" in values:
+            self.external.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "figure":
+            self.current = ""
+
+
+def plots(html: str) -> Plots:
+    parser = Plots()
+    parser.feed(html)
+    return parser
+
+
+def test_properties_are_sorted_into_metrics_series_and_the_rest() -> None:
+    record = check("t.py::t", rss_series_mb=[1, 2.5], ttft_s=0.1, rounds=5, passed=True, table=[{"a": 1}],
+                   bad=float("inf"), mixed=[1, "x"], empty=[])
+    assert record["metrics"] == {"ttft_s": 0.1, "rounds": 5}
+    assert record["series"] == {"rss_series_mb": [1, 2.5]}
+    assert record["properties"] == {"passed": True, "table": [{"a": 1}], "bad": "inf", "mixed": [1, "x"], "empty": []}
+    assert record["id"] == "t.py::t" and record["nodeid"] == "suites/t.py::t"
+
+
+def test_html_has_the_plots_when_the_series_exist() -> None:
+    tests = [latency(32, 0.06, 140.0), latency(128, 0.3, 130.0), latency(512, 1.2, 120.0),
+             check("test_memory.py::test_rss", rss_series_mb=[200.0 + i for i in range(40)]),
+             check("test_precisions.py::test_table", precision_table=PRECISIONS, recommended_precision="int4")]
+    html = render_run(results(*tests))
+    found = plots(html)
+    assert set(found.figures) == {"plot-latency", "plot-rss", "plot-precision-size_mb",
+                                  "plot-precision-decode_tokens_per_s", "plot-precision-ttft_s",
+                                  "plot-precision-peak_rss_mb"}
+    assert found.figures["plot-latency"]["circle"] == 6 and found.figures["plot-latency"]["polyline"] == 2
+    assert found.figures["plot-rss"]["circle"] == 40
+    assert found.figures["plot-precision-size_mb"]["rect"] == 2  # one bar per precision
+    assert 'fill="#d62728"><title>fp32: 540 (did not pass)' in html
+    assert "Recommended precision: <b>int4</b>" in html
+    assert found.external == [], "the report must not load anything"
+
+
+def test_html_without_series_has_no_plots_and_escapes_text() -> None:
+    html = render_run(results(check("t.py::t[<script>]", "failed", "AssertionError: <b>bad</b>")))
+    assert plots(html).figures == {}
+    assert "<script>" not in html and "&lt;b&gt;bad&lt;/b&gt;" in html
+
+
+def test_summary_markdown() -> None:
+    slow = Run(Path("b"), {"run": {"id": "b"}, "key": KEY, "tests": [latency(32, 0.06, 100.0)]})
+    base = Run(Path("a"), {"run": {"id": "a"}, "key": KEY, "tests": [latency(32, 0.06, 140.0)]})
+    base.data["tests"][0]["series"]["decode_tokens_per_s_rounds"] = [139.0, 140.0, 141.0, 140.5, 139.5]
+    comparison = compare_runs(base, slow)
+    text = summary_markdown(results(
+        latency(32, 0.06, 100.0), check("test_x.py::test_fails", "failed", "AssertionError: verdict\ndata"),
+        check("test_precisions.py::test_table", precision_table=PRECISIONS),
+        baseline={"path": "a", **comparison.to_dict()}))
+    lines = text.splitlines()
+    assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed)"
+    assert "| `test_x.py::test_fails` | AssertionError: verdict |" in lines
+    assert any(line.startswith("| `test_benchmarks.py::test_generation_latency[prompt=32]` | 32 | 0.06 |")
+               for line in lines)
+    assert "| precision | size_mb | size_ratio_fp32 |" in text and "| fp32 | 540 | 1 |" in text
+    assert "### Compared with `a`" in lines and "REGRESSION: b against a" in text and "**regression**" in text
+
+
+def test_summary_says_why_a_baseline_was_not_compared() -> None:
+    comparison = Comparison("reports/", "run", ["none of the 2 other runs in reports/ has this run's key properties"])
+    text = summary_markdown(results(check("t.py::t"), baseline={"path": "reports/", **comparison.to_dict()}))
+    assert text.startswith("## PASSED")
+    assert "not compared with reports/: none of the 2 other runs" in text
+
+
+def test_junit(tmp_path: Path) -> None:
+    data = results(latency(32, 0.06, 140.0), check("test_x.py::test_fails", "failed", "AssertionError: verdict"),
+                   check("test_x.py::test_skips", "skipped", "Skipped: no reference"))
+    path = tmp_path / "junit.xml"
+    write_junit(path, data, {"suites/test_x.py::test_fails": "full traceback\nAssertionError: verdict"})
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors"))
+    assert counts == ("3", "1", "1", "0")
+    case = suite.find("testcase[@name='test_fails']")
+    assert case is not None and case.get("classname") == "suites.test_x"
+    failure = case.find("failure")
+    assert failure is not None and failure.get("message") == "AssertionError: verdict"
+    assert failure.text == "full traceback\nAssertionError: verdict"
+    bench = suite.find("testcase[@name='test_generation_latency[prompt=32]']/properties")
+    assert bench is not None and {p.get("name") for p in bench} >= {"ttft_s", "decode_tokens_per_s"}
+
+
+def test_schema_accepts_a_run_and_rejects_a_broken_one() -> None:
+    comparison = compare_runs(Run(Path("a"), results(latency(32, 0.06, 140.0))),
+                              Run(Path("b"), results(latency(32, 0.06, 100.0))))
+    good = results(latency(32, 0.06, 140.0), baseline={"path": "a", **comparison.to_dict()})
+    jsonschema.validate(json.loads(json.dumps(good)), SCHEMA)
+    broken = copy.deepcopy(good)
+    broken["tests"][0]["metrics"]["ttft_s"] = "fast"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMA)
+    del good["key"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(good, SCHEMA)
