@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -160,6 +160,27 @@ def translate_error(exc: Exception, context: str) -> RuntimeFailure:
                                       "must be 0 or greater", "expected a bool", "max_length")):
         return InvalidSearchOption(f"harness: {context}: {message}", message)
     return RuntimeFailure(f"harness: {context}: onnxruntime-genai error: {message}", message)
+
+
+def run_generator(generator: Any, prompt_ids: Sequence[int], max_new_tokens: int, info: ModelInfo,
+                  decode: Callable[[Sequence[int]], str], context: str) -> Generation:
+    """Prefill ``prompt_ids`` on a ready onnxruntime-genai generator, then take up to ``max_new_tokens``
+    tokens, timing each (for the paths that bring their own generator: reused, raw)."""
+    tokens: list[int] = []
+    times: list[float] = []
+    started = time.perf_counter()
+    try:
+        generator.append_tokens(list(prompt_ids))
+        prefill = time.perf_counter() - started
+        while not generator.is_done() and len(tokens) < max_new_tokens:
+            generator.generate_next_token()
+            tokens.append(int(generator.get_next_tokens()[0]))
+            times.append(time.perf_counter() - started)
+    except RuntimeError as exc:
+        raise translate_error(exc, context) from exc
+    stop: StopReason = "eos" if tokens and tokens[-1] in info.eos_token_ids else "length"
+    return Generation(tuple(prompt_ids), tuple(tokens), decode(tokens), stop, prefill, tuple(times),
+                      time.perf_counter() - started)
 
 
 class GenAIRuntime:
@@ -338,22 +359,12 @@ class GenAIReusedGenerator:
         if len(ids) + self.options.max_new_tokens > self.max_length:
             raise ContextOverflow(f"harness: the reused generator holds {self.max_length} tokens; a {len(ids)}-token "
                                   f"prompt with {self.options.max_new_tokens} new tokens does not fit", "")
-        tokens: list[int] = []
-        times: list[float] = []
-        started = time.perf_counter()
         try:
             generator.rewind_to(0)
-            generator.append_tokens(ids)
-            prefill = time.perf_counter() - started
-            while not generator.is_done() and len(tokens) < self.options.max_new_tokens:
-                generator.generate_next_token()
-                tokens.append(int(generator.get_next_tokens()[0]))
-                times.append(time.perf_counter() - started)
         except RuntimeError as exc:
-            raise translate_error(exc, "generating with the reused generator") from exc
-        stop: StopReason = "eos" if tokens and tokens[-1] in runtime.info.eos_token_ids else "length"
-        return Generation(tuple(ids), tuple(tokens), runtime.decode(tokens), stop, prefill, tuple(times),
-                          time.perf_counter() - started)
+            raise translate_error(exc, "rewinding the reused generator") from exc
+        return run_generator(generator, ids, self.options.max_new_tokens, runtime.info, runtime.decode,
+                             "generating with the reused generator")
 
     def close(self) -> None:
         self._generator = None

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from harness.errors import HarnessError
-from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, StopReason, translate_error
+from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, run_generator, translate_error
 
 RUNTIME_ENV = "HARNESS_WORKER_RUNTIME"
 DEFAULT_RUNTIME = "harness.worker:RawGenAIRuntime"
@@ -81,24 +81,13 @@ class RawGenAIRuntime(GenAIRuntime):
         og = self._og
         text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
         ids = self.encode(text)
-        tokens: list[int] = []
-        times: list[float] = []
-        started = time.perf_counter()
         try:
             params = og.GeneratorParams(self._model)
             params.set_search_options(**options)
             generator = og.Generator(self._model, params)
-            generator.append_tokens(ids)
-            prefill = time.perf_counter() - started
-            while not generator.is_done() and len(tokens) < max_new_tokens:
-                generator.generate_next_token()
-                tokens.append(int(generator.get_next_tokens()[0]))
-                times.append(time.perf_counter() - started)
         except RuntimeError as exc:
             raise translate_error(exc, "raw request") from exc
-        stop: StopReason = "eos" if tokens and tokens[-1] in self.info.eos_token_ids else "length"
-        return Generation(tuple(ids), tuple(tokens), self.decode(tokens), stop, prefill, tuple(times),
-                          time.perf_counter() - started)
+        return run_generator(generator, ids, max_new_tokens, self.info, self.decode, "raw request")
 
 
 def load_runtime(spec: str, path: Path, ep: str) -> WorkerRuntime:
