@@ -19,8 +19,8 @@ from harness.profiles import PROFILES
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
 INJECTION_POLICIES = ("warn", "fail")
-TABLES = ("model_config", "gates")
-PATH_METAVARS = ("PATH", "DIR", "FILE")  # [tool.harness.<name>] sub-tables, passed through as mappings
+TABLES = ("model_config", "gates")  # [tool.harness.<name>] sub-tables, passed through as mappings
+PATH_METAVARS = ("PATH", "DIR", "FILE")  # settings whose values are paths
 # Execution providers the builders know by name; only the ones this onnxruntime build
 # actually offers can run (checked in ``check_execution_provider``).
 EXECUTION_PROVIDERS = {
@@ -218,15 +218,13 @@ def resolve(
 
 
 def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
-    if setting.metavar in PATH_METAVARS and not Path(text).expanduser().is_absolute():
-        text = str((raw.base_dir or Path.cwd()) / text)  # relative to the file that set it
+    relative = setting.metavar in PATH_METAVARS and not Path(text).expanduser().is_absolute()
+    if relative:
+        text = str(((raw.base_dir or Path.cwd()) / text).resolve())  # relative to the file that set it
     try:
-        value = setting.parse(text)
+        return setting.parse(text)
     except ValueError as exc:
         raise ConfigError(f"harness: {setting.flag} {text!r} (from {raw.origin}) {exc}") from exc
-    if isinstance(value, Path) and not value.is_absolute():
-        value = ((raw.base_dir or Path.cwd()) / value).resolve()
-    return value
 
 
 def _items(value: Any, setting: Setting, split: str | None = None) -> tuple[str, ...]:
