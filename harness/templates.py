@@ -131,8 +131,9 @@ def end_of_turn_token(assistant_entry: str) -> str | None:
     return found[0] if found else None
 
 
-def first_difference(a: str, b: str) -> int:
-    """Index of the first character where ``a`` and ``b`` differ (the shorter length if one is a prefix)."""
+def first_difference(a: Sequence[object], b: Sequence[object]) -> int:
+    """Index of the first item (character, token) where ``a`` and ``b`` differ (the shorter length if one
+    is a prefix)."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 

@@ -16,6 +16,7 @@ from harness.output_format import answer_context, format_problems
 from harness.plugin import configured_cases
 from harness.quality import QualityScores, gate_failures, mean_scores
 from harness.runtime import Generation, Runtime
+from harness.templates import first_difference
 
 Answers = Callable[[Case], Sequence[Generation]]
 
@@ -81,7 +82,7 @@ def test_output_format(case: Case, answers: Answers, context: AnswerContext, run
         again = runtime.generate(case.prompt, case.options)
         if again.token_ids != first.token_ids:
             problems.append(f"greedy decoding is not deterministic: a second run differs from token "
-                            f"{_first_difference(first.token_ids, again.token_ids)} "
+                            f"{first_difference(first.token_ids, again.token_ids)} "
                             f"({_clip(first.text, 80)} vs {_clip(again.text, 80)})")
         streamed = "".join(runtime.stream(case.prompt, case.options))
         if streamed != first.text:
@@ -89,10 +90,6 @@ def test_output_format(case: Case, answers: Answers, context: AnswerContext, run
                             f"{_clip(first.text, 80)}")
     assert not problems, f"case {case.id!r} ({case.origin}): answer {_clip(answers(case)[0].text)}:\n  " + \
         "\n  ".join(problems)
-
-
-def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def test_domain_quality(pytestconfig: pytest.Config, answers: Answers, harness_gates: Gates,
