@@ -20,7 +20,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -195,7 +195,20 @@ class SlowedRuntime(GenAIRuntime):
         super().__init__(path, ep)
         self.delay_per_token_s = delay_per_token_s
 
-    def _tokens(self, prompt_ids: list[int], options: SearchOptions, marks: list[float]) -> Iterator[int]:
-        for token in super()._tokens(prompt_ids, options, marks):
-            time.sleep(self.delay_per_token_s)
-            yield token
+    def new_generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
+        return _SlowedGenerator(super().new_generator(prompt_ids, options), self.delay_per_token_s)
+
+
+class _SlowedGenerator:
+    """An onnxruntime-genai generator that sleeps after each token it generates."""
+
+    def __init__(self, generator: Any, delay_s: float) -> None:
+        self._generator = generator
+        self._delay_s = delay_s
+
+    def generate_next_token(self) -> None:
+        self._generator.generate_next_token()
+        time.sleep(self._delay_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._generator, name)

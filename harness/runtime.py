@@ -73,6 +73,10 @@ class Generation:
     prefill_seconds: float  # time to process the prompt
     token_times: tuple[float, ...]  # seconds from request start until each output token was ready
     total_seconds: float
+    # Greedy answers only: for each output token, how far its logit led the runner-up's, and the
+    # runner-up's id. A small margin is a near-tie that another CPU's kernels may decide otherwise.
+    margins: tuple[float, ...] = ()
+    runner_up_ids: tuple[int, ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -162,17 +166,39 @@ def translate_error(exc: Exception, context: str) -> RuntimeFailure:
     return RuntimeFailure(f"harness: {context}: onnxruntime-genai error: {message}", message)
 
 
-def run_generator(generator: Any, prompt_ids: Sequence[int], max_new_tokens: int, info: ModelInfo,
-                  decode: Callable[[Sequence[int]], str], context: str) -> Generation:
+def top_two(logits: Any) -> tuple[int, float, int]:
+    """From one row of logits: the best token, its lead over the runner-up (logit difference), the runner-up."""
+    import numpy as np
+
+    row = np.array(logits, dtype=np.float32).reshape(-1)  # a copy: finding the runner-up overwrites the best
+    best = int(row.argmax())
+    lead = row[best]
+    row[best] = -np.inf
+    runner_up = int(row.argmax())
+    return best, float(lead - row[runner_up]), runner_up
+
+
+def run_generator(generator: Any, prompt_ids: Sequence[int], max_new_tokens: int, greedy: bool, info: ModelInfo,
+                  decode: Callable[[Sequence[int]], str], context: str, started: float | None = None) -> Generation:
     """Prefill ``prompt_ids`` on a ready onnxruntime-genai generator, then take up to ``max_new_tokens``
-    tokens, timing each (for the paths that bring their own generator: reused, raw)."""
+    tokens, timing each from ``started`` (default: now).
+
+    Greedy decoding also reads each step's logits for its margin: ``get_logits`` runs the model step
+    that ``generate_next_token`` would otherwise run, so the read adds only a top-2 search (~10 us).
+    """
     tokens: list[int] = []
     times: list[float] = []
-    started = time.perf_counter()
+    margins: list[float] = []
+    runner_ups: list[int] = []
+    started = time.perf_counter() if started is None else started
     try:
         generator.append_tokens(list(prompt_ids))
         prefill = time.perf_counter() - started
         while not generator.is_done() and len(tokens) < max_new_tokens:
+            if greedy:
+                _, margin, runner_up = top_two(generator.get_logits())
+                margins.append(margin)
+                runner_ups.append(runner_up)
             generator.generate_next_token()
             tokens.append(int(generator.get_next_tokens()[0]))
             times.append(time.perf_counter() - started)
@@ -180,7 +206,7 @@ def run_generator(generator: Any, prompt_ids: Sequence[int], max_new_tokens: int
         raise translate_error(exc, context) from exc
     stop: StopReason = "eos" if tokens and tokens[-1] in info.eos_token_ids else "length"
     return Generation(tuple(prompt_ids), tuple(tokens), decode(tokens), stop, prefill, tuple(times),
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, tuple(margins), tuple(runner_ups))
 
 
 class GenAIRuntime:
@@ -258,39 +284,27 @@ class GenAIRuntime:
         except RuntimeError as exc:
             raise translate_error(exc, "setting search options") from exc
 
-    def _tokens(self, prompt_ids: list[int], options: SearchOptions, marks: list[float]) -> Iterator[int]:
-        """Yield output tokens one by one; appends the time the prompt was processed to ``marks``."""
-        generator = self.new_generator(prompt_ids, options)
-        try:
-            generator.append_tokens(prompt_ids)
-            marks.append(time.perf_counter())
-            while not generator.is_done():
-                generator.generate_next_token()
-                yield int(generator.get_next_tokens()[0])
-        except RuntimeError as exc:
-            raise translate_error(exc, "generating") from exc
-
     def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
         prompt_ids = self._prompt_ids(prompt)
-        marks: list[float] = []
-        tokens: list[int] = []
-        times: list[float] = []
-        started = time.perf_counter()
-        for token in self._tokens(prompt_ids, options, marks):
-            times.append(time.perf_counter() - started)
-            tokens.append(token)
-        total = time.perf_counter() - started
-        stop: StopReason = "eos" if tokens and tokens[-1] in self.info.eos_token_ids else "length"
-        return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
-                          marks[0] - started, tuple(times), total)
+        started = time.perf_counter()  # the time to first token includes creating the generator
+        generator = self.new_generator(prompt_ids, options)
+        return run_generator(generator, prompt_ids, options.max_new_tokens, not options.do_sample, self.info,
+                             self.decode, "generating", started)
 
     def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]:
         """Yield text pieces as tokens arrive (decoded incrementally, so multi-byte chars stay whole)."""
+        prompt_ids = self._prompt_ids(prompt)
+        generator = self.new_generator(prompt_ids, options)
         decoder = self._tokenizer.create_stream()
-        for token in self._tokens(self._prompt_ids(prompt), options, []):
-            piece = str(decoder.decode(token))
-            if piece:
-                yield piece
+        try:
+            generator.append_tokens(prompt_ids)
+            while not generator.is_done():
+                generator.generate_next_token()
+                piece = str(decoder.decode(int(generator.get_next_tokens()[0])))
+                if piece:
+                    yield piece
+        except RuntimeError as exc:
+            raise translate_error(exc, "generating") from exc
 
     def score(self, text: str) -> list[float]:
         import numpy as np
@@ -363,8 +377,8 @@ class GenAIReusedGenerator:
             generator.rewind_to(0)
         except RuntimeError as exc:
             raise translate_error(exc, "rewinding the reused generator") from exc
-        return run_generator(generator, ids, self.options.max_new_tokens, runtime.info, runtime.decode,
-                             "generating with the reused generator")
+        return run_generator(generator, ids, self.options.max_new_tokens, not self.options.do_sample, runtime.info,
+                             runtime.decode, "generating with the reused generator")
 
     def close(self) -> None:
         self._generator = None

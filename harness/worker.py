@@ -87,7 +87,8 @@ class RawGenAIRuntime(GenAIRuntime):
             generator = og.Generator(self._model, params)
         except RuntimeError as exc:
             raise translate_error(exc, "raw request") from exc
-        return run_generator(generator, ids, max_new_tokens, self.info, self.decode, "raw request")
+        greedy = not options.get("do_sample", False)
+        return run_generator(generator, ids, max_new_tokens, greedy, self.info, self.decode, "raw request")
 
 
 def load_runtime(spec: str, path: Path, ep: str) -> WorkerRuntime:
