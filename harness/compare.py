@@ -171,7 +171,8 @@ def key_of(provenance: Mapping[str, Any], precision: str) -> dict[str, str]:
         "model_sha256": str(provenance.get("source_sha256")),
         "precision": precision,
         "ep": str(provenance.get("ep")),
-        "machine": f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores",
+        # The instruction-set class picks the int8 kernels: another class is another machine.
+        "machine": f"{machine.get('cpu', '?')}, {machine.get('isa', '?')}, {machine.get('cores', '?')} cores",
     }
 
 

@@ -8,7 +8,6 @@ validated by the suites and copied as is, never rewritten.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from harness.cache import MANIFEST
 from harness.errors import ConfigError, HarnessError
+from harness.fsutil import link_or_copy
 from harness.locations import fixtures_dir
 from harness.templates import PromptTemplate, TemplateError, derive_prompt_template, jinja_renderer
 
@@ -115,14 +115,6 @@ def load_user_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard links keep a 200 MB model free to lay out again; Foundry rejects symlinked data."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any]) -> Deployment:
     folder = root / "models" / "custom" / name
     if folder.exists():
@@ -130,7 +122,7 @@ def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any
     folder.mkdir(parents=True)
     for item in model.iterdir():
         if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL):
-            _link_or_copy(item, folder / item.name)
+            link_or_copy(item, folder / item.name)
     (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return Deployment(folder, document)
 

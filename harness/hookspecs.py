@@ -20,4 +20,5 @@ def pytest_harness_builder(config: pytest.Config, name: str, workflow: Path | No
 
 @pytest.hookspec(firstresult=True)
 def pytest_harness_runtime(config: pytest.Config, model: PreparedModel) -> Runtime | None:
-    """Return a loaded runtime for ``model``, or None for onnxruntime-genai."""
+    """Return a loaded runtime for ``model``, or None for onnxruntime-genai. Also called for the model's
+    fp32-compute twin, whose ``model.twin_of`` names the model it is the twin of."""

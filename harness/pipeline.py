@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.builders import Builder, Progress, fail, run_logged
 from harness.cache import CacheResult, ModelStore
+from harness.compute_paths import VARIANT_RECIPE, write_variant
 from harness.hashing import HashMemo, combine, content_hash
 from harness.provenance import BUILD_PACKAGES, versions
 from harness.sources import ModelSource, SourceKind
@@ -44,6 +45,13 @@ class PreparedModel:
     cache_hit: bool
     build_seconds: float
     log: Path | None
+    derived_key: str = ""  # the cache key of a variant derived from the built model (another accuracy level)
+    twin_of: Path | None = None  # on an fp32-compute twin: the model it is the twin of
+
+    @property
+    def identity(self) -> str:
+        """What identifies this folder's content: its cache key, or the prebuilt source's hash."""
+        return self.derived_key or self.plan.key or self.plan.source_hash
 
 
 def make_plan(source: ModelSource, precision: str, ep: str, builder: Builder, memo: HashMemo) -> BuildPlan:
@@ -93,6 +101,23 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
         progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")
     return PreparedModel(result.path, plan, result.hit, result.seconds,
                          log if log.exists() else None)
+
+
+def derive_variant(model: PreparedModel, level: int, store: ModelStore, progress: Progress,
+                   twin: bool = False) -> PreparedModel:
+    """The model with every MatMulNBits node at accuracy ``level``: weights linked, graphs rewritten,
+    cached next to the model (no rebuild)."""
+    key = combine([("base", model.identity), ("accuracy_level", str(level)), ("recipe", VARIANT_RECIPE)])
+
+    def derive(out: Path) -> None:
+        write_variant(model.path, out, level)
+
+    metadata = {"derived_from": str(model.path), "accuracy_level": level}
+    result = store.get_or_build("onnx", key, derive, metadata)
+    if not result.hit:
+        what = "fp32-compute twin" if twin else f"accuracy_level {level} variant"
+        progress(f"derived the {what} in {result.seconds:.1f} s (weights shared) -> {result.path}")
+    return replace(model, path=result.path, derived_key=key, twin_of=model.path if twin else None)
 
 
 def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:

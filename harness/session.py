@@ -12,10 +12,19 @@ from pathlib import Path
 
 from harness.builders import Builder, Progress
 from harness.cache import ModelStore
+from harness.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
 from harness.deploy import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
 from harness.errors import SourceError
 from harness.hashing import HashMemo
-from harness.pipeline import BuildPlan, PreparedModel, cached_path, convert_source, make_plan, prepare
+from harness.pipeline import (
+    BuildPlan,
+    PreparedModel,
+    cached_path,
+    convert_source,
+    derive_variant,
+    make_plan,
+    prepare,
+)
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
 from harness.sources import ModelSource, SourceKind, detect_source
@@ -33,6 +42,8 @@ class HarnessSession:
     reference_source: ModelSource | None = None  # the fp32 model parity compares with (None: ONNX-only)
     started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     prepared: PreparedModel | None = None
+    levels: dict[int, int] = field(default_factory=dict)  # MatMulNBits nodes per accuracy level, once prepared
+    twin_model: PreparedModel | None = None
     deployment: Deployment | None = None
     deployment_error: str | None = None
     claimed_run_dir: Path | None = None
@@ -88,11 +99,16 @@ class HarnessSession:
             cache = f"hit {where}" if self.cache_hit_at_start else f"miss, will build into {where}"
             build = f"precision {plan.precision}, builder {plan.builder}"
         packages = ", ".join(f"{k} {v}" for k, v in versions(REPORTED_PACKAGES).items())
+        machine = machine_fingerprint()
+        level = self.config.accuracy_level
         return [
             f"harness: model {src.path} ({src.kind}{default}), sha256 {plan.source_hash[:16]}",
-            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}",
+            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}, accuracy level "
+            f"{'as built' if level is None else level}, unstable verdicts {self.config.unstable}",
             f"harness: cache {cache}",
             f"harness: {packages}",
+            f"harness: cpu {machine['cpu']}, {machine['cores']} cores, instruction set {machine['isa']} "
+            f"({machine['isa_flags'] or 'flags unknown'})",
             f"harness: reports {self.run_dir}",
         ]
 
@@ -102,9 +118,43 @@ class HarnessSession:
             planned, claimed = self.run_dir, self.claim_run_dir()
             if claimed != planned:
                 progress(f"reports {claimed} ({planned.name} was taken by a concurrent run)")
-            self.prepared = prepare(self.plan, self.store, self.builder, claimed, progress)
+            built = prepare(self.plan, self.store, self.builder, claimed, progress)
+            self.prepared = self._at_accuracy_level(built, progress)
+            self.levels = dict(accuracy_levels(self.prepared.path))
+            progress(f"compute path: {describe_levels(self.levels)}")
             self.write_provenance()
         return self.prepared
+
+    def _at_accuracy_level(self, model: PreparedModel, progress: Progress) -> PreparedModel:
+        """The model at --accuracy-level (a derived variant), or as built."""
+        level = self.config.accuracy_level
+        if level is None:
+            return model
+        levels = accuracy_levels(model.path)
+        if not levels:
+            progress(f"--accuracy-level {level} changes nothing: {model.path} has no MatMulNBits nodes")
+            return model
+        if set(levels) == {level}:
+            return model
+        return derive_variant(model, level, self.store, progress)
+
+    def twin(self, progress: Progress) -> PreparedModel | None:
+        """The fp32-compute twin of the model under test, or None when its kernels do not depend on the CPU."""
+        return self.twin_of(self.prepare(progress), progress)
+
+    def twin_of(self, model: PreparedModel, progress: Progress) -> PreparedModel | None:
+        """``model`` computing in fp32 (derived once, cached), or None when its kernels do not depend on the CPU."""
+        primary = model == self.prepared
+        if primary and self.twin_model is not None:
+            return self.twin_model
+        if not host_dependent(accuracy_levels(model.path)):
+            return None
+        twin = derive_variant(model, TWIN_LEVEL, self.store, progress, twin=True)
+        if primary:
+            self.twin_model = twin
+            progress(f"greedy checks also judge the fp32-compute twin (accuracy_level {TWIN_LEVEL}): {twin.path}")
+            self.write_provenance()
+        return twin
 
     def prepare_precision(self, precision: str, progress: Progress) -> PreparedModel:
         """Build (or find) the model at another precision, for the precision comparison."""
@@ -113,7 +163,8 @@ class HarnessSession:
             return primary
         plan = make_plan(self.source, precision, self.config.ep, self.builder,
                          HashMemo(self.config.cache_dir / "hashes.json"))
-        return prepare(plan, self.store, self.builder, self.claim_run_dir(), progress)
+        return self._at_accuracy_level(prepare(plan, self.store, self.builder, self.claim_run_dir(), progress),
+                                       progress)
 
     def reference_folder(self, progress: Progress) -> Path | None:
         """The reference model as a Hugging Face folder (a GGUF is converted once, cached)."""
@@ -149,6 +200,14 @@ class HarnessSession:
         self.write_provenance()
         return self.deployment
 
+    def deploy_twin(self, progress: Progress) -> Deployment | None:
+        """The fp32-compute twin laid out like the deployment folder (None without a twin or a deployment)."""
+        deployment, twin = self.deploy(progress), self.twin(progress)
+        if deployment is None or twin is None:
+            return None
+        return write_deployment(twin.path, self.run_dir / "foundry-fp32-compute", deployment.folder.name,
+                                deployment.document)
+
     def provenance(self) -> dict[str, object]:
         prepared = self.prepared
         return {
@@ -163,6 +222,9 @@ class HarnessSession:
             "built_model": str(prepared.path) if prepared else None,
             "cache_key": self.plan.key or None,
             "cache_hit": prepared.cache_hit if prepared else None,
+            "accuracy_levels": {str(level): count for level, count in sorted(self.levels.items())},
+            "accuracy_level_setting": self.config.accuracy_level,
+            "twin_model": str(self.twin_model.path) if self.twin_model else None,
             "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
             "foundry_local_folder": str(self.deployment.folder) if self.deployment else None,
             "settings_from": dict(self.config.origins),

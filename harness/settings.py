@@ -19,6 +19,8 @@ from harness.profiles import PROFILES
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 BUILDERS = ("olive", "model-builder")
 INJECTION_POLICIES = ("warn", "fail")
+UNSTABLE_POLICIES = ("warn", "fail")
+ACCURACY_LEVEL_CHOICES = ("0", "1", "2", "3", "4")  # onnxruntime's MatMulNBits accuracy_level values
 TABLES = ("model_config", "gates")  # [tool.harness.<name>] sub-tables, passed through as mappings
 PATH_METAVARS = ("PATH", "DIR", "FILE")  # settings whose values are paths
 # Execution providers the builders know by name; only the ones this onnxruntime build
@@ -59,6 +61,10 @@ def _existing_path(raw: str) -> Path:
     if not path.exists():
         raise ValueError("does not exist")
     return path
+
+
+def _accuracy_level(raw: str) -> int:
+    return int(_choice(ACCURACY_LEVEL_CHOICES)(raw))
 
 
 def _precision_list(raw: str) -> tuple[str, ...]:
@@ -108,6 +114,13 @@ SETTINGS: tuple[Setting, ...] = (
             "instead of auto-opt", _existing_file, lambda: None, "FILE"),
     Setting("ep", "--ep", f"execution provider: {', '.join(EXECUTION_PROVIDERS)} (default cpu)",
             _choice(tuple(EXECUTION_PROVIDERS)), lambda: "cpu", "NAME"),
+    Setting("accuracy_level", "--accuracy-level", "compute the quantized MatMulNBits nodes at this accuracy "
+            "level: 4 (int8 activations, the builders' CPU default: fastest, but the kernel and so the greedy "
+            "answers depend on the CPU) or 1 (fp32 compute: the same answers on every CPU, slower); derived "
+            "from the built model without a rebuild (default: as built)", _accuracy_level, lambda: None, "LEVEL"),
+    Setting("unstable", "--unstable", "what an unstable verdict (compute paths disagree: the verdict hangs on a "
+            "near-tie) does: warn (default: reported as its own outcome) or fail", _choice(UNSTABLE_POLICIES),
+            lambda: "warn", "NAME"),
     Setting("inference_config", "--inference-config", "use this inference_model.json for the Foundry "
             "Local folder (validated, not rewritten) instead of deriving one", _existing_file, lambda: None, "FILE"),
     Setting("injection_policy", "--injection-policy", "what a special-token injection finding does: "
@@ -135,6 +148,8 @@ class HarnessConfig:
     builder: str
     olive_config: Path | None
     ep: str
+    accuracy_level: int | None
+    unstable: str
     inference_config: Path | None
     injection_policy: str
     cases: tuple[Path, ...]

@@ -16,7 +16,6 @@ Never a substitute for the end-to-end path: the project's own e2e tests use the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from harness.builders import Progress
 from harness.errors import BuildError, ContextOverflow
+from harness.fsutil import link_or_copy
 from harness.runtime import (
     DEFAULT_OPTIONS,
     Generation,
@@ -54,16 +54,39 @@ def write_hf_folder(path: Path) -> Path:
     return path
 
 
-def write_genai_folder(path: Path, context_length: int = 256, eos: int = EOS) -> Path:
-    """A folder that looks like an onnxruntime-genai model (config, template, empty ONNX file)."""
+def write_genai_folder(path: Path, context_length: int = 256, eos: int = EOS,
+                       accuracy_level: int | None = None) -> Path:
+    """A folder that looks like an onnxruntime-genai model (config, template, ONNX graph). The graph is
+    empty, or with ``accuracy_level`` one int4 MatMulNBits node at that level (and a weights file), so the
+    harness derives an fp32-compute twin from it as from a real int4 model."""
     path.mkdir(parents=True, exist_ok=True)
     config = {"model": {"type": "llama", "context_length": context_length, "eos_token_id": eos,
                         "bos_token_id": 1, "vocab_size": 256,
                         "decoder": {"filename": "model.onnx"}}}
     (path / "genai_config.json").write_text(json.dumps(config))
-    (path / "model.onnx").write_bytes(b"")
+    if accuracy_level is None:
+        (path / "model.onnx").write_bytes(b"")
+    else:
+        write_matmul_nbits_graph(path / "model.onnx", accuracy_level)
+        (path / "model.onnx.data").write_bytes(b"\0" * 4096)  # stands in for the weights the twin shares
     (path / "chat_template.jinja").write_text(CHATML)
     return path
+
+
+def write_matmul_nbits_graph(path: Path, accuracy_level: int) -> None:
+    """A one-node ONNX graph: an int4 MatMulNBits at ``accuracy_level`` (enough for the harness to read it)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MatMulNBits", ["A", "B", "scales"], ["Y"], domain="com.microsoft", K=32, N=8, bits=4,
+                            block_size=32, accuracy_level=accuracy_level)
+    graph = helper.make_graph(
+        [node], "fake", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 32])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 8])],
+        initializer=[helper.make_tensor("B", TensorProto.UINT8, [8, 1, 16], bytes(128), raw=True),
+                     helper.make_tensor("scales", TensorProto.FLOAT, [8], [1.0] * 8)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
+                                                      helper.make_opsetid("com.microsoft", 1)]), str(path))
 
 
 def clone_model(source: Path, target: Path, genai_config: Callable[[dict[str, Any]], None] | None = None) -> Path:
@@ -73,7 +96,7 @@ def clone_model(source: Path, target: Path, genai_config: Callable[[dict[str, An
     for item in source.iterdir():
         if item.is_file() and not item.name.startswith("."):
             if item.stat().st_size > 1 << 20:
-                os.link(item, target / item.name)
+                link_or_copy(item, target / item.name)
             else:
                 shutil.copy2(item, target / item.name)
     if genai_config is not None:
@@ -93,6 +116,7 @@ class FakeBuilder:
     delay_s: float = 0.0
     error: str | None = None
     context_length: int = 256
+    accuracy_level: int | None = None  # write an int4 MatMulNBits graph at this level (see write_genai_folder)
 
     def options(self) -> dict[str, str]:
         return {"fake": "1"}
@@ -108,7 +132,7 @@ class FakeBuilder:
         time.sleep(self.delay_s)
         if self.error:
             raise BuildError(f"harness: fake build failed: {self.error}; full log: {log}", log)
-        write_genai_folder(out, self.context_length)
+        write_genai_folder(out, self.context_length, accuracy_level=self.accuracy_level)
 
 
 # Memory the fakes "leak": kept here so it outlives the runtime that allocated it, as a native leak does.
@@ -129,7 +153,9 @@ class FakeRuntime:
     set: an arena-like plateau), ``leak_bytes_per_load``; lengths: ``prefill_time(prompt_tokens)``
     and ``token_time(context_tokens)`` in seconds, ``enforce_context`` (refuse a prompt that does
     not fit, as GenAIRuntime does); ``reuse_carries_state`` (the reused generator keeps earlier
-    prompts, as one never rewound would).
+    prompts, as one never rewound would). Greedy answers carry ``margin(position)`` as each token's
+    lead over its runner-up (the next character). Two compute paths that part at a chosen token are
+    two fakes whose ``answer`` differs there (see ``tests/plugin/test_stability.py``).
     """
 
     path: Path
@@ -143,6 +169,7 @@ class FakeRuntime:
     token_time: Callable[[int], float] | None = None
     enforce_context: bool = False
     reuse_carries_state: bool = False
+    margin: Callable[[int], float] = lambda position: 5.0
     info: ModelInfo = field(init=False)
     closed: bool = field(default=False, init=False)
     calls: int = field(default=0, init=False)
@@ -185,8 +212,11 @@ class FakeRuntime:
             times.append(time.perf_counter() - started)
         stop: StopReason = "eos" if tokens and tokens[-1] == EOS else "length"
         total = time.perf_counter() - started
+        greedy = not options.do_sample
+        margins = tuple(self.margin(i) for i in range(len(tokens))) if greedy else ()
+        runner_ups = tuple(t + 1 for t in tokens) if greedy else ()
         return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
-                          prefill, tuple(times), total)
+                          prefill, tuple(times), total, margins, runner_ups)
 
     def reused_generator(self, options: SearchOptions, max_prompt_tokens: int) -> FakeReusedGenerator:
         """One generator for many requests (see ``harness.memory.open_reused_generator``)."""
