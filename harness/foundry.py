@@ -23,6 +23,7 @@ from harness.templates import first_difference
 
 APP_NAME = "onnx-slm-harness"
 REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations
+TWIN_MODEL_ID = "harness-model-fp32-compute:1"
 
 
 class FoundryUnavailable(HarnessError):
@@ -94,15 +95,18 @@ def registered_model_ids(cache_dir: Path) -> list[str]:
 
 
 class FoundryLocalSession:
-    """One Foundry Local manager with ``model_folder`` registered as ``model_id`` (``name:version``)."""
+    """One Foundry Local manager with ``model_folder`` registered as ``model_id`` (``name:version``), and
+    ``twin_folder`` (the fp32-compute twin) as ``TWIN_MODEL_ID`` when given."""
 
-    def __init__(self, model_folder: Path, cache_dir: Path, model_id: str = "harness-model:1") -> None:
+    def __init__(self, model_folder: Path, cache_dir: Path, model_id: str = "harness-model:1",
+                 twin_folder: Path | None = None) -> None:
         self.model_folder = model_folder
         self.cache_dir = cache_dir
         self.model_id = model_id
+        self.folders = {model_id: model_folder, **({TWIN_MODEL_ID: twin_folder} if twin_folder else {})}
         self._manager: Any = None
         self._catalog: Any = None
-        self._model: Any = None
+        self._models: dict[str, Any] = {}  # registered id -> the SDK's model
 
     def __enter__(self) -> FoundryLocalSession:
         sdk = _sdk()
@@ -114,11 +118,12 @@ class FoundryLocalSession:
                 log_level=sdk.LogLevel.WARNING, disable_nonessential_telemetry=True))
         self._manager = sdk.FoundryLocalManager.instance
         try:
-            with _translated(f"registering {self.model_folder}"), sdk.ModelInfoBuilder() as metadata:
-                self._catalog = self._manager.get_catalog(sdk.CatalogType.LOCAL)  # never the public catalog
-                metadata.set_string_property("task", "chat-completion")
-                self._model = self._catalog.register_model(
-                    model_path=str(self.model_folder), model_id=self.model_id, metadata=metadata)
+            self._catalog = self._manager.get_catalog(sdk.CatalogType.LOCAL)  # never the public catalog
+            for model_id, folder in self.folders.items():
+                with _translated(f"registering {folder}"), sdk.ModelInfoBuilder() as metadata:
+                    metadata.set_string_property("task", "chat-completion")
+                    self._models[model_id] = self._catalog.register_model(
+                        model_path=str(folder), model_id=model_id, metadata=metadata)
         except BaseException:
             self.close()
             raise
@@ -128,11 +133,12 @@ class FoundryLocalSession:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-    def _registered(self) -> Any:
-        if self._model is None:
-            raise RuntimeFailure(f"harness: Foundry Local: {self.model_id} is not registered; "
+    def _registered(self, model_id: str | None = None) -> Any:
+        model_id = model_id or self.model_id
+        if model_id not in self._models:
+            raise RuntimeFailure(f"harness: Foundry Local: {model_id} is not registered; "
                                  "use the session inside its with block")
-        return self._model
+        return self._models[model_id]
 
     def listed_models(self) -> list[str]:
         """The ids Foundry lists as cached (what ``foundry cache ls`` prints)."""
@@ -141,13 +147,14 @@ class FoundryLocalSession:
             return [str(model.id) for model in self._catalog.get_cached_models()]
 
     def load(self) -> None:
-        with _translated(f"loading {self.model_folder}"):
-            self._registered().load()
+        for model_id, folder in self.folders.items():
+            with _translated(f"loading {folder}"):
+                self._registered(model_id).load()
 
-    def chat(self, messages: Sequence[Message], max_output_tokens: int) -> FoundryAnswer:
+    def chat(self, messages: Sequence[Message], max_output_tokens: int, model_id: str | None = None) -> FoundryAnswer:
         """Answer greedily (temperature 0) in a new chat session, so no earlier turn leaks in."""
         sdk = _sdk()
-        model = self._registered()
+        model = self._registered(model_id)
         with _translated("answering"), sdk.ChatSession(model) as session, sdk.Request() as request:
             for message in messages:
                 request.add_item(sdk.MessageItem(sdk.MessageRole[message["role"].upper()], message["content"]))
@@ -160,21 +167,24 @@ class FoundryLocalSession:
                                      usage.completion_tokens)
 
     def close(self) -> None:
-        """Unload, unregister and close the manager; safe to call twice."""
-        model, catalog, manager = self._model, self._catalog, self._manager
-        self._model = self._catalog = self._manager = None
-        try:
-            if model is not None:
-                with _translated(f"unloading {self.model_id}"):
-                    model.unload()
-        finally:
+        """Unload and unregister every model, then close the manager; safe to call twice. Every step runs even
+        when an earlier one fails (the first failure is raised at the end), so no registration outlives it."""
+        models, catalog, manager = self._models, self._catalog, self._manager
+        self._models, self._catalog, self._manager = {}, None, None
+        steps = [*((f"unloading {model_id}", model.unload) for model_id, model in models.items()),
+                 *((f"unregistering {model_id}", lambda m=model: catalog.unregister_model(m.id))
+                   for model_id, model in models.items())]
+        failures: list[RuntimeFailure] = []
+        for context, step in steps:
             try:
-                if model is not None:
-                    with _translated(f"unregistering {self.model_id}"):
-                        catalog.unregister_model(model.id)
-            finally:
-                if manager is not None:
-                    manager.close()
+                with _translated(context):
+                    step()
+            except RuntimeFailure as exc:
+                failures.append(exc)
+        if manager is not None:
+            manager.close()
+        if failures:
+            raise failures[0]
 
 
 def compare_answers(direct: Generation, answer: FoundryAnswer, forbidden: Sequence[str]) -> list[str]:

@@ -7,18 +7,21 @@ the run collects the shipped suites. Then, at session start, it resolves the mod
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
 from harness import hookspecs
 from harness.builders import Builder, Progress, make_builder
 from harness.cases import CaseSet, default_case_paths, load_cases
+from harness.compute_paths import TWIN_LEVEL, accuracy_levels
 from harness.deploy import Deployment
 from harness.errors import HarnessError
 from harness.gates import Gates, resolve_gates
@@ -29,6 +32,17 @@ from harness.results import RunRecorder
 from harness.runtime import GenAIRuntime, Runtime
 from harness.session import HarnessSession
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
+from harness.stability import (
+    OUTCOME_PROPERTY,
+    UNSTABLE_SECTION,
+    ComputePath,
+    ComputePaths,
+    Outcome,
+    PathVerdict,
+    UnstableVerdict,
+    minimum_margin,
+    unstable_message,
+)
 
 if TYPE_CHECKING:
     from harness.parity import ReferenceData  # numpy: imported only when parity runs
@@ -41,6 +55,7 @@ PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 GATES_KEY = pytest.StashKey[Gates]()
 CASES_KEY = pytest.StashKey[CaseSet]()
+UNSTABLE = Outcome.UNSTABLE.value  # the test-status category of an unstable verdict (with --unstable=warn)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -180,6 +195,48 @@ def pytest_collection(session: pytest.Session) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """An unstable verdict (``UnstableVerdict``) fails the check with --unstable=fail; with warn it is its
+    own outcome: not failed, and never shown as a plain pass."""
+    report: pytest.TestReport = yield
+    if call.excinfo is None or not call.excinfo.errisinstance(UnstableVerdict):
+        return report
+    message = str(call.excinfo.value)
+    report.user_properties.append((OUTCOME_PROPERTY, UNSTABLE))
+    harness_config = item.config.stash.get(CONFIG_KEY, None)
+    if harness_config is not None and harness_config.unstable == "fail":
+        report.longrepr = f"{message}\n(--unstable=fail from {harness_config.origins['unstable']})"
+    else:
+        report.outcome = "passed"
+        report.longrepr = None
+        report.sections.append((UNSTABLE_SECTION, message))
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport,
+                             config: pytest.Config) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    if report.when == "call" and report.passed and unstable_message(report) is not None:
+        return UNSTABLE, "U", ("UNSTABLE", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List unstable verdicts with their first lines, like pytest's short summary."""
+    unstable = [report for report in terminalreporter.stats.get(UNSTABLE, ()) if isinstance(report, pytest.TestReport)]
+    if not unstable:
+        return
+    terminalreporter.section("harness: unstable verdicts", sep="=", yellow=True)
+    terminalreporter.write_line("their compute paths disagree: each verdict hangs on a near-tie that another CPU "
+                                "may break either way (--unstable=fail makes them fail)")
+    for report in unstable:
+        lines = (unstable_message(report) or "").splitlines()
+        terminalreporter.write_line(f"UNSTABLE {report.nodeid}")
+        for line in lines[:2]:
+            terminalreporter.write_line(f"  {line.strip()}")
+
+
 def configured_cases(config: pytest.Config) -> CaseSet:
     """The validated case files of this run (none when the harness is not active)."""
     return config.stash.get(CASES_KEY, CaseSet(()))
@@ -221,6 +278,12 @@ def deployment(pytestconfig: pytest.Config) -> Deployment:
 
 
 @pytest.fixture(scope="session")
+def harness_twin_deployment(pytestconfig: pytest.Config, deployment: Deployment) -> Deployment | None:
+    """The deployment folder of the fp32-compute twin (None when the model has no twin)."""
+    return _session(pytestconfig).deploy_twin(progress_writer(pytestconfig))
+
+
+@pytest.fixture(scope="session")
 def harness_gates(pytestconfig: pytest.Config) -> Gates:
     """The limits of this run (declared defaults, overridden by --gate / [tool.harness.gates])."""
     return pytestconfig.stash[GATES_KEY]
@@ -257,6 +320,77 @@ def runtime(runtime_factory: RuntimeFactory, harness_model: PreparedModel) -> It
     loaded = runtime_factory(harness_model)
     yield loaded
     loaded.close()
+
+
+class PathsFactory(Protocol):
+    def __call__(self, model: PreparedModel, loaded: Runtime | None = None) -> AbstractContextManager[ComputePaths]:
+        """The model (``loaded`` if it is already) and its twin as compute paths; what it loads closes on exit."""
+        ...
+
+
+TWIN_LABEL = f"fp32-compute twin (accuracy_level {TWIN_LEVEL})"
+
+
+def _path_label(levels: Mapping[int, int]) -> str:
+    return "as built" if not levels else f"as built (accuracy_level {'/'.join(map(str, sorted(levels)))})"
+
+
+@pytest.fixture(scope="session")
+def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: RuntimeFactory) -> PathsFactory:
+    """Load a model and, when its kernels depend on the CPU, its fp32-compute twin; both close on exit."""
+
+    @contextlib.contextmanager
+    def open_paths(model: PreparedModel, loaded: Runtime | None = None) -> Iterator[ComputePaths]:
+        harness = _session(pytestconfig)
+        opened: list[Runtime] = []
+        try:
+            if loaded is None:
+                loaded = runtime_factory(model)
+                opened.append(loaded)
+            paths = [ComputePath(_path_label(accuracy_levels(model.path)), loaded)]
+            twin = harness.twin_of(model, progress_writer(pytestconfig))
+            if twin is not None:
+                opened.append(runtime_factory(twin))
+                paths.append(ComputePath(TWIN_LABEL, opened[-1]))
+            yield ComputePaths(tuple(paths))
+        finally:
+            for runtime in opened:
+                runtime.close()
+
+    return open_paths
+
+
+@pytest.fixture(scope="session")
+def harness_paths(runtime: Runtime, harness_model: PreparedModel,
+                  harness_paths_factory: PathsFactory) -> Iterator[ComputePaths]:
+    """The runtimes greedy answers are judged on: the model under test (the ``runtime`` fixture), and its
+    fp32-compute twin when the model's kernels depend on the CPU."""
+    with harness_paths_factory(harness_model, runtime) as paths:
+        yield paths
+
+
+Settle = Callable[[PathVerdict], None]
+
+
+@pytest.fixture
+def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str, object], None]) -> Settle:
+    """Settle a check's verdict over the compute paths: return on a pass, fail on a failure, and raise
+    ``UnstableVerdict`` when the paths disagree. Records the compute paths' outcomes and the smallest margin."""
+
+    def settle(verdict: PathVerdict) -> None:
+        record_property("compute_paths", {j.label: "passed" if j.passed else "failed" for j in verdict.judgements})
+        margin = minimum_margin(verdict.judgements[0].answers)
+        if margin is not None:
+            record_property("margin_min", round(margin, 4))
+        outcome = verdict.outcome
+        if outcome is Outcome.PASSED:
+            return
+        message = verdict.explain(harness_paths.primary.decode)
+        if outcome is Outcome.UNSTABLE:
+            raise UnstableVerdict(message)
+        pytest.fail(message, pytrace=False)
+
+    return settle
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from harness.cases import CaseSet
 from harness.gates import Gates
 from harness.output_format import answer_context
 from harness.quality import QualityScores, gate_failures, mean_scores
-from harness.runtime import Runtime
+from harness.stability import ComputePaths
 
 
 @dataclass
@@ -21,6 +21,7 @@ class PrecisionResult:
     measured: dict[str, Any] = field(default_factory=dict)  # harness.probe's figures
     cases_passed: int = 0
     cases_total: int = 0
+    cases_unstable: list[str] = field(default_factory=list)  # cases (or "domain quality") the paths disagree on
     quality: dict[str, float] = field(default_factory=dict)  # mean scores of golden answers
     parity: dict[str, float] = field(default_factory=dict)  # against the fp32 reference
     gate_failures: list[str] = field(default_factory=list)
@@ -30,22 +31,35 @@ class PrecisionResult:
         return self.unavailable is None and not self.gate_failures
 
 
-def evaluate_cases(runtime: Runtime, cases: CaseSet, gates: Gates, result: PrecisionResult) -> None:
-    """Run every case on ``runtime``: asserted cases must pass, golden answers must meet the gates."""
-    context = answer_context(runtime)
-    scored = []
+def evaluate_cases(paths: ComputePaths, cases: CaseSet, gates: Gates, result: PrecisionResult,
+                   unstable_fails: bool) -> None:
+    """Run every case on each compute path: asserted cases must pass, golden answers must meet the gates.
+    A case whose paths disagree is unstable: listed, and a failure only when ``unstable_fails``."""
+    context = answer_context(paths.primary)
+    scored: list[list[QualityScores]] = [[] for _ in paths.paths]
     for case in cases:
-        answers = [runtime.generate(case.prompt, options) for options in case.sample_options()]
+        per_path = [[path.runtime.generate(case.prompt, options) for options in case.sample_options()]
+                    for path in paths.for_options(case.options)]
         if case.assertions:
             result.cases_total += 1
-            if case.passes(answers, context):
+            verdicts = {case.passes(answers, context) for answers in per_path}
+            if verdicts == {True}:
                 result.cases_passed += 1
-            else:
+            elif verdicts == {False}:
                 result.gate_failures.append(f"case {case.id} fails")
+            else:
+                result.cases_unstable.append(case.id)
         if case.reference is not None:
-            scored.append(QualityScores.of(answers[0].text, case.reference, case.keywords))
-    result.quality = mean_scores(scored)
-    result.gate_failures += gate_failures(result.quality, gates, len(scored))
+            for index in range(len(paths.paths)):  # a sampled case's answer counts on every path
+                answer = per_path[min(index, len(per_path) - 1)][0]
+                scored[index].append(QualityScores.of(answer.text, case.reference, case.keywords))
+    result.quality = mean_scores(scored[0])
+    failures = [gate_failures(mean_scores(path_scores), gates, len(path_scores)) for path_scores in scored]
+    result.gate_failures += failures[0]
+    if any(bool(f) != bool(failures[0]) for f in failures):
+        result.cases_unstable.append("domain quality")
+    if unstable_fails and result.cases_unstable:
+        result.gate_failures.append(f"unstable: {', '.join(result.cases_unstable)} (--unstable=fail)")
 
 
 def recommend(results: Sequence[PrecisionResult]) -> PrecisionResult | None:
@@ -62,7 +76,7 @@ def table_rows(results: Sequence[PrecisionResult]) -> list[dict[str, Any]]:
         rows.append({
             "precision": r.precision, **r.measured,
             "size_ratio_fp32": round(size / fp32, 3) if size and fp32 else None,
-            "cases_passed": r.cases_passed, "cases_total": r.cases_total,
+            "cases_passed": r.cases_passed, "cases_total": r.cases_total, "cases_unstable": r.cases_unstable,
             **{f"quality_{k}": round(v, 3) for k, v in r.quality.items()},
             **{f"parity_{k}": round(v, 4) for k, v in r.parity.items()},
             "passed": r.passed, "reason": r.unavailable or "; ".join(r.gate_failures) or None,
@@ -92,6 +106,8 @@ def markdown(results: Sequence[PrecisionResult]) -> str:
     for row in rows:
         cells = [fmt(row[key]) if row.get(key) is not None else "-" for key, _, fmt in COLUMNS]
         cases = f"{row['cases_passed']}/{row['cases_total']}" if row["cases_total"] else "-"
+        if row["cases_unstable"]:
+            cases += f" ({len(row['cases_unstable'])} unstable)"
         verdict = "pass" if row["passed"] else f"fail: {row['reason']}"
         lines.append("| " + " | ".join([*cells, cases, verdict]) + " |")
     best = recommend(results)

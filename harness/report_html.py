@@ -21,7 +21,9 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.failed,.error,.regression{color:#b00020;font-weight:bold}
-.passed{color:#1b7f2a}.skipped,.xfailed{color:#777}figure{margin:1.5em 0}figcaption{font-weight:bold}
+.passed{color:#1b7f2a}.skipped,.xfailed{color:#777}
+.unstable{color:#a05a00;font-weight:bold}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;font-size:13px}
+figure{margin:1.5em 0}figcaption{font-weight:bold}
 svg text{font-size:11px;fill:#333}.axis{stroke:#888}.grid{stroke:#eee}code{font-size:13px}
 """
 
@@ -215,6 +217,8 @@ def render_run(results: Mapping[str, Any]) -> str:
     facts = [("model", provenance.get("model")), ("model sha256", provenance.get("source_sha256")),
              ("precision", run.get("precision")), ("builder", provenance.get("builder")),
              ("execution provider", provenance.get("ep")), ("profile", run.get("profile")),
+             ("accuracy levels (MatMulNBits nodes)", provenance.get("accuracy_levels")),
+             ("fp32-compute twin", provenance.get("twin_model") or "none: the kernels do not depend on the CPU"),
              ("started", run.get("started")), ("exit status", run.get("exit_status")),
              ("machine", ", ".join(f"{k} {v}" for k, v in provenance.get("machine", {}).items())),
              ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items()))]
@@ -222,6 +226,13 @@ def render_run(results: Mapping[str, Any]) -> str:
     baseline = results.get("baseline")
     if baseline:
         body.append(_baseline_section(baseline))
+    unstable = [t for t in tests if t["outcome"] == "unstable"]
+    if unstable:
+        body.append("<section id=\"unstable\"><h2 class=\"unstable\">Unstable verdicts</h2><p>The compute paths "
+                    "disagree: each verdict hangs on a near-tie that another CPU may break either way.</p>")
+        body += [f"<h3><code>{escape(t['id'])}</code></h3><pre>{escape(t.get('message') or '')}</pre>"
+                 for t in unstable]
+        body.append("</section>")
     plots = [latency_plot(tests), rss_plot(tests), precision_plots(tests)]
     body += [plot for plot in plots if plot]
     rows = [[t["id"], t["outcome"], round(float(t["duration_s"]), 3),

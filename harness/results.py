@@ -43,9 +43,10 @@ from harness.compare import (
 )
 from harness.gates import Gates
 from harness.session import HarnessSession
+from harness.stability import OUTCOME_PROPERTY, unstable_message
 
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
 BENCHMARK_STORAGE_DEFAULT = "file://./.benchmarks"  # pytest-benchmark's own default
 MESSAGE_LIMIT = 4000
 HEADLINE_METRICS = ("prompt_tokens", "ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_s",
@@ -115,6 +116,10 @@ class CheckRecord:
         if report.failed:
             self.details += report.longreprtext
         if report.when == "call":
+            unstable = unstable_message(report)
+            if report.passed and unstable is not None:  # --unstable=warn: its own outcome, never a plain pass
+                self.outcome, self.message, self.details = "unstable", unstable[:MESSAGE_LIMIT], unstable
+                return
             if report.passed:
                 self.outcome = "xpassed" if xfail else "passed"
             elif report.skipped:
@@ -324,10 +329,14 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
         classname, name = _junit_names(check["nodeid"])
         case = ElementTree.SubElement(suite, "testcase", {"classname": classname, "name": name,
                                                           "time": f"{check['duration_s']:.3f}"})
-        if check["metrics"]:
+        outcome_property = check["properties"].get(OUTCOME_PROPERTY)
+        if check["metrics"] or outcome_property:
             props = ElementTree.SubElement(case, "properties")
             for metric, value in check["metrics"].items():
                 ElementTree.SubElement(props, "property", {"name": metric, "value": str(value)})
+            if outcome_property:  # an outcome JUnit has no element for (unstable)
+                ElementTree.SubElement(props, "property", {"name": OUTCOME_PROPERTY, "value": str(outcome_property)})
+                ElementTree.SubElement(case, "system-out").text = check["message"] or ""
         message = (check["message"] or "")[:MESSAGE_LIMIT]
         tag = {"failed": "failure", "xpassed": "failure", "error": "error", "skipped": "skipped",
                "xfailed": "skipped"}.get(check["outcome"])
@@ -360,6 +369,13 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     if bad:
         lines += ["### Failures", "", "| check | verdict |", "|---|---|"]
         lines += [f"| `{t['id']}` | {_cell((t.get('message') or t['outcome']).splitlines()[0])} |" for t in bad]
+        lines.append("")
+    unstable = [t for t in tests if t["outcome"] == "unstable"]
+    if unstable:
+        lines += ["### Unstable verdicts", "", "The compute paths disagree: each verdict hangs on a near-tie that "
+                  "another CPU may break either way.", ""]
+        lines += [f"- `{t['id']}`: {_cell(' '.join((t.get('message') or '').splitlines()[1:2]).strip())}"
+                  for t in unstable]
         lines.append("")
     measured = [t for t in tests if "decode_tokens_per_s" in t["metrics"] or "ttft_s" in t["metrics"]]
     if measured:

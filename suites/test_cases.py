@@ -1,6 +1,9 @@
 """Declarative cases (fixtures/cases or --cases): each case is a test; every answer is also
 checked for form (clean UTF-8, no leaked control tokens, honest stop, stream = generate,
 determinism); golden answers are scored and gated on their means.
+
+Greedy answers are judged on every compute path (the model as built and, when its kernels depend on
+the CPU, its fp32-compute twin): a verdict the paths disagree on is reported as unstable.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from harness.assertions import AnswerContext
 from harness.cases import Case
 from harness.gates import Gates
 from harness.output_format import answer_context, format_problems
-from harness.plugin import configured_cases
+from harness.plugin import Settle, configured_cases
 from harness.quality import QualityScores, gate_failures, mean_scores
 from harness.runtime import Generation, Runtime
+from harness.stability import ComputePaths, PathJudgement, PathVerdict
 from harness.templates import first_difference
 
-Answers = Callable[[Case], Sequence[Generation]]
+PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's answers (one per repeat)
+Answers = Callable[[Case], PathAnswers]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -31,14 +36,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def answers(runtime: Runtime) -> Answers:
-    """Each case's answers (``repeat`` of them), generated once for all the checks of this module."""
+def answers(harness_paths: ComputePaths) -> Answers:
+    """Each case's answers on each compute path that judges it, generated once for all the checks here."""
 
-    done: dict[str, tuple[Generation, ...]] = {}
+    done: dict[str, PathAnswers] = {}
 
-    def generate(case: Case) -> tuple[Generation, ...]:
+    def generate(case: Case) -> PathAnswers:
         if case.id not in done:
-            done[case.id] = tuple(runtime.generate(case.prompt, options) for options in case.sample_options())
+            repeats = case.sample_options()
+            done[case.id] = tuple(tuple(path.runtime.generate(case.prompt, options) for options in repeats)
+                                  for path in harness_paths.for_options(case.options))
         return done[case.id]
 
     return generate
@@ -53,33 +60,40 @@ def _clip(text: str, limit: int = 300) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def test_case(asserted_case: Case, answers: Answers, context: AnswerContext,
-              record_property: Callable[[str, object], None]) -> None:
-    case = asserted_case
-    judged = [case.judge(answer, context) for answer in answers(case)]
+def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: AnswerContext) -> PathJudgement:
+    judged = [case.judge(answer, context) for answer in answers]
     passed = [score >= case.threshold for score, _ in judged]
-    rate = sum(passed) / len(passed)
-    record_property("case_score", sum(score for score, _ in judged) / len(judged))
-    record_property("case_pass_rate", rate)
-    if rate >= case.pass_rate:
-        return
+    if sum(passed) / len(passed) >= case.pass_rate:
+        return PathJudgement(label, True, "", tuple(answers))
     worst = min(range(len(judged)), key=lambda i: judged[i][0])
     score, lines = judged[worst]
     sampled = f"{sum(passed)} of {case.repeat} samples passed (need {case.pass_rate:.0%}); worst sample:\n" \
         if case.repeat > 1 else ""
-    pytest.fail(
-        f"case {case.id!r} ({case.origin}) failed: score {score:.2f} below its threshold {case.threshold:.2f}\n"
-        f"{sampled}  prompt: {_clip(case.prompt_text())}\n  answer: {_clip(answers(case)[worst].text)}\n"
-        + "\n".join(lines), pytrace=False)
+    detail = (f"case {case.id!r} ({case.origin}) failed: score {score:.2f} below its threshold {case.threshold:.2f}\n"
+              f"{sampled}  prompt: {_clip(case.prompt_text())}\n  answer: {_clip(answers[worst].text)}\n"
+              + "\n".join(lines))
+    return PathJudgement(label, False, detail, tuple(answers))
 
 
-def test_output_format(case: Case, answers: Answers, context: AnswerContext, runtime: Runtime) -> None:
-    """Form checks on every answer; greedy answers must also repeat exactly and stream identically."""
-    problems = [f"sample {i + 1}: {p}" if case.repeat > 1 else p
-                for i, answer in enumerate(answers(case)) for p in format_problems(answer, case.options, context)]
-    if case.greedy:
-        first = answers(case)[0]
+def test_case(asserted_case: Case, answers: Answers, context: AnswerContext, harness_paths: ComputePaths,
+              harness_verdict: Settle, record_property: Callable[[str, object], None]) -> None:
+    case = asserted_case
+    per_path = answers(case)
+    built = [case.judge(answer, context)[0] for answer in per_path[0]]
+    record_property("case_score", sum(built) / len(built))
+    record_property("case_pass_rate", sum(score >= case.threshold for score in built) / len(built))
+    paths = harness_paths.for_options(case.options)
+    harness_verdict(PathVerdict(tuple(_judge_case(case, path.label, path_answers, context)
+                                      for path, path_answers in zip(paths, per_path, strict=True))))
+
+
+def test_output_format(case: Case, answers: Answers, context: AnswerContext, runtime: Runtime,
+                       harness_paths: ComputePaths, harness_verdict: Settle) -> None:
+    """Form checks on every answer of every path; greedy answers must also repeat exactly and stream identically."""
+    first = answers(case)[0][0]
+    if case.greedy:  # properties of the runtime, not of a near-tie: judged on the model as built
         again = runtime.generate(case.prompt, case.options)
+        problems = []
         if again.token_ids != first.token_ids:
             problems.append(f"greedy decoding is not deterministic: a second run differs from token "
                             f"{first_difference(first.token_ids, again.token_ids)} "
@@ -88,27 +102,42 @@ def test_output_format(case: Case, answers: Answers, context: AnswerContext, run
         if streamed != first.text:
             problems.append(f"streamed text differs from the generated text: {_clip(streamed, 80)} vs "
                             f"{_clip(first.text, 80)}")
-    assert not problems, f"case {case.id!r} ({case.origin}): answer {_clip(answers(case)[0].text)}:\n  " + \
-        "\n  ".join(problems)
+        assert not problems, f"case {case.id!r} ({case.origin}): answer {_clip(first.text)}:\n  " + \
+            "\n  ".join(problems)
+    judgements = []
+    for path, path_answers in zip(harness_paths.for_options(case.options), answers(case), strict=True):
+        problems = [f"sample {i + 1}: {p}" if case.repeat > 1 else p
+                    for i, answer in enumerate(path_answers) for p in format_problems(answer, case.options, context)]
+        detail = f"case {case.id!r} ({case.origin}): answer {_clip(path_answers[0].text)}:\n  " + "\n  ".join(problems)
+        judgements.append(PathJudgement(path.label, not problems, detail if problems else "", path_answers))
+    harness_verdict(PathVerdict(tuple(judgements)))
 
 
 def test_domain_quality(pytestconfig: pytest.Config, answers: Answers, harness_gates: Gates,
+                        harness_paths: ComputePaths, harness_verdict: Settle,
                         record_property: Callable[[str, object], None]) -> None:
-    """Golden answers: mean token F1, ROUGE-L and keyword recall must reach their gates."""
+    """Golden answers: mean token F1, ROUGE-L and keyword recall must reach their gates on every compute path."""
     golden = [c for c in configured_cases(pytestconfig).cases if c.reference is not None]
     if not golden:
         pytest.skip("no case has a reference answer; add 'reference' to cases to score domain quality")
-    scored = [(case, QualityScores.of(answers(case)[0].text, case.reference or "", case.keywords))
-              for case in golden]
-    means = mean_scores([s for _, s in scored])
-    for name, mean in means.items():
-        record_property(f"quality_{name}", mean)
-    failures = gate_failures(means, harness_gates, len(scored))
-    if failures:
+    judgements = []
+    for index, path in enumerate(harness_paths.paths):
+        # A sampled golden case is judged on the model as built only: its answer counts on every path.
+        chosen = [answers(case)[index if index < len(answers(case)) else 0][0] for case in golden]
+        scored = [QualityScores.of(answer.text, case.reference or "", case.keywords)
+                  for case, answer in zip(golden, chosen, strict=True)]
+        means = mean_scores(scored)
+        if index == 0:
+            for name, mean in means.items():
+                record_property(f"quality_{name}", mean)
+        failures = gate_failures(means, harness_gates, len(scored))
+        ranked = sorted(zip(golden, scored, chosen, strict=True), key=lambda item: item[1].token_f1)
         table = "\n".join(
             f"  {case.id} ({case.origin}): F1 {s.token_f1:.2f}, ROUGE-L {s.rouge_l:.2f}, keywords "
             f"{'-' if s.keyword_recall is None else f'{s.keyword_recall:.2f}'}\n"
             f"    prompt:   {_clip(case.prompt_text(), 120)}\n    expected: {_clip(case.reference or '', 120)}\n"
-            f"    actual:   {_clip(answers(case)[0].text, 120)}"
-            for case, s in sorted(scored, key=lambda pair: pair[1].token_f1))
-        pytest.fail("domain quality below its gates: " + "; ".join(failures) + "\n" + table, pytrace=False)
+            f"    actual:   {_clip(answer.text, 120)}"
+            for case, s, answer in ranked)
+        detail = "domain quality below its gates: " + "; ".join(failures) + "\n" + table if failures else ""
+        judgements.append(PathJudgement(path.label, not failures, detail, tuple(chosen)))
+    harness_verdict(PathVerdict(tuple(judgements)))

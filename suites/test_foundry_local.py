@@ -1,7 +1,9 @@
 """Foundry Local: the built model registers as a local model, loads, and answers exactly as onnxruntime-genai.
 
 One Foundry Local session (in-process, offline, with its own model cache) serves the module; it
-registers the deployment folder as is and leaves no registration behind.
+registers the deployment folder as is (and the fp32-compute twin's, when the model has one) and
+leaves no registration behind. Each chat is judged on every compute path: Foundry's answer must end
+its turn and match onnxruntime-genai's answer on the same path.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import yaml
 
 from harness.deploy import Deployment
 from harness.foundry import (
+    TWIN_MODEL_ID,
     FoundryLocalSession,
     FoundryUnavailable,
     compare_answers,
     registered_model_ids,
 )
 from harness.locations import fixtures_dir
-from harness.runtime import Runtime, SearchOptions
+from harness.plugin import Settle
+from harness.runtime import SearchOptions
+from harness.stability import ComputePaths, PathJudgement, PathVerdict
 from harness.templates import control_tokens
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
@@ -28,11 +33,13 @@ MAX_TOKENS = 96  # short answers end their turn well before this
 
 
 @pytest.fixture(scope="module")
-def foundry(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FoundryLocalSession]:
+def foundry(deployment: Deployment, harness_twin_deployment: Deployment | None,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[FoundryLocalSession]:
     """The deployment folder (models/custom/<name>/ with inference_model.json), as it would ship."""
     cache = tmp_path_factory.mktemp("foundry-cache")
+    twin = harness_twin_deployment.folder if harness_twin_deployment else None
     try:
-        with FoundryLocalSession(deployment.folder, cache) as session:
+        with FoundryLocalSession(deployment.folder, cache, twin_folder=twin) as session:
             session.load()
             yield session
     except FoundryUnavailable as exc:
@@ -50,17 +57,21 @@ def forbidden_tokens(foundry: FoundryLocalSession) -> tuple[str, ...]:
 def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:
     listed = foundry.listed_models()
     assert foundry.model_id in listed, f"{foundry.model_id} is not in Foundry's cached models {listed}"
-    assert registered_model_ids(foundry.cache_dir) == [foundry.model_id]
+    assert registered_model_ids(foundry.cache_dir) == list(foundry.folders)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
-def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession, runtime: Runtime,
-                                                 forbidden_tokens: tuple[str, ...], case: dict[str, Any]) -> None:
+def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession, harness_paths: ComputePaths,
+                                                 forbidden_tokens: tuple[str, ...], case: dict[str, Any],
+                                                 harness_verdict: Settle) -> None:
     messages = case["messages"]
-    direct = runtime.generate(messages, SearchOptions(max_new_tokens=MAX_TOKENS))
-    answer = foundry.chat(messages, MAX_TOKENS)
-    problems = compare_answers(direct, answer, forbidden_tokens)
-    assert not problems, "; ".join(problems) + (
-        f"\n  onnxruntime-genai ({direct.stop_reason}, {direct.output_tokens} tokens): {direct.text!r}"
-        f"\n  Foundry Local ({answer.finish_reason}, {answer.completion_tokens} tokens): {answer.text!r}")
-
+    judgements = []
+    for path, model_id in zip(harness_paths.paths, (foundry.model_id, TWIN_MODEL_ID), strict=False):
+        direct = path.runtime.generate(messages, SearchOptions(max_new_tokens=MAX_TOKENS))
+        answer = foundry.chat(messages, MAX_TOKENS, model_id)
+        problems = compare_answers(direct, answer, forbidden_tokens)
+        detail = "; ".join(problems) + (
+            f"\n  onnxruntime-genai ({direct.stop_reason}, {direct.output_tokens} tokens): {direct.text!r}"
+            f"\n  Foundry Local ({answer.finish_reason}, {answer.completion_tokens} tokens): {answer.text!r}")
+        judgements.append(PathJudgement(path.label, not problems, detail if problems else "", (direct,)))
+    harness_verdict(PathVerdict(tuple(judgements)))

@@ -1,4 +1,7 @@
-"""Basic generation contract: the built model loads, answers greedily, stops, and accounts for its tokens."""
+"""Basic generation contract: the built model loads, answers greedily, stops, and accounts for its tokens.
+
+Each answer is judged on every compute path (see ``harness.stability``).
+"""
 
 from __future__ import annotations
 
@@ -7,43 +10,71 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.runtime import Generation, Runtime, SearchOptions
+from harness.plugin import Settle
+from harness.runtime import Generation, ModelInfo, SearchOptions
+from harness.stability import ComputePaths, PathJudgement, PathVerdict
 
-# Short questions any instruction-tuned model answers in a sentence and then ends its turn.
+# Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
+# that every decision of the default model's answer leads its runner-up by a wide margin on both
+# compute paths (see the README, "Verdicts that hold on every CPU").
 PROMPTS = {
-    "capital": "What is the capital of France?",
-    "greeting": "Say hello in one short sentence.",
+    "capital": "What is the capital city of Germany?",
+    "planet": "Which planet is the largest in our solar system?",
 }
 OPTIONS = SearchOptions(max_new_tokens=96)
 
 
 @pytest.fixture(scope="module")
-def answer(runtime: Runtime) -> Callable[[str], Generation]:
-    """Greedy answers, generated once per prompt for all the checks of this module."""
-    return functools.cache(lambda prompt: runtime.generate([{"role": "user", "content": prompt}], OPTIONS))
+def answer(harness_paths: ComputePaths) -> Callable[[str], tuple[Generation, ...]]:
+    """Greedy answers on each compute path, generated once per prompt for all the checks of this module."""
+    return functools.cache(lambda prompt: harness_paths.generate([{"role": "user", "content": prompt}], OPTIONS))
+
+
+def _ends_its_turn(prompt: str, result: Generation, info: ModelInfo) -> str:
+    if not result.text.strip():
+        return f"empty answer to {prompt!r}: tokens {list(result.token_ids)}"
+    if result.stop_reason != "eos":
+        return (f"no end-of-turn token within {OPTIONS.max_new_tokens} tokens (eos ids {list(info.eos_token_ids)}) "
+                f"in the answer to {prompt!r}: {result.text[:200]!r}")
+    return ""
+
+
+def _token_accounting(result: Generation, info: ModelInfo) -> str:
+    problems = []
+    if not 1 <= result.output_tokens <= OPTIONS.max_new_tokens:
+        problems.append(f"{result.output_tokens} tokens, outside 1..{OPTIONS.max_new_tokens}")
+    if len(result.token_times) != result.output_tokens:
+        problems.append(f"{len(result.token_times)} token times for {result.output_tokens} tokens")
+    ended_on_eos = bool(result.token_ids) and result.token_ids[-1] in info.eos_token_ids
+    if (result.stop_reason == "eos") != ended_on_eos:
+        problems.append(f"stop reason {result.stop_reason!r} but the last token "
+                        f"{result.token_ids[-1] if result.token_ids else None} {'is' if ended_on_eos else 'is not'} "
+                        f"an eos id {list(info.eos_token_ids)}")
+    eos_inside = [t for t in result.token_ids[:-1] if t in info.eos_token_ids]
+    if eos_inside:
+        problems.append(f"generation went on past eos tokens {eos_inside}")
+    return "; ".join(problems)
+
+
+def _verdict(paths: ComputePaths, answers: tuple[Generation, ...], check: Callable[[Generation], str]) -> PathVerdict:
+    judgements = []
+    for path, result in zip(paths.paths, answers, strict=True):
+        problem = check(result)
+        judgements.append(PathJudgement(path.label, not problem, problem, (result,)))
+    return PathVerdict(tuple(judgements))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS.values(), ids=PROMPTS.keys())
 def test_greedy_answer_is_nonempty_and_ends_its_turn(
-    runtime: Runtime, answer: Callable[[str], Generation], prompt: str
+    harness_paths: ComputePaths, answer: Callable[[str], tuple[Generation, ...]], prompt: str,
+    harness_verdict: Settle,
 ) -> None:
-    result = answer(prompt)
-    assert result.text.strip(), f"empty answer to {prompt!r}: tokens {list(result.token_ids)}"
-    assert result.stop_reason == "eos", (
-        f"no end-of-turn token within {OPTIONS.max_new_tokens} tokens (eos ids "
-        f"{list(runtime.info.eos_token_ids)}); answer: {result.text[:200]!r}"
-    )
+    info = harness_paths.primary.info
+    harness_verdict(_verdict(harness_paths, answer(prompt), lambda result: _ends_its_turn(prompt, result, info)))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS.values(), ids=PROMPTS.keys())
-def test_token_accounting_is_consistent(runtime: Runtime, answer: Callable[[str], Generation], prompt: str) -> None:
-    result = answer(prompt)
-    assert 1 <= result.output_tokens <= OPTIONS.max_new_tokens
-    assert len(result.token_times) == result.output_tokens
-    ended_on_eos = result.token_ids[-1] in runtime.info.eos_token_ids
-    assert (result.stop_reason == "eos") == ended_on_eos, (
-        f"stop reason {result.stop_reason!r} but last token {result.token_ids[-1]} "
-        f"{'is' if ended_on_eos else 'is not'} an eos id {list(runtime.info.eos_token_ids)}"
-    )
-    eos_inside = [t for t in result.token_ids[:-1] if t in runtime.info.eos_token_ids]
-    assert not eos_inside, f"generation went on past eos tokens {eos_inside}"
+def test_token_accounting_is_consistent(harness_paths: ComputePaths, answer: Callable[[str], tuple[Generation, ...]],
+                                        prompt: str, harness_verdict: Settle) -> None:
+    info = harness_paths.primary.info
+    harness_verdict(_verdict(harness_paths, answer(prompt), lambda result: _token_accounting(result, info)))

@@ -14,7 +14,7 @@ from harness.errors import BuildError, RuntimeFailure
 from harness.gates import Gates
 from harness.parity import ReferenceData, measure_parity
 from harness.pipeline import PreparedModel
-from harness.plugin import RuntimeFactory, configured_cases
+from harness.plugin import PathsFactory, configured_cases
 from harness.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
 from harness.probe import probe
 from harness.settings import HarnessConfig
@@ -24,7 +24,7 @@ PARITY_FIGURES = ("ppl_ratio", "kl_mean", "kl_p95", "top1_agreement")
 
 def test_precision_comparison(
     pytestconfig: pytest.Config, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
-    build_precision: Callable[[str], PreparedModel], runtime_factory: RuntimeFactory,
+    build_precision: Callable[[str], PreparedModel], harness_paths_factory: PathsFactory,
     parity_reference: ReferenceData,
     record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -40,14 +40,12 @@ def test_precision_comparison(
         except (BuildError, RuntimeFailure) as exc:  # reported in the table, with the reason
             result.unavailable = str(exc).removeprefix("harness: ")
             continue
-        runtime = runtime_factory(model)
-        try:
-            evaluate_cases(runtime, configured_cases(pytestconfig), harness_gates, result)
-            parity = measure_parity(runtime, parity_reference)
+        with harness_paths_factory(model) as paths:
+            evaluate_cases(paths, configured_cases(pytestconfig), harness_gates, result,
+                           unstable_fails=harness_config.unstable == "fail")
+            parity = measure_parity(paths.primary, parity_reference)
             result.parity = {name: getattr(parity.overall, name) for name in PARITY_FIGURES}
             result.gate_failures += parity.failures(harness_gates)
-        finally:
-            runtime.close()
     table = markdown(results)
     (run_dir / "precisions.md").write_text(table, encoding="utf-8")
     (run_dir / "precisions.json").write_text(json.dumps(table_rows(results), indent=2), encoding="utf-8")

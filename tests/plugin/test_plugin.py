@@ -77,9 +77,10 @@ def test_header_prints_what_reproduces_the_run(pytester: pytest.Pytester, env: d
     model = env["model"]
     result.stdout.fnmatch_lines([
         f"harness: model {model} (hf-folder), sha256 *",
-        "harness: precision fp32, builder fake, ep cpu, profile smoke",
+        "harness: precision fp32, builder fake, ep cpu, profile smoke, accuracy level as built, unstable verdicts warn",
         "harness: cache miss, will build into *",
         "harness: onnxruntime *, onnxruntime-genai *, olive-ai *, transformers *, torch *",
+        "harness: cpu *, * cores, instruction set * (*)",
         f"harness: reports {pytester.path / 'reports'}/*-hf-fp32",
     ])
 
@@ -185,7 +186,7 @@ def test_model_loaded_once_per_session(pytester: pytest.Pytester, env: dict[str,
 def test_settings_from_pyproject(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     pytester.makepyprojecttoml('[tool.harness]\nprecision = "fp32"\nprofile = "smoke"\n')
     result = run(pytester, env)
-    result.stdout.fnmatch_lines(["harness: precision fp32, builder fake, ep cpu, profile smoke"])
+    result.stdout.fnmatch_lines(["harness: precision fp32, builder fake, ep cpu, profile smoke, *"])
 
 
 def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict[str, Path]) -> None:

@@ -136,7 +136,8 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines([f"harness: report {folder} (results.json, summary.md, report.html, junit.xml)"])
     data = results(folder)
     jsonschema.validate(data, SCHEMA)
-    assert data["totals"] == {"passed": 5, "failed": 1, "error": 0, "skipped": 3, "xfailed": 1, "xpassed": 0}
+    assert data["totals"] == {"passed": 5, "failed": 1, "error": 0, "skipped": 3, "xfailed": 1, "xpassed": 0,
+                              "unstable": 0}
     assert data["key"]["precision"] == "int4" and data["run"]["profile"] == "smoke"  # type: ignore[index]
     tests = {t["id"]: t for t in data["tests"]}  # type: ignore[attr-defined]
     failed = tests["test_checks.py::test_fails"]
