@@ -21,7 +21,7 @@ from harness.templates import control_tokens
 
 pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")
 
-CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+CAPITAL = [{"role": "user", "content": "Which city is the capital of Germany?"}]  # robust on every CPU
 MAX_TOKENS = 96
 
 

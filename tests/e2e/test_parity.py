@@ -7,6 +7,7 @@ folder and ``--reference`` the Hugging Face folder it was built from.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,9 @@ def test_degraded_build_fails_every_parity_gate(pytester: pytest.Pytester, degra
     names, text = outcomes(pytester, f"--model={degraded}", f"--reference={reference}")
     assert names["failed"] == ALL_TESTS, text
     assert "text-list: the built model departs from the reference: perplexity ratio 2.41" in text
-    assert "whole eval set: the built model departs from the reference: perplexity ratio 1.9" in text
+    # The whole set pools the texts with the case prompts' answers; its ratio moves with the shipped cases.
+    pooled = re.search(r"whole eval set: the built model departs from the reference: perplexity ratio ([\d.]+)", text)
+    assert pooled is not None and float(pooled.group(1)) > 1.6, text
     for gate in GATES:  # each gate is broken by the degraded build somewhere
         assert f" is {'above' if gate.bound == 'max' else 'below'} {gate.name} " in text, gate.name
 

@@ -15,7 +15,7 @@ PRECISION_SUITE = str(ROOT / "suites" / "test_precisions.py")
 WRONG = """\
 cases:
   - id: capital-wrong-city
-    messages: [{role: user, content: "What is the capital of France?"}]
+    messages: [{role: user, content: "Which city is the capital of Germany?"}]
     assert: [{type: contains, value: Rome}, {type: stops-cleanly}]
 """
 
@@ -28,8 +28,8 @@ def test_wrong_expectation_fails_readably_on_the_real_model(pytester: pytest.Pyt
     result.assert_outcomes(passed=1, failed=1, skipped=1)  # the format check passes; no golden answers
     result.stdout.fnmatch_lines([
         "case 'capital-wrong-city' (*wrong.yaml:2) failed: score 0.50 below its threshold 1.00",
-        "  prompt: 'user: What is the capital of France?'",
-        "  answer: 'The capital of France is Paris*",
+        "  prompt: 'user: Which city is the capital of Germany?'",
+        "  answer: 'The capital of Germany is Berlin*",
         "  FAIL contains 'Rome': missing ['Rome']",
         "  ok   stops-cleanly: ended by eos after * tokens",
     ])
@@ -41,7 +41,7 @@ def test_wrong_eos_id_fails_the_stop_and_leak_checks(pytester: pytest.Pytester, 
     model = clone_model(built_path, pytester.path / "wrong-eos",
                         lambda config: config["model"].update(eos_token_id=0))
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={model}",
-                                          "-k", "capital-france")
+                                          "-k", "capital-germany and not geo")
     result.assert_outcomes(failed=2, deselected=result.parseoutcomes()["deselected"])
     result.stdout.fnmatch_lines([
         "*FAIL stops-cleanly: ran to the length limit (96 tokens) without an eos token",

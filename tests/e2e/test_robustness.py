@@ -75,7 +75,7 @@ def test_corrupted_state_is_caught_on_the_real_model(
     assert outcomes["FAILED"] == {_id("test_malformed_input", "right-to-left")}
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["right-to-left: state corrupted: afterwards the known-good prompt got answered 7 "
-                                 "tokens (length): * instead of 'The capital of France is Paris, capital' *"])
+                                 "tokens (eos): * instead of 'The capital of Germany is Berlin.' *"])
 
 
 def test_the_fuzzers_pass_on_the_default_model(pytester: pytest.Pytester, built_path: Path) -> None:
