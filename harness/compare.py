@@ -1,7 +1,7 @@
 """Compare two runs' token and quality metrics, only when they measured the same thing the same way.
 
 A run is a ``results.json`` (see ``harness.results``). Two runs are compared only when their key
-properties match (model hash, precision, execution provider, machine); otherwise the comparison says
+properties match (model hash, precision, accuracy level, execution provider, machine); otherwise the comparison says
 which differ and compares nothing. Token metrics (TTFT, TPOT, tokens/s, latency) are noisy: each
 benchmark records its per-round values, and a change is a regression only when it is both larger than
 the threshold and outside the noise, that is when the 95% bootstrap interval of the relative
@@ -31,8 +31,8 @@ MIN_ROUNDS = 3  # fewer rounds give no usable noise estimate
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 
-KEY_LABELS = {"model_sha256": "model hash", "precision": "precision", "ep": "execution provider",
-              "machine": "machine"}
+KEY_LABELS = {"model_sha256": "model hash", "precision": "precision", "accuracy_level": "accuracy level",
+              "ep": "execution provider", "machine": "machine"}
 
 GATES = (
     Gate("regression_timing_max", 0.10, "max", "",
@@ -167,9 +167,11 @@ def find_runs(folder: Path) -> tuple[list[Run], list[str]]:
 def key_of(provenance: Mapping[str, Any], precision: str) -> dict[str, str]:
     """The properties two runs must share for their timings to compare."""
     machine = provenance.get("machine", {})
+    level = provenance.get("accuracy_level_setting")
     return {
         "model_sha256": str(provenance.get("source_sha256")),
         "precision": precision,
+        "accuracy_level": "as built" if level is None else str(level),  # level 1 decodes at about 0.6 x
         "ep": str(provenance.get("ep")),
         # The instruction-set class picks the int8 kernels: another class is another machine.
         "machine": f"{machine.get('cpu', '?')}, {machine.get('isa', '?')}, {machine.get('cores', '?')} cores",

@@ -57,8 +57,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.getgroup("harness").addoption(
         "--harness-baseline", dest="harness_baseline", metavar="PATH", default=None,
         help="compare this run's token and quality metrics with an earlier run: its folder, its results.json, or "
-             "a folder of runs (the newest with the same model hash, precision, EP and machine); a regression "
-             "beyond the noise fails the run")
+             "a folder of runs (the newest with the same model hash, precision, accuracy level, EP and machine); "
+             "a regression beyond the noise fails the run")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,6 +18,8 @@ from harness.compare import (
     bootstrap_interval,
     compare_metric,
     compare_runs,
+    key_mismatches,
+    key_of,
     load_run,
     pick_baseline,
 )
@@ -111,6 +113,20 @@ def test_runs_with_other_key_properties_are_not_compared() -> None:
     ignored = compare_runs(as_run(document("a", rounds(100, 0.05))),
                            as_run(document("b", rounds(50, 0.05), key=other)), ignore_keys=("machine", "ep"))
     assert [d.verdict for d in ignored.deltas] == ["regression"]
+
+
+def test_accuracy_level_and_instruction_set_class_are_key_properties() -> None:
+    """Level 1 decodes at about 0.6 x level 4, and another instruction-set class runs other int8 kernels."""
+    provenance = {"source_sha256": "ab", "ep": "cpu", "accuracy_level_setting": None,
+                  "machine": {"cpu": "AMD EPYC", "isa": "avx512-vnni", "cores": "2"}}
+    as_built = key_of(provenance, "int4")
+    assert as_built["accuracy_level"] == "as built" and as_built["machine"] == "AMD EPYC, avx512-vnni, 2 cores"
+    fp32_compute = key_of({**provenance, "accuracy_level_setting": 1}, "int4")
+    avx2 = key_of({**provenance, "machine": {**provenance["machine"], "isa": "avx2"}}, "int4")
+    assert key_mismatches(as_built, fp32_compute) == [
+        "accuracy level differs (baseline 'as built', this run '1')"]
+    assert key_mismatches(as_built, avx2) == [
+        "machine differs (baseline 'AMD EPYC, avx512-vnni, 2 cores', this run 'AMD EPYC, avx2, 2 cores')"]
 
 
 def test_too_few_rounds_and_missing_checks_are_listed_not_compared() -> None:
