@@ -42,6 +42,7 @@ from harness.stability import (
     UnstableVerdict,
     minimum_margin,
     unstable_message,
+    weakest_decisions,
 )
 
 if TYPE_CHECKING:
@@ -379,9 +380,12 @@ def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str,
 
     def settle(verdict: PathVerdict) -> None:
         record_property("compute_paths", {j.label: "passed" if j.passed else "failed" for j in verdict.judgements})
-        margin = minimum_margin(verdict.judgements[0].answers)
+        built = verdict.judgements[0].answers
+        margin = minimum_margin(built)
         if margin is not None:
             record_property("margin_min", round(margin, 4))
+            record_property("weakest_decisions", [line for answer in built
+                                                  for line in weakest_decisions(answer, harness_paths.primary.decode)])
         outcome = verdict.outcome
         if outcome is Outcome.PASSED:
             return

@@ -236,11 +236,20 @@ def render_run(results: Mapping[str, Any]) -> str:
     plots = [latency_plot(tests), rss_plot(tests), precision_plots(tests)]
     body += [plot for plot in plots if plot]
     rows = [[t["id"], t["outcome"], round(float(t["duration_s"]), 3),
-             ", ".join(f"{k}={_fmt(float(v))}" for k, v in t.get("metrics", {}).items()),
-             (t.get("message") or "").splitlines()[0] if t.get("message") else ""] for t in tests]
+             ", ".join(f"{k}={_fmt(float(v))}" for k, v in t.get("metrics", {}).items()), _message_cell(t)]
+            for t in tests]
     body += ["<h2>Checks</h2>", table(["check", "outcome", "seconds", "metrics", "message"], rows,
                                       [str(t["outcome"]) for t in tests])]
     return page(f"harness report {run['id']}", "".join(body))
+
+
+def _message_cell(test: Mapping[str, Any]) -> str:
+    """The message's first line; for a failed or unstable greedy check, the answer's weakest decisions too."""
+    first = (test.get("message") or "").splitlines()[0] if test.get("message") else ""
+    weakest = test.get("properties", {}).get("weakest_decisions")
+    if test["outcome"] in ("failed", "unstable") and isinstance(weakest, list) and weakest:
+        first += f" (weakest decisions: {'; '.join(map(str, weakest[:3]))})"
+    return first
 
 
 def _baseline_section(baseline: Mapping[str, Any]) -> str:

@@ -363,9 +363,11 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     verdict = "FAILED" if run["exit_status"] not in (0, 5) or bad else "PASSED"
     counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no checks ran"
     sha = str(provenance.get("source_sha256") or "")[:12]
+    levels = "/".join(sorted(provenance.get("accuracy_levels") or {})) or "none"
     lines = [f"## {verdict}: {Path(str(provenance.get('model'))).name} {run['precision']} ({counts})", "",
              f"model sha256 `{sha}` · ep {provenance.get('ep')} · profile {run['profile']} · builder "
-             f"{provenance.get('builder')} · {run['started']} · run `{run['id']}`", ""]
+             f"{provenance.get('builder')} · accuracy level {levels} · cpu "
+             f"{provenance.get('machine', {}).get('isa', '?')} · {run['started']} · run `{run['id']}`", ""]
     if bad:
         lines += ["### Failures", "", "| check | verdict |", "|---|---|"]
         lines += [f"| `{t['id']}` | {_cell((t.get('message') or t['outcome']).splitlines()[0])} |" for t in bad]

@@ -100,15 +100,19 @@ class HarnessSession:
             build = f"precision {plan.precision}, builder {plan.builder}"
         packages = ", ".join(f"{k} {v}" for k, v in versions(REPORTED_PACKAGES).items())
         machine = machine_fingerprint()
-        level = self.config.accuracy_level
+        found = cached_path(plan, self.store)
+        compute = describe_levels(accuracy_levels(found)) if found else "accuracy levels known after the build"
+        if self.config.accuracy_level is not None:
+            compute += f"; tested at accuracy_level {self.config.accuracy_level} (--accuracy-level)"
         return [
             f"harness: model {src.path} ({src.kind}{default}), sha256 {plan.source_hash[:16]}",
-            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}, accuracy level "
-            f"{'as built' if level is None else level}, unstable verdicts {self.config.unstable}",
+            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}, "
+            f"unstable verdicts {self.config.unstable}",
             f"harness: cache {cache}",
             f"harness: {packages}",
             f"harness: cpu {machine['cpu']}, {machine['cores']} cores, instruction set {machine['isa']} "
             f"({machine['isa_flags'] or 'flags unknown'})",
+            f"harness: compute {compute}",
             f"harness: reports {self.run_dir}",
         ]
 

@@ -77,10 +77,11 @@ def test_header_prints_what_reproduces_the_run(pytester: pytest.Pytester, env: d
     model = env["model"]
     result.stdout.fnmatch_lines([
         f"harness: model {model} (hf-folder), sha256 *",
-        "harness: precision fp32, builder fake, ep cpu, profile smoke, accuracy level as built, unstable verdicts warn",
+        "harness: precision fp32, builder fake, ep cpu, profile smoke, unstable verdicts warn",
         "harness: cache miss, will build into *",
         "harness: onnxruntime *, onnxruntime-genai *, olive-ai *, transformers *, torch *",
         "harness: cpu *, * cores, instruction set * (*)",
+        "harness: compute accuracy levels known after the build",
         f"harness: reports {pytester.path / 'reports'}/*-hf-fp32",
     ])
 

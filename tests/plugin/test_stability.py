@@ -112,9 +112,12 @@ def test_unstable_is_its_own_outcome_in_every_report(pytester: pytest.Pytester, 
     assert check["properties"]["compute_paths"] == {"as built (accuracy_level 4)": "passed",
                                                     "fp32-compute twin (accuracy_level 1)": "failed"}
     assert check["metrics"]["margin_min"] == 0.04
+    assert check["properties"]["weakest_decisions"][0] == "token 24: 'R' over 'S' by 0.040"
     assert results["provenance"]["accuracy_levels"] == {"4": 1} and results["provenance"]["twin_model"]
-    assert "### Unstable verdicts" in (folder / "summary.md").read_text()
-    assert "Unstable verdicts" in (folder / "report.html").read_text()
+    summary = (folder / "summary.md").read_text()
+    assert "### Unstable verdicts" in summary and "accuracy level 4 · cpu " in summary
+    html = (folder / "report.html").read_text()
+    assert "Unstable verdicts" in html and "weakest decisions: token 24: &#x27;R&#x27; over &#x27;S&#x27;" in html
     (case,) = ElementTree.parse(folder / "junit.xml").getroot().iter("testcase")
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert properties["harness_outcome"] == "unstable" and case.find("failure") is None
@@ -154,6 +157,7 @@ def test_twin_is_derived_once_and_shares_the_weights(pytester: pytest.Pytester, 
     again = run(case="robust-pass")
     again.assert_outcomes(passed=1)
     assert "derived the fp32-compute twin" not in again.stdout.str()  # cached next to the model
+    again.stdout.fnmatch_lines(["harness: compute accuracy_level 4 (int8 activations) x1"])  # read at start
     provenance = json.loads((latest_report(pytester) / "provenance.json").read_text())
     built, twin = Path(provenance["built_model"]), Path(provenance["twin_model"])
     assert twin.parent == built.parent  # next to the model in the cache
@@ -172,7 +176,9 @@ def test_a_model_without_cpu_dependent_kernels_has_one_path(run: Run, monkeypatc
 def test_accuracy_level_1_validates_the_fp32_compute_path(pytester: pytest.Pytester, run: Run) -> None:
     result = run("--accuracy-level=1")
     result.assert_outcomes(passed=1, failed=2)  # the near-tie fails: the model is now the fp32 path
-    result.stdout.fnmatch_lines(["harness: derived the accuracy_level 1 variant in * s (weights shared) -> *",
+    result.stdout.fnmatch_lines(["harness: compute accuracy levels known after the build; tested at accuracy_level 1 "
+                                 "(--accuracy-level)",
+                                 "harness: derived the accuracy_level 1 variant in * s (weights shared) -> *",
                                  "harness: compute path: accuracy_level 1 (fp32 compute) x1"])
     provenance = json.loads((latest_report(pytester) / "provenance.json").read_text())
     assert provenance["accuracy_levels"] == {"1": 1} and provenance["twin_model"] is None
