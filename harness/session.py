@@ -125,7 +125,8 @@ class HarnessSession:
             built = prepare(self.plan, self.store, self.builder, claimed, progress)
             self.prepared = self._at_accuracy_level(built, progress)
             self.levels = dict(accuracy_levels(self.prepared.path))
-            progress(f"compute path: {describe_levels(self.levels)}")
+            if not self.cache_hit_at_start or self.config.accuracy_level is not None:  # else the header said it
+                progress(f"compute path: {describe_levels(self.levels)}")
             self.write_provenance()
         return self.prepared
 
