@@ -111,7 +111,7 @@ def default_model_dir() -> Path:
     from harness.settings import resolve
 
     config = resolve({"reports_dir": tempfile.mkdtemp(prefix="overhead-")}, os.environ, None, {}, "", ROOT)
-    session = HarnessSession.open(config, make_builder(config.builder, config.olive_config))
+    session = HarnessSession.open(config, make_builder(config))
     return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 
 

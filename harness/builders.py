@@ -8,21 +8,19 @@ a failure is explained from the log (``diagnose``) in one line with the option t
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.buildlog import Progress, fail, run_logged
 from harness.errors import BuildError
-from harness.settings import EXECUTION_PROVIDERS
-
-Progress = Callable[[str], None]
-PROGRESS_EVERY_S = 10.0
+from harness.olive_env import OliveEnvironment, environment_variables
+from harness.probe import check_generates
+from harness.provenance import package_version
+from harness.settings import EXECUTION_PROVIDERS, HarnessConfig
 
 
 class Builder(Protocol):
@@ -32,83 +30,14 @@ class Builder(Protocol):
         """Everything besides the source and precision that changes the output (for the cache key)."""
         ...
 
+    def describe(self) -> str:
+        """Which builder, of which version, in which environment (for the header and provenance)."""
+        ...
+
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         """Write a complete onnxruntime-genai model folder into ``out`` or raise BuildError."""
         ...
-
-
-def run_logged(cmd: list[str], log: Path, cwd: Path, label: str, progress: Progress) -> int:
-    """Run ``cmd`` with its output in ``log``, reporting elapsed time every few seconds."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    next_report = PROGRESS_EVERY_S
-    with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"$ {' '.join(cmd)}\n")
-        handle.flush()
-        process = subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        try:
-            while process.poll() is None:
-                time.sleep(0.2)
-                elapsed = time.monotonic() - started
-                if elapsed >= next_report:
-                    progress(f"{label}: still running ({elapsed:.0f} s)")
-                    next_report += PROGRESS_EVERY_S
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-    return process.returncode
-
-
-def log_tail(log: Path, lines: int = 1) -> str:
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    useful = [line.strip() for line in text.splitlines() if line.strip() and "it/s]" not in line]
-    return " | ".join(useful[-lines:])
-
-
-# (pattern in the log, explanation with the way out), most specific first.
-KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
-    ("FP16 is not supported on CPU",
-     "Olive skips fp16 on CPU and produces no model; use --precision int4 or fp32 on CPU"),
-    ("Precision.INT8",
-     "int8 is not supported by this Olive / onnxruntime-genai builder pair; use --precision int4 "
-     "or fp32"),
-    ("argument -p/--precision: invalid choice: 'int8'",
-     "this onnxruntime-genai model builder has no int8 (it arrives in 0.15, which Olive 0.13 "
-     "cannot run); use --precision int4 or fp32"),
-    ("KeyError: 'hf_details'",
-     "Olive 0.13 does not work with onnxruntime-genai 0.15; install onnxruntime-genai==0.14.1"),
-    ("No module named 'onnxruntime_genai.models.quantized_model'",
-     "Olive 0.13 does not work with onnxruntime-genai >= 0.16; install onnxruntime-genai==0.14.1"),
-    ("No module named 'onnx_ir'", "the model builder needs onnx-ir: pip install onnx-ir onnxscript"),
-    ("No module named 'onnxscript'", "the model builder needs onnxscript: pip install onnxscript"),
-    ("Killed", "the build process was killed (out of memory?); free memory or use a smaller model"),
-)
-
-
-def diagnose(log: Path) -> str | None:
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for pattern, explanation in KNOWN_FAILURES:
-        if pattern in text:
-            return explanation
-    return None
-
-
-def fail(what: str, log: Path, returncode: int | None = None) -> BuildError:
-    status = f" (exit {returncode})" if returncode else ""
-    reason = diagnose(log) or f"last log line: {log_tail(log) or '(empty)'}"
-    if returncode is not None and returncode < 0:  # killed: the child wrote nothing about it
-        name = signal.Signals(-returncode).name
-        reason = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-    return BuildError(f"harness: {what} failed{status}: {reason}; full log: {log}", log)
 
 
 def adopt_output(produced: Path, out: Path) -> bool:
@@ -123,21 +52,30 @@ def adopt_output(produced: Path, out: Path) -> bool:
 
 @dataclass
 class OliveBuilder:
-    """``olive auto-opt --use_model_builder``, as the deployment guide does, or ``olive run``."""
+    """Olive in its own environment: ``olive auto-opt --use_model_builder``, the deployment guide's one
+    command, or ``olive run --config`` with the user's workflow. Not ``olive optimize``: its int4 recipe adds
+    a GPTQ pass that loads a calibration set from the Hugging Face hub, so it cannot build offline."""
 
+    environment: OliveEnvironment
     workflow: Path | None = None
     name: str = field(default="olive", init=False)
 
     def options(self) -> dict[str, str]:
+        options = {"environment": self.environment.key}
         if self.workflow is None:
-            return {"command": "auto-opt --use_model_builder"}
-        return {"command": "run", "workflow_sha256": hashlib.sha256(self.workflow.read_bytes()).hexdigest()}
+            return {**options, "command": "auto-opt --use_model_builder"}
+        return {**options, "command": "run",
+                "workflow_sha256": hashlib.sha256(self.workflow.read_bytes()).hexdigest()}
+
+    def describe(self) -> str:
+        return self.environment.describe()
 
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         produced = work / "olive-output"
-        # Olive logs why it pruned a pass only at INFO level (1); its default is ERROR.
-        olive = [sys.executable, "-m", "olive"]
+        # Olive logs why it pruned a pass only at INFO level (1); its default is ERROR. It runs in ``work``,
+        # so its .olive-cache goes away with the build.
+        olive = [str(self.environment.interpreter(log, progress)), "-m", "olive"]
         if self.workflow is None:
             device = "cpu" if ep == "cpu" else "gpu"
             cmd = [*olive, "auto-opt", "--model_name_or_path", str(hf_folder), "--device", device,
@@ -148,20 +86,26 @@ class OliveBuilder:
             cmd = [*olive, "run", "--config", str(self.workflow), "--model_name_or_path",
                    str(hf_folder), "--output_path", str(produced), "--log_level", "1"]
             label = f"olive run {self.workflow.name}"
-        code = run_logged(cmd, log, cwd=work, label=label, progress=progress)
+        code = run_logged(cmd, log, cwd=work, label=label, progress=progress, env=environment_variables())
         if code != 0 or not adopt_output(produced, out):
             raise fail(label, log, code)
+        check_runs(self.name, out, precision, ep, log)
 
 
 @dataclass
 class ModelBuilderBuilder:
-    """``python -m onnxruntime_genai.models.builder``; ``extra_options`` are passed through."""
+    """``python -m onnxruntime_genai.models.builder`` of the harness's own onnxruntime-genai (the deployment
+    engine's version); ``extra_options`` are passed through."""
 
     extra_options: tuple[str, ...] = ()
     name: str = field(default="model-builder", init=False)
 
     def options(self) -> dict[str, str]:
-        return {"extra_options": " ".join(self.extra_options)}
+        return {"extra_options": " ".join(self.extra_options),
+                "builder_version": package_version("onnxruntime-genai")}
+
+    def describe(self) -> str:
+        return f"onnxruntime-genai {package_version('onnxruntime-genai')} model builder in the harness's environment"
 
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
@@ -175,6 +119,30 @@ class ModelBuilderBuilder:
         if code != 0 or not adopt_output(produced, out):
             raise fail(label, log, code)
         _copy_tokenizer_extras(hf_folder, out)
+        check_runs(self.name, out, precision, ep, log)
+
+
+def runtime_reason(message: str) -> str:
+    """onnxruntime's error without its source location and advice: 'Non-zero status ... Status Message: <why>'."""
+    reason = message.split("Status Message:", 1)[-1]
+    reason = reason.split("] : ")[-1] if "[ONNXRuntimeError]" in reason else reason
+    reason = re.sub(r"^\d+ : [A-Z_]+ : ", "", reason.strip())  # onnxruntime's status code and name
+    return " ".join(reason.split(". Validate usage")[0].split())[:300]
+
+
+def unsupported_hint(precision: str, ep: str) -> str:
+    if precision == "fp16" and ep == "cpu":
+        return ("fp16 is not supported on CPU (the onnxruntime-genai builder leaves it out of its CPU combinations); "
+                "use --precision int4, int8 or fp32")
+    return "try another --precision or --builder, and see the build log"
+
+
+def check_runs(builder: str, out: Path, precision: str, ep: str, log: Path) -> None:
+    """A built model must load and generate, or the build failed: fp16 on CPU builds but does not run."""
+    problem = check_generates(out, ep, log)
+    if problem is not None:
+        raise BuildError(f"harness: the {precision} model that {builder} built does not run on {ep}: "
+                         f"{runtime_reason(problem)}; {unsupported_hint(precision, ep)}", log)
 
 
 def _copy_tokenizer_extras(hf_folder: Path, out: Path) -> None:
@@ -184,7 +152,8 @@ def _copy_tokenizer_extras(hf_folder: Path, out: Path) -> None:
             shutil.copy2(hf_folder / name, out / name)
 
 
-def make_builder(name: str, workflow: Path | None) -> Builder:
-    if name == "olive":
-        return OliveBuilder(workflow)
+def make_builder(config: HarnessConfig) -> Builder:
+    """The builder the settings name (--builder, --olive-config, --olive-python)."""
+    if config.builder == "olive":
+        return OliveBuilder(OliveEnvironment(config.cache_dir, config.olive_python), config.olive_config)
     return ModelBuilderBuilder()

@@ -18,6 +18,7 @@ from harness.cache import MANIFEST
 from harness.errors import ConfigError, HarnessError
 from harness.fsutil import link_or_copy
 from harness.locations import fixtures_dir
+from harness.runtime import read_chat_template
 from harness.templates import PromptTemplate, TemplateError, derive_prompt_template, jinja_renderer
 
 INFERENCE_MODEL = "inference_model.json"
@@ -39,18 +40,13 @@ class Deployment:
 
 
 def chat_template_text(model: Path) -> str:
-    jinja = model / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    tokenizer_config = model / "tokenizer_config.json"
-    if tokenizer_config.is_file():
-        template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
-        if isinstance(template, str):
-            return template
-    raise TemplateError(
-        f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
-        "add one, or give your own inference_model.json with --inference-config"
-    )
+    template = read_chat_template(model)
+    if template is None:
+        raise TemplateError(
+            f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
+            "add one, or give your own inference_model.json with --inference-config"
+        )
+    return template
 
 
 def template_tokens(model: Path) -> tuple[str, str]:

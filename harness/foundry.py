@@ -39,12 +39,9 @@ class FoundryAnswer:
 
 
 def _sdk() -> ModuleType:
-    # Import onnxruntime-genai first. The SDK preloads its own libonnxruntime-genai.so (0.18, from
-    # onnxruntime-genai-core) with RTLD_GLOBAL, and a later `import onnxruntime_genai` (0.14) then
-    # binds to it and fails: "undefined symbol: OgaRequestGetUnseenToken". In this order each
-    # library keeps its own copy (Foundry's log still reports onnxruntime-genai 0.18.0).
-    import onnxruntime_genai  # noqa: F401
-
+    # The SDK preloads its own libonnxruntime-genai.so (onnxruntime-genai-core 0.18.0) with RTLD_GLOBAL.
+    # The harness runs the same version (0.18.0), so either may load first (with 0.14.1 beside it, the
+    # later `import onnxruntime_genai` bound to the SDK's library and failed on a missing symbol).
     try:
         import foundry_local_sdk
     except (ImportError, OSError) as exc:

@@ -25,8 +25,11 @@ def format_problems(answer: Generation, options: SearchOptions, context: AnswerC
         answer.text.encode("utf-8")
     except UnicodeEncodeError as exc:
         problems.append(f"text is not valid UTF-8 ({exc.reason} at character {exc.start})")
-    if REPLACEMENT_CHARACTER in answer.text:
-        problems.append(f"text has U+FFFD replacement characters at {_positions(answer.text)} "
+    # A length stop may cut a multi-byte character between its byte tokens: a trailing U+FFFD is then the
+    # budget's doing, not the model's.
+    text = answer.text.rstrip(REPLACEMENT_CHARACTER) if answer.stop_reason == "length" else answer.text
+    if REPLACEMENT_CHARACTER in text:
+        problems.append(f"text has U+FFFD replacement characters at {_positions(text)} "
                         "(bytes that did not decode)")
     problems.extend(template_leaks(answer, context))
     problems.extend(stop_problems(answer, options, context))

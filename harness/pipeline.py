@@ -11,7 +11,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.builders import Builder, Progress, fail, run_logged
+from harness.builders import Builder
+from harness.buildlog import Progress, fail, run_logged
 from harness.cache import CacheResult, ModelStore
 from harness.compute_paths import VARIANT_RECIPE, write_variant
 from harness.hashing import HashMemo, combine, content_hash
@@ -88,14 +89,14 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
         hf_folder = plan.source.path
         if plan.source.kind is SourceKind.GGUF:  # only on a miss: a cached ONNX model needs no conversion
             hf_folder = convert_source(plan, store, log, progress).path
-        progress(f"building {plan.precision} model with {builder.name} (log: {log})")
+        progress(f"building {plan.precision} model with {builder.describe()} (log: {log})")
         # Named after the entry, so the store clears it too if this build is killed.
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"onnx-{plan.key}-work-") as work:
             builder.build(hf_folder, out, plan.precision, plan.ep, Path(work), log, progress)
 
     metadata = {"source": str(plan.source.path), "source_sha256": plan.source_hash,
-                "precision": plan.precision, "builder": builder.name, "ep": plan.ep,
-                "versions": versions(BUILD_PACKAGES)}
+                "precision": plan.precision, "builder": builder.name, "builder_detail": builder.describe(),
+                "builder_options": builder.options(), "ep": plan.ep, "versions": versions(BUILD_PACKAGES)}
     result = store.get_or_build("onnx", plan.key, build, metadata)
     if not result.hit:
         progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")

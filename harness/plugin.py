@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from harness import hookspecs
-from harness.builders import Builder, Progress, make_builder
+from harness.builders import Builder, make_builder
+from harness.buildlog import Progress
 from harness.cases import CaseSet, default_case_paths, load_cases
 from harness.compute_paths import TWIN_LEVEL, accuracy_levels
 from harness.deploy import Deployment
@@ -29,7 +30,7 @@ from harness.locations import suites_dir
 from harness.pipeline import PreparedModel
 from harness.profiles import PROFILES, Profile
 from harness.results import RunRecorder
-from harness.runtime import GenAIRuntime, Runtime
+from harness.runtime import GenAIRuntime, Runtime, read_chat_template
 from harness.session import HarnessSession
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 from harness.stability import (
@@ -57,6 +58,9 @@ SESSION_KEY = pytest.StashKey[HarnessSession]()
 GATES_KEY = pytest.StashKey[Gates]()
 CASES_KEY = pytest.StashKey[CaseSet]()
 UNSTABLE = Outcome.UNSTABLE.value  # the test-status category of an unstable verdict (with --unstable=warn)
+CHAT_MARKER = "harness_chat"
+NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
+                    "checks run")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -131,7 +135,7 @@ def _pyproject(config: pytest.Config) -> Path | None:
 def _builder(config: pytest.Config, harness_config: HarnessConfig) -> Builder:
     custom = config.hook.pytest_harness_builder(
         config=config, name=harness_config.builder, workflow=harness_config.olive_config)
-    return custom if custom is not None else make_builder(harness_config.builder, harness_config.olive_config)
+    return custom if custom is not None else make_builder(harness_config)
 
 
 def _check_ep(ep: str) -> None:
@@ -143,6 +147,8 @@ def _check_ep(ep: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{CHAT_MARKER}: the check needs the model's chat template (skipped, in one "
+                                       "line, for a base model without one)")
     if config.option.help or config.option.version:
         return  # --help must work even with a bad HARNESS_* variable
     cli = {s.name: config.getoption(f"harness_{s.name}") for s in SETTINGS}
@@ -194,6 +200,16 @@ def pytest_collection(session: pytest.Session) -> None:
         harness.deploy(progress_writer(session.config))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures set up: a base model's chat fixtures would fail
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Chat checks of a base model (no chat template) skip with one line; its raw-prompt checks run."""
+    if item.get_closest_marker(CHAT_MARKER) is None:
+        return
+    harness = item.config.stash.get(SESSION_KEY, None)
+    if harness is not None and harness.prepared is not None and read_chat_template(harness.prepared.path) is None:
+        pytest.skip(NO_CHAT_TEMPLATE)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -408,9 +424,12 @@ def parity_reference(pytestconfig: pytest.Config, reference_folder: Path, runtim
         pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares next-token "
                     "distributions")
     cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in configured_cases(pytestconfig)]
+    eval_set = load_eval_set().with_prompts(cases)
+    if runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
+        eval_set = eval_set.raw_only()
     try:
-        return reference_data(reference_folder, runtime, load_eval_set().with_prompts(cases), harness_config.cache_dir,
-                              run_dir, progress_writer(pytestconfig))
+        return reference_data(reference_folder, runtime, eval_set, harness_config.cache_dir, run_dir,
+                              progress_writer(pytestconfig))
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -61,12 +61,37 @@ def probe(path: Path, ep: str, timeout_s: float = 600) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def generates(path: Path, ep: str) -> None:
+    """Load the model and take two greedy tokens of a raw prompt; raises RuntimeFailure if it cannot."""
+    GenAIRuntime(path, ep).generate("Hello", SearchOptions(max_new_tokens=2))
+
+
+def check_generates(path: Path, ep: str, log: Path, timeout_s: float = 300) -> str | None:
+    """Whether a freshly built model runs, checked in a child process (a crash there is a reason here):
+    None if it generates, else the runtime's error in one line."""
+    command = [sys.executable, "-m", "harness.probe", str(path), "--ep", ep, "--check"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return f"loading it and generating 2 tokens took over {timeout_s:.0f} s"
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"the check exited with {done.returncode}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", type=Path)
     parser.add_argument("--ep", default="cpu")
+    parser.add_argument("--check", action="store_true", help="only load the model and generate 2 tokens")
     args = parser.parse_args()
     try:
+        if args.check:
+            generates(args.model, args.ep)
+            return 0
         print(json.dumps(measure(args.model, args.ep)))
     except HarnessError as exc:
         print(exc, file=sys.stderr)

@@ -8,9 +8,11 @@ import platform
 from functools import cache
 
 # Packages whose version can change the bytes of a built model.
-BUILD_PACKAGES = ("onnxruntime-genai", "olive-ai", "transformers", "torch", "onnx", "onnx-ir", "onnxscript", "gguf")
+# (Olive runs in an environment of its own: its versions are part of OliveBuilder.options.)
+BUILD_PACKAGES = ("onnxruntime-genai", "transformers", "torch", "onnx", "onnx-ir", "onnxscript", "gguf")
 # Packages reported in the header and in run reports.
-REPORTED_PACKAGES = ("onnxruntime", "onnxruntime-genai", "olive-ai", "transformers", "torch", "foundry-local-sdk")
+REPORTED_PACKAGES = ("onnxruntime", "onnxruntime-genai", "transformers", "torch", "foundry-local-sdk",
+                     "onnxruntime-genai-core")
 
 
 @cache

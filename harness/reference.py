@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from harness.builders import Progress, fail, run_logged
+from harness.buildlog import Progress, fail, run_logged
 from harness.cache import ModelStore
 from harness.hashing import HashMemo, combine, content_hash
 from harness.locations import fixtures_dir
@@ -68,6 +68,10 @@ class EvalSet:
     @property
     def ids(self) -> list[str]:
         return [item.id for item in self.items]
+
+    def raw_only(self) -> EvalSet:
+        """Without the chat prompts: for a base model, which has no chat template to render them."""
+        return EvalSet(self.texts, tuple(prompt for prompt in self.prompts if isinstance(prompt.prompt, str)))
 
     def with_prompts(self, extra: Sequence[EvalPrompt]) -> EvalSet:
         """This set plus extra prompts (for example a domain's cases); ids must stay unique."""

@@ -8,7 +8,7 @@ not the end of the session. An outcome is judged against the case's expectation:
 - ``reject``: a clean rejection, i.e. an exception of the harness's own types (one-line message);
 - ``either``: one of the two. Crashed and hung are never correct.
 
-Known defects of onnxruntime-genai 0.14.1 (``KNOWN_ISSUES``) are reported as such (xfail in the
+Known defects of onnxruntime-genai 0.18.0 (``KNOWN_ISSUES``) are reported as such (xfail in the
 catalogue, tolerated by the fuzzers) only when a request shows exactly that defect. After each
 request the prober asks a known-good prompt and compares the answer with the first one of the run:
 a different answer means the bad input corrupted the model's state.
@@ -62,6 +62,8 @@ PAST_CONTEXT = 200_000  # characters in the floods that no context holds (tokeni
 # A prompt whose answer leads every runner-up by a wide margin on every CPU (see the README).
 KNOWN_GOOD: Request = {"prompt": {"messages": [{"role": "user", "content": "Which city is the capital of Germany?"}]},
                        "options": {"max_new_tokens": CASE_TOKENS}}
+KNOWN_GOOD_RAW: Request = {"prompt": {"text": "The capital of Germany is"},  # for a base model: no chat template
+                           "options": {"max_new_tokens": CASE_TOKENS}}
 
 
 # -- request builders ----------------------------------------------------------------------------------
@@ -139,17 +141,13 @@ def _float32(value: object) -> float | None:
 
 
 def _starves_sampling(options: Mapping[str, Any]) -> bool:
-    """Sampling settings whose weights become NaN or infinite in onnxruntime-genai 0.14.1."""
+    """Sampling settings whose weights become NaN or infinite (onnxruntime-genai 0.14.1 aborted on them)."""
     if options.get("do_sample") is not True:
         return False
     temperature, penalty = _float32(options.get("temperature", 1.0)), _float32(options.get("repetition_penalty", 1.0))
     hot = temperature is not None and (math.isnan(temperature) or 0 < abs(temperature) < 2.94e-39)
     flat = penalty is not None and (math.isnan(penalty) or abs(penalty) < 1e-30)
     return hot or flat
-
-
-def _crashed(outcome: Outcome, *signals: str) -> bool:
-    return outcome.kind == "crashed" and outcome.signal in signals
 
 
 @dataclass(frozen=True)
@@ -162,31 +160,16 @@ class KnownIssue:
 KNOWN_ISSUES: Mapping[str, KnownIssue] = {issue.id: issue for issue in (
     KnownIssue(
         "nul-ends-text",
-        "onnxruntime-genai 0.14.1 ends text at a NUL character (encode and apply_chat_template): the rest, "
-        "including the end of the chat template, is silently dropped; strip or refuse NUL in user input",
+        "onnxruntime-genai 0.18.0 (as 0.14.1) ends text at a NUL character (encode and apply_chat_template): the "
+        "rest, including the end of the chat template, is silently dropped; strip or refuse NUL in user input",
         lambda request, outcome, info: outcome.kind == "answered"
         and any("\x00" in s for s in prompt_strings(request))),
     KnownIssue(
-        "sampling-abort",
-        "onnxruntime-genai 0.14.1 aborts the process (SIGABRT in std::discrete_distribution) when sampling "
-        "weights turn NaN: a NaN temperature or one below ~2.9e-39 (its float32 inverse overflows), a NaN, "
-        "zero or tiny (< ~1e-37) repetition_penalty; SearchOptions refuses values below 0.001, the raw "
-        "runtime does not",
-        lambda request, outcome, info: _crashed(outcome, "SIGABRT") and _starves_sampling(options_of(request))),
-    KnownIssue(
-        "top-k-above-vocabulary",
-        "a top_k above the vocabulary size aborts (SIGABRT) or segfaults onnxruntime-genai 0.14.1 when "
-        "sampling; the harness refuses such a top_k, the runtime itself does not",
-        lambda request, outcome, info: _crashed(outcome, "SIGABRT", "SIGSEGV")
-        and isinstance(options_of(request).get("top_k"), int) and options_of(request)["top_k"] > info.vocab_size),
-    KnownIssue(
-        "prompt-fills-max-length",
-        "a prompt of exactly max_length tokens aborts onnxruntime-genai 0.14.1 (SIGABRT, std::span index "
-        "assertion) where one token more gets the 'exceeds max length' error; the harness always keeps room "
-        "for an output token, a direct caller must too",
-        lambda request, outcome, info: _crashed(outcome, "SIGABRT")
-        and request.get("prompt", {}).get("tokens") not in (None, False)
-        and request["prompt"]["tokens"] == options_of(request).get("max_length")),
+        "invalid-sampling-accepted",
+        "onnxruntime-genai 0.18.0 takes a NaN temperature, or one below ~2.9e-39, and answers as if greedy, and "
+        "a NaN, zero or tiny (< ~1e-37) repetition_penalty and answers garbage, instead of refusing them (0.14.1 "
+        "aborted the process on them); SearchOptions refuses values below 0.001, the raw runtime does not",
+        lambda request, outcome, info: outcome.kind == "answered" and _starves_sampling(options_of(request))),
 )}
 
 
@@ -199,11 +182,17 @@ class Case:
     why: str  # what correct means for this input (the case table)
     errors: tuple[str, ...] = ("HarnessError",)  # a rejection must be one of these classes (or a subclass)
     must_reach: str | None = None  # text the model must see: catches prompts cut short without a word
-    known_issue: str | None = None  # a KNOWN_ISSUES id this case shows on onnxruntime-genai 0.14.1
+    known_issue: str | None = None  # a KNOWN_ISSUES id this case shows on onnxruntime-genai 0.18.0
     context_prefill: bool = False  # runs a prefill of the whole context: only where the profile allows
 
     def resolve(self, model: ModelInfo) -> Request:
         return self.request(model) if callable(self.request) else self.request
+
+    @property
+    def needs_chat_template(self) -> bool:
+        """Chat cases are skipped for a base model; the ones built from the model (its template's tokens, its
+        vocabulary size) are chats too."""
+        return callable(self.request) or "messages" in self.request.get("prompt", {})
 
 
 def _control_tokens(model: ModelInfo) -> Request:
@@ -291,7 +280,7 @@ SETTING_CASES: tuple[Case, ...] = (
     Case("top-k-negative", ask(SAY_HELLO, do_sample=True, top_k=-1), "reject", HARNESS_REFUSES,
          errors=("InvalidSearchOption",)),
     Case("top-k-above-vocabulary", lambda model: ask(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
-         "reject", "the runtime would abort: the harness refuses it", errors=("InvalidSearchOption",)),
+         "reject", "above the vocabulary: the harness refuses it", errors=("InvalidSearchOption",)),
     Case("max-new-tokens-zero", ask(SAY_HELLO, max_new_tokens=0), "reject", HARNESS_REFUSES,
          errors=("InvalidSearchOption",)),
     Case("max-new-tokens-negative", ask(SAY_HELLO, max_new_tokens=-5), "reject", HARNESS_REFUSES,
@@ -304,11 +293,11 @@ SETTING_CASES: tuple[Case, ...] = (
     Case("raw-temperature-negative", raw(SAY_HELLO, do_sample=True, temperature=-1.0), "either",
          "the runtime accepts it and samples: an answer is fine"),
     Case("raw-temperature-nan", raw(SAY_HELLO, do_sample=True, temperature=math.nan), "reject",
-         "no distribution to sample: must be refused", known_issue="sampling-abort"),
+         "no distribution to sample: must be refused", known_issue="invalid-sampling-accepted"),
     Case("raw-top-p-above-one", raw(SAY_HELLO, do_sample=True, top_p=1.5), "reject", RUNTIME_REFUSES),
     Case("raw-top-k-negative", raw(SAY_HELLO, do_sample=True, top_k=-1), "reject", RUNTIME_REFUSES),
     Case("raw-top-k-above-vocabulary", lambda model: raw(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
-         "reject", "must be refused", known_issue="top-k-above-vocabulary"),
+         "reject", "must be refused (0.14.1 aborted on it)"),
     Case("raw-max-length-zero", raw(SAY_HELLO, max_length=0), "reject", RUNTIME_REFUSES),
     Case("raw-max-length-above-context", lambda model: raw(SAY_HELLO, max_length=model.context_length + 1),
          "reject", RUNTIME_REFUSES),
@@ -321,7 +310,7 @@ SETTING_CASES: tuple[Case, ...] = (
     Case("raw-prompt-under-max-length", raw(fill(tokens=RAW_MAX_LENGTH - 1)), "answer",
          "room for exactly one output token"),
     Case("raw-prompt-fills-max-length", raw(fill(tokens=RAW_MAX_LENGTH)), "reject",
-         "no room for an output token: must be refused", known_issue="prompt-fills-max-length"),
+         "no room for an output token: must be refused (0.14.1 aborted on it)"),
     Case("raw-prompt-over-max-length", raw(fill(tokens=RAW_MAX_LENGTH + 1)), "reject", RUNTIME_REFUSES,
          errors=("ContextOverflow",)),
 )
@@ -427,11 +416,14 @@ class Prober:
     gates: Gates
     model: ModelInfo
     baseline: Answer | None = None
+    known_good: Request = field(default_factory=lambda: KNOWN_GOOD)  # KNOWN_GOOD_RAW for a base model
     tally: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def open(cls, model_path: Path, ep: str, gates: Gates, runtime: str | None = None) -> Prober:
-        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, read_model_info(model_path))
+        info = read_model_info(model_path)
+        known_good = KNOWN_GOOD if info.chat_template is not None else KNOWN_GOOD_RAW
+        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, known_good=known_good)
         try:
             prober.start()
         except BaseException:
@@ -448,9 +440,9 @@ class Prober:
     def start(self) -> None:
         """Start the worker and take the known-good answer every later one must match."""
         self.client.start()
-        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
+        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
         if outcome.answer is None:
-            raise HarnessError(f"harness: the model does not answer the known-good prompt {describe(KNOWN_GOOD)}: "
+            raise HarnessError(f"harness: the model does not answer the known-good prompt {describe(self.known_good)}: "
                                f"{outcome.summary()}")
         self.baseline = outcome.answer
 
@@ -466,7 +458,7 @@ class Prober:
 
     def recovery_problem(self) -> str | None:
         """None if the known-good prompt still gets the run's first answer; else what it got (and restart)."""
-        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
+        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
         assert self.baseline is not None
         if outcome.answer is not None and outcome.answer.token_ids == self.baseline.token_ids:
             return None

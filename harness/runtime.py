@@ -43,7 +43,8 @@ class SearchOptions:
              and 0 <= self.min_new_tokens <= self.max_new_tokens,
              "min_new_tokens must be an int between 0 and max_new_tokens"),
             (isinstance(self.do_sample, bool), "do_sample must be a bool"),
-            # onnxruntime-genai 0.14.1 aborts the process on subnormal temperatures / penalties.
+            # onnxruntime-genai 0.18 answers greedily or with garbage on subnormal temperatures / penalties
+            # (0.14.1 aborted the process): refused here, with the reason.
             (_finite(self.temperature) and self.temperature >= 1e-3, "temperature must be a finite number >= 0.001"),
             (_finite(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an int >= 0"),
@@ -136,11 +137,23 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
+def read_chat_template(path: Path) -> str | None:
+    """The model folder's chat template (chat_template.jinja, else tokenizer_config.json), or None: a base model."""
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    tokenizer_config = path / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, str) and template.strip():
+            return template
+    return None
+
+
 def read_model_info(path: Path) -> ModelInfo:
     config = json.loads((path / "genai_config.json").read_text(encoding="utf-8"))
     model = config["model"]
     eos = model.get("eos_token_id", [])
-    template = path / "chat_template.jinja"
     return ModelInfo(
         path=path,
         model_type=str(model.get("type", "unknown")),
@@ -148,7 +161,7 @@ def read_model_info(path: Path) -> ModelInfo:
         eos_token_ids=tuple(eos if isinstance(eos, list) else [eos]),
         bos_token_id=model.get("bos_token_id"),
         vocab_size=int(model.get("vocab_size", 0)),
-        chat_template=template.read_text(encoding="utf-8") if template.is_file() else None,
+        chat_template=read_chat_template(path),
     )
 
 
@@ -263,7 +276,7 @@ class GenAIRuntime:
     def new_generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
         og = self._og
         if self.info.vocab_size and options.top_k > self.info.vocab_size:
-            # onnxruntime-genai 0.14 aborts or segfaults the process on such a top_k.
+            # Said before the generator exists (0.18 refuses it too; 0.14 aborted or segfaulted on it).
             raise InvalidSearchOption(
                 f"harness: invalid search option: top_k {options.top_k} is above the vocabulary "
                 f"size {self.info.vocab_size}", "")
@@ -323,10 +336,10 @@ class GenAIRuntime:
         ids = [int(t) for t in token_ids]
         if not ids:
             raise EmptyInput("harness: logits of an empty token sequence", "")
-        if len(ids) >= self.info.context_length:  # a sequence filling max_length aborts onnxruntime-genai 0.14
+        if len(ids) >= self.info.context_length:  # no room for a next token (0.14 aborted, 0.18 refuses)
             raise ContextOverflow(f"harness: {len(ids)} tokens do not fit the model's context of "
                                   f"{self.info.context_length} (one position stays free)", "")
-        # onnxruntime-genai 0.14 runs the whole prefill in append_tokens; 'logits' then holds every position.
+        # onnxruntime-genai (0.14 and 0.18) runs the whole prefill in append_tokens; 'logits' holds every position.
         generator = self.new_generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
         try:
             generator.append_tokens(ids)

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.builders import Builder, Progress
+from harness.builders import Builder
+from harness.buildlog import Progress
 from harness.cache import ModelStore
 from harness.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
 from harness.deploy import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
@@ -97,7 +98,7 @@ class HarnessSession:
         else:
             where = self.store.entry("onnx", plan.key)
             cache = f"hit {where}" if self.cache_hit_at_start else f"miss, will build into {where}"
-            build = f"precision {plan.precision}, builder {plan.builder}"
+            build = f"precision {plan.precision}, builder {plan.builder} ({self.builder.describe()})"
         packages = ", ".join(f"{k} {v}" for k, v in versions(REPORTED_PACKAGES).items())
         machine = machine_fingerprint()
         found = cached_path(plan, self.store)
@@ -222,6 +223,8 @@ class HarnessSession:
             "default_model": self.source.is_default,
             "precision": self.plan.precision if self.plan.needs_build else None,
             "builder": self.plan.builder if self.plan.needs_build else None,
+            "builder_detail": self.builder.describe() if self.plan.needs_build else None,
+            "builder_options": self.builder.options() if self.plan.needs_build else None,
             "ep": self.config.ep,
             "profile": self.config.profile,
             "built_model": str(prepared.path) if prepared else None,

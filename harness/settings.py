@@ -52,6 +52,15 @@ def _existing_file(raw: str) -> Path:
     return path.resolve()
 
 
+def _interpreter(raw: str) -> Path:
+    """An existing Python executable, made absolute but not resolved: a virtual environment's ``bin/python``
+    is a symlink to the base interpreter, and resolving it would leave the environment behind."""
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("is not an existing file (give the path of a Python interpreter, e.g. ENV/bin/python)")
+    return Path(os.path.abspath(path))
+
+
 def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -107,9 +116,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4); "
             "a comma-separated list (or 'all') also builds the others and writes a measured comparison "
             "table; the suites test the first", _precision_list, lambda: ("int4",), "NAME[,NAME...]"),
-    Setting("builder", "--builder", "how to build the ONNX model: olive (auto-opt with the model "
-            "builder, as the deployment guide does) or model-builder (onnxruntime-genai's own)",
-            _choice(BUILDERS), lambda: "olive", "NAME"),
+    Setting("builder", "--builder", "how to build the ONNX model: model-builder (onnxruntime-genai's own, the "
+            "deployment engine's version; default) or olive (olive auto-opt --use_model_builder, as the deployment "
+            "guide does, in a build environment of its own)", _choice(BUILDERS), lambda: "model-builder", "NAME"),
+    Setting("olive_python", "--olive-python", "run Olive with this Python interpreter (an environment you have "
+            "with olive-ai installed) instead of the one the harness creates from its lock file",
+            _interpreter, lambda: None, "PATH"),
     Setting("olive_config", "--olive-config", "run this Olive workflow file (with a ModelBuilder pass) "
             "instead of auto-opt", _existing_file, lambda: None, "FILE"),
     Setting("ep", "--ep", f"execution provider: {', '.join(EXECUTION_PROVIDERS)} (default cpu)",
@@ -146,6 +158,7 @@ class HarnessConfig:
     model: Path | None
     precisions: tuple[str, ...]  # the first is the one the suites test
     builder: str
+    olive_python: Path | None
     olive_config: Path | None
     ep: str
     accuracy_level: int | None
@@ -227,6 +240,9 @@ def resolve(
             "harness: --olive-config runs an Olive workflow, so it cannot be combined with "
             f"--builder {values['builder']}; drop one of them"
         )
+    if values["olive_python"] is not None and values["builder"] != "olive":
+        raise ConfigError(f"harness: --olive-python runs Olive builds, so it cannot be combined with --builder "
+                          f"{values['builder']}; add --builder olive or drop --olive-python")
     values["precisions"] = values.pop("precision")
     return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})),
                          gate_table=dict(table.get("gates", {})))
@@ -235,7 +251,8 @@ def resolve(
 def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
     relative = setting.metavar in PATH_METAVARS and not Path(text).expanduser().is_absolute()
     if relative:
-        text = str(((raw.base_dir or Path.cwd()) / text).resolve())  # relative to the file that set it
+        # Relative to the file that set it; made absolute without resolving symlinks (see _interpreter).
+        text = os.path.abspath((raw.base_dir or Path.cwd()) / text)
     try:
         return setting.parse(text)
     except ValueError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.builders import Progress
+from harness.buildlog import Progress
 from harness.errors import BuildError, ContextOverflow
 from harness.fsutil import link_or_copy
 from harness.runtime import (
@@ -120,6 +120,9 @@ class FakeBuilder:
 
     def options(self) -> dict[str, str]:
         return {"fake": "1"}
+
+    def describe(self) -> str:
+        return "the fake builder of harness.testing"
 
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:

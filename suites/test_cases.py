@@ -9,6 +9,7 @@ the CPU, its fp32-compute twin): a verdict the paths disagree on is reported as 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from harness.assertions import AnswerContext
 from harness.cases import Case
 from harness.gates import Gates
 from harness.output_format import answer_context, format_problems
-from harness.plugin import Settle, configured_cases
+from harness.plugin import NO_CHAT_TEMPLATE, Settle, configured_cases
 from harness.quality import QualityScores, gate_failures, mean_scores
 from harness.runtime import Generation, Runtime
 from harness.stability import ComputePaths, PathJudgement, PathVerdict
@@ -26,13 +27,17 @@ PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's
 Answers = Callable[[Case], PathAnswers]
 
 
+def _param(case: Case) -> Any:  # a pytest.param
+    """A chat case needs the model's chat template (a raw ``prompt`` case does not)."""
+    return pytest.param(case, id=case.id, marks=() if isinstance(case.prompt, str) else pytest.mark.harness_chat)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     cases = configured_cases(metafunc.config).cases
     if "case" in metafunc.fixturenames:  # every case
-        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+        metafunc.parametrize("case", [_param(c) for c in cases])
     if "asserted_case" in metafunc.fixturenames:  # the cases with assertions
-        asserted = [c for c in cases if c.assertions]
-        metafunc.parametrize("asserted_case", asserted, ids=[c.id for c in asserted])
+        metafunc.parametrize("asserted_case", [_param(c) for c in cases if c.assertions])
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +125,10 @@ def test_domain_quality(pytestconfig: pytest.Config, answers: Answers, harness_g
     golden = [c for c in configured_cases(pytestconfig).cases if c.reference is not None]
     if not golden:
         pytest.skip("no case has a reference answer; add 'reference' to cases to score domain quality")
+    if harness_paths.primary.info.chat_template is None:  # a base model: only raw-prompt golden cases
+        golden = [c for c in golden if isinstance(c.prompt, str)]
+        if not golden:
+            pytest.skip(NO_CHAT_TEMPLATE)
     judgements = []
     for index, path in enumerate(harness_paths.paths):
         # A sampled golden case is judged on the model as built only: its answer counts on every path.

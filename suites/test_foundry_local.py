@@ -30,6 +30,7 @@ from harness.templates import control_tokens
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
 MAX_TOKENS = 96  # short answers end their turn well before this
+pytestmark = pytest.mark.harness_chat  # chats: skipped for a base model without a chat template
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Each example runs in the model worker (``harness.worker``): it must get a well-formed answer or a
 clean rejection, and leave the model answering a known-good prompt as before. Defects already known
-in onnxruntime-genai 0.14.1 (``harness.robustness.KNOWN_ISSUES``) are counted, not failed. A failure
+in onnxruntime-genai 0.18.0 (``harness.robustness.KNOWN_ISSUES``) are counted, not failed. A failure
 is shrunk to a minimal input, saved in the run's report folder as a reproducer that replays with
 ``python -m harness.worker --model MODEL --replay FILE``.
 """
@@ -40,9 +40,10 @@ def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_
         pytest.fail(str(exc), pytrace=False)
 
 
-def prompts(control_tokens: list[str]) -> st.SearchStrategy[dict[str, Any]]:
-    """Chat messages or raw text built from any code points (surrogates included: category Cs),
-    controls, the template's own control tokens and other pieces known to trip parsers."""
+def prompts(control_tokens: list[str], chats: bool = True) -> st.SearchStrategy[dict[str, Any]]:
+    """Chat messages (unless ``chats`` is False: a base model) or raw text built from any code points
+    (surrogates included: category Cs), controls, the template's own control tokens and other pieces known
+    to trip parsers."""
     tricky = [*control_tokens, "\x00", "\r" * 64, "\b" * 64, "{Content}", "{{ messages }}", '"}]', "\\u0000",
               "\ufeff", "\u202e", "\U0001f44d\U0001f3fd"]
     pieces = st.one_of(
@@ -51,7 +52,7 @@ def prompts(control_tokens: list[str]) -> st.SearchStrategy[dict[str, Any]]:
         st.sampled_from(tricky),
     )
     content = st.lists(pieces, max_size=6).map("".join)
-    return st.one_of(content.map(chat), content.map(text))
+    return st.one_of(content.map(chat), content.map(text)) if chats else content.map(text)
 
 
 def search_options(vocab_size: int) -> st.SearchStrategy[dict[str, Any]]:
@@ -116,12 +117,14 @@ def fuzz(prober: Prober, requests: st.SearchStrategy[dict[str, Any]], examples: 
 def test_fuzzed_prompts_are_handled(prober: Prober, harness_profile: Profile, run_dir: Path,
                                     record_property: RecordProperty) -> None:
     tokens = special_tokens(prober.model.chat_template or "")
-    requests = prompts(tokens).map(lambda prompt: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS}})
+    chats = prober.model.chat_template is not None
+    requests = prompts(tokens, chats).map(lambda prompt: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS}})
     fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", run_dir, record_property)
 
 
 def test_fuzzed_search_options_are_handled(prober: Prober, harness_profile: Profile, run_dir: Path,
                                            record_property: RecordProperty) -> None:
+    prompt = chat(PLAIN) if prober.model.chat_template is not None else text(PLAIN)  # raw for a base model
     requests = search_options(prober.model.vocab_size).map(
-        lambda options: {"prompt": chat(PLAIN), "options": {"max_new_tokens": FUZZ_TOKENS, **options}})
+        lambda options: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS, **options}})
     fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", run_dir, record_property)

@@ -22,6 +22,7 @@ PROMPTS = {
     "planet": "Which planet is the largest in our solar system?",
 }
 OPTIONS = SearchOptions(max_new_tokens=96)
+pytestmark = pytest.mark.harness_chat  # chats: skipped for a base model without a chat template
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,13 +45,19 @@ def _check(prober: Prober, case: Case, profile: Profile, record_property: Callab
         pytest.fail(f"{case.id}: {probe.report()}", pytrace=False)
 
 
-@pytest.mark.parametrize("case", INPUT_CASES, ids=[case.id for case in INPUT_CASES])
+def _params(cases: tuple[Case, ...]) -> list[Any]:
+    """Chat cases are skipped for a base model without a chat template."""
+    return [pytest.param(case, id=case.id, marks=pytest.mark.harness_chat if case.needs_chat_template else ())
+            for case in cases]
+
+
+@pytest.mark.parametrize("case", _params(INPUT_CASES))
 def test_malformed_input(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
                          case: Case) -> None:
     _check(prober, case, harness_profile, record_property)
 
 
-@pytest.mark.parametrize("case", SETTING_CASES, ids=[case.id for case in SETTING_CASES])
+@pytest.mark.parametrize("case", _params(SETTING_CASES))
 def test_invalid_setting(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
                          case: Case) -> None:
     _check(prober, case, harness_profile, record_property)

@@ -18,7 +18,7 @@ from harness.foundry import FoundryLocalSession, FoundryUnavailable
 from harness.gates import Gates
 from harness.pipeline import PreparedModel
 from harness.profiles import Profile
-from harness.runtime import Runtime, SearchOptions
+from harness.runtime import Prompt, Runtime, SearchOptions
 
 # Short questions, cycled: the same work in every round, so only a leak moves the series.
 PROMPTS = [
@@ -30,6 +30,12 @@ PROMPTS = [
 OPTIONS = SearchOptions(max_new_tokens=16)
 FOUNDRY_CHATS_PER_CYCLE = 2
 Record = Callable[[str, object], None]
+
+
+@pytest.fixture(scope="module")
+def prompts(runtime: Runtime) -> list[Prompt]:
+    """The chats, or their text for a base model without a chat template: the workload is what matters here."""
+    return list(PROMPTS) if runtime.info.chat_template is not None else [chat[-1]["content"] for chat in PROMPTS]
 
 
 def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
@@ -54,10 +60,11 @@ def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str
 
 
 def test_reused_generator_memory_reaches_a_plateau(
-    runtime: Runtime, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates, record_property: Record,
     request: pytest.FixtureRequest,
 ) -> None:
-    longest = max(len(runtime.encode(runtime.chat_prompt(prompt))) for prompt in PROMPTS)
+    longest = max(len(runtime.encode(prompt if isinstance(prompt, str) else runtime.chat_prompt(prompt)))
+                  for prompt in prompts)
     try:
         reused = memory.open_reused_generator(runtime, OPTIONS, longest)
     except memory.ReuseUnsupported as exc:
@@ -66,9 +73,9 @@ def test_reused_generator_memory_reaches_a_plateau(
     try:
         with memory.MemorySampler() as sampler:
             for i in range(total):
-                reused.generate(PROMPTS[i % len(PROMPTS)])
+                reused.generate(prompts[i % len(prompts)])
                 sampler.mark()
-        drifted = [i for i, prompt in enumerate(PROMPTS)
+        drifted = [i for i, prompt in enumerate(prompts)
                    if reused.generate(prompt).token_ids != runtime.generate(prompt, OPTIONS).token_ids]
     finally:
         reused.close()
@@ -79,28 +86,28 @@ def test_reused_generator_memory_reaches_a_plateau(
 
 
 def test_fresh_generator_per_request_memory_reaches_a_plateau(
-    runtime: Runtime, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates, record_property: Record,
     request: pytest.FixtureRequest,
 ) -> None:
     total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
     with memory.MemorySampler() as sampler:
         for i in range(total):
-            runtime.generate(PROMPTS[i % len(PROMPTS)], OPTIONS)
+            runtime.generate(prompts[i % len(prompts)], OPTIONS)
             sampler.mark()
     judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
           record_property, request, total)
 
 
 def test_model_load_unload_memory_reaches_a_plateau(
-    runtime_factory: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, harness_profile: Profile,
-    harness_gates: Gates, record_property: Record, request: pytest.FixtureRequest,
+    runtime_factory: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, prompts: list[Prompt],
+    harness_profile: Profile, harness_gates: Gates, record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
     cycles = memory.WARMUP_CYCLES + harness_profile.load_cycles
     with memory.MemorySampler() as sampler:
         for i in range(cycles):
             loaded = runtime_factory(harness_model)
             try:
-                loaded.generate(PROMPTS[i % len(PROMPTS)], OPTIONS)
+                loaded.generate(prompts[i % len(prompts)], OPTIONS)
             finally:
                 loaded.close()
             del loaded
@@ -109,6 +116,7 @@ def test_model_load_unload_memory_reaches_a_plateau(
           record_property, request, cycles)
 
 
+@pytest.mark.harness_chat
 def test_foundry_local_session_churn_memory_reaches_a_plateau(
     deployment: Deployment, harness_profile: Profile, harness_gates: Gates, record_property: Record,
     request: pytest.FixtureRequest, tmp_path: Path,

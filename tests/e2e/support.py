@@ -15,4 +15,4 @@ ROOT = Path(__file__).resolve().parents[2]
 def open_session(reports: Path) -> HarnessSession:
     """A harness session on the default model with the environment's settings (HARNESS_CACHE_DIR)."""
     config = resolve({"reports_dir": str(reports)}, os.environ, None, {}, "", ROOT)
-    return HarnessSession.open(config, make_builder(config.builder, config.olive_config))
+    return HarnessSession.open(config, make_builder(config))

@@ -29,9 +29,10 @@ def model(built: HarnessSession) -> Iterator[GenAIRuntime]:
     runtime.close()
 
 
-def test_default_model_is_built_at_int4_with_olive(built: HarnessSession) -> None:
+def test_default_model_is_built_at_int4_with_the_model_builder(built: HarnessSession) -> None:
     assert built.prepared is not None
-    assert built.source.is_default and built.plan.precision == "int4" and built.plan.builder == "olive"
+    assert built.source.is_default and built.plan.precision == "int4" and built.plan.builder == "model-builder"
+    assert built.builder.options()["builder_version"] == "0.18.0"  # the engine Foundry Local deploys on
     files = {p.name for p in built.prepared.path.iterdir()}
     assert {"genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json"} <= files
 

@@ -77,9 +77,10 @@ def test_header_prints_what_reproduces_the_run(pytester: pytest.Pytester, env: d
     model = env["model"]
     result.stdout.fnmatch_lines([
         f"harness: model {model} (hf-folder), sha256 *",
-        "harness: precision fp32, builder fake, ep cpu, profile smoke, unstable verdicts warn",
+        "harness: precision fp32, builder fake (the fake builder of harness.testing), ep cpu, profile smoke, "
+        "unstable verdicts warn",
         "harness: cache miss, will build into *",
-        "harness: onnxruntime *, onnxruntime-genai *, olive-ai *, transformers *, torch *",
+        "harness: onnxruntime *, onnxruntime-genai *, transformers *, torch *, foundry-local-sdk *",
         "harness: cpu *, * cores, instruction set * (*)",
         "harness: compute accuracy levels known after the build",
         f"harness: reports {pytester.path / 'reports'}/*-hf-fp32",
@@ -99,7 +100,7 @@ def test_provenance_is_written_to_the_run_report(pytester: pytest.Pytester, env:
     provenance = json.loads((report / "provenance.json").read_text())
     assert provenance["source_kind"] == "hf-folder" and provenance["precision"] == "int4"
     assert provenance["cache_hit"] is False and provenance["builder"] == "fake"
-    assert provenance["versions"]["onnxruntime-genai"] == "0.14.1"
+    assert provenance["versions"]["onnxruntime-genai"] == "0.18.0"
     assert (report / next(p.name for p in report.glob("build-*.log"))).read_text().startswith("fake build")
 
 
@@ -187,7 +188,7 @@ def test_model_loaded_once_per_session(pytester: pytest.Pytester, env: dict[str,
 def test_settings_from_pyproject(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     pytester.makepyprojecttoml('[tool.harness]\nprecision = "fp32"\nprofile = "smoke"\n')
     result = run(pytester, env)
-    result.stdout.fnmatch_lines(["harness: precision fp32, builder fake, ep cpu, profile smoke, *"])
+    result.stdout.fnmatch_lines(["harness: precision fp32, builder fake (*), ep cpu, profile smoke, *"])
 
 
 def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -207,7 +208,7 @@ def test_concurrent_sessions_get_their_own_report_folders(
 ) -> None:
     config = resolve({"model": str(env["model"]), "cache_dir": str(env["cache"]),
                       "reports_dir": str(pytester.path / "reports")}, {}, None, {}, "", pytester.path)
-    sessions = [HarnessSession.open(config, make_builder("olive", None)) for _ in range(3)]
+    sessions = [HarnessSession.open(config, make_builder(config)) for _ in range(3)]
     for session in sessions:
         session.started = "20260101-000000"  # all in the same second
     folders = [session.claim_run_dir() for session in sessions]

@@ -106,3 +106,13 @@ def test_well_formed_answers_have_no_format_problems() -> None:
     assert format_problems(answer("Par", (10, 11, 12), stop="length"), options, CONTEXT) == []
     full_context = answer("P", (10,), stop="length", prompt=63)  # the context ran out before the budget
     assert format_problems(full_context, options, CONTEXT) == []
+
+
+def test_a_character_cut_by_the_budget_is_not_a_decoding_problem() -> None:
+    """The last byte tokens of a multi-byte character fell beyond max_new_tokens: only a trailing U+FFFD."""
+    options = SearchOptions(max_new_tokens=3)
+    assert format_problems(answer("Ⅲ\ufffd", (10, 11, 12), stop="length"), options, CONTEXT) == []
+    inside = format_problems(answer("\ufffdⅢ", (10, 11, 12), stop="length"), options, CONTEXT)
+    assert any("U+FFFD" in p for p in inside), inside
+    ended = format_problems(answer("Ⅲ\ufffd", (10, 11, EOS), stop="eos"), options, CONTEXT)  # not cut: a defect
+    assert any("U+FFFD" in p for p in ended), ended

@@ -88,37 +88,42 @@ def test_a_well_formed_answer_has_no_problem() -> None:
     assert answer_problems(Answer("a", (10,), 3, "x", "length"), (2,), 1) == []
 
 
-@pytest.mark.parametrize(("issue", "request_", "outcome", "near_miss"), [
-    ("nul-ends-text", ask(chat("a\x00b")), answered(), ask(chat("ab"))),
-    ("sampling-abort", ask(chat("hi"), do_sample=True, temperature=2.0**-149), ABORTED,
-     ask(chat("hi"), do_sample=False, temperature=2.0**-149)),
-    ("sampling-abort", raw(chat("hi"), do_sample=True, temperature=math.nan), ABORTED,
+@pytest.mark.parametrize(("issue", "expect", "request_", "outcome", "near_miss"), [
+    ("nul-ends-text", "either", ask(chat("a\x00b")), answered(), ask(chat("ab"))),
+    ("invalid-sampling-accepted", "reject", raw(chat("hi"), do_sample=True, temperature=math.nan), answered(),
      raw(chat("hi"), do_sample=True, temperature=0.5)),
-    ("sampling-abort", ask(chat("hi"), do_sample=True, repetition_penalty=1e-38), ABORTED,
-     ask(chat("hi"), do_sample=True, repetition_penalty=1e-20)),
-    ("top-k-above-vocabulary", raw(chat("hi"), do_sample=True, top_k=1001), CRASHED, raw(chat("hi"), top_k=1000)),
-    ("prompt-fills-max-length", raw(fill(tokens=64)), ABORTED, raw(fill(tokens=63))),
+    ("invalid-sampling-accepted", "reject", raw(chat("hi"), do_sample=True, repetition_penalty=0.0), answered(),
+     raw(chat("hi"), do_sample=True, repetition_penalty=1e-20)),
+    ("invalid-sampling-accepted", "reject", raw(chat("hi"), do_sample=True, temperature=2.0**-149), answered(),
+     raw(chat("hi"), do_sample=False, temperature=2.0**-149)),
 ])
 def test_a_known_issue_is_recognized_only_from_its_signature(
-    issue: str, request_: dict[str, object], outcome: Outcome, near_miss: dict[str, object]
+    issue: str, expect: Expect, request_: dict[str, object], outcome: Outcome, near_miss: dict[str, object]
 ) -> None:
     known = KNOWN_ISSUES.values()
-    verdict = judge("reject" if outcome.kind == "crashed" else "either", outcome, request_, INFO,
-                    must_reach="b" if issue == "nul-ends-text" else None, known=known)
+    reach = "b" if issue == "nul-ends-text" else None
+    verdict = judge(expect, outcome, request_, INFO, must_reach=reach, known=known)
     assert (verdict.status, verdict.known_issue) == ("known", issue)
     assert verdict.line.startswith(f"known issue {issue}: ")
-    missed = judge("reject" if outcome.kind == "crashed" else "either", outcome, near_miss, INFO,
-                   must_reach="b" if issue == "nul-ends-text" else None, known=known)
+    missed = judge(expect, outcome, near_miss, INFO, must_reach=reach, known=known)
     assert missed.status == "fail"
+
+
+def test_a_crash_is_never_a_known_issue() -> None:
+    """0.18.0 refuses or answers what 0.14.1 aborted on: a crash now is a new defect."""
+    for request_ in (raw(chat("hi"), do_sample=True, temperature=math.nan), raw(fill(tokens=64)),
+                     raw(chat("hi"), do_sample=True, top_k=1001)):
+        assert judge("reject", ABORTED, request_, INFO, known=KNOWN_ISSUES.values()).status == "fail"
+        assert judge("reject", CRASHED, request_, INFO, known=KNOWN_ISSUES.values()).status == "fail"
 
 
 def test_the_temperature_signature_follows_float32() -> None:
     def status(temperature: float) -> str:
-        return judge("either", ABORTED, ask(chat("hi"), do_sample=True, temperature=temperature), INFO,
+        return judge("reject", answered(), raw(chat("hi"), do_sample=True, temperature=temperature), INFO,
                      known=KNOWN_ISSUES.values()).status
 
     assert status(2.9e-39) == "known"  # 1 / float32(t) overflows
-    assert status(3.0e-39) == "fail"  # the runtime samples fine here: an abort would be a new defect
+    assert status(3.0e-39) == "fail"  # a temperature the runtime can use: answering it is no issue, refusing is
     assert status(5e-324) == "fail"  # rounds to 0.0 in float32, which the runtime handles
 
 

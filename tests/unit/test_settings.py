@@ -18,7 +18,7 @@ def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
 def test_defaults(tmp_path: Path) -> None:
     config = _resolve(tmp_path)
     assert (config.model, config.precision, config.builder, config.ep, config.profile) == (
-        None, "int4", "olive", "cpu", "full")
+        None, "int4", "model-builder", "cpu", "full")
     assert config.reports_dir == tmp_path / "reports"
     assert set(config.origins.values()) == {"default"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.builders import fail
+from harness.buildlog import fail
 from harness.deploy import build_document, model_config
 from harness.errors import ConfigError
 from harness.templates import TemplateError, derive_prompt_template, first_difference, jinja_renderer
