@@ -211,7 +211,7 @@ def memory_model(model_dir: Path) -> MemoryModel | None:
     outputs = decoder.get("outputs", {})
     names = (("present_key_names", "present.%d.key"), ("present_value_names", "present.%d.value"))
     patterns = [re.escape(outputs.get(key, default)).replace("%d", r"\d+") for key, default in names]
-    kv = logits = 0
+    kv = logits = kv_itemsize = 0
     for output in graph.output:
         tensor = output.type.tensor_type
         size = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize if tensor.elem_type else 0
@@ -220,6 +220,11 @@ def memory_model(model_dir: Path) -> MemoryModel | None:
             logits = per_token
         elif any(re.fullmatch(pattern, output.name) for pattern in patterns):
             kv += per_token
+            kv_itemsize = size
+    # The 0.18 builder leaves the KV heads symbolic in the graph: the config's shape is the reliable one.
+    shape = [decoder.get(key) for key in ("num_hidden_layers", "num_key_value_heads", "head_size")]
+    if kv_itemsize and all(isinstance(value, int) and value > 0 for value in shape):
+        kv = 2 * kv_itemsize * math.prod(shape)  # keys and values of every layer
     return MemoryModel(kv, logits) if kv and logits else None
 
 

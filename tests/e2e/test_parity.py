@@ -54,7 +54,7 @@ def reference(built: HarnessSession) -> Path:
 
 @pytest.fixture(scope="module")
 def degraded(built: HarnessSession) -> Path:
-    return build(built, "int4", ModelBuilderBuilder(extra_options=("int4_block_size=256",)))
+    return build(built, "int4", ModelBuilderBuilder(extra_options=("block_size=256",)))
 
 
 def outcomes(pytester: pytest.Pytester, *args: str) -> tuple[dict[str, set[str]], str]:
@@ -75,10 +75,9 @@ def test_int4_build_passes_the_parity_gates(pytester: pytest.Pytester, built_pat
 def test_degraded_build_fails_every_parity_gate(pytester: pytest.Pytester, degraded: Path, reference: Path) -> None:
     names, text = outcomes(pytester, f"--model={degraded}", f"--reference={reference}")
     assert names["failed"] == ALL_TESTS, text
-    assert "text-list: the built model departs from the reference: perplexity ratio 2.41" in text
-    # The whole set pools the texts with the case prompts' answers; its ratio moves with the shipped cases.
-    pooled = re.search(r"whole eval set: the built model departs from the reference: perplexity ratio ([\d.]+)", text)
-    assert pooled is not None and float(pooled.group(1)) > 1.6, text
+    for item, least in (("text-list", 2.2), ("whole eval set", 1.6)):  # measured 2.54 and 1.88 (0.18 builder)
+        found = re.search(rf"{item}: the built model departs from the reference: perplexity ratio ([\d.]+)", text)
+        assert found is not None and float(found.group(1)) > least, text
     for gate in GATES:  # each gate is broken by the degraded build somewhere
         assert f" is {'above' if gate.bound == 'max' else 'below'} {gate.name} " in text, gate.name
 

@@ -1,10 +1,10 @@
 """Verdicts over compute paths on the real default model: a real near-tie is unstable, robust cases are not.
 
-The near-tie: asked for the freezing point of water, the int4 model as built (int8 activations) answers
-"... is 0.01." and stops after 15 tokens, on this AVX-512 host and on an emulated AVX2-only host alike
-(`python benchmarks/compute_paths.py --emulate EPYC-Milan`); computing in fp32 it chooses another token
-at position 11 and runs to 30 tokens. A case that wants the answer within 20 tokens is therefore a
-pass on one path and a fail on the other: without the twin, its verdict depends on the compute path.
+The near-tie: asked "What is 10 + 10?", the int4 model as built (int8 activations) answers "10 + 10 = 20",
+on this AVX-512 host and on an emulated AVX2-only host alike (`qemu-x86_64 -cpu EPYC-Milan`: its margin at
+the deciding token is 0.25 here and 0.17 there); computing in fp32 it chooses " equals" over " =" at token 6
+and answers "10 + 10 equals 110.". A case that wants 20 is a pass on one path and a fail on the other:
+without the twin, its verdict depends on the compute path.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ CASES_SUITE = str(ROOT / "suites" / "test_cases.py")
 CASES = """\
 cases:
   - id: near-tie
-    messages: [{role: user, content: "What is the freezing point of water in Celsius?"}]
+    messages: [{role: user, content: "What is 10 + 10?"}]
     options: {max_new_tokens: 32}
-    assert: [{type: stops-cleanly}, {type: max-tokens, value: 20}]
+    assert: [{type: regex, value: '\\b20\\b'}]
   - id: robust-pass
     messages: [{role: user, content: "Which city is the capital of Germany?"}]
     assert: [{type: contains, value: Berlin}, {type: stops-cleanly}]
@@ -98,7 +98,7 @@ def test_the_harness_reports_the_near_tie_unstable(pytester: pytest.Pytester, bu
     result.stdout.fnmatch_lines([
         "UNSTABLE *test_case[[]near-tie[]]",
         "  UNSTABLE: passes on as built (accuracy_level 4), fails on fp32-compute twin (accuracy_level 1); *",
-        "  the answers part at token 11: as built (accuracy_level 4) chose * by *; "
+        "  the answers part at token 6: as built (accuracy_level 4) chose * by *; "
         "fp32-compute twin (accuracy_level 1) chose * by *",
     ])
     result.stdout.fnmatch_lines([
