@@ -3,7 +3,7 @@
 Olive 0.13.0, the newest release, works only with the onnxruntime-genai 0.14 model builder, while the
 harness runs onnxruntime-genai 0.18 (the engine Foundry Local deploys on). So Olive runs as a child
 process in a virtual environment of its own, created on first use from the lock file shipped with the
-harness (``olive-lock.txt``) under ``<cache>/envs/olive-<lock hash>/``, atomically like every cache
+harness (``olive-lock.txt``) under ``<cache>/envs/lock-<lock hash>/``, atomically like every cache
 entry. ``--olive-python PATH`` uses an environment the user already has instead.
 """
 
