@@ -34,22 +34,23 @@ Floats = npt.NDArray[np.float64]
 # build is bit-identical from run to run, so the figures repeat exactly on this machine:
 #   HARNESS_CACHE_DIR=/tmp/hcache pytest suites/test_parity.py [--precision=fp32]
 #   ... pytest suites/test_parity.py --model=DEGRADED_FOLDER --reference=HF_FOLDER
-# (figures in reports/<run>/results.json). Each limit leaves int4 7 to 17 % of headroom (other CPUs'
-# int4 kernels, other toolchain versions) and the degraded build crosses it on every eval text
-# (top-1 agreement: on the list text only).
+# (figures in reports/<run>/results.json; int4 = the model builder 0.18's, worst text (whole set)).
+# Each limit leaves int4 6 to 13 % of headroom, several times what the compute path moves it (the
+# fp32-compute twin, --accuracy-level=1: ppl ratio +-0.02, KL mean +-0.01, KL p95 +-0.08, top-1
+# +-0.013), and the degraded build crosses it on every eval text (top-1 agreement: on the list text only).
 GATES: tuple[Gate, ...] = (
     Gate("parity_ppl_ratio_max", 1.45, "max", "",
          "perplexity of the built model / perplexity of the reference, on each eval text and on the whole "
-         "set; measured int4 1.32 (1.35), fp32 1.000 (1.000), degraded 1.55 (1.95)"),
+         "set; measured int4 1.35 (1.31), fp32 1.000 (1.000), degraded 1.55 (1.88)"),
     Gate("parity_kl_mean_max", 0.55, "max", " nats",
          "mean KL(reference || built) of the next-token distributions; "
-         "measured int4 0.49 (0.38), fp32 0.000 (0.000), degraded 0.59 (0.69)"),
+         "measured int4 0.50 (0.36), fp32 0.000 (0.000), degraded 0.62 (0.69)"),
     Gate("parity_kl_p95_max", 1.30, "max", " nats",
          "95th percentile of the per-position KL(reference || built); "
-         "measured int4 1.12 (1.04), fp32 0.000 (0.000), degraded 1.45 (1.88)"),
-    Gate("parity_top1_agreement_min", 0.48, "min", "",
+         "measured int4 1.15 (1.01), fp32 0.000 (0.000), degraded 1.64 (1.86)"),
+    Gate("parity_top1_agreement_min", 0.45, "min", "",
          "share of positions where both models rank the same next token first; "
-         "measured int4 0.53 (0.67), fp32 1.000 (1.000), degraded 0.39 on the list text (0.58)"),
+         "measured int4 0.49 (0.68), fp32 1.000 (1.000), degraded 0.36 on the list text (0.59)"),
 )
 
 

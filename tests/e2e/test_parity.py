@@ -1,5 +1,6 @@
 """Parity on the real default model: the int4 build passes the parity gates, a degraded int4 build
-(the model builder with block size 256) fails them, and the fp32 build matches the reference.
+(the model builder with block size 256) fails them and the domain quality gates, and the fp32 build
+matches the reference.
 
 The suite runs in-process (pytester) with the model given as a user would: ``--model`` a built
 folder and ``--reference`` the Hugging Face folder it was built from.
@@ -24,6 +25,7 @@ from harness.session import HarnessSession
 from tests.e2e.support import ROOT
 
 SUITE = str(ROOT / "suites" / "test_parity.py")
+CASES_SUITE = str(ROOT / "suites" / "test_cases.py")
 TEXT_TESTS = {f"test_text_within_parity_gates[{text.id}]" for text in load_eval_set().texts}
 ALL_TESTS = {*TEXT_TESTS, "test_whole_eval_set_within_parity_gates"}
 
@@ -80,6 +82,14 @@ def test_degraded_build_fails_every_parity_gate(pytester: pytest.Pytester, degra
         assert found is not None and float(found.group(1)) > least, text
     for gate in GATES:  # each gate is broken by the degraded build somewhere
         assert f" is {'above' if gate.bound == 'max' else 'below'} {gate.name} " in text, gate.name
+
+
+def test_degraded_build_fails_the_domain_quality_gates(pytester: pytest.Pytester, degraded: Path) -> None:
+    """The same seeded defect, seen by the golden answers: their means fall below the quality gates."""
+    result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={degraded}",
+                                          "-k", "test_domain_quality")
+    result.assert_outcomes(failed=1, deselected=result.parseoutcomes()["deselected"])
+    result.stdout.fnmatch_lines(["domain quality below its gates: mean keyword_recall 0.50 over 6 cases, gate quality_keyword_recall_min*"])
 
 
 def test_onnx_model_without_reference_skips_with_the_reason(pytester: pytest.Pytester, built_path: Path) -> None:

@@ -49,6 +49,18 @@ def test_wrong_eos_id_fails_the_stop_and_leak_checks(pytester: pytest.Pytester, 
     ])
 
 
+def test_wrong_eos_id_fails_the_domain_quality_gates(pytester: pytest.Pytester, built_path: Path) -> None:
+    """Answers that run on past their end score low against the golden answers (the degraded
+    quantization's effect on them is tested beside the parity gates)."""
+    model = clone_model(built_path, pytester.path / "wrong-eos",
+                        lambda config: config["model"].update(eos_token_id=0))
+    result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={model}",
+                                          "-k", "test_domain_quality")
+    result.assert_outcomes(failed=1, deselected=result.parseoutcomes()["deselected"])
+    result.stdout.fnmatch_lines(["domain quality below its gates: mean token_f1 0.* gate quality_token_f1_min *; "
+                                 "mean rouge_l 0.* gate quality_rouge_l_min *"])  # measured 0.26 and 0.26
+
+
 def test_precision_table_for_every_precision_in_one_command(
     pytester: pytest.Pytester, built_path: Path, tmp_path: Path
 ) -> None:
