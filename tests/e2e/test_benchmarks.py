@@ -34,13 +34,16 @@ def pytest_harness_runtime(config, model):
 def test_harness_decode_rate_is_within_3_percent_of_a_bare_loop(built_path: Path) -> None:
     result = measure(built_path, pairs=15)
     print(result.line())
-    assert result.within(TOLERANCE), f"the harness's decode tokens/s is not within {TOLERANCE:.0%}: {result.line()}"
+    if result.verdict(TOLERANCE) == "inconclusive":
+        pytest.skip(f"the machine was too noisy to tell a {TOLERANCE:.0%} difference: {result.line()}")
+    assert result.verdict(TOLERANCE) == "within", f"the harness's decode tokens/s is not within {TOLERANCE:.0%}: " \
+                                                  f"{result.line()}"
 
 
 def test_a_harness_slowed_per_token_is_caught_by_the_same_check(built_path: Path) -> None:
-    result = measure(built_path, pairs=6, runtime=partial(SlowedRuntime, delay_per_token_s=0.002))
+    result = measure(built_path, pairs=10, runtime=partial(SlowedRuntime, delay_per_token_s=0.002))
     print(result.line())
-    assert not result.within(TOLERANCE) and result.ratio < 1 - TOLERANCE, result.line()
+    assert result.verdict(TOLERANCE) == "outside" and result.ratio < 1 - TOLERANCE, result.line()
 
 
 def _tpot(run: Path) -> float:
