@@ -43,6 +43,11 @@ def lock_versions(lock: Path = LOCK) -> dict[str, str]:
     return pins
 
 
+def venv_python(folder: Path) -> Path:
+    """A virtual environment's interpreter (Windows keeps it under Scripts/)."""
+    return folder / "Scripts" / "python.exe" if os.name == "nt" else folder / "bin" / "python"
+
+
 def environment_variables() -> dict[str, str]:
     return {**os.environ, **ENVIRONMENT}
 
@@ -95,13 +100,13 @@ class OliveEnvironment:
             folder = result.path
             if not result.hit:
                 progress(f"Olive build environment ready in {result.seconds:.0f} s")
-        return folder / "bin" / "python"
+        return venv_python(folder)
 
 
 def create(folder: Path, log: Path, progress: Progress) -> None:
     """A virtual environment in ``folder`` with exactly the lock's packages; raises BuildError."""
     venv.EnvBuilder(with_pip=True).create(folder)
-    python = folder / "bin" / "python"
+    python = venv_python(folder)
     install = [str(python), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--no-input",
                "-r", str(LOCK)]
     code = run_logged(install, log, cwd=folder, label="installing the Olive build environment", progress=progress)
