@@ -40,9 +40,15 @@ def test_harness_decode_rate_is_within_3_percent_of_a_bare_loop(built_path: Path
                                                   f"{result.line()}"
 
 
-def test_a_harness_slowed_per_token_is_caught_by_the_same_check(built_path: Path) -> None:
-    result = measure(built_path, pairs=10, runtime=partial(SlowedRuntime, delay_per_token_s=0.002))
+def test_a_harness_slowed_per_token_is_caught_by_the_same_check(
+    built_path: Path, machine_speed: Callable[[], float]
+) -> None:
+    """Half a token's time added to each token (decode tokens/s about 0.67 times), whatever the machine's speed."""
+    delay = 0.5 / machine_speed()
+    result = measure(built_path, pairs=10, runtime=partial(SlowedRuntime, delay_per_token_s=delay))
     print(result.line())
+    if result.verdict(TOLERANCE) == "inconclusive":
+        pytest.skip(f"the machine was too noisy to tell a {TOLERANCE:.0%} difference: {result.line()}")
     assert result.verdict(TOLERANCE) == "outside" and result.ratio < 1 - TOLERANCE, result.line()
 
 
