@@ -33,11 +33,11 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from harness.cases import default_case_paths, load_cases
-from harness.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels
+from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels
+from harness.checks.cases import default_case_paths, load_cases
+from harness.checks.output_format import answer_context, format_problems
+from harness.checks.reference import EvalText, load_eval_set
 from harness.locations import fixtures_dir
-from harness.output_format import answer_context, format_problems
-from harness.reference import EvalText, load_eval_set
 from harness.runtime import GenAIRuntime, Generation, Prompt, SearchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def main() -> int:
         return 0
     from overhead import default_model_dir  # the sibling script (benchmarks/ is on sys.path)
 
-    from harness.compute_paths import write_variant
+    from harness.build.compute_paths import write_variant
 
     built_dir = default_model_dir()
     print(f"model {built_dir}: {describe_levels(accuracy_levels(built_dir))}")

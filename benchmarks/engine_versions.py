@@ -47,7 +47,7 @@ print(json.dumps({"version": og.__version__, "rate": statistics.median(decode_ra
 
 def olive_python() -> Path:
     """The Olive environment's interpreter (it has onnxruntime-genai 0.14.1), created if needed."""
-    from harness.olive_env import OliveEnvironment
+    from harness.build.olive_env import OliveEnvironment
     from harness.settings import resolve
 
     config = resolve({}, os.environ, None, {}, "", ROOT)
@@ -57,7 +57,7 @@ def olive_python() -> Path:
 
 def olive_model() -> Path:
     """The default model built with Olive (found in the cache, or built)."""
-    from harness.builders import make_builder
+    from harness.build.builders import make_builder
     from harness.session import HarnessSession
     from harness.settings import resolve
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.bench import RoundMetrics
+from harness.checks.bench import RoundMetrics
 from harness.runtime import GenAIRuntime, SearchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def measure(model_dir: Path, pairs: int = 15, prompt_tokens: int = 32, output_to
 
 def default_model_dir() -> Path:
     """The default model, built (or found in the cache) the way a pytest session does."""
-    from harness.builders import make_builder
+    from harness.build.builders import make_builder
     from harness.session import HarnessSession
     from harness.settings import resolve
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compare import (
+from harness.report.compare import (
     KEY_LABELS,
     METRICS,
     CompareError,
@@ -36,7 +36,7 @@ from harness.compare import (
     markdown,
     pick_baseline,
 )
-from harness.report_html import render_history
+from harness.report.html import render_history
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")

@@ -16,8 +16,8 @@ from typing import Literal
 from harness.errors import ConfigError
 
 # Modules that declare gates (each has a GATES tuple).
-GATE_MODULES = ("harness.quality", "harness.parity", "harness.memory", "harness.lengths", "harness.robustness",
-                "harness.bench", "harness.compare")
+GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.memory", "harness.checks.lengths",
+                "harness.robustness.catalog", "harness.checks.bench", "harness.report.compare")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from harness.builders import Builder
-    from harness.pipeline import PreparedModel
+    from harness.build.builders import Builder
+    from harness.build.pipeline import PreparedModel
     from harness.runtime import Runtime
 
 

@@ -19,21 +19,12 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from harness import hookspecs
-from harness.builders import Builder, make_builder
-from harness.buildlog import Progress
-from harness.cases import CaseSet, default_case_paths, load_cases
-from harness.compute_paths import TWIN_LEVEL, accuracy_levels
-from harness.deploy import Deployment
-from harness.errors import HarnessError
-from harness.gates import Gates, resolve_gates
-from harness.locations import suites_dir
-from harness.pipeline import PreparedModel
-from harness.profiles import PROFILES, Profile
-from harness.results import RunRecorder
-from harness.runtime import GenAIRuntime, Runtime, read_chat_template
-from harness.session import HarnessSession
-from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
-from harness.stability import (
+from harness.build.builders import Builder, make_builder
+from harness.build.buildlog import Progress
+from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels
+from harness.build.pipeline import PreparedModel
+from harness.checks.cases import CaseSet, default_case_paths, load_cases
+from harness.checks.stability import (
     OUTCOME_PROPERTY,
     UNSTABLE_SECTION,
     ComputePath,
@@ -45,11 +36,20 @@ from harness.stability import (
     unstable_message,
     weakest_decisions,
 )
+from harness.deploy.folder import Deployment
+from harness.errors import HarnessError
+from harness.gates import Gates, resolve_gates
+from harness.locations import suites_dir
+from harness.profiles import PROFILES, Profile
+from harness.report.results import RunRecorder
+from harness.runtime import GenAIRuntime, Runtime, read_chat_template
+from harness.session import HarnessSession
+from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 if TYPE_CHECKING:
-    from harness.parity import ReferenceData  # numpy: imported only when parity runs
+    from harness.checks.parity import ReferenceData
 
-pytest_plugins = ("harness.results",)  # --harness-baseline and the run recorder's module-level hooks
+pytest_plugins = ("harness.report.results",)  # --harness-baseline and the run recorder's module-level hooks
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
@@ -167,9 +167,22 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         harness = HarnessSession.open(harness_config, _builder(config, harness_config))
         config.stash[SESSION_KEY] = harness
-        config.pluginmanager.register(RunRecorder(harness), "harness-results")
+        config.pluginmanager.register(RunRecorder(harness, config.stash[GATES_KEY]), "harness-results")
+        _register_integrations(config, harness_config)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _register_integrations(config: pytest.Config, harness_config: HarnessConfig) -> None:
+    """Glue to other plugins, only where they are installed (as pytest-randomly does)."""
+    if config.pluginmanager.hasplugin("benchmark"):
+        from harness.integrations.benchmark import BenchmarkIntegration
+
+        config.pluginmanager.register(BenchmarkIntegration(harness_config.reports_dir), "harness-benchmark")
+    if config.pluginmanager.hasplugin("xdist"):
+        from harness.integrations.xdist import XdistIntegration
+
+        config.pluginmanager.register(XdistIntegration(), "harness-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -418,7 +431,7 @@ def parity_reference(pytestconfig: pytest.Config, reference_folder: Path, runtim
                      harness_config: HarnessConfig, run_dir: Path) -> ReferenceData:
     """The reference's view of the eval set and of this run's case prompts: computed once per
     reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
-    from harness.reference import EvalPrompt, load_eval_set, reference_data
+    from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
 
     if not callable(getattr(runtime, "logits", None)):
         pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares next-token "

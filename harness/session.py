@@ -10,14 +10,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.builders import Builder
-from harness.buildlog import Progress
-from harness.cache import ModelStore
-from harness.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
-from harness.deploy import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
-from harness.errors import SourceError
-from harness.hashing import HashMemo
-from harness.pipeline import (
+from harness.build.builders import Builder
+from harness.build.buildlog import Progress
+from harness.build.cache import ModelStore
+from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
+from harness.build.hashing import HashMemo
+from harness.build.pipeline import (
     BuildPlan,
     PreparedModel,
     cached_path,
@@ -26,10 +24,12 @@ from harness.pipeline import (
     make_plan,
     prepare,
 )
+from harness.build.sources import ModelSource, SourceKind, detect_source
+from harness.deploy.folder import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
+from harness.deploy.templates import TemplateError
+from harness.errors import SourceError
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
-from harness.sources import ModelSource, SourceKind, detect_source
-from harness.templates import TemplateError
 
 
 @dataclass

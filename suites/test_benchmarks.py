@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from harness.bench import (
+from harness.build.pipeline import PreparedModel
+from harness.checks.bench import (
     GATES,
     ROUNDS_SUFFIX,
     Resources,
@@ -30,7 +31,6 @@ from harness.bench import (
     metric_rounds,
 )
 from harness.gates import Gates
-from harness.pipeline import PreparedModel
 from harness.profiles import Profile
 from harness.runtime import Generation, Runtime, SearchOptions
 

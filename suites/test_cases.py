@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from harness.assertions import AnswerContext
-from harness.cases import Case
+from harness.checks.assertions import AnswerContext
+from harness.checks.cases import Case
+from harness.checks.output_format import answer_context, format_problems
+from harness.checks.quality import QualityScores, gate_failures, mean_scores
+from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
+from harness.deploy.templates import first_difference
 from harness.gates import Gates
-from harness.output_format import answer_context, format_problems
 from harness.plugin import NO_CHAT_TEMPLATE, Settle, configured_cases
-from harness.quality import QualityScores, gate_failures, mean_scores
 from harness.runtime import Generation, Runtime
-from harness.stability import ComputePaths, PathJudgement, PathVerdict
-from harness.templates import first_difference
 
 PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's answers (one per repeat)
 Answers = Callable[[Case], PathAnswers]

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.deploy import Deployment
-from harness.foundry import (
+from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
+from harness.deploy.folder import Deployment
+from harness.deploy.foundry import (
     TWIN_MODEL_ID,
     FoundryLocalSession,
     FoundryUnavailable,
     compare_answers,
     registered_model_ids,
 )
+from harness.deploy.templates import control_tokens
 from harness.locations import fixtures_dir
 from harness.plugin import Settle
 from harness.runtime import SearchOptions
-from harness.stability import ComputePaths, PathJudgement, PathVerdict
-from harness.templates import control_tokens
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
 MAX_TOKENS = 96  # short answers end their turn well before this

@@ -2,7 +2,7 @@
 
 Each example runs in the model worker (``harness.worker``): it must get a well-formed answer or a
 clean rejection, and leave the model answering a known-good prompt as before. Defects already known
-in onnxruntime-genai 0.18.0 (``harness.robustness.KNOWN_ISSUES``) are counted, not failed. A failure
+in onnxruntime-genai 0.18.0 (``harness.robustness.catalog.KNOWN_ISSUES``) are counted, not failed. A failure
 is shrunk to a minimal input, saved in the run's report folder as a reproducer that replays with
 ``python -m harness.worker --model MODEL --replay FILE``.
 """
@@ -18,14 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.build.pipeline import PreparedModel
+from harness.deploy.templates import special_tokens
 from harness.errors import HarnessError
 from harness.gates import Gates
-from harness.pipeline import PreparedModel
 from harness.profiles import Profile
-from harness.robustness import KNOWN_ISSUES, PLAIN, Probe, Prober, chat, session, text, write_reproducer
+from harness.robustness.catalog import KNOWN_ISSUES, PLAIN, chat, text
+from harness.robustness.prober import Probe, Prober, session, write_reproducer
 from harness.settings import HarnessConfig
-from harness.templates import special_tokens
-from harness.worker import KINDS
+from harness.worker.protocol import KINDS
 
 FUZZ_TOKENS = 4  # output tokens per fuzz example: the form of the answer is checked, not its content
 RecordProperty = Callable[[str, object], None]

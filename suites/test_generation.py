@@ -1,6 +1,6 @@
 """Basic generation contract: the built model loads, answers greedily, stops, and accounts for its tokens.
 
-Each answer is judged on every compute path (see ``harness.stability``).
+Each answer is judged on every compute path (see ``harness.checks.stability``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
 from harness.plugin import Settle
 from harness.runtime import Generation, ModelInfo, SearchOptions
-from harness.stability import ComputePaths, PathJudgement, PathVerdict
 
 # Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
 # that every decision of the default model's answer leads its runner-up by a wide margin on both

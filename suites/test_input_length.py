@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import lengths
+from harness.build.pipeline import PreparedModel
+from harness.checks import lengths
+from harness.checks.output_format import answer_context, format_problems
 from harness.errors import ContextOverflow
 from harness.gates import Gates
-from harness.output_format import answer_context, format_problems
-from harness.pipeline import PreparedModel
 from harness.profiles import Profile
 from harness.runtime import Generation, Runtime
 

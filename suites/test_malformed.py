@@ -2,7 +2,7 @@
 never a crash or a hang, and the model still answers a known-good prompt as before.
 
 The model runs in a worker process (``harness.worker``), so a native crash or a hang fails one case
-and the session carries on. The cases, and what correct means for each, are in ``harness.robustness``.
+and the session carries on. The cases, and what correct means for each, are in ``harness.robustness.catalog``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from harness.build.pipeline import PreparedModel
 from harness.errors import HarnessError
 from harness.gates import Gates
-from harness.pipeline import PreparedModel
 from harness.profiles import Profile
-from harness.robustness import INPUT_CASES, SETTING_CASES, Case, Prober, session
+from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, Case
+from harness.robustness.prober import Prober, session
 from harness.settings import HarnessConfig
 
 

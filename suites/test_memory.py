@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import memory
-from harness.deploy import Deployment
-from harness.foundry import FoundryLocalSession, FoundryUnavailable
+from harness.build.pipeline import PreparedModel
+from harness.checks import memory
+from harness.deploy.folder import Deployment
+from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable
 from harness.gates import Gates
-from harness.pipeline import PreparedModel
 from harness.profiles import Profile
 from harness.runtime import Prompt, Runtime, SearchOptions
 

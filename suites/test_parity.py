@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.checks.parity import Figures, ParityReport, ReferenceData, gate_failures, measure_parity, verdict
+from harness.checks.reference import load_eval_set
 from harness.errors import HarnessError
 from harness.gates import Gates
-from harness.parity import Figures, ParityReport, ReferenceData, gate_failures, measure_parity, verdict
-from harness.reference import load_eval_set
 from harness.runtime import Runtime
 
 EVAL_SET = load_eval_set()

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.build.pipeline import PreparedModel
+from harness.build.probe import probe
+from harness.checks.parity import ReferenceData, measure_parity
+from harness.checks.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
 from harness.errors import BuildError, RuntimeFailure
 from harness.gates import Gates
-from harness.parity import ReferenceData, measure_parity
-from harness.pipeline import PreparedModel
 from harness.plugin import PathsFactory, configured_cases
-from harness.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
-from harness.probe import probe
 from harness.settings import HarnessConfig
 
 PARITY_FIGURES = ("ppl_ratio", "kl_mean", "kl_p95", "top1_agreement")

@@ -13,11 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.deploy import Deployment, schema_errors
-from harness.profiles import Profile
-from harness.runtime import Runtime
-from harness.settings import HarnessConfig
-from harness.templates import (
+from harness.deploy.folder import Deployment, schema_errors
+from harness.deploy.templates import (
     ENTRIES,
     PLACEHOLDER,
     PromptTemplate,
@@ -26,6 +23,9 @@ from harness.templates import (
     show_difference,
     special_tokens,
 )
+from harness.profiles import Profile
+from harness.runtime import Runtime
+from harness.settings import HarnessConfig
 
 pytestmark = pytest.mark.harness_chat  # skipped for a base model without a chat template
 

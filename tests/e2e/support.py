@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.builders import make_builder
+from harness.build.builders import make_builder
 from harness.session import HarnessSession
 from harness.settings import resolve
 

@@ -15,15 +15,15 @@ import pytest
 
 from benchmarks.overhead import TOLERANCE, bare_decode_rate, measure
 from harness import cli
-from harness.bench import SlowedRuntime
-from harness.compare import TIMING_GATE, compare_runs, load_run
 from harness.locations import suites_dir
+from harness.report.compare import TIMING_GATE, compare_runs, load_run
+from harness.testing.faults import SlowedRuntime
 
 SLOW_DOWN = 0.20  # decode tokens/s 20% lower: TPOT 1.25 times as long
 CONFTEST = """
 import os
-from harness.bench import SlowedRuntime
-from harness.compare import TIMING_GATE, compare_runs, load_run
+from harness.testing.faults import SlowedRuntime
+from harness.report.compare import TIMING_GATE, compare_runs, load_run
 
 def pytest_harness_runtime(config, model):
     delay = os.environ.get("SLOW_DELAY_S")
@@ -84,7 +84,7 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     probes = [machine_speed()]
 
     def bench() -> Path:
-        result = pytester.runpytest("-p", "harness.results", f"--model={built_path}", "--harness-profile=smoke",
+        result = pytester.runpytest("-p", "harness.report.results", f"--model={built_path}", "--harness-profile=smoke",
                                     "test_benchmarks.py::test_generation_latency[prompt=32]")
         result.assert_outcomes(passed=1)
         probes.append(machine_speed())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.olive_env import LOCK, lock_versions
+from harness.build.olive_env import LOCK, lock_versions
 from harness.plugin import NO_CHAT_TEMPLATE
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT

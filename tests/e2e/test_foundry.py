@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable, compare_answers, registered_model_ids
+from harness.deploy.templates import control_tokens
 from harness.errors import RuntimeFailure
-from harness.foundry import (
-    FoundryLocalSession,
-    FoundryUnavailable,
-    compare_answers,
-    registered_model_ids,
-)
 from harness.runtime import GenAIRuntime, SearchOptions
-from harness.templates import control_tokens
 
 pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")
 

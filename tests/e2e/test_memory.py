@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import lengths
-from harness.foundry import FoundryAnswer, FoundryLocalSession
+from harness.checks import lengths
+from harness.checks.memory import KB, MB
+from harness.deploy.foundry import FoundryAnswer, FoundryLocalSession
 from harness.locations import suites_dir
-from harness.memory import KB, MB
 from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
 
 KEPT: list[bytes] = []  # what the seeded leaks hold on to

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.builders import Builder, ModelBuilderBuilder
-from harness.cases import default_case_paths, load_cases
+from harness.build.builders import Builder, ModelBuilderBuilder
+from harness.build.hashing import HashMemo
+from harness.build.pipeline import make_plan, prepare
+from harness.checks.cases import default_case_paths, load_cases
+from harness.checks.parity import GATES, log_softmax, measure_parity
+from harness.checks.reference import EvalPrompt, EvalSet, load_eval_set, reference_data
 from harness.errors import ContextOverflow
-from harness.hashing import HashMemo
-from harness.parity import GATES, log_softmax, measure_parity
-from harness.pipeline import make_plan, prepare
-from harness.reference import EvalPrompt, EvalSet, load_eval_set, reference_data
 from harness.runtime import GenAIRuntime
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT

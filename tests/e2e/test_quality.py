@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.testing import clone_model
+from harness.testing.fakes import clone_model
 from tests.e2e.support import ROOT
 
 CASES_SUITE = str(ROOT / "suites" / "test_cases.py")

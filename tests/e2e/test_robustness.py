@@ -1,5 +1,5 @@
 """The robustness suites on the real default model: they pass (known onnxruntime-genai 0.18.0 defects as
-xfail), and faults injected into the real runtime (``harness.worker_fakes:faulty_genai``) each fail
+xfail), and faults injected into the real runtime (``harness.testing.worker_fakes:faulty_genai``) each fail
 exactly the case that carries their marker while the session runs to its summary."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.robustness import INPUT_CASES, SETTING_CASES
+from harness.robustness.catalog import INPUT_CASES, SETTING_CASES
 from tests.e2e.support import ROOT
 
 MALFORMED = str(ROOT / "suites" / "test_malformed.py")
@@ -30,7 +30,7 @@ def faulty(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """The real runtime behind the fault injector; no fault until a HARNESS_FAULT_* variable is set."""
     for fault in FAULTS:
         monkeypatch.delenv(f"HARNESS_FAULT_{fault}", raising=False)
-    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.worker_fakes:faulty_genai")
+    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.testing.worker_fakes:faulty_genai")
     return monkeypatch
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.deploy import build_document
-from harness.testing import clone_model
+from harness.deploy.folder import build_document
+from harness.testing.fakes import clone_model
 from tests.e2e.support import ROOT
 
 SUITE = str(ROOT / "suites" / "test_template.py")

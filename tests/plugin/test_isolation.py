@@ -1,5 +1,5 @@
 """Crash isolation through pytester: the shipped robustness suites on a fake model whose worker runtime
-segfaults, aborts, hangs, raises or corrupts its state on a marker input (``harness.worker_fakes``).
+segfaults, aborts, hangs, raises or corrupts its state on a marker input (``harness.testing.worker_fakes``).
 
 Each injected fault fails exactly the test whose input carries the marker; the rest pass and the
 session ends with its summary.
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from harness.locations import suites_dir
-from harness.testing import write_hf_folder
+from harness.testing.fakes import write_hf_folder
 
 CONFTEST = """
-from harness.testing import FakeBuilder
+from harness.testing.fakes import FakeBuilder
 
 def pytest_harness_builder(config, name, workflow):
     return FakeBuilder()
@@ -36,7 +36,7 @@ def model(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("HARNESS_MODEL", "HARNESS_PROFILE", *(f"HARNESS_FAULT_{f}" for f in
                                                         ("SEGFAULT", "ABORT", "HANG", "RAISE", "CORRUPT"))):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.worker_fakes:fake_runtime")
+    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.testing.worker_fakes:fake_runtime")
     for suite in ("test_malformed.py", "test_fuzz.py"):
         shutil.copy(suites_dir() / suite, pytester.path / suite)
     return write_hf_folder(pytester.path / "hf")

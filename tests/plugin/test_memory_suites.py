@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from harness.locations import suites_dir
-from harness.testing import write_hf_folder
+from harness.testing.fakes import write_hf_folder
 
 KB = 1024
 MB = 1024 * KB
 
 CONFTEST = """
 import os
-from harness.testing import FakeBuilder, FakeRuntime
+from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 PREFILL = {"linear": lambda n: 1e-4 * n, "quadratic": lambda n: 1e-4 * n + 3e-7 * n * n}
 DECODE = {"flat": None, "linear": lambda context: 5e-6 * context}

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.builders import make_builder
+from harness.build.builders import make_builder
 from harness.locations import suites_dir
 from harness.session import HarnessSession
 from harness.settings import resolve
-from harness.testing import write_genai_folder, write_hf_folder
+from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 GENERATION = suites_dir() / "test_generation.py"
 
 CONFTEST = """
 import os
 from pathlib import Path
-from harness.testing import FakeBuilder, FakeRuntime
+from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 def pytest_harness_builder(config, name, workflow):
     counter = os.environ.get("FAKE_COUNTER")
@@ -77,7 +77,7 @@ def test_header_prints_what_reproduces_the_run(pytester: pytest.Pytester, env: d
     model = env["model"]
     result.stdout.fnmatch_lines([
         f"harness: model {model} (hf-folder), sha256 *",
-        "harness: precision fp32, builder fake (the fake builder of harness.testing), ep cpu, profile smoke, "
+        "harness: precision fp32, builder fake (the fake builder of harness.testing.fakes), ep cpu, profile smoke, "
         "unstable verdicts warn",
         "harness: cache miss, will build into *",
         "harness: onnxruntime *, onnxruntime-genai *, transformers *, torch *, foundry-local-sdk *",

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.compute_paths import accuracy_levels
+from harness.build.compute_paths import accuracy_levels
 from harness.locations import suites_dir
-from harness.testing import write_hf_folder
+from harness.testing.fakes import write_hf_folder
 
 CONFTEST = """
 import os
-from harness.compute_paths import accuracy_levels, host_dependent
-from harness.testing import FakeBuilder, FakeRuntime
+from harness.build.compute_paths import accuracy_levels, host_dependent
+from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 def pytest_harness_builder(config, name, workflow):
     level = os.environ.get("FAKE_LEVEL")

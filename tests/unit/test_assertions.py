@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from harness import quality
-from harness.assertions import CHECKS, AnswerContext, Assertion
-from harness.cases import _schema
-from harness.output_format import format_problems
+from harness.checks import quality
+from harness.checks.assertions import CHECKS, AnswerContext, Assertion
+from harness.checks.cases import _schema
+from harness.checks.output_format import format_problems
 from harness.runtime import Generation, SearchOptions
 
 EOS, IM_START = 2, 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import CaseError, default_case_paths, load_cases
+from harness.checks.cases import CaseError, default_case_paths, load_cases
 
 GOOD = """\
 defaults:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness import cli
-from harness.compare import (
+from harness.report.compare import (
     FORMAT,
     CompareError,
     Run,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from harness import fsutil
-from harness.compute_paths import accuracy_levels, describe_levels, host_dependent, write_variant
+from harness.build.compute_paths import accuracy_levels, describe_levels, host_dependent, write_variant
 from harness.provenance import isa_class
 from harness.runtime import top_two
-from harness.testing import write_genai_folder
+from harness.testing.fakes import write_genai_folder
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from harness import lengths
-from harness.lengths import LengthRun
-from harness.memory import MB
-from harness.testing import FakeRuntime, write_genai_folder
+from harness.checks import lengths
+from harness.checks.lengths import LengthRun
+from harness.checks.memory import MB
+from harness.testing.fakes import FakeRuntime, write_genai_folder
 
 
 @pytest.fixture

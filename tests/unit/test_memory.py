@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from harness import memory
-from harness.memory import KB, MB
+from harness.checks import memory
+from harness.checks.memory import KB, MB
 
 BASE = 200 * MB
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.buildlog import diagnose
+from harness.build.buildlog import diagnose
+from harness.build.olive_env import LOCK, OliveEnvironment, lock_versions, query_versions
 from harness.errors import ConfigError
-from harness.olive_env import LOCK, OliveEnvironment, lock_versions, query_versions
 
 
 def test_the_lock_pins_olive_with_the_builder_it_works_with() -> None:

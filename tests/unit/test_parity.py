@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.gates import declared_gates, resolve_gates
-from harness.parity import (
+from harness.checks.parity import (
     GATES,
     Figures,
     ParityError,
@@ -26,7 +25,8 @@ from harness.parity import (
     top_k,
     verdict,
 )
-from harness.reference import EvalPrompt, load_eval_set, make_request, reference_data
+from harness.checks.reference import EvalPrompt, load_eval_set, make_request, reference_data
+from harness.gates import declared_gates, resolve_gates
 from harness.runtime import Generation, ModelInfo, SearchOptions
 
 DEFAULTS = resolve_gates([], {}, "pyproject", [], "ini")

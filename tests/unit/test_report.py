@@ -12,10 +12,12 @@ from xml.etree import ElementTree
 import jsonschema
 import pytest
 
-from harness.compare import FORMAT, Comparison, Run, compare_runs
 from harness.locations import fixtures_dir
-from harness.report_html import render_run
-from harness.results import CheckRecord, summary_markdown, write_junit
+from harness.report.compare import FORMAT, Comparison, Run, compare_runs
+from harness.report.html import render_run
+from harness.report.junit import write_junit
+from harness.report.results import CheckRecord
+from harness.report.summary import summary_markdown
 
 SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}

@@ -9,23 +9,11 @@ from pathlib import Path
 import pytest
 
 from harness.gates import resolve_gates
-from harness.robustness import (
-    INPUT_CASES,
-    KNOWN_ISSUES,
-    SETTING_CASES,
-    Expect,
-    Prober,
-    answer_problems,
-    ask,
-    chat,
-    fill,
-    judge,
-    raw,
-    text,
-)
+from harness.robustness.catalog import INPUT_CASES, KNOWN_ISSUES, SETTING_CASES, Expect, ask, chat, fill, raw, text
+from harness.robustness.prober import Prober, answer_problems, judge
 from harness.runtime import read_model_info
-from harness.testing import write_genai_folder
-from harness.worker import Answer, Outcome, WorkerClient, WorkerInfo
+from harness.testing.fakes import write_genai_folder
+from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 
 INFO = WorkerInfo(pid=1, context_length=256, vocab_size=1000, eos_token_ids=(2,))
 HELLO = ask(chat("hello"))

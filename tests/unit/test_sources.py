@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.build.sources import SourceKind, detect_source
 from harness.errors import SourceError
-from harness.sources import SourceKind, detect_source
-from harness.testing import write_genai_folder, write_hf_folder
+from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 
 def test_gguf_file(tmp_path: Path) -> None:

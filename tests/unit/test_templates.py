@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.buildlog import fail
-from harness.deploy import build_document, model_config
+from harness.build.buildlog import fail
+from harness.deploy.folder import build_document, model_config
+from harness.deploy.templates import TemplateError, derive_prompt_template, first_difference, jinja_renderer
 from harness.errors import ConfigError
-from harness.templates import TemplateError, derive_prompt_template, first_difference, jinja_renderer
-from harness.testing import CHATML, write_genai_folder
+from harness.testing.fakes import CHATML, write_genai_folder
 
 LLAMA_STYLE = (
     "{%- if tools %}TOOLS{% endif %}{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}"

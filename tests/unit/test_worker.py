@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.testing import FakeRuntime, write_genai_folder
-from harness.worker import (
-    WorkerClient,
-    WorkerError,
-    _line,
-    death,
-    fill_text,
-    handle,
-    serve,
-)
+from harness.testing.fakes import FakeRuntime, write_genai_folder
+from harness.worker.child import fill_text, handle, serve
+from harness.worker.client import WorkerClient, death
+from harness.worker.protocol import WorkerError, encode_line
 
-FAKE = "harness.worker_fakes:fake_runtime"
+FAKE = "harness.testing.worker_fakes:fake_runtime"
 HELLO = {"prompt": {"text": "hello"}, "options": {"max_new_tokens": 4}}
 
 
@@ -42,7 +36,7 @@ def client(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerClie
 
 def test_lone_surrogates_cross_the_pipe_unchanged() -> None:
     text = "a\ud800b\udcff" + b"\xff".decode("utf-8", "surrogateescape")
-    line = _line({"text": text})
+    line = encode_line({"text": text})
     assert line.isascii()
     assert json.loads(line)["text"] == text
 
@@ -62,7 +56,8 @@ def test_handle_answers_and_rejects_in_process(folder: Path) -> None:
 
 
 def test_serve_answers_each_line_with_its_id(folder: Path) -> None:
-    requests = [_line({**HELLO, "id": 7}), b"\n", _line({"prompt": {"text": ""}, "options": {"top_p": 2}, "id": 8})]
+    requests = [encode_line({**HELLO, "id": 7}), b"\n",
+                encode_line({"prompt": {"text": ""}, "options": {"top_p": 2}, "id": 8})]
     out = io.BytesIO()
     serve(FakeRuntime(folder), requests, out)
     responses = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -136,8 +131,8 @@ def test_a_worker_that_cannot_load_is_one_clear_error(folder: Path) -> None:
 
 
 def test_a_runtime_spec_without_factory_is_named(folder: Path) -> None:
-    with WorkerClient.for_model(folder, runtime="harness.worker_fakes") as broken, \
-            pytest.raises(WorkerError, match=r"worker runtime 'harness\.worker_fakes' must be module:factory"):
+    with WorkerClient.for_model(folder, runtime="harness.testing.worker_fakes") as broken, \
+            pytest.raises(WorkerError, match=r"worker runtime 'harness\.testing\.worker_fakes' must be module:factory"):
         broken.start()
 
 

@@ -1,0 +1,137 @@
+"""From a model source to an onnxruntime-genai folder the suites can load, through the cache.
+
+``plan`` is cheap (hashes are memoized) and runs at session start for the report header;
+``prepare`` does the slow part (GGUF conversion, Olive / model builder) only on a cache miss.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from harness.build.builders import Builder
+from harness.build.buildlog import Progress, fail, run_logged
+from harness.build.cache import CacheResult, ModelStore
+from harness.build.compute_paths import VARIANT_RECIPE, write_variant
+from harness.build.hashing import HashMemo, combine, content_hash
+from harness.build.sources import ModelSource, SourceKind
+from harness.provenance import BUILD_PACKAGES, versions
+
+# Bump when the way we convert or build changes, so old cache entries are not reused.
+RECIPE_VERSION = "1"
+CONVERT_PACKAGES = ("transformers", "torch", "gguf")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    source: ModelSource
+    source_hash: str
+    precision: str
+    builder: str
+    ep: str
+    key: str  # cache key of the built model ("" for a prebuilt ONNX source)
+    convert_key: str  # cache key of the GGUF -> Hugging Face conversion ("" when not needed)
+
+    @property
+    def needs_build(self) -> bool:
+        return self.source.kind.needs_build
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    path: Path  # the onnxruntime-genai folder to load
+    plan: BuildPlan
+    cache_hit: bool
+    build_seconds: float
+    log: Path | None
+    derived_key: str = ""  # the cache key of a variant derived from the built model (another accuracy level)
+    twin_of: Path | None = None  # on an fp32-compute twin: the model it is the twin of
+
+    @property
+    def identity(self) -> str:
+        """What identifies this folder's content: its cache key, or the prebuilt source's hash."""
+        return self.derived_key or self.plan.key or self.plan.source_hash
+
+
+def make_plan(source: ModelSource, precision: str, ep: str, builder: Builder, memo: HashMemo) -> BuildPlan:
+    source_hash = content_hash(source.path, memo)
+    convert_key = ""
+    if source.kind is SourceKind.GGUF:
+        convert_key = combine([("gguf", source_hash), ("recipe", RECIPE_VERSION),
+                               *versions(CONVERT_PACKAGES).items()])
+    key = ""
+    if source.kind.needs_build:
+        key = combine([
+            ("source", source_hash), ("precision", precision), ("ep", ep),
+            ("builder", builder.name), ("recipe", RECIPE_VERSION),
+            *(("option:" + k, v) for k, v in builder.options().items()),
+            *versions(BUILD_PACKAGES).items(),
+        ])
+    return BuildPlan(source, source_hash, precision, builder.name, ep, key, convert_key)
+
+
+def cached_path(plan: BuildPlan, store: ModelStore) -> Path | None:
+    """The built model folder if the cache already has it (or the source itself if prebuilt)."""
+    if not plan.needs_build:
+        return plan.source.path
+    return store.lookup("onnx", plan.key)
+
+
+def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
+            progress: Progress) -> PreparedModel:
+    if not plan.needs_build:
+        return PreparedModel(plan.source.path, plan, cache_hit=True, build_seconds=0.0, log=None)
+    log = logs / f"build-{plan.precision}-{plan.key[:12]}.log"
+
+    def build(out: Path) -> None:
+        hf_folder = plan.source.path
+        if plan.source.kind is SourceKind.GGUF:  # only on a miss: a cached ONNX model needs no conversion
+            hf_folder = convert_source(plan, store, log, progress).path
+        progress(f"building {plan.precision} model with {builder.describe()} (log: {log})")
+        # Named after the entry, so the store clears it too if this build is killed.
+        with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"onnx-{plan.key}-work-") as work:
+            builder.build(hf_folder, out, plan.precision, plan.ep, Path(work), log, progress)
+
+    metadata = {"source": str(plan.source.path), "source_sha256": plan.source_hash,
+                "precision": plan.precision, "builder": builder.name, "builder_detail": builder.describe(),
+                "builder_options": builder.options(), "ep": plan.ep, "versions": versions(BUILD_PACKAGES)}
+    result = store.get_or_build("onnx", plan.key, build, metadata)
+    if not result.hit:
+        progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")
+    return PreparedModel(result.path, plan, result.hit, result.seconds,
+                         log if log.exists() else None)
+
+
+def derive_variant(model: PreparedModel, level: int, store: ModelStore, progress: Progress,
+                   twin: bool = False) -> PreparedModel:
+    """The model with every MatMulNBits node at accuracy ``level``: weights linked, graphs rewritten,
+    cached next to the model (no rebuild)."""
+    key = combine([("base", model.identity), ("accuracy_level", str(level)), ("recipe", VARIANT_RECIPE)])
+
+    def derive(out: Path) -> None:
+        write_variant(model.path, out, level)
+
+    metadata = {"derived_from": str(model.path), "accuracy_level": level}
+    result = store.get_or_build("onnx", key, derive, metadata)
+    if not result.hit:
+        what = "fp32-compute twin" if twin else f"accuracy_level {level} variant"
+        progress(f"derived the {what} in {result.seconds:.1f} s (weights shared) -> {result.path}")
+    return replace(model, path=result.path, derived_key=key, twin_of=model.path if twin else None)
+
+
+def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:
+    """The GGUF source as a Hugging Face folder (converted once, cached)."""
+    def convert(out: Path) -> None:
+        progress(f"converting {plan.source.path.name} to a Hugging Face folder")
+        cmd = [sys.executable, "-m", "harness.build.convert", str(plan.source.path), str(out)]
+        code = run_logged(cmd, log, cwd=out, label="GGUF conversion", progress=progress)
+        if code != 0:
+            raise fail("GGUF conversion", log, code)
+
+    metadata = {"gguf": str(plan.source.path), "gguf_sha256": plan.source_hash}
+    result = store.get_or_build("hf", plan.convert_key, convert, metadata)
+    if not result.hit:
+        progress(f"converted in {result.seconds:.1f} s")
+    return result

@@ -1,0 +1,168 @@
+"""Token metrics of a generation, their per-round statistics, and the process's resources while measuring.
+
+Definitions (the same everywhere in the harness, and the ones ``harness compare`` reads):
+
+- ``ttft_s``: request start to the first output token;
+- ``tpot_s``: (latency - TTFT) / (output tokens - 1), MLPerf's time per output token;
+- ``decode_tokens_per_s``: 1 / TPOT, the tokens after the first divided by the time they took;
+- ``prefill_tokens_per_s``: prompt tokens / the time the runtime spent on the prompt (TTFT when the
+  runtime does not report it separately);
+- ``latency_s``: request start to the last output token.
+
+A benchmark records each metric's median as ``NAME`` and its per-round values as ``NAME_rounds``:
+the rounds are what the comparison bootstraps its noise estimate from.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import psutil
+
+from harness.gates import Gate, Gates
+from harness.runtime import Generation
+
+ROUNDS_SUFFIX = "_rounds"
+METRICS = ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_s")
+
+GATES = (
+    Gate("benchmark_clock_gap_max", 0.10, "max", "",
+         "largest relative gap between the latency a runtime reports for a round and the wall time around "
+         "the same call (catches a runtime whose own clocks leave time out). Measured on the default model "
+         "(int4, cpu, 5 rounds), 48 benchmark checks on 2 cores shared with 3 busy workers: 0.03% to 3.1% "
+         "(`pytest suites/test_benchmarks.py`, property clock_gap); the largest for TTFT at 32 prompt tokens, "
+         "where tokenizing falls outside the runtime's clock; 10% leaves three times that"),
+)
+
+
+def gate_value(gates: Gates, gate: Gate) -> tuple[float, str]:
+    """The resolved limit and its origin; the declared default while harness.gates does not list this module."""
+    if gate.name in gates.values:
+        return gates[gate.name], gates.origins[gate.name]
+    return gate.default, "default"
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    """The token metrics of one generation (one benchmark round)."""
+
+    prompt_tokens: int
+    output_tokens: int
+    ttft_s: float
+    tpot_s: float | None
+    prefill_tokens_per_s: float | None
+    decode_tokens_per_s: float | None
+    latency_s: float
+
+    @classmethod
+    def of(cls, generation: Generation) -> RoundMetrics:
+        tpot = generation.tpot
+        prefill = generation.prefill_seconds if generation.prefill_seconds > 0 else generation.ttft
+        return cls(
+            prompt_tokens=generation.prompt_tokens,
+            output_tokens=generation.output_tokens,
+            ttft_s=generation.ttft,
+            tpot_s=tpot,
+            prefill_tokens_per_s=generation.prompt_tokens / prefill if prefill > 0 else None,
+            decode_tokens_per_s=1.0 / tpot if tpot else None,
+            latency_s=generation.total_seconds,
+        )
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def describe(values: Sequence[float]) -> dict[str, float]:
+    """Median, mean, spread and tail percentiles of one metric's rounds."""
+    return {
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "p50": percentile(values, 0.50),
+        "p90": percentile(values, 0.90),
+        "p99": percentile(values, 0.99),
+    }
+
+
+def metric_rounds(rounds: Sequence[RoundMetrics]) -> dict[str, list[float]]:
+    """Each metric's per-round values (a metric a round cannot give, e.g. TPOT of one token, is left out)."""
+    series: dict[str, list[float]] = {}
+    for name in METRICS:
+        values = [getattr(r, name) for r in rounds]
+        if values and all(v is not None for v in values):
+            series[name] = [float(v) for v in values]
+    return series
+
+
+@dataclass(frozen=True)
+class Resources:
+    peak_rss_mb: float
+    cpu_percent: float  # process CPU time / wall time, in percent of one core (as top shows it)
+    cpu_cores: int
+    other_cpu_percent: float  # CPU the rest of the machine used meanwhile, in percent of all its cores
+
+
+class ResourceSampler:
+    """Polls this process's RSS in a thread while the block runs, and its CPU time at both ends.
+
+    The thread sleeps between polls, so it costs a few microseconds every ``interval_s``.
+    """
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self._process = psutil.Process(os.getpid())
+        self._stop = threading.Event()
+        self._peak = 0
+        self._thread = threading.Thread(target=self._poll, name="harness-rss-sampler", daemon=True)
+        self._cpu_start = 0.0
+        self._wall_start = 0.0
+        self._busy_start = 0.0
+        self.result: Resources | None = None
+
+    def _poll(self) -> None:
+        while True:
+            self._peak = max(self._peak, self._process.memory_info().rss)
+            if self._stop.wait(self.interval_s):
+                return
+
+    def _cpu_seconds(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    @staticmethod
+    def _machine_busy_seconds() -> float:
+        times = psutil.cpu_times()
+        return float(times.user + times.system + getattr(times, "nice", 0.0) + getattr(times, "irq", 0.0)
+                     + getattr(times, "softirq", 0.0) + getattr(times, "steal", 0.0))
+
+    def __enter__(self) -> ResourceSampler:
+        self._cpu_start, self._wall_start = self._cpu_seconds(), time.perf_counter()
+        self._busy_start = self._machine_busy_seconds()
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._process.memory_info().rss)
+        wall = time.perf_counter() - self._wall_start
+        cpu = self._cpu_seconds() - self._cpu_start
+        others = max(self._machine_busy_seconds() - self._busy_start - cpu, 0.0)
+        cores = os.cpu_count() or 1
+        self.result = Resources(self._peak / 2**20, 100.0 * cpu / wall if wall > 0 else 0.0, cores,
+                                100.0 * others / (wall * cores) if wall > 0 else 0.0)

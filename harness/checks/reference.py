@@ -1,0 +1,267 @@
+"""The fp32 reference the parity suite compares a built model with: transformers on CPU.
+
+The reference runs as ``python -m harness.checks.reference FOLDER OUT`` in a child process, so torch and
+the fp32 weights stay out of the pytest process (whose memory other suites measure). It reads the
+eval set as token ids from the *built* model's tokenizer (so both models read the same ids),
+answers each prompt greedily, and keeps per scored position its top-K next-token log-probabilities.
+The result is cached in the model store, keyed by the reference's content, the token ids and the
+package versions: computed once, reused by every session and every precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from harness.build.buildlog import Progress, fail, run_logged
+from harness.build.cache import ModelStore
+from harness.build.hashing import HashMemo, combine, content_hash
+from harness.checks.parity import ParityError, ReferenceData, ReferenceItem, log_softmax, top_k
+from harness.locations import fixtures_dir
+from harness.provenance import versions
+
+if TYPE_CHECKING:
+    from harness.runtime import Prompt, Runtime
+
+TOP_K = 2048  # reference tokens kept per position: 99 % of the full KL at int4 on the default model
+MAX_NEW_TOKENS = 48  # greedy answer length asked of both models
+RECIPE_VERSION = "2"  # bump when what the child computes changes
+REFERENCE_PACKAGES = ("transformers", "torch")
+REQUEST, MANIFEST, ARRAYS = "request.json", "reference.json", "reference.npz"
+
+
+# -- the eval set ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalText:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    id: str
+    prompt: Prompt  # chat messages (rendered with the model's chat template) or a raw string
+
+
+EvalItem = EvalText | EvalPrompt
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    texts: tuple[EvalText, ...]
+    prompts: tuple[EvalPrompt, ...]
+
+    @property
+    def items(self) -> tuple[EvalItem, ...]:
+        return (*self.texts, *self.prompts)
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+    def raw_only(self) -> EvalSet:
+        """Without the chat prompts: for a base model, which has no chat template to render them."""
+        return EvalSet(self.texts, tuple(prompt for prompt in self.prompts if isinstance(prompt.prompt, str)))
+
+    def with_prompts(self, extra: Sequence[EvalPrompt]) -> EvalSet:
+        """This set plus extra prompts (for example a domain's cases); ids must stay unique."""
+        merged = EvalSet(self.texts, (*self.prompts, *extra))
+        duplicates = sorted({i for i in merged.ids if merged.ids.count(i) > 1})
+        if duplicates:
+            raise ParityError(f"harness: eval item ids {duplicates} appear twice; give the extra prompts other ids")
+        return merged
+
+
+def eval_dir() -> Path:
+    return fixtures_dir() / "eval"
+
+
+def load_eval_set(folder: Path | None = None) -> EvalSet:
+    """``texts/*.txt`` (one item each, id ``text-<stem>``) and ``prompts.yaml`` (id ``prompt-<id>``)."""
+    folder = folder or eval_dir()
+    texts = tuple(EvalText(f"text-{path.stem}", path.read_text(encoding="utf-8"))
+                  for path in sorted((folder / "texts").glob("*.txt")))
+    path = folder / "prompts.yaml"
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise ParityError(f"harness: {path} is not valid YAML: {problem}") from None
+    if not isinstance(entries or [], list):
+        raise ParityError(f"harness: {path} must be a list of prompts, each with 'id' and 'messages' or 'prompt'")
+    return EvalSet(texts, tuple(_eval_prompt(entry, f"{path} entry {index + 1}")
+                                for index, entry in enumerate(entries or [])))
+
+
+def _eval_prompt(entry: object, where: str) -> EvalPrompt:
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str | int):
+        prompt = entry.get("messages", entry.get("prompt"))
+        if isinstance(prompt, str) and prompt:
+            return EvalPrompt(f"prompt-{entry['id']}", prompt)
+        if isinstance(prompt, list) and prompt and all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in prompt):
+            return EvalPrompt(f"prompt-{entry['id']}", prompt)
+    raise ParityError(f"harness: {where} needs an 'id' and either 'prompt' (a string) or 'messages' "
+                      "(a list of {role, content} strings)")
+
+
+# -- the request: the eval set as the built model's token ids ----------------------------------------
+def make_request(runtime: Runtime, eval_set: EvalSet, max_new_tokens: int = MAX_NEW_TOKENS,
+                 k: int = TOP_K) -> dict[str, Any]:
+    context = runtime.info.context_length
+    items: list[dict[str, Any]] = []
+    for entry in eval_set.items:
+        if isinstance(entry, EvalPrompt):
+            kind, shortest, room = "prompt", 1, context - max_new_tokens
+            text = entry.prompt if isinstance(entry.prompt, str) else runtime.chat_prompt(entry.prompt)
+        else:
+            kind, shortest, room, text = "text", 2, context, entry.text
+        ids = runtime.encode(text)
+        if not shortest <= len(ids) <= room:
+            raise ParityError(f"harness: eval item {entry.id!r} has {len(ids)} tokens; it needs "
+                              f"{shortest} to {room} for this model's context of {context}")
+        items.append({"id": entry.id, "kind": kind, "text": text, "token_ids": ids})
+    return {"items": items, "max_new_tokens": max_new_tokens, "top_k": k,
+            "eos_token_ids": list(runtime.info.eos_token_ids), "vocab_size": runtime.info.vocab_size}
+
+
+def reference_vocab_size(folder: Path) -> int | None:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    size = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    return int(size) if isinstance(size, int) else None
+
+
+def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir: Path, logs: Path,
+                   progress: Progress) -> ReferenceData:
+    """The reference's answers for ``eval_set`` read as ``runtime``'s token ids (computed once, cached)."""
+    ref_vocab, vocab = reference_vocab_size(folder), runtime.info.vocab_size
+    if ref_vocab is not None and vocab and ref_vocab != vocab:
+        raise ParityError(f"harness: the reference {folder} has a vocabulary of {ref_vocab} tokens (config.json) "
+                          f"but the built model has {vocab} (genai_config.json); parity compares next-token "
+                          "distributions over one vocabulary: pass --reference the model this one was built from")
+    request = make_request(runtime, eval_set)
+    encoded = json.dumps(request, sort_keys=True).encode()
+    key = combine([("reference", content_hash(folder, HashMemo(cache_dir / "hashes.json"))),
+                   ("request", hashlib.sha256(encoded).hexdigest()), ("recipe", RECIPE_VERSION),
+                   *versions(REFERENCE_PACKAGES).items()])
+    log = logs / f"reference-{key[:12]}.log"
+
+    def compute(out: Path) -> None:
+        progress(f"computing the reference's next-token distributions (transformers, fp32, CPU) from {folder}")
+        (out / REQUEST).write_bytes(encoded)
+        code = run_logged([sys.executable, "-m", "harness.checks.reference", str(folder), str(out)], log, cwd=out,
+                          label="reference model", progress=progress)
+        if code != 0:
+            raise fail("reference model", log, code)
+
+    result = ModelStore(cache_dir).get_or_build("reference", key, compute, {"reference": str(folder)})
+    if not result.hit:
+        progress(f"reference computed in {result.seconds:.1f} s -> {result.path}")
+    return load_reference(result.path)
+
+
+def load_reference(folder: Path) -> ReferenceData:
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
+        items = tuple(
+            ReferenceItem(id=entry["id"], text=entry["text"], token_ids=tuple(entry["token_ids"]),
+                          prompt_length=entry["prompt_length"], top_ids=arrays[f"{index}.top_ids"],
+                          top_log_probs=arrays[f"{index}.top_log_probs"],
+                          target_log_probs=arrays[f"{index}.target_log_probs"])
+            for index, entry in enumerate(manifest["items"]))
+    return ReferenceData(items, int(manifest["vocab_size"]), int(manifest["max_new_tokens"]), manifest["source"])
+
+
+# -- the child process: transformers, fp32, CPU ------------------------------------------------------
+class ReferenceModel:
+    """The reference loaded once with transformers (fp32, CPU, no gradients)."""
+
+    def __init__(self, folder: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self._torch = torch
+        # Half the cores: with every core, torch's threads spin against the pytest process and other jobs;
+        # on a busy 2-core machine a 152-token forward pass took 2 to 8 s on 2 threads, 0.6 to 0.8 s on 1.
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        self._model: Any = cast(Any, model).eval()  # inference mode (no dropout)
+
+    def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Next-token logits at every position, [len(token_ids), vocab] (row i predicts token i + 1)."""
+        with self._torch.no_grad():
+            output = self._model(input_ids=self._torch.tensor([list(token_ids)]))
+        return np.asarray(output.logits[0].float().numpy(), dtype=np.float32)
+
+    def greedy(self, token_ids: Sequence[int], max_new_tokens: int, eos_token_ids: Sequence[int]) -> list[int]:
+        """The greedy continuation (argmax each step, KV cache), ending with an eos token if one comes."""
+        torch = self._torch
+        answer: list[int] = []
+        with torch.no_grad():
+            output = self._model(input_ids=torch.tensor([list(token_ids)]), use_cache=True)
+            while len(answer) < max_new_tokens:
+                token = int(output.logits[0, -1].argmax())
+                answer.append(token)
+                if token in eos_token_ids:
+                    break
+                output = self._model(input_ids=torch.tensor([[token]]), cache=output.cache,
+                                     use_cache=True)
+        return answer
+
+
+def compute_reference(folder: Path, out: Path) -> None:
+    request = json.loads((out / REQUEST).read_text(encoding="utf-8"))
+    model = ReferenceModel(folder)
+    arrays: dict[str, Any] = {}
+    items: list[dict[str, Any]] = []
+    vocab = 0
+    for index, entry in enumerate(request["items"]):
+        ids, prompt_length = list(entry["token_ids"]), None
+        if entry["kind"] == "prompt":
+            prompt_length = len(ids)
+            ids += model.greedy(ids, request["max_new_tokens"], request["eos_token_ids"])
+        first = 0 if prompt_length is None else prompt_length - 1
+        log_probs = log_softmax(model.logits(ids[:-1])[first:])
+        vocab = log_probs.shape[-1]
+        if request["vocab_size"] and vocab != request["vocab_size"]:
+            raise SystemExit(f"the reference has {vocab} logits per position, the built model "
+                             f"{request['vocab_size']}: not the same vocabulary")
+        targets = np.asarray(ids[first + 1:], dtype=np.int64)
+        top_ids, top_log_probs = top_k(log_probs, request["top_k"])
+        arrays[f"{index}.top_ids"] = top_ids
+        arrays[f"{index}.top_log_probs"] = top_log_probs.astype(np.float32)
+        arrays[f"{index}.target_log_probs"] = np.take_along_axis(log_probs, targets[:, None], -1)[:, 0].astype(
+            np.float32)
+        items.append({"id": entry["id"], "text": entry["text"], "token_ids": ids, "prompt_length": prompt_length})
+        print(f"{entry['id']}: {len(ids)} tokens, {len(targets)} scored", flush=True)
+    np.savez(out / ARRAYS, **arrays)
+    manifest = {"vocab_size": vocab, "max_new_tokens": request["max_new_tokens"], "source": str(folder),
+                "items": items}
+    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m harness.checks.reference REFERENCE_FOLDER OUT_FOLDER (OUT_FOLDER holds request.json)",
+              file=sys.stderr)
+        return 2
+    compute_reference(Path(argv[0]), Path(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,132 @@
+"""The Foundry Local model folder: the built ONNX files plus an ``inference_model.json``.
+
+Laid out as the deployment guide does, ``<root>/models/custom/<name>/``. The PromptTemplate is
+derived from the model's own chat template; a user's own file (``--inference-config``) is
+validated by the suites and copied as is, never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.build.cache import MANIFEST
+from harness.deploy.templates import PromptTemplate, TemplateError, derive_prompt_template, jinja_renderer
+from harness.errors import ConfigError, HarnessError
+from harness.fsutil import link_or_copy
+from harness.locations import fixtures_dir
+from harness.runtime import read_chat_template
+
+INFERENCE_MODEL = "inference_model.json"
+MODEL_CONFIG_KEYS = {"max_length": int, "temperature": float, "top_p": float, "repetition_penalty": float}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    folder: Path  # .../models/custom/<name>
+    document: dict[str, Any]  # the inference_model.json content
+
+    @property
+    def template(self) -> PromptTemplate | None:
+        entries = self.document.get("PromptTemplate")
+        try:
+            return PromptTemplate.from_json(entries) if isinstance(entries, dict) else None
+        except KeyError:
+            return None
+
+
+def chat_template_text(model: Path) -> str:
+    template = read_chat_template(model)
+    if template is None:
+        raise TemplateError(
+            f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
+            "add one, or give your own inference_model.json with --inference-config"
+        )
+    return template
+
+
+def template_tokens(model: Path) -> tuple[str, str]:
+    """``bos_token`` and ``eos_token`` as the tokenizer config spells them (templates may use them)."""
+    path = model / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def spelled(value: object) -> str:
+        if isinstance(value, dict):
+            value = value.get("content")
+        return value if isinstance(value, str) else ""
+
+    return spelled(config.get("bos_token")), spelled(config.get("eos_token"))
+
+
+def model_config(genai_config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """ModelConfig from the model's own search defaults, capped to its context, then overrides."""
+    search = genai_config.get("search", {})
+    try:
+        context = int(genai_config["model"]["context_length"])
+        config: dict[str, Any] = {
+            "max_length": min(int(search.get("max_length", context)), context),
+            "temperature": float(search.get("temperature", 1.0)),
+            "top_p": float(search.get("top_p", 1.0)),
+            "repetition_penalty": float(search.get("repetition_penalty", 1.0)),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HarnessError(f"harness: genai_config.json lacks a usable model.context_length or search "
+                           f"defaults ({exc!r}); rebuild the model or fix the file") from exc
+    for key, value in overrides.items():
+        kind = MODEL_CONFIG_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"harness: unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
+                              f"known keys: {', '.join(MODEL_CONFIG_KEYS)}")
+        try:
+            config[key] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"harness: [tool.harness.model_config] {key} = {value!r} is not "
+                              f"{'an integer' if kind is int else 'a number'}") from exc
+    return config
+
+
+def build_document(model: Path, name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    genai_config = json.loads((model / "genai_config.json").read_text(encoding="utf-8"))
+    template = derive_prompt_template(jinja_renderer(chat_template_text(model), *template_tokens(model)))
+    return {
+        "Name": name,
+        "Description": f"{name}, built and validated by onnx-slm-harness",
+        "Version": "1",
+        "PromptTemplate": template.as_json(),
+        "ModelConfig": model_config(genai_config, overrides),
+    }
+
+
+def load_user_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"harness: {path} is not readable JSON ({exc}); fix the file") from exc
+    if not isinstance(document, dict):
+        raise HarnessError(f"harness: {path} must hold a JSON object, not {type(document).__name__}")
+    return document
+
+
+def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any]) -> Deployment:
+    folder = root / "models" / "custom" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for item in model.iterdir():
+        if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL):
+            link_or_copy(item, folder / item.name)
+    (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Deployment(folder, document)
+
+
+def schema_errors(document: object) -> list[str]:
+    """Schema violations, each naming the field path (e.g. ``PromptTemplate.user: ...``)."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((fixtures_dir() / "schemas" / "inference_model.schema.json").read_text())
+    errors = sorted(Draft202012Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    return [f"{'.'.join(map(str, error.path)) or '(top level)'}: {error.message}" for error in errors]

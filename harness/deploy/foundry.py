@@ -1,0 +1,203 @@
+"""Foundry Local (foundry-local-sdk, in-process, offline) running the built model as a local model.
+
+A ``FoundryLocalSession`` registers the model folder (as is: Foundry rejects a symlinked
+``model.onnx.data``) in a private model cache, loads it, answers chats greedily, and on exit unloads,
+unregisters and closes the manager, so no registration outlives it. The SDK is imported lazily:
+importing this module is cheap and works where the SDK is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+from harness.deploy.templates import first_difference
+from harness.errors import HarnessError, RuntimeFailure
+from harness.runtime import Generation, Message
+
+APP_NAME = "onnx-slm-harness"
+REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations
+TWIN_MODEL_ID = "harness-model-fp32-compute:1"
+
+
+class FoundryUnavailable(HarnessError):
+    """The Foundry Local SDK cannot be used on this machine."""
+
+
+@dataclass(frozen=True)
+class FoundryAnswer:
+    text: str
+    finish_reason: str  # "stop" (end of turn), "length" (max_output_tokens hit), or another lower-case reason
+    prompt_tokens: int
+    completion_tokens: int  # excludes the end-of-turn token
+
+
+def _sdk() -> ModuleType:
+    # The SDK preloads its own libonnxruntime-genai.so (onnxruntime-genai-core 0.18.0) with RTLD_GLOBAL.
+    # The harness runs the same version (0.18.0), so either may load first (with 0.14.1 beside it, the
+    # later `import onnxruntime_genai` bound to the SDK's library and failed on a missing symbol).
+    try:
+        import foundry_local_sdk
+    except (ImportError, OSError) as exc:
+        raise FoundryUnavailable(
+            f"harness: Foundry Local is not available here: foundry-local-sdk cannot be imported ({exc}); "
+            "this project installs it on Linux x86-64 only") from exc
+    return foundry_local_sdk
+
+
+@contextmanager
+def _translated(context: str) -> Iterator[None]:
+    """Turn the SDK's errors into a one-line ``RuntimeFailure`` that keeps the original message."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except Exception as exc:  # FoundryLocalException, or RuntimeError from a closed manager
+        message = " ".join(str(exc).split())
+        raise RuntimeFailure(f"harness: Foundry Local: {context}: {message}", str(exc)) from exc
+
+
+@contextmanager
+def _ci_environment() -> Iterator[None]:
+    """Set CI=true while the manager initializes, then restore the previous value.
+
+    With CI set, the SDK's telemetry (1DS) never uploads: no socket is opened at all (checked with
+    strace), and closing the manager takes 1 ms instead of 1 s spent flushing. The SDK reads it at
+    initialization only: unsetting it right after still opened no socket for the whole run.
+    ``disable_nonessential_telemetry`` alone still uploads process information.
+    """
+    previous = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = previous
+
+
+def registered_model_ids(cache_dir: Path) -> list[str]:
+    """The ids registered in a Foundry Local model cache dir, read from its registration file."""
+    registry = cache_dir / REGISTRY_FILE
+    if not registry.is_file():
+        return []
+    return [entry["model_info"]["id"] for entry in json.loads(registry.read_text(encoding="utf-8"))["models"]]
+
+
+class FoundryLocalSession:
+    """One Foundry Local manager with ``model_folder`` registered as ``model_id`` (``name:version``), and
+    ``twin_folder`` (the fp32-compute twin) as ``TWIN_MODEL_ID`` when given."""
+
+    def __init__(self, model_folder: Path, cache_dir: Path, model_id: str = "harness-model:1",
+                 twin_folder: Path | None = None) -> None:
+        self.model_folder = model_folder
+        self.cache_dir = cache_dir
+        self.model_id = model_id
+        self.folders = {model_id: model_folder, **({TWIN_MODEL_ID: twin_folder} if twin_folder else {})}
+        self._manager: Any = None
+        self._catalog: Any = None
+        self._models: dict[str, Any] = {}  # registered id -> the SDK's model
+
+    def __enter__(self) -> FoundryLocalSession:
+        sdk = _sdk()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with _translated("starting the manager"), _ci_environment():
+            sdk.FoundryLocalManager.initialize(sdk.Configuration(
+                app_name=APP_NAME, model_cache_dir=str(self.cache_dir),
+                app_data_dir=str(self.cache_dir / "appdata"), logs_dir=str(self.cache_dir / "logs"),
+                log_level=sdk.LogLevel.WARNING, disable_nonessential_telemetry=True))
+        self._manager = sdk.FoundryLocalManager.instance
+        try:
+            self._catalog = self._manager.get_catalog(sdk.CatalogType.LOCAL)  # never the public catalog
+            for model_id, folder in self.folders.items():
+                with _translated(f"registering {folder}"), sdk.ModelInfoBuilder() as metadata:
+                    metadata.set_string_property("task", "chat-completion")
+                    self._models[model_id] = self._catalog.register_model(
+                        model_path=str(folder), model_id=model_id, metadata=metadata)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def _registered(self, model_id: str | None = None) -> Any:
+        model_id = model_id or self.model_id
+        if model_id not in self._models:
+            raise RuntimeFailure(f"harness: Foundry Local: {model_id} is not registered; "
+                                 "use the session inside its with block")
+        return self._models[model_id]
+
+    def listed_models(self) -> list[str]:
+        """The ids Foundry lists as cached (what ``foundry cache ls`` prints)."""
+        self._registered()
+        with _translated("listing the cached models"):
+            return [str(model.id) for model in self._catalog.get_cached_models()]
+
+    def load(self) -> None:
+        for model_id, folder in self.folders.items():
+            with _translated(f"loading {folder}"):
+                self._registered(model_id).load()
+
+    def chat(self, messages: Sequence[Message], max_output_tokens: int, model_id: str | None = None) -> FoundryAnswer:
+        """Answer greedily (temperature 0) in a new chat session, so no earlier turn leaks in."""
+        sdk = _sdk()
+        model = self._registered(model_id)
+        with _translated("answering"), sdk.ChatSession(model) as session, sdk.Request() as request:
+            for message in messages:
+                request.add_item(sdk.MessageItem(sdk.MessageRole[message["role"].upper()], message["content"]))
+            request.set_options(sdk.RequestOptions(search=sdk.SearchOptions(
+                temperature=0.0, max_output_tokens=max_output_tokens)))
+            with session.process_request(request) as response:  # read it all before the block ends
+                text = "".join(item.get_simple_text() for item in response if isinstance(item, sdk.MessageItem))
+                usage = response.get_usage()
+                return FoundryAnswer(text, response.finish_reason.name.lower(), usage.prompt_tokens,
+                                     usage.completion_tokens)
+
+    def close(self) -> None:
+        """Unload and unregister every model, then close the manager; safe to call twice. Every step runs even
+        when an earlier one fails (the first failure is raised at the end), so no registration outlives it."""
+        models, catalog, manager = self._models, self._catalog, self._manager
+        self._models, self._catalog, self._manager = {}, None, None
+        steps = [*((f"unloading {model_id}", model.unload) for model_id, model in models.items()),
+                 *((f"unregistering {model_id}", lambda m=model: catalog.unregister_model(m.id))
+                   for model_id, model in models.items())]
+        failures: list[RuntimeFailure] = []
+        for context, step in steps:
+            try:
+                with _translated(context):
+                    step()
+            except RuntimeFailure as exc:
+                failures.append(exc)
+        if manager is not None:
+            manager.close()
+        if failures:
+            raise failures[0]
+
+
+def compare_answers(direct: Generation, answer: FoundryAnswer, forbidden: Sequence[str]) -> list[str]:
+    """What is wrong with Foundry's answer, judged against the direct onnxruntime-genai greedy run."""
+    problems = []
+    if not answer.text.strip():
+        problems.append("Foundry's answer is empty")
+    if answer.finish_reason != "stop":
+        problems.append(f"Foundry finished by {answer.finish_reason!r} after {answer.completion_tokens} "
+                        "tokens, not by its end-of-turn token ('stop')")
+    leaked = [token for token in forbidden if token in answer.text]
+    if leaked:
+        problems.append(f"Foundry's answer contains control tokens {leaked}")
+    if answer.prompt_tokens != direct.prompt_tokens:
+        problems.append(f"the prompts differ: {answer.prompt_tokens} tokens in Foundry, "
+                        f"{direct.prompt_tokens} in onnxruntime-genai (another chat template?)")
+    if answer.text != direct.text:
+        problems.append(f"the answers differ from character {first_difference(answer.text, direct.text)}")
+    return problems

@@ -1,0 +1,382 @@
+"""Compare two runs' token and quality metrics, only when they measured the same thing the same way.
+
+A run is a ``results.json`` (see ``harness.report.results``). Two runs are compared only when their key
+properties match (model hash, precision, accuracy level, execution provider, machine); otherwise the comparison says
+which differ and compares nothing. Token metrics (TTFT, TPOT, tokens/s, latency) are noisy: each
+benchmark records its per-round values, and a change is a regression only when it is both larger than
+the threshold and outside the noise, that is when the 95% bootstrap interval of the relative
+difference of the medians lies entirely on the worse side of no change. Quality scores (perplexity
+ratio, KL divergence, top-1 agreement, case score) repeat exactly with greedy decoding, so they are
+compared with the threshold alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.checks.bench import ROUNDS_SUFFIX, percentile
+from harness.errors import HarnessError
+from harness.gates import Gate, Gates
+
+FORMAT = "onnx-slm-harness-results"
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+MIN_ROUNDS = 3  # fewer rounds give no usable noise estimate
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+KEY_LABELS = {"model_sha256": "model hash", "precision": "precision", "accuracy_level": "accuracy level",
+              "ep": "execution provider", "machine": "machine"}
+
+GATES = (
+    Gate("regression_timing_max", 0.10, "max", "",
+         "largest worsening of a token metric (TTFT, TPOT, prefill/decode tokens/s, latency) between a "
+         "baseline and this run, as a fraction of the baseline's median; a larger worsening is a "
+         "regression only when the 95% bootstrap interval of the difference also excludes no change. "
+         "Measured on the default model (int4, cpu, smoke: 5 rounds, 64 output tokens), 2 cores shared with "
+         "3 other workers, three tries of `pytest -s tests/e2e/test_benchmarks.py -k compare`: two unchanged "
+         "runs differed by -1.1%, -4.2%, -3.4% in decode tokens/s; a 20% slow-down (0.25 x TPOT of delay per "
+         "token) measured -21.3%, -24.4%, -24.1%; 10% lies between (re-measure on a quiet machine)"),
+    Gate("regression_quality_max", 0.02, "max", "",
+         "largest worsening of a quality score (ppl_ratio, kl_mean, top1_agreement, case_score) between "
+         "a baseline and this run, as a fraction of the baseline; greedy decoding makes these repeat "
+         "exactly for one model, precision and machine, so 2% only absorbs rounding in the reports"),
+    Gate("compare_other_cpu_diff_max", 15.0, "max", " points",
+         "largest difference, between the two runs, in the CPU other processes used while a benchmark ran "
+         "(other_cpu_percent: their CPU time in percent of all cores) for its timings to be compared; above "
+         "it the comparison says the machine was not equally busy instead of giving a verdict. Measured on "
+         "2 cores shared with 3 other workers (fp32 build of the default model, repeated `pytest "
+         "suites/test_benchmarks.py -k 'test_generation_latency and 32'`): runs 11 points apart agreed within "
+         "4% in decode tokens/s, runs 38 points apart (69% and 31%) differed by 45%"),
+)
+TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
+BUSY_METRIC = "other_cpu_percent"
+
+Kind = Literal["timing", "quality"]
+Verdict = Literal["regression", "improvement", "unchanged"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    higher_is_better: bool
+    kind: Kind
+
+
+METRICS: dict[str, MetricSpec] = {
+    "ttft_s": MetricSpec(False, "timing"),
+    "tpot_s": MetricSpec(False, "timing"),
+    "latency_s": MetricSpec(False, "timing"),
+    "prefill_tokens_per_s": MetricSpec(True, "timing"),
+    "decode_tokens_per_s": MetricSpec(True, "timing"),
+    "ppl_ratio": MetricSpec(False, "quality"),
+    "kl_mean": MetricSpec(False, "quality"),
+    "top1_agreement": MetricSpec(True, "quality"),
+    "case_score": MetricSpec(True, "quality"),
+}
+
+
+class CompareError(HarnessError):
+    """A run to compare cannot be read (missing, not JSON, not a harness results file)."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    timing: float = TIMING_GATE.default
+    quality: float = QUALITY_GATE.default
+    busy: float = BUSY_GATE.default  # points by which other processes' CPU use may differ between the runs
+
+    @classmethod
+    def from_gates(cls, gates: Gates | None) -> Thresholds:
+        """The run's resolved gates; the declared defaults while harness.gates does not list this module."""
+        values = gates.values if gates is not None else {}
+        return cls(*(values.get(gate.name, gate.default) for gate in GATES))
+
+    def of(self, kind: Kind) -> float:
+        return self.timing if kind == "timing" else self.quality
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's results.json."""
+
+    path: Path
+    data: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["run"]["id"])
+
+    @property
+    def started(self) -> str:
+        return str(self.data["run"]["started"])
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {name: str(value) for name, value in self.data["key"].items()}
+
+    def tests(self) -> dict[str, Mapping[str, Any]]:
+        return {str(test["id"]): test for test in self.data["tests"]}
+
+
+def load_run(path: Path) -> Run:
+    """A run from its folder or its results.json; one-line CompareError on anything else."""
+    file = path / RESULTS_FILE if path.is_dir() else path
+    if not path.exists():
+        raise CompareError(f"harness: {path}: no such file or folder; pass a run folder (reports/<run>/) "
+                           f"or its {RESULTS_FILE}")
+    if not file.is_file():
+        raise CompareError(f"harness: {path} has no {RESULTS_FILE}; pass a run folder (reports/<run>/) written by "
+                           "a finished harness session")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompareError(f"harness: {file} is not readable JSON ({exc}); rerun the session to rewrite it") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CompareError(f"harness: {file} is not a harness results file (no \"format\": \"{FORMAT}\")")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise CompareError(f"harness: {file} has results schema version {version!r}; this harness reads up to "
+                           f"{SCHEMA_VERSION}: upgrade onnx-slm-harness to compare it")
+    missing = [name for name in ("run", "key", "tests") if name not in data]
+    if missing:
+        raise CompareError(f"harness: {file} lacks {', '.join(missing)}; it does not follow results schema "
+                           f"{version}")
+    return Run(file, data)
+
+
+def find_runs(folder: Path) -> tuple[list[Run], list[str]]:
+    """Every readable run directly under ``folder`` (oldest first), and one line per unreadable one."""
+    runs: list[Run] = []
+    problems: list[str] = []
+    for child in sorted(folder.iterdir()):
+        if (child / RESULTS_FILE).is_file():
+            try:
+                runs.append(load_run(child))
+            except CompareError as exc:
+                problems.append(str(exc))
+    runs.sort(key=lambda run: (run.started, run.name))
+    return runs, problems
+
+
+def key_of(provenance: Mapping[str, Any], precision: str) -> dict[str, str]:
+    """The properties two runs must share for their timings to compare."""
+    machine = provenance.get("machine", {})
+    level = provenance.get("accuracy_level_setting")
+    return {
+        "model_sha256": str(provenance.get("source_sha256")),
+        "precision": precision,
+        "accuracy_level": "as built" if level is None else str(level),  # level 1 decodes at about 0.6 x
+        "ep": str(provenance.get("ep")),
+        # The instruction-set class picks the int8 kernels: another class is another machine.
+        "machine": f"{machine.get('cpu', '?')}, {machine.get('isa', '?')}, {machine.get('cores', '?')} cores",
+    }
+
+
+def key_mismatches(baseline: Mapping[str, str], current: Mapping[str, str], ignore: Collection[str] = ()) -> list[str]:
+    return [f"{KEY_LABELS.get(name, name)} differs (baseline {baseline.get(name)!r}, this run {current.get(name)!r})"
+            for name in KEY_LABELS if name not in ignore and baseline.get(name) != current.get(name)]
+
+
+def pick_baseline(path: Path, key: Mapping[str, str], exclude: Path | None = None) -> tuple[Run | None, str]:
+    """The run at ``path``, or, for a folder of runs, the newest one whose key matches ``key``.
+
+    Returns (run, why none was picked).
+    """
+    if path.is_dir() and not (path / RESULTS_FILE).is_file():
+        runs, _ = find_runs(path)
+        runs = [run for run in runs if exclude is None or run.path.parent.resolve() != exclude.resolve()]
+        if not runs:
+            return None, f"{path} holds no earlier run (no <run>/{RESULTS_FILE} in it)"
+        matching = [run for run in runs if not key_mismatches(run.key, key)]
+        if matching:
+            return matching[-1], ""
+        return None, (f"none of the {len(runs)} other runs in {path} has this run's key properties "
+                      f"({'; '.join(f'{KEY_LABELS[k]} {v}' for k, v in key.items())})")
+    return load_run(path), ""
+
+
+@dataclass(frozen=True)
+class Delta:
+    test: str
+    metric: str
+    kind: Kind
+    baseline: float  # median of the rounds, or the score
+    current: float
+    change: float  # (current - baseline) / baseline
+    change_ci: tuple[float, float] | None  # 95% bootstrap interval of ``change`` (timing metrics)
+    threshold: float
+    verdict: Verdict
+    note: str
+    rounds: tuple[int, int] = (1, 1)
+
+    def line(self) -> str:
+        ci = f", 95% CI {self.change_ci[0]:+.1%} .. {self.change_ci[1]:+.1%}" if self.change_ci else ""
+        return (f"{self.verdict.upper():11} {self.test} {self.metric}: {_number(self.baseline)} -> "
+                f"{_number(self.current)} ({self.change:+.1%}{ci}; limit {self.threshold:.0%} worse): {self.note}")
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    current: str
+    reasons: list[str] = field(default_factory=list)  # why nothing was compared (empty: compared)
+    deltas: list[Delta] = field(default_factory=list)
+    uncompared: list[str] = field(default_factory=list)  # metrics left out, with why
+
+    @property
+    def compared(self) -> bool:
+        return not self.reasons
+
+    @property
+    def regressions(self) -> list[Delta]:
+        return [d for d in self.deltas if d.verdict == "regression"]
+
+    def headline(self) -> str:
+        if not self.compared:
+            return f"not compared with {self.baseline}: " + "; ".join(self.reasons)
+        counts = {v: sum(d.verdict == v for d in self.deltas) for v in ("regression", "improvement", "unchanged")}
+        verdict = "REGRESSION" if counts["regression"] else "no regression"
+        left_out = f", {len(self.uncompared)} not compared" if self.uncompared else ""
+        return (f"{verdict}: {self.current} against {self.baseline}: {len(self.deltas)} metrics compared, "
+                f"{counts['regression']} worse, {counts['improvement']} better, {counts['unchanged']} unchanged"
+                f"{left_out}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """The inverse of ``to_dict`` (from a results.json's ``baseline``)."""
+        deltas = [Delta(**{**d, "change_ci": tuple(d["change_ci"]) if d.get("change_ci") else None,
+                           "rounds": tuple(d["rounds"])}) for d in data.get("deltas", [])]
+        return cls(str(data.get("baseline")), str(data.get("current")), list(data.get("reasons", [])), deltas,
+                   list(data.get("uncompared", [])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "current": self.current,
+            "compared": self.compared,
+            "reasons": list(self.reasons),
+            "regressions": len(self.regressions),
+            "deltas": [asdict(d) for d in self.deltas],
+            "uncompared": list(self.uncompared),
+        }
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _worsening(baseline: float, current: float, higher_is_better: bool) -> float:
+    change = (current - baseline) / baseline
+    return -change if higher_is_better else change
+
+
+def bootstrap_interval(baseline: Sequence[float], current: Sequence[float], resamples: int = RESAMPLES,
+                       confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of (median(current) - median(baseline)) / median(baseline), resampling the
+    rounds of each run independently; seeded, so one pair of runs always gives one answer."""
+    rng = random.Random(seed)
+    changes = sorted(
+        (statistics.median(rng.choices(current, k=len(current))) - (base := statistics.median(
+            rng.choices(baseline, k=len(baseline))))) / base
+        for _ in range(resamples)
+    )
+    tail = (1 - confidence) / 2
+    return percentile(changes, tail), percentile(changes, 1 - tail)
+
+
+def compare_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
+                   thresholds: Thresholds) -> Delta:
+    spec = METRICS[metric]
+    threshold = thresholds.of(spec.kind)
+    base, cur = statistics.median(baseline), statistics.median(current)
+    change = (cur - base) / base
+    worse = _worsening(base, cur, spec.higher_is_better)
+    interval: tuple[float, float] | None = None
+    beyond_noise = True
+    note = ""
+    if spec.kind == "timing":
+        interval = bootstrap_interval(baseline, current)
+        low, high = interval
+        beyond_noise = not low <= 0 <= high
+        note = "" if beyond_noise else "within the noise of the rounds"
+    if worse > threshold and beyond_noise:
+        verdict: Verdict = "regression"
+        note = f"{worse:.1%} worse, beyond the noise" if interval else f"{worse:.1%} worse"
+    elif -worse > threshold and beyond_noise:
+        verdict, note = "improvement", f"{-worse:.1%} better"
+    else:
+        verdict = "unchanged"
+        note = note or f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit"
+    return Delta(test, metric, spec.kind, base, cur, change, interval, threshold, verdict, note,
+                 (len(baseline), len(current)))
+
+
+def _samples(test: Mapping[str, Any], metric: str) -> list[float] | None:
+    rounds = test.get("series", {}).get(metric + ROUNDS_SUFFIX)
+    if rounds:
+        return [float(v) for v in rounds]
+    value = test.get("metrics", {}).get(metric)
+    return None if value is None else [float(value)]
+
+
+def _busy(baseline: Mapping[str, Any], current: Mapping[str, Any], limit: float) -> str:
+    """Why a check's timings differ because of other processes rather than the model ("" if they do not)."""
+    base = float(baseline.get("metrics", {}).get(BUSY_METRIC, 0.0))
+    cur = float(current.get("metrics", {}).get(BUSY_METRIC, 0.0))
+    if abs(cur - base) <= limit:
+        return ""
+    return (f"{baseline['id']}: timings not compared, the machine was not equally busy: other processes used "
+            f"{base:.0f}% of its CPU during the baseline and {cur:.0f}% during this run (more than {limit:g} "
+            "points apart)")
+
+
+def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Thresholds(),
+                 ignore_keys: Collection[str] = ()) -> Comparison:
+    comparison = Comparison(baseline.name, current.name)
+    comparison.reasons = key_mismatches(baseline.key, current.key, ignore_keys)
+    if comparison.reasons:
+        return comparison
+    base_tests, cur_tests = baseline.tests(), current.tests()
+    for test_id in sorted(base_tests.keys() & cur_tests.keys()):
+        busy = _busy(base_tests[test_id], cur_tests[test_id], thresholds.busy)
+        for metric, spec in METRICS.items():
+            base, cur = _samples(base_tests[test_id], metric), _samples(cur_tests[test_id], metric)
+            if base is None or cur is None:
+                continue
+            if spec.kind == "timing" and busy:
+                if busy not in comparison.uncompared:
+                    comparison.uncompared.append(busy)
+            elif spec.kind == "timing" and min(len(base), len(cur)) < MIN_ROUNDS:
+                comparison.uncompared.append(f"{test_id} {metric}: {min(len(base), len(cur))} round(s), "
+                                             f"at least {MIN_ROUNDS} give a noise estimate")
+            elif statistics.median(base) == 0:
+                comparison.uncompared.append(f"{test_id} {metric}: the baseline is 0, no relative change")
+            else:
+                comparison.deltas.append(compare_metric(test_id, metric, base, cur, thresholds))
+    for test_id in sorted(base_tests.keys() - cur_tests.keys()):
+        if any(_samples(base_tests[test_id], m) for m in METRICS):
+            comparison.uncompared.append(f"{test_id}: not in this run")
+    return comparison
+
+
+def markdown(comparison: Comparison) -> str:
+    """The comparison as a markdown section (for summary.md)."""
+    lines = [f"### Compared with `{comparison.baseline}`", "", comparison.headline(), ""]
+    if comparison.deltas:
+        lines += ["| check | metric | baseline | this run | change | 95% CI | verdict |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        for d in sorted(comparison.deltas, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
+            ci = f"{d.change_ci[0]:+.1%} .. {d.change_ci[1]:+.1%}" if d.change_ci else "exact"
+            verdict = f"**{d.verdict}**" if d.verdict == "regression" else d.verdict
+            lines.append(f"| `{d.test}` | {d.metric} | {_number(d.baseline)} | {_number(d.current)} | "
+                         f"{d.change:+.1%} | {ci} | {verdict} |")
+    if comparison.uncompared:
+        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) (" + "; ".join(comparison.uncompared[:5])
+                  + ("; ..." if len(comparison.uncompared) > 5 else "") + ")"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,277 @@
+"""Collects every check's outcome and metrics into the run's report folder, and compares with a baseline.
+
+``reports/<timestamp>-<model>-<precision>/`` gets, when the session ends:
+
+- ``results.json``: every check's outcome, its numeric properties (``metrics``: numbers, ``series``:
+  lists of numbers, ``properties``: anything else recorded with ``record_property``), provenance,
+  gates, and the baseline comparison; schema ``fixtures/schemas/results.schema.json`` (versioned);
+- ``summary.md``: for a CI job summary or a pull-request comment;
+- ``report.html``: self-contained, with plots;
+- ``junit.xml``: unless ``--junitxml`` names another file.
+
+Under xdist, the controller writes them from the reports its workers send; workers write none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checks import bench
+from harness.checks.stability import unstable_message
+from harness.gates import Gates
+from harness.report import compare
+from harness.report import html as report_html
+from harness.report.compare import (
+    FORMAT,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    CompareError,
+    Comparison,
+    Run,
+    Thresholds,
+    compare_runs,
+    key_of,
+    pick_baseline,
+)
+from harness.report.junit import MESSAGE_LIMIT, write_junit
+from harness.report.summary import summary_markdown
+from harness.session import HarnessSession
+
+SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    parser.getgroup("harness").addoption(
+        "--harness-baseline", dest="harness_baseline", metavar="PATH", default=None,
+        help="compare this run's token and quality metrics with an earlier run: its folder, its results.json, or "
+             "a folder of runs (the newest with the same model hash, precision, accuracy level, EP and machine); "
+             "a regression beyond the noise fails the run")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+# -- one check's record ----------------------------------------------------------------------------
+def _short_id(nodeid: str) -> str:
+    """The node id without the folders, so runs from different working folders line up."""
+    path, sep, rest = nodeid.partition("::")
+    return Path(path).name + sep + rest
+
+
+def _message(report: pytest.TestReport) -> str | None:
+    longrepr = report.longrepr
+    if longrepr is None:
+        return None
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        return str(longrepr[2])
+    crash = getattr(longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(longrepr).strip()
+    return text[:MESSAGE_LIMIT]
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe copy: non-finite floats and unknown objects become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclass
+class CheckRecord:
+    nodeid: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    message: str | None = None
+    details: str = ""  # the full failure text, for JUnit
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def update(self, report: pytest.TestReport) -> None:
+        self.duration_s += report.duration
+        self.properties.update(dict(report.user_properties))
+        xfail = hasattr(report, "wasxfail")
+        if report.failed:
+            self.details += report.longreprtext
+        if report.when == "call":
+            unstable = unstable_message(report)
+            if report.passed and unstable is not None:  # --unstable=warn: its own outcome, never a plain pass
+                self.outcome, self.message, self.details = "unstable", unstable[:MESSAGE_LIMIT], unstable
+                return
+            if report.passed:
+                self.outcome = "xpassed" if xfail else "passed"
+            elif report.skipped:
+                self.outcome = "xfailed" if xfail else "skipped"
+            else:
+                self.outcome = "failed"
+            self.message = str(report.wasxfail) if xfail and report.skipped else _message(report)
+        elif report.failed and self.outcome not in ("failed", "error"):
+            self.outcome, self.message = "error", f"{report.when}: {_message(report)}"
+        elif report.skipped and report.when == "setup":
+            self.outcome = "xfailed" if xfail else "skipped"
+            self.message = str(report.wasxfail) if xfail else _message(report)
+
+    def to_json(self) -> dict[str, Any]:
+        metrics: dict[str, float] = {}
+        series: dict[str, list[float]] = {}
+        other: dict[str, Any] = {}
+        for name, value in self.properties.items():
+            if _finite_number(value):
+                metrics[name] = value
+            elif isinstance(value, list | tuple) and value and all(_finite_number(v) for v in value):
+                series[name] = list(value)
+            else:
+                other[name] = _jsonable(value)
+        return {"id": _short_id(self.nodeid), "nodeid": self.nodeid, "outcome": self.outcome,
+                "duration_s": round(self.duration_s, 6), "message": self.message, "metrics": metrics,
+                "series": series, "properties": other}
+
+
+# -- the recorder ----------------------------------------------------------------------------------
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _gate_table(gates: Gates | None) -> dict[str, dict[str, Any]]:
+    table = {gate.name: {"value": gate.default, "origin": "default", "bound": gate.bound, "unit": gate.unit}
+             for gate in (*bench.GATES, *compare.GATES)}
+    if gates is not None:
+        for name, gate in gates.declared.items():
+            table[name] = {"value": gates[name], "origin": gates.origins[name], "bound": gate.bound, "unit": gate.unit}
+    return table
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RunRecorder:
+    """A pytest plugin object registered by ``harness.plugin`` once the harness session is open."""
+
+    def __init__(self, session: HarnessSession, gates: Gates | None = None) -> None:
+        self.session = session
+        self.gates = gates  # the run's resolved gates (None: the defaults)
+        self.config: pytest.Config | None = None
+        self.active = False  # False on xdist workers and with --collect-only
+        self.checks: dict[str, CheckRecord] = {}
+        self.started, self.started_clock = _now(), time.perf_counter()
+        self.baseline: Run | None = None
+        self.baseline_note = ""  # why no baseline run was picked
+        self.comparison: Comparison | None = None
+        self.written: Path | None = None
+
+    @property
+    def key(self) -> dict[str, str]:
+        return key_of(self.session.provenance(), self.session.precision_label)
+
+    # Called when plugin.py registers this object, inside its own pytest_configure.
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.config = config
+        if _is_worker(config) or config.option.collectonly:
+            return
+        self.active = True
+        self.session.claim_run_dir()
+        baseline = config.getoption("harness_baseline", None)
+        if baseline:
+            try:
+                self.baseline, self.baseline_note = pick_baseline(Path(baseline), self.key)
+            except CompareError as exc:
+                raise pytest.UsageError(f"--harness-baseline: {exc}") from None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.active:
+            self.checks.setdefault(report.nodeid, CheckRecord(report.nodeid)).update(report)
+
+    def results(self, exit_status: int) -> dict[str, Any]:
+        """This run's results.json document."""
+        assert self.config is not None
+        provenance = self.session.provenance()
+        checks = [check.to_json() for check in self.checks.values()]
+        counts = Counter(check["outcome"] for check in checks)
+        xmlpath = getattr(self.config.option, "xmlpath", None) or self.session.run_dir / JUNIT_FILE
+        return {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "run": {
+                "id": self.session.run_dir.name,
+                "started": self.started,
+                "finished": _now(),
+                "duration_s": round(time.perf_counter() - self.started_clock, 3),
+                "exit_status": int(exit_status),
+                "args": [str(arg) for arg in self.config.invocation_params.args],
+                "profile": self.session.config.profile,
+                "precision": self.session.precision_label,
+                "seed": self.config.getoption("hypothesis_seed", None),
+                "xdist_workers": workers if isinstance(workers := getattr(self.config.option, "numprocesses", 0),
+                                                       int) else 0,
+                "report_dir": str(self.session.run_dir.resolve()),
+                "junit_xml": str(Path(xmlpath).resolve()),
+            },
+            "key": self.key,
+            "provenance": _jsonable(provenance),
+            "gates": _gate_table(self.gates),
+            "totals": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+            "tests": checks,
+            "baseline": None,
+        }
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.active:
+            return
+        assert self.config is not None
+        results = self.results(exitstatus)
+        folder = self.session.claim_run_dir()
+        if self.baseline is not None:
+            self.comparison = compare_runs(self.baseline, Run(folder / RESULTS_FILE, results),
+                                           Thresholds.from_gates(self.gates))
+            results["baseline"] = {"path": str(self.baseline.path), **self.comparison.to_dict()}
+            if self.comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                results["run"]["exit_status"] = int(pytest.ExitCode.TESTS_FAILED)
+        elif self.baseline_note:
+            path = str(self.config.getoption("harness_baseline"))
+            self.comparison = Comparison(path, results["run"]["id"], [self.baseline_note])
+            results["baseline"] = {"path": path, **self.comparison.to_dict()}
+        (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
+        (folder / SUMMARY_FILE).write_text(summary_markdown(results), encoding="utf-8")
+        (folder / HTML_FILE).write_text(report_html.render_run(results), encoding="utf-8")
+        if not getattr(self.config.option, "xmlpath", None):
+            write_junit(folder / JUNIT_FILE, results, {c.nodeid: c.details for c in self.checks.values()})
+        self.written = folder
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.written is None:
+            return
+        write = terminalreporter.write_line
+        junit = () if self.config is not None and getattr(self.config.option, "xmlpath", None) else (JUNIT_FILE,)
+        files = (RESULTS_FILE, SUMMARY_FILE, HTML_FILE, *junit)
+        write(f"harness: report {self.written} ({', '.join(files)})")
+        if self.comparison is not None:
+            write(f"harness: {self.comparison.headline()}", red=bool(self.comparison.regressions))
+            for delta in self.comparison.regressions:
+                write(f"harness:   {delta.line()}", red=True)
+            for reason in self.comparison.uncompared[:3]:
+                write(f"harness:   not compared: {reason}")
+
+

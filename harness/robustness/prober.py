@@ -1,0 +1,233 @@
+"""Runs robustness requests in the model worker and judges each outcome against its case's expectation;
+after every request a known-good prompt must still get the run's first answer (else the bad input
+corrupted the model's state). The catalogue and what counts as correct: ``harness.robustness.catalog``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.gates import Gates
+from harness.robustness.catalog import (
+    EXPECTED,
+    KNOWN_GOOD,
+    KNOWN_GOOD_RAW,
+    KNOWN_ISSUES,
+    Case,
+    Expect,
+    KnownIssue,
+    Request,
+    Status,
+    describe,
+    max_new_tokens,
+)
+from harness.runtime import ModelInfo, read_model_info
+from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo, cut, first_line, shorten
+from harness.worker.protocol import KINDS
+
+
+# -- judging -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    line: str  # one readable line
+    known_issue: str | None = None
+
+
+def answer_problems(answer: Answer, eos_ids: Sequence[int], limit: int, must_reach: str | None = None) -> list[str]:
+    """What is wrong with the form of an answer (empty list: nothing)."""
+    tokens = answer.token_ids
+    problems = []
+    if not tokens:
+        problems.append("no output token")
+    if len(tokens) > limit:
+        problems.append(f"{len(tokens)} output tokens where at most {limit} were asked for")
+    inside = [i for i, t in enumerate(tokens[:-1]) if t in eos_ids]
+    if inside:
+        problems.append(f"eos token inside the answer at positions {inside}")
+    ends_on_eos = bool(tokens) and tokens[-1] in eos_ids
+    if (answer.stop_reason == "eos") != ends_on_eos:
+        problems.append(f"stop reason {answer.stop_reason!r} but the last token {list(tokens[-1:])} "
+                        f"{'is' if ends_on_eos else 'is not'} an eos id {list(eos_ids)}")
+    if must_reach is not None and must_reach not in answer.prompt_text:
+        problems.append(f"the prompt was cut short: {must_reach!r} never reached the model, which read "
+                        f"{shorten(answer.prompt_text, 120)}")
+    return problems
+
+
+def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
+            errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None) -> str | None:
+    """Why ``outcome`` is not correct for ``expect`` (None: it is)."""
+    if outcome.kind == "crashed":
+        return f"crashed the model worker ({outcome.message})"
+    if outcome.kind == "hung":
+        return f"hung: {outcome.message}"
+    if outcome.kind == "rejected":
+        reason = f"{outcome.error}: {cut(first_line(outcome.message))}"
+        if "WorkerError" in outcome.classes:
+            return f"the worker could not run the request ({reason})"
+        if expect == "answer":
+            return f"rejected ({reason})"
+        if not set(errors) & set(outcome.classes):
+            return f"rejected with {reason}, not a {' or '.join(errors)}"
+        return None
+    assert outcome.answer is not None
+    if expect == "reject":
+        answer = outcome.answer
+        return f"answered ({len(answer.token_ids)} tokens: {shorten(answer.text, 80)}) instead of refusing"
+    problems = answer_problems(outcome.answer, info.eos_token_ids, max_new_tokens(request), must_reach)
+    return "; ".join(problems) if problems else None
+
+
+def judge(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
+          errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None,
+          known: Iterable[KnownIssue] = ()) -> Verdict:
+    wrong = problem(expect, outcome, request, info, errors, must_reach)
+    if wrong is None:
+        return Verdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
+    issue = next((issue for issue in known if issue.seen(request, outcome, info)), None)
+    if issue is not None:
+        return Verdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
+    wanted = EXPECTED[expect] + (f" ({' or '.join(errors)})" if expect != "answer" and errors != ("HarnessError",)
+                                 else "")
+    return Verdict("fail", f"{wrong}; expected {wanted}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request, its outcome, the verdict, and whether the model still answers the known-good prompt."""
+
+    request: Request
+    outcome: Outcome
+    verdict: Verdict
+    recovery: str | None = None  # what went wrong with the known-good prompt afterwards (None: nothing)
+
+    def report(self) -> str:
+        """A verdict line, then the data: the input, the outcome, the worker's stderr for a crash or a hang."""
+        lines = [self.verdict.line, f"request: {describe(self.request)}", f"outcome: {self.outcome.summary()} "
+                 f"after {self.outcome.seconds:.2f} s"]
+        if self.outcome.stderr.strip():
+            lines += ["worker stderr (end):", *self.outcome.stderr.rstrip().splitlines()[-25:]]
+        return "\n".join(lines)
+
+    def properties(self) -> dict[str, object]:
+        """Metrics for the run report (record_property)."""
+        return {"robustness_outcome": self.outcome.kind, "robustness_outcome_detail": self.outcome.summary(),
+                "robustness_request_s": round(self.outcome.seconds, 4), "robustness_verdict": self.verdict.status,
+                "robustness_known_issue": self.verdict.known_issue, "robustness_recovered": self.recovery is None}
+
+
+# -- the prober ----------------------------------------------------------------------------------------
+@dataclass
+class Prober:
+    """Sends requests to the model worker with the gated time limit, and checks recovery after each."""
+
+    client: WorkerClient
+    gates: Gates
+    model: ModelInfo
+    baseline: Answer | None = None
+    known_good: Request = field(default_factory=lambda: KNOWN_GOOD)  # KNOWN_GOOD_RAW for a base model
+    tally: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def open(cls, model_path: Path, ep: str, gates: Gates, runtime: str | None = None) -> Prober:
+        info = read_model_info(model_path)
+        known_good = KNOWN_GOOD if info.chat_template is not None else KNOWN_GOOD_RAW
+        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, known_good=known_good)
+        try:
+            prober.start()
+        except BaseException:
+            prober.close()
+            raise
+        return prober
+
+    @property
+    def info(self) -> WorkerInfo:
+        if self.client.info is None:
+            raise HarnessError("harness: the model worker has not started")
+        return self.client.info
+
+    def start(self) -> None:
+        """Start the worker and take the known-good answer every later one must match."""
+        self.client.start()
+        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
+        if outcome.answer is None:
+            raise HarnessError(f"harness: the model does not answer the known-good prompt {describe(self.known_good)}: "
+                               f"{outcome.summary()}")
+        self.baseline = outcome.answer
+
+    def timeout_for(self, request: Mapping[str, Any]) -> float:
+        """The base limit plus the per-token allowance for the most tokens the prompt can have."""
+        spec, context = request.get("prompt", {}), self.model.context_length
+        if "fill" in spec:
+            tokens = spec.get("tokens", context + int(spec.get("context_offset", 0)))
+        else:
+            tokens = len(json.dumps(spec, ensure_ascii=False).encode("utf-8", "surrogatepass")) + 64
+        return self.gates["robustness_timeout_s"] + self.gates["robustness_timeout_ms_per_token"] * min(
+            int(tokens), context) / 1000
+
+    def recovery_problem(self) -> str | None:
+        """None if the known-good prompt still gets the run's first answer; else what it got (and restart)."""
+        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
+        assert self.baseline is not None
+        if outcome.answer is not None and outcome.answer.token_ids == self.baseline.token_ids:
+            return None
+        self.client.stop()  # a fresh worker for the next request: the damage is this request's alone
+        self.tally["recovery_failed"] += 1
+        return (f"state corrupted: afterwards the known-good prompt got {outcome.summary()} instead of "
+                f"{shorten(self.baseline.text, 80)} (tokens {list(self.baseline.token_ids)})")
+
+    def check(self, request: Request, expect: Expect, errors: Sequence[str] = ("HarnessError",),
+              must_reach: str | None = None, known: Iterable[KnownIssue] = ()) -> Probe:
+        outcome = self.client.request(request, self.timeout_for(request))
+        verdict = judge(expect, outcome, request, self.info, errors, must_reach, known)
+        self.tally[outcome.kind] += 1
+        self.tally[f"verdict_{verdict.status}"] += 1
+        if verdict.known_issue:
+            self.tally[f"known_issue_{verdict.known_issue}"] += 1
+        if verdict.status == "fail":
+            return Probe(request, outcome, verdict)
+        recovery = self.recovery_problem()
+        if recovery is not None:
+            verdict = Verdict("fail", f"{recovery}; the input itself: {verdict.line}")
+        return Probe(request, outcome, verdict, recovery)
+
+    def run(self, case: Case) -> Probe:
+        known = [KNOWN_ISSUES[case.known_issue]] if case.known_issue else []
+        return self.check(case.resolve(self.model), case.expect, case.errors, case.must_reach, known)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the run's report folder: outcomes per class, verdicts, known issues, worker starts."""
+        return {"requests": sum(self.tally[kind] for kind in KINDS),
+                "outcomes": {kind: self.tally[kind] for kind in KINDS},
+                "counts": dict(self.tally), "worker_starts": self.client.starts}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def session(model_path: Path, ep: str, gates: Gates, summary_path: Path) -> Iterator[Prober]:
+    """A prober for a suite module (a generator for a fixture); writes the counts when done."""
+    prober = Prober.open(model_path, ep, gates)
+    try:
+        yield prober
+    finally:
+        prober.close()
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(prober.summary(), indent=2) + "\n", encoding="utf-8")
+
+
+def write_reproducer(folder: Path, name: str, probe: Probe, model_path: Path) -> Path:
+    """Save a failing request so that it replays outside pytest (``python -m harness.worker --replay``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    replay = f"python -m harness.worker --model {model_path} --replay {path}"
+    path.write_text(json.dumps({"test": name, "verdict": probe.verdict.line, "request": probe.request,
+                                "outcome": probe.outcome.to_json(), "replay": replay}, indent=2) + "\n",
+                    encoding="utf-8")
+    return path

@@ -1,0 +1,36 @@
+"""Seeded faults in the real runtime, to show that a check catches them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.runtime import GenAIRuntime, SearchOptions
+
+
+class SlowedRuntime(GenAIRuntime):
+    """The real runtime with a fixed delay after each token: a seeded slow-down, to show that a
+    regression gate catches it (``delay = 0.25 * TPOT`` lowers decode tokens/s by 20%)."""
+
+    def __init__(self, path: Path, delay_per_token_s: float, ep: str = "cpu") -> None:
+        super().__init__(path, ep)
+        self.delay_per_token_s = delay_per_token_s
+
+    def new_generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
+        return _SlowedGenerator(super().new_generator(prompt_ids, options), self.delay_per_token_s)
+
+
+class _SlowedGenerator:
+    """An onnxruntime-genai generator that sleeps after each token it generates."""
+
+    def __init__(self, generator: Any, delay_s: float) -> None:
+        self._generator = generator
+        self._delay_s = delay_s
+
+    def generate_next_token(self) -> None:
+        self._generator.generate_next_token()
+        time.sleep(self._delay_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._generator, name)

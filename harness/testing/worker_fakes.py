@@ -1,0 +1,100 @@
+"""Runtimes with injected faults, for this project's own tests of crash isolation; never a verdict on a model.
+
+Load one in the worker with ``--runtime harness.testing.worker_fakes:fake_runtime`` (no model needed: the
+``harness.testing.fakes`` fake) or ``harness.testing.worker_fakes:faulty_genai`` (the real onnxruntime-genai
+runtime), or with HARNESS_WORKER_RUNTIME. Faults are chosen by environment variables, each a regular
+expression searched in the request (the prompt as text or JSON, a space, then the options' repr):
+
+  HARNESS_FAULT_SEGFAULT  read address 0 through ctypes (SIGSEGV)
+  HARNESS_FAULT_ABORT     os.abort() (SIGABRT)
+  HARNESS_FAULT_HANG      sleep far past any time limit
+  HARNESS_FAULT_RAISE     raise a KeyError (an exception that is not a harness error)
+  HARNESS_FAULT_CORRUPT   answer, then drop the first token of every later answer (corrupted state)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from harness.runtime import DEFAULT_OPTIONS, Generation, ModelInfo, Prompt, SearchOptions
+from harness.testing.fakes import FakeRuntime
+from harness.worker.child import RawGenAIRuntime, WorkerRuntime
+from harness.worker.protocol import WorkerError
+
+FAULTS = ("SEGFAULT", "ABORT", "HANG", "RAISE", "CORRUPT")
+
+
+def _fault(subject: str) -> str | None:
+    for fault in FAULTS:
+        pattern = os.environ.get(f"HARNESS_FAULT_{fault}")
+        if pattern and re.search(pattern, subject):
+            return fault
+    return None
+
+
+class Faulty:
+    """Wraps a runtime and misbehaves on requests that match a HARNESS_FAULT_* pattern."""
+
+    def __init__(self, inner: WorkerRuntime) -> None:
+        self.inner = inner
+        self.info: ModelInfo = inner.info
+        self.corrupted = False
+
+    def encode(self, text: str) -> list[int]:
+        return self.inner.encode(text)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.inner.decode(token_ids)
+
+    def _trip(self, prompt: Prompt, options: object) -> None:
+        shown = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+        fault = _fault(f"{shown} {options!r}")
+        if fault == "SEGFAULT":
+            ctypes.string_at(0)
+        elif fault == "ABORT":
+            os.abort()
+        elif fault == "HANG":
+            time.sleep(3600)
+        elif fault == "RAISE":
+            raise KeyError("injected fault")
+        elif fault == "CORRUPT":
+            self.corrupted = True
+
+    def _damaged(self, generation: Generation) -> Generation:
+        if not self.corrupted or not generation.token_ids:
+            return generation
+        tokens = generation.token_ids[1:]
+        return replace(generation, token_ids=tokens, text=self.decode(tokens), token_times=generation.token_times[1:])
+
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
+        self._trip(prompt, options)
+        return self._damaged(self.inner.generate(prompt, options))
+
+    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation:
+        self._trip(prompt, options)
+        generate_raw = getattr(self.inner, "generate_raw", None)
+        if generate_raw is None:
+            raise WorkerError(f"harness: {type(self.inner).__name__} has no raw path (generate_raw)")
+        generation: Generation = generate_raw(prompt, options, max_new_tokens)
+        return self._damaged(generation)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def fake_runtime(path: Path, ep: str) -> Faulty:
+    """The ``harness.testing.fakes`` fake (characters are tokens) with faults: no model needed."""
+    return Faulty(FakeRuntime(path))
+
+
+def faulty_genai(path: Path, ep: str) -> Faulty:
+    """The real onnxruntime-genai runtime with faults, to show isolation on the real model."""
+    return Faulty(RawGenAIRuntime(path, ep))

@@ -1,0 +1,168 @@
+"""The worker process: loads the model once and answers one JSON request per stdin line (protocol:
+``harness.worker.protocol``); ``python -m harness.worker --model PATH``."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import importlib
+import json
+import os
+import resource
+import signal
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, run_generator, translate_error
+from harness.worker.protocol import DEFAULT_RUNTIME, RUNTIME_ENV, WorkerError, encode_line
+
+
+# -- what the worker serves ---------------------------------------------------------------------------
+class WorkerRuntime(Protocol):
+    """The part of ``harness.runtime.Runtime`` the worker uses; ``generate_raw`` is optional."""
+
+    info: ModelInfo
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int]) -> str: ...
+
+    def generate(self, prompt: Prompt, options: SearchOptions = ...) -> Generation: ...
+
+    def close(self) -> None: ...
+
+
+class RawGenAIRuntime(GenAIRuntime):
+    """``GenAIRuntime`` plus a raw path: options straight to ``set_search_options``, no harness checks."""
+
+    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation:
+        og = self._og
+        text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
+        ids = self.encode(text)
+        try:
+            params = og.GeneratorParams(self._model)
+            params.set_search_options(**options)
+            generator = og.Generator(self._model, params)
+        except RuntimeError as exc:
+            raise translate_error(exc, "raw request") from exc
+        greedy = not options.get("do_sample", False)
+        return run_generator(generator, ids, max_new_tokens, greedy, self.info, self.decode, "raw request")
+
+
+def load_runtime(spec: str, path: Path, ep: str) -> WorkerRuntime:
+    """``module:factory`` called as ``factory(path, ep)``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise WorkerError(f"harness: worker runtime {spec!r} must be module:factory, e.g. {DEFAULT_RUNTIME}")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    runtime: WorkerRuntime = factory(path, ep)
+    return runtime
+
+
+def fill_text(runtime: WorkerRuntime, unit: str, tokens: int) -> str:
+    """The shortest prefix of ``unit`` repeated that encodes to exactly ``tokens`` tokens."""
+    if not unit:
+        raise WorkerError("harness: a fill prompt needs a non-empty unit to repeat")
+
+    def count(length: int) -> int:
+        return len(runtime.encode((unit * (length // len(unit) + 1))[:length]))
+
+    low, high = 0, len(unit) * max(tokens, 1)
+    while count(high) < tokens and high < 64 * len(unit) * max(tokens, 1):
+        high *= 2
+    while low < high:  # the smallest length with at least ``tokens`` tokens
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if count(middle) < tokens else (low, middle)
+    if count(low) != tokens:
+        raise WorkerError(f"harness: cannot build a prompt of exactly {tokens} tokens by repeating {unit!r} "
+                          "with this tokenizer; choose another fill unit")
+    return (unit * (low // len(unit) + 1))[:low]
+
+
+def build_prompt(runtime: WorkerRuntime, spec: Mapping[str, Any]) -> Any:
+    """The prompt a request describes (left as sent: checking it is the runtime's job)."""
+    if "text" in spec:
+        return spec["text"]
+    if "messages" in spec:
+        return spec["messages"]
+    if "fill" in spec:
+        tokens = spec.get("tokens")
+        if tokens is None:
+            tokens = runtime.info.context_length + int(spec.get("context_offset", 0))
+        return fill_text(runtime, str(spec["fill"]), int(tokens))
+    raise WorkerError(f"harness: worker request has no prompt (text, messages or fill): {dict(spec)!r}")
+
+
+def handle(runtime: WorkerRuntime, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer one request; any exception becomes a rejection naming its class (a crash ends the process)."""
+    try:
+        prompt = build_prompt(runtime, request.get("prompt", {}))
+        if request.get("raw") is not None:
+            generate_raw = getattr(runtime, "generate_raw", None)
+            if generate_raw is None:
+                raise WorkerError(f"harness: {type(runtime).__name__} has no raw path (generate_raw)")
+            generation = generate_raw(prompt, request["raw"], int(request.get("max_new_tokens", 8)))
+        else:
+            generation = runtime.generate(prompt, SearchOptions(**request.get("options") or {}))
+    except Exception as exc:
+        return {"kind": "rejected", "error": type(exc).__name__,
+                "classes": [cls.__name__ for cls in type(exc).__mro__], "message": str(exc)}
+    return {"kind": "answered", "text": generation.text, "token_ids": list(generation.token_ids),
+            "prompt_tokens": generation.prompt_tokens, "prompt_text": runtime.decode(generation.prompt_token_ids),
+            "stop_reason": generation.stop_reason, "seconds": generation.total_seconds}
+
+
+def serve(runtime: WorkerRuntime, requests: Iterable[bytes], responses: IO[bytes]) -> None:
+    for raw in requests:
+        if not raw.strip():
+            continue
+        request = json.loads(raw)
+        responses.write(encode_line({"id": request.get("id"), **handle(runtime, request)}))
+        responses.flush()
+
+
+def _claim_stdout() -> IO[bytes]:
+    """The protocol gets a private copy of stdout; fd 1 then points at stderr, so whatever native
+    code prints cannot corrupt a response."""
+    protocol = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol, "wb", buffering=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker",
+                                     description="serve a model over JSON lines on stdin / stdout")
+    parser.add_argument("--model", required=True, type=Path, help="onnxruntime-genai model folder")
+    parser.add_argument("--ep", default="cpu", help="execution provider")
+    parser.add_argument("--runtime", default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
+                        help=f"module:factory called as factory(path, ep) [env {RUNTIME_ENV}]")
+    parser.add_argument("--replay", type=Path, metavar="FILE",
+                        help="run the request of a reproducer file (in this process: a crash is not caught)")
+    args = parser.parse_args(argv)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash is expected here; no core files
+    faulthandler.enable()  # the Python stack of a crash goes to stderr, which the parent keeps
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # and that of a hang, before the parent kills it
+    protocol = _claim_stdout()
+    try:
+        runtime = load_runtime(args.runtime, args.model, args.ep)
+    except Exception as exc:
+        protocol.write(encode_line({"ready": False, "error": f"loading {args.runtime} on {args.model}: "
+                                                       f"{type(exc).__name__}: {exc}"}))
+        return 1
+    info = runtime.info
+    protocol.write(encode_line({"ready": True, "pid": os.getpid(), "context_length": info.context_length,
+                          "vocab_size": info.vocab_size, "eos_token_ids": list(info.eos_token_ids)}))
+    if args.replay is not None:
+        request = json.loads(args.replay.read_text(encoding="utf-8"))["request"]
+        protocol.write(encode_line(handle(runtime, request)))
+        return 0
+    serve(runtime, sys.stdin.buffer, protocol)
+    runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

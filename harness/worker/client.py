@@ -1,0 +1,257 @@
+"""The parent side of the worker: ``WorkerClient`` starts it, gives each request a time limit, restarts it
+when it died, and classifies what happened (answered, rejected, crashed, hung)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from harness.worker.protocol import LOAD_TIMEOUT_S, RUNTIME_ENV, STDERR_TAIL, Kind, WorkerError, encode_line
+
+
+# -- the parent side -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerInfo:
+    pid: int
+    context_length: int
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    token_ids: tuple[int, ...]
+    prompt_tokens: int
+    prompt_text: str  # the prompt as the model saw it, decoded (special tokens skipped)
+    stop_reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one request did to the worker."""
+
+    kind: Kind
+    seconds: float
+    answer: Answer | None = None  # answered
+    error: str = ""  # rejected: the exception's class
+    classes: tuple[str, ...] = ()  # rejected: the class and its bases, to match a family of errors
+    message: str = ""  # rejected: the exception's message; crashed / hung: what happened
+    signal: str | None = None  # crashed by a signal: its name
+    exit_code: int | None = None  # crashed: the process's return code
+    stderr: str = field(default="", repr=False)  # crashed / hung: the worker's stderr during the request
+
+    def summary(self) -> str:
+        """One line, e.g. ``crashed: SIGSEGV`` or ``rejected: ContextOverflow: harness: ...``."""
+        if self.kind == "answered" and self.answer is not None:
+            return (f"answered {len(self.answer.token_ids)} tokens ({self.answer.stop_reason}): "
+                    f"{shorten(self.answer.text, 80)}")
+        if self.kind == "rejected":
+            return f"rejected: {self.error}: {cut(first_line(self.message))}"
+        return f"{self.kind}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "seconds": round(self.seconds, 4), "summary": self.summary()}
+        if self.kind == "rejected":
+            data.update(error=self.error, message=self.message)
+        if self.kind in ("crashed", "hung"):
+            data.update(signal=self.signal, exit_code=self.exit_code, stderr=self.stderr)
+        return data
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    """``repr`` of a text, cut in the middle when long (surrogates and controls stay visible)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit // 2]}...{shown[-limit // 2:]} ({len(text)} chars)"
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """A message cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "(no message)"
+
+
+def death(returncode: int) -> tuple[str, str | None]:
+    """How a process ended: ('SIGSEGV', 'SIGSEGV') for a signal, ('exit code 3', None) otherwise."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return name, name
+    return (f"exit code {returncode}" if returncode else "exited (code 0) without answering"), None
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    return message if isinstance(message, dict) else {}
+
+
+def _pump(stream: IO[bytes], lines: queue.Queue[bytes | None]) -> None:
+    """Move the worker's output lines to a queue (None at the end), so reads can time out."""
+    with stream:
+        for line in stream:
+            lines.put(line)
+    lines.put(None)
+
+
+class WorkerClient:
+    """Starts the worker on first use, restarts it after it died, and times every request."""
+
+    def __init__(self, command: Sequence[str], load_timeout_s: float = LOAD_TIMEOUT_S,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.command = list(command)
+        self.load_timeout_s = load_timeout_s
+        self.env = dict(env) if env is not None else None
+        self.starts = 0
+        self.info: WorkerInfo | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the client's life, closed in close())
+        self._next_id = 0
+
+    @classmethod
+    def for_model(cls, model: Path, ep: str = "cpu", runtime: str | None = None) -> WorkerClient:
+        command = [sys.executable, "-m", "harness.worker", "--model", str(model), "--ep", ep]
+        spec = runtime or os.environ.get(RUNTIME_ENV)
+        return cls([*command, "--runtime", spec] if spec else command)
+
+    @property
+    def restarts(self) -> int:
+        return max(self.starts - 1, 0)
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _stderr_since(self, offset: int) -> str:
+        size = os.fstat(self._stderr.fileno()).st_size
+        start = max(offset, size - STDERR_TAIL)
+        return os.pread(self._stderr.fileno(), size - start, start).decode("utf-8", "replace")
+
+    def _stderr_size(self) -> int:
+        return os.fstat(self._stderr.fileno()).st_size
+
+    def start(self) -> WorkerInfo:
+        self.stop()
+        offset = self._stderr_size()
+        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=self._stderr, env=self.env, start_new_session=True)
+        self._process, self._lines, self.starts = process, queue.Queue(), self.starts + 1
+        assert process.stdout is not None
+        threading.Thread(target=_pump, args=(process.stdout, self._lines), daemon=True).start()
+        try:
+            first = self._lines.get(timeout=self.load_timeout_s)
+            reason = "it exited" if first is None else f"it said {first[:200]!r}"
+        except queue.Empty:
+            first, reason = None, f"not ready within {self.load_timeout_s:g} s"
+        ready = _parse(first) if first else {}
+        if not ready.get("ready"):
+            self.stop()
+            reason = ready.get("error") or reason
+            raise WorkerError(f"harness: the model worker did not start ({reason}): {' '.join(self.command)}\n"
+                              f"worker stderr:\n{self._stderr_since(offset)}")
+        self.info = WorkerInfo(int(ready["pid"]), int(ready["context_length"]), int(ready["vocab_size"]),
+                               tuple(ready["eos_token_ids"]))
+        return self.info
+
+    def request(self, payload: Mapping[str, Any], timeout_s: float) -> Outcome:
+        """Send one request and classify what happened within ``timeout_s`` seconds."""
+        if not self.alive:
+            self.start()
+        process = self._process
+        assert process is not None and process.stdin is not None
+        self._next_id += 1
+        offset, started = self._stderr_size(), time.monotonic()
+        try:
+            process.stdin.write(encode_line({**payload, "id": self._next_id}))
+            process.stdin.flush()
+            line = self._lines.get(timeout=timeout_s)
+        except BrokenPipeError:
+            line = None
+        except queue.Empty:
+            self._dump_stacks(process)
+            self.stop()
+            return Outcome("hung", time.monotonic() - started,
+                           message=f"no answer within {timeout_s:.3g} s (worker killed)",
+                           stderr=self._stderr_since(offset))
+        if line is None:
+            try:
+                returncode = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
+            message, signal_name = death(returncode)
+            return Outcome("crashed", time.monotonic() - started, message=message, signal=signal_name,
+                           exit_code=returncode, stderr=self._stderr_since(offset))
+        response = _parse(line)
+        if response.get("id") != self._next_id:
+            self.stop()
+            raise WorkerError(f"harness: the model worker answered request {response.get('id')} to request "
+                              f"{self._next_id}: {line[:200]!r}")
+        return self._outcome(response, time.monotonic() - started)
+
+    @staticmethod
+    def _dump_stacks(process: subprocess.Popen[bytes], wait_s: float = 0.5) -> None:
+        """Ask a hung worker for its Python stacks (faulthandler on SIGUSR1), to show where it hangs."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGUSR1)
+            time.sleep(wait_s)
+
+    @staticmethod
+    def _outcome(response: Mapping[str, Any], seconds: float) -> Outcome:
+        if response["kind"] == "answered":
+            answer = Answer(response["text"], tuple(response["token_ids"]), int(response["prompt_tokens"]),
+                            response["prompt_text"], response["stop_reason"])
+            return Outcome("answered", seconds, answer=answer)
+        return Outcome("rejected", seconds, error=response["error"], classes=tuple(response["classes"]),
+                       message=response["message"])
+
+    def stop(self) -> None:
+        """Kill the worker (its whole process group) if it still runs, and reap it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+
+    def close(self) -> None:
+        process = self._process
+        if process is not None and process.stdin is not None and process.poll() is None:
+            try:
+                process.stdin.close()
+                process.wait(timeout=10)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                pass
+        self.stop()
+        self._stderr.close()
+
+    def __enter__(self) -> WorkerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
