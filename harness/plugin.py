@@ -19,45 +19,33 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from harness import hookspecs
-from harness.build.builders import Builder, make_builder
-from harness.build.buildlog import Progress
-from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels
-from harness.build.pipeline import PreparedModel
-from harness.checks.cases import CaseSet, default_case_paths, load_cases
-from harness.checks.stability import (
-    OUTCOME_PROPERTY,
-    UNSTABLE_SECTION,
-    ComputePath,
-    ComputePaths,
-    Outcome,
-    PathVerdict,
-    UnstableVerdict,
-    minimum_margin,
-    unstable_message,
-    weakest_decisions,
-)
-from harness.deploy.folder import Deployment
 from harness.errors import HarnessError
-from harness.gates import Gates, resolve_gates
 from harness.locations import suites_dir
 from harness.profiles import PROFILES, Profile
-from harness.report.results import RunRecorder
-from harness.runtime import GenAIRuntime, Runtime, read_chat_template
-from harness.session import HarnessSession
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
+# Everything else loads when a run engages the harness: importing this entry point (every pytest run of
+# the environment loads it) must stay cheap; benchmarks/plugin_import.py measures it.
 if TYPE_CHECKING:
+    from harness.build.builders import Builder
+    from harness.build.buildlog import Progress
+    from harness.build.pipeline import PreparedModel
+    from harness.checks.cases import CaseSet
     from harness.checks.parity import ReferenceData
-
-pytest_plugins = ("harness.report.results",)  # --harness-baseline and the run recorder's module-level hooks
+    from harness.checks.stability import ComputePaths, PathVerdict
+    from harness.deploy.folder import Deployment
+    from harness.gates import Gates
+    from harness.runtime import Runtime
+    from harness.session import HarnessSession
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
-SESSION_KEY = pytest.StashKey[HarnessSession]()
-GATES_KEY = pytest.StashKey[Gates]()
-CASES_KEY = pytest.StashKey[CaseSet]()
-UNSTABLE = Outcome.UNSTABLE.value  # the test-status category of an unstable verdict (with --unstable=warn)
+SESSION_KEY = pytest.StashKey["HarnessSession"]()
+GATES_KEY = pytest.StashKey["Gates"]()
+CASES_KEY = pytest.StashKey["CaseSet"]()
+UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
+OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
 CHAT_MARKER = "harness_chat"
 NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
                     "checks run")
@@ -81,6 +69,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="set a gate's limit for this run (repeatable); see the README for the list "
                          "[also [tool.harness.gates] and ini harness_gates]")
     parser.addini("harness_gates", help="gate limits, one NAME=VALUE per line", type="linelist", default=[])
+    group.addoption(
+        "--harness-baseline", dest="harness_baseline", metavar="PATH", default=None,
+        help="compare this run's token and quality metrics with an earlier run: its folder, its results.json, or "
+             "a folder of runs (the newest with the same model hash, precision, accuracy level, EP and machine); "
+             "a regression beyond the noise fails the run")
 
 
 def _model_requested(args: list[str]) -> bool:
@@ -133,6 +126,8 @@ def _pyproject(config: pytest.Config) -> Path | None:
 
 
 def _builder(config: pytest.Config, harness_config: HarnessConfig) -> Builder:
+    from harness.build.builders import make_builder
+
     custom = config.hook.pytest_harness_builder(
         config=config, name=harness_config.builder, workflow=harness_config.olive_config)
     return custom if custom is not None else make_builder(harness_config)
@@ -158,11 +153,16 @@ def pytest_configure(config: pytest.Config) -> None:
         pyproject = _pyproject(config)
         harness_config = resolve(cli, os.environ, pyproject, ini, ini_origin, config.rootpath)
         config.stash[CONFIG_KEY] = harness_config
+        if not _engaged(config, harness_config):
+            return
+        from harness.checks.cases import default_case_paths, load_cases
+        from harness.gates import resolve_gates
+        from harness.report.results import RunRecorder
+        from harness.session import HarnessSession
+
         config.stash[GATES_KEY] = resolve_gates(
             config.getoption("harness_gates"), harness_config.gate_table, f"[tool.harness.gates] in {pyproject}",
             config.getini("harness_gates"), f"harness_gates in {ini_origin}")
-        if not _engaged(config, harness_config):
-            return
         _check_ep(harness_config.ep)
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         harness = HarnessSession.open(harness_config, _builder(config, harness_config))
@@ -221,7 +221,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker(CHAT_MARKER) is None:
         return
     harness = item.config.stash.get(SESSION_KEY, None)
-    if harness is not None and harness.prepared is not None and read_chat_template(harness.prepared.path) is None:
+    if harness is None or harness.prepared is None:
+        return
+    from harness.runtime import read_chat_template
+
+    if read_chat_template(harness.prepared.path) is None:
         pytest.skip(NO_CHAT_TEMPLATE)
 
 
@@ -231,7 +235,11 @@ def pytest_runtest_makereport(item: pytest.Item,
     """An unstable verdict (``UnstableVerdict``) fails the check with --unstable=fail; with warn it is its
     own outcome: not failed, and never shown as a plain pass."""
     report: pytest.TestReport = yield
-    if call.excinfo is None or not call.excinfo.errisinstance(UnstableVerdict):
+    if call.excinfo is None or SESSION_KEY not in item.config.stash:
+        return report
+    from harness.checks.stability import OUTCOME_PROPERTY, UNSTABLE_SECTION, UnstableVerdict
+
+    if not call.excinfo.errisinstance(UnstableVerdict):
         return report
     message = str(call.excinfo.value)
     report.user_properties.append((OUTCOME_PROPERTY, UNSTABLE))
@@ -247,7 +255,11 @@ def pytest_runtest_makereport(item: pytest.Item,
 
 def pytest_report_teststatus(report: pytest.TestReport,
                              config: pytest.Config) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    if report.when == "call" and report.passed and unstable_message(report) is not None:
+    if report.when != "call" or not report.passed or (OUTCOME_KEY, UNSTABLE) not in report.user_properties:
+        return None  # the common case, without importing the stability module
+    from harness.checks.stability import unstable_message
+
+    if unstable_message(report) is not None:
         return UNSTABLE, "U", ("UNSTABLE", {"yellow": True})
     return None
 
@@ -257,6 +269,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     unstable = [report for report in terminalreporter.stats.get(UNSTABLE, ()) if isinstance(report, pytest.TestReport)]
     if not unstable:
         return
+    from harness.checks.stability import unstable_message
+
     terminalreporter.section("harness: unstable verdicts", sep="=", yellow=True)
     terminalreporter.write_line("their compute paths disagree: each verdict hangs on a near-tie that another CPU "
                                 "may break either way (--unstable=fail makes them fail)")
@@ -269,6 +283,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def configured_cases(config: pytest.Config) -> CaseSet:
     """The validated case files of this run (none when the harness is not active)."""
+    from harness.checks.cases import CaseSet
+
     return config.stash.get(CASES_KEY, CaseSet(()))
 
 
@@ -316,6 +332,7 @@ def harness_twin_deployment(pytestconfig: pytest.Config, deployment: Deployment)
 @pytest.fixture(scope="session")
 def harness_gates(pytestconfig: pytest.Config) -> Gates:
     """The limits of this run (declared defaults, overridden by --gate / [tool.harness.gates])."""
+    _session(pytestconfig)
     return pytestconfig.stash[GATES_KEY]
 
 
@@ -325,7 +342,7 @@ def run_dir(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     return _session(pytestconfig).run_dir
 
 
-RuntimeFactory = Callable[[PreparedModel], Runtime]
+RuntimeFactory = Callable[["PreparedModel"], "Runtime"]
 
 
 @pytest.fixture(scope="session")
@@ -335,6 +352,8 @@ def runtime_factory(pytestconfig: pytest.Config) -> RuntimeFactory:
     def load(model: PreparedModel) -> Runtime:
         loaded: Runtime | None = pytestconfig.hook.pytest_harness_runtime(config=pytestconfig, model=model)
         if loaded is None:
+            from harness.runtime import GenAIRuntime
+
             try:
                 loaded = GenAIRuntime(model.path, pytestconfig.stash[CONFIG_KEY].ep)
             except HarnessError as exc:
@@ -358,9 +377,6 @@ class PathsFactory(Protocol):
         ...
 
 
-TWIN_LABEL = f"fp32-compute twin (accuracy_level {TWIN_LEVEL})"
-
-
 def _path_label(levels: Mapping[int, int]) -> str:
     return "as built" if not levels else f"as built (accuracy_level {'/'.join(map(str, sorted(levels)))})"
 
@@ -368,6 +384,9 @@ def _path_label(levels: Mapping[int, int]) -> str:
 @pytest.fixture(scope="session")
 def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: RuntimeFactory) -> PathsFactory:
     """Load a model and, when its kernels depend on the CPU, its fp32-compute twin; both close on exit."""
+
+    from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels
+    from harness.checks.stability import ComputePath, ComputePaths
 
     @contextlib.contextmanager
     def open_paths(model: PreparedModel, loaded: Runtime | None = None) -> Iterator[ComputePaths]:
@@ -381,7 +400,7 @@ def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: RuntimeF
             twin = harness.twin_of(model, progress_writer(pytestconfig))
             if twin is not None:
                 opened.append(runtime_factory(twin))
-                paths.append(ComputePath(TWIN_LABEL, opened[-1]))
+                paths.append(ComputePath(f"fp32-compute twin (accuracy_level {TWIN_LEVEL})", opened[-1]))
             yield ComputePaths(tuple(paths))
         finally:
             for runtime in opened:
@@ -399,13 +418,14 @@ def harness_paths(runtime: Runtime, harness_model: PreparedModel,
         yield paths
 
 
-Settle = Callable[[PathVerdict], None]
+Settle = Callable[["PathVerdict"], None]
 
 
 @pytest.fixture
 def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str, object], None]) -> Settle:
     """Settle a check's verdict over the compute paths: return on a pass, fail on a failure, and raise
     ``UnstableVerdict`` when the paths disagree. Records the compute paths' outcomes and the smallest margin."""
+    from harness.checks.stability import Outcome, UnstableVerdict, minimum_margin, weakest_decisions
 
     def settle(verdict: PathVerdict) -> None:
         record_property("compute_paths", {j.label: "passed" if j.passed else "failed" for j in verdict.judgements})

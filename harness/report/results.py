@@ -51,18 +51,6 @@ SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
 
 
-def add_options(parser: pytest.Parser) -> None:
-    parser.getgroup("harness").addoption(
-        "--harness-baseline", dest="harness_baseline", metavar="PATH", default=None,
-        help="compare this run's token and quality metrics with an earlier run: its folder, its results.json, or "
-             "a folder of runs (the newest with the same model hash, precision, accuracy level, EP and machine); "
-             "a regression beyond the noise fails the run")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
-
-
 # -- one check's record ----------------------------------------------------------------------------
 def _short_id(nodeid: str) -> str:
     """The node id without the folders, so runs from different working folders line up."""

@@ -84,7 +84,7 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     probes = [machine_speed()]
 
     def bench() -> Path:
-        result = pytester.runpytest("-p", "harness.report.results", f"--model={built_path}", "--harness-profile=smoke",
+        result = pytester.runpytest(f"--model={built_path}", "--harness-profile=smoke",
                                     "test_benchmarks.py::test_generation_latency[prompt=32]")
         result.assert_outcomes(passed=1)
         probes.append(machine_speed())

@@ -233,3 +233,35 @@ def test_a_foundry_folder_is_checked_with_its_own_inference_model_json(
     pytester.makepyfile(test_shipped="def test_doc(deployment):\n    assert deployment.document['Name'] == 'shipped'\n")
     result = pytester.runpytest(f"--model={shipped}", f"--harness-cache-dir={env['cache']}", "test_shipped.py")
     result.assert_outcomes(passed=1)
+
+
+HEAVY_MODULES = ("numpy", "yaml", "jsonschema", "onnxruntime_genai", "onnxruntime", "psutil", "filelock",
+                 "harness.session", "harness.gates")
+
+
+def test_a_run_that_does_not_engage_the_harness_imports_none_of_it(pytester: pytest.Pytester) -> None:
+    """The entry point loads in every pytest run of the environment: it stays thin until --model (or the
+    shipped suites) engages it (benchmarks/plugin_import.py measures its cost)."""
+    pytester.makepyfile(test_other=f"""
+        import sys
+
+        def test_heavy_modules_are_not_loaded():
+            assert [name for name in {HEAVY_MODULES!r} if name in sys.modules] == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_same_check_sees_an_engaged_run_load_them(pytester: pytest.Pytester) -> None:
+    """The check above can fail: with --model (a prebuilt folder: nothing to build) the harness is engaged
+    and its modules load."""
+    pytester.makepyfile(test_other="""
+        import sys
+
+        def test_heavy_modules_are_loaded():
+            assert {"yaml", "jsonschema", "harness.session", "harness.gates"} <= set(sys.modules)
+    """)
+    model = write_genai_folder(pytester.path / "model")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model={model}",
+                                           f"--harness-cache-dir={pytester.path / 'cache'}", "test_other.py")
+    result.assert_outcomes(passed=1)

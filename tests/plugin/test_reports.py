@@ -91,8 +91,8 @@ def env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 
 
 def run(pytester: pytest.Pytester, env: dict[str, Path], *args: str) -> pytest.RunResult:
-    """The plugin on the fake model, smoke profile; ``-p harness.report.results`` until plugin.py lists it."""
-    return pytester.runpytest("-p", "harness.report.results", f"--model={env['model']}",
+    """The plugin on the fake model, smoke profile."""
+    return pytester.runpytest(f"--model={env['model']}",
                               f"--harness-cache-dir={env['cache']}", "--harness-profile=smoke", *args)
 
 
@@ -276,7 +276,7 @@ def test_pytest_benchmark_options_keep_working(pytester: pytest.Pytester, env: d
 def test_benchmarks_run_under_xdist_on_one_worker(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     pytest.importorskip("xdist")
     result = pytester.runpytest_subprocess(
-        "-p", "harness.report.results", f"--model={env['model']}", f"--harness-cache-dir={env['cache']}",
+        f"--model={env['model']}", f"--harness-cache-dir={env['cache']}",
         "--harness-profile=smoke", "-n", "2", "-v", str(env["suite"]))
     result.assert_outcomes(passed=5, failed=1, skipped=3, xfailed=1)
     workers = {match.group(1) for line in result.stdout.lines

@@ -1,0 +1,41 @@
+"""What the pytest11 entry point costs every pytest run of the environment: importing ``harness.plugin``.
+
+    python benchmarks/plugin_import.py [--runs 15]
+
+Each run is a fresh ``python -X importtime -c "import pytest; import harness.plugin"``; the figure is the
+cumulative import time of ``harness.plugin`` (pytest itself excluded), median over the runs. Also lists
+which heavy modules the import pulled in (none is the goal: they load when a run engages the harness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+
+HEAVY = ("numpy", "yaml", "jsonschema", "onnxruntime_genai", "onnxruntime", "psutil", "filelock")
+SCRIPT = f"import sys, pytest, harness.plugin; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+
+
+def one_run() -> tuple[float, str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", SCRIPT], capture_output=True, text=True,
+                          check=True)
+    line = next(line for line in done.stderr.splitlines() if line.rstrip().endswith("| harness.plugin"))
+    return int(line.split("|")[1]) / 1000, done.stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    results = [one_run() for _ in range(args.runs)]
+    times = [ms for ms, _ in results]
+    heavy = results[-1][1] or "none"
+    print(f"import harness.plugin: median {statistics.median(times):.1f} ms over {args.runs} runs "
+          f"(min {min(times):.1f}, max {max(times):.1f}); heavy modules loaded: {heavy}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
