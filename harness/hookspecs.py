@@ -1,4 +1,5 @@
-"""Hooks a conftest or another plugin can implement to swap the builder or the runtime."""
+"""Hooks a conftest or another plugin can implement to swap the builder or the runtime (one factory, used by
+every suite and by the worker process: ``harness.runtime_factory``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from harness.build.builders import Builder
-    from harness.build.pipeline import PreparedModel
-    from harness.runtime import Runtime
+    from harness.runtime_factory import RuntimeFactory
 
 
 @pytest.hookspec(firstresult=True)
@@ -19,6 +19,8 @@ def pytest_harness_builder(config: pytest.Config, name: str, workflow: Path | No
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_harness_runtime(config: pytest.Config, model: PreparedModel) -> Runtime | None:
-    """Return a loaded runtime for ``model``, or None for onnxruntime-genai. Also called for the model's
-    fp32-compute twin, whose ``model.twin_of`` names the model it is the twin of."""
+def pytest_harness_runtime_factory(config: pytest.Config) -> RuntimeFactory | None:
+    """Return ``factory(path, ep) -> Runtime``, defined at module level, or None for onnxruntime-genai.
+
+    Every model of the run loads through it (the model under test, its fp32-compute twin, other precisions),
+    in the pytest process and in the robustness suites' worker process, which imports it by name."""

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from harness.deploy.folder import Deployment
     from harness.gates import Gates
     from harness.runtime import Runtime
+    from harness.runtime_factory import RuntimeFactory
     from harness.session import HarnessSession
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
@@ -44,6 +45,7 @@ PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
 SESSION_KEY = pytest.StashKey["HarnessSession"]()
 GATES_KEY = pytest.StashKey["Gates"]()
 CASES_KEY = pytest.StashKey["CaseSet"]()
+FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
 UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
 OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
 CHAT_MARKER = "harness_chat"
@@ -133,6 +135,14 @@ def _builder(config: pytest.Config, harness_config: HarnessConfig) -> Builder:
     return custom if custom is not None else make_builder(harness_config)
 
 
+def _runtime_factory(config: pytest.Config) -> tuple[RuntimeFactory, str] | None:
+    """The runtime a conftest plugs in, with the reference the worker process imports it by."""
+    from harness.runtime_factory import reference_of
+
+    factory = config.hook.pytest_harness_runtime_factory(config=config)
+    return None if factory is None else (factory, reference_of(factory))
+
+
 def _check_ep(ep: str) -> None:
     if ep == "cpu":
         return  # every onnxruntime build has it; skip importing onnxruntime at start-up
@@ -165,6 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getini("harness_gates"), f"harness_gates in {ini_origin}")
         _check_ep(harness_config.ep)
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
+        config.stash[FACTORY_KEY] = _runtime_factory(config)
         harness = HarnessSession.open(harness_config, _builder(config, harness_config))
         config.stash[SESSION_KEY] = harness
         config.pluginmanager.register(RunRecorder(harness, config.stash[GATES_KEY]), "harness-results")
@@ -342,29 +353,37 @@ def run_dir(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     return _session(pytestconfig).run_dir
 
 
-RuntimeFactory = Callable[["PreparedModel"], "Runtime"]
+ModelLoader = Callable[["PreparedModel"], "Runtime"]
 
 
 @pytest.fixture(scope="session")
-def runtime_factory(pytestconfig: pytest.Config) -> RuntimeFactory:
-    """Load a model into a new runtime (the caller closes it); the ``runtime`` fixture uses it once."""
+def runtime_factory(pytestconfig: pytest.Config) -> ModelLoader:
+    """Load a model into a new runtime (the caller closes it): the plugged-in factory's, or onnxruntime-genai's."""
+    ep = pytestconfig.stash[CONFIG_KEY].ep
+    plugged = pytestconfig.stash.get(FACTORY_KEY, None)
 
     def load(model: PreparedModel) -> Runtime:
-        loaded: Runtime | None = pytestconfig.hook.pytest_harness_runtime(config=pytestconfig, model=model)
-        if loaded is None:
-            from harness.runtime import GenAIRuntime
+        if plugged is not None:
+            return plugged[0](model.path, ep)
+        from harness.runtime import GenAIRuntime
 
-            try:
-                loaded = GenAIRuntime(model.path, pytestconfig.stash[CONFIG_KEY].ep)
-            except HarnessError as exc:
-                pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-        return loaded
+        try:
+            return GenAIRuntime(model.path, ep)
+        except HarnessError as exc:
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
     return load
 
 
 @pytest.fixture(scope="session")
-def runtime(runtime_factory: RuntimeFactory, harness_model: PreparedModel) -> Iterator[Runtime]:
+def harness_worker_runtime(pytestconfig: pytest.Config) -> str | None:
+    """The plugged-in runtime factory's reference for the worker process (None: onnxruntime-genai's)."""
+    plugged = pytestconfig.stash.get(FACTORY_KEY, None)
+    return None if plugged is None else plugged[1]
+
+
+@pytest.fixture(scope="session")
+def runtime(runtime_factory: ModelLoader, harness_model: PreparedModel) -> Iterator[Runtime]:
     """The model loaded once for the whole session."""
     loaded = runtime_factory(harness_model)
     yield loaded
@@ -382,7 +401,7 @@ def _path_label(levels: Mapping[int, int]) -> str:
 
 
 @pytest.fixture(scope="session")
-def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: RuntimeFactory) -> PathsFactory:
+def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: ModelLoader) -> PathsFactory:
     """Load a model and, when its kernels depend on the CPU, its fp32-compute twin; both close on exit."""
 
     from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels

@@ -1,7 +1,8 @@
 """One wrapper over onnxruntime-genai used by every suite.
 
 The suites talk to the ``Runtime`` protocol, so the plugin's own tests can swap in a fake and a
-user can plug another runtime in through the ``pytest_harness_runtime`` hook.
+user can plug another runtime in through the ``pytest_harness_runtime_factory`` hook
+(``harness.runtime_factory``).
 """
 
 from __future__ import annotations

@@ -33,10 +33,11 @@ RecordProperty = Callable[[str, object], None]
 
 
 @pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates,
-           run_dir: Path) -> Iterator[Prober]:
+def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
+           harness_worker_runtime: str | None) -> Iterator[Prober]:
     try:
-        yield from session(harness_model.path, harness_config.ep, harness_gates, run_dir / "robustness" / "fuzz.json")
+        yield from session(harness_model.path, harness_config.ep, harness_gates, run_dir / "robustness" / "fuzz.json",
+                           harness_worker_runtime)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -105,7 +106,8 @@ def fuzz(prober: Prober, requests: st.SearchStrategy[dict[str, Any]], examples: 
     except Exception:
         if not failures:
             raise
-        path = write_reproducer(run_dir / "robustness" / "reproducers", name, failures[-1], prober.model.path)
+        path = write_reproducer(run_dir / "robustness" / "reproducers", name, failures[-1], prober.model.path,
+                                prober.runtime)
         pytest.fail(f"{failures[-1].report()}\nshrunk by Hypothesis to this input; reproducer: {path}", pytrace=False)
     finally:
         tally = prober.tally - before

@@ -23,11 +23,11 @@ from harness.settings import HarnessConfig
 
 
 @pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates,
-           run_dir: Path) -> Iterator[Prober]:
+def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
+           harness_worker_runtime: str | None) -> Iterator[Prober]:
     try:
         yield from session(harness_model.path, harness_config.ep, harness_gates,
-                           run_dir / "robustness" / "malformed.json")
+                           run_dir / "robustness" / "malformed.json", harness_worker_runtime)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 

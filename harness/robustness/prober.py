@@ -133,12 +133,14 @@ class Prober:
     baseline: Answer | None = None
     known_good: Request = field(default_factory=lambda: KNOWN_GOOD)  # KNOWN_GOOD_RAW for a base model
     tally: Counter[str] = field(default_factory=Counter)
+    runtime: str | None = None  # the worker's runtime factory (None: onnxruntime-genai's)
 
     @classmethod
     def open(cls, model_path: Path, ep: str, gates: Gates, runtime: str | None = None) -> Prober:
         info = read_model_info(model_path)
         known_good = KNOWN_GOOD if info.chat_template is not None else KNOWN_GOOD_RAW
-        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, known_good=known_good)
+        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, known_good=known_good,
+                     runtime=runtime)
         try:
             prober.start()
         except BaseException:
@@ -211,9 +213,11 @@ class Prober:
         self.client.close()
 
 
-def session(model_path: Path, ep: str, gates: Gates, summary_path: Path) -> Iterator[Prober]:
-    """A prober for a suite module (a generator for a fixture); writes the counts when done."""
-    prober = Prober.open(model_path, ep, gates)
+def session(model_path: Path, ep: str, gates: Gates, summary_path: Path,
+            runtime: str | None = None) -> Iterator[Prober]:
+    """A prober for a suite module (a generator for a fixture) on the runtime ``runtime`` names (a factory
+    reference; None: onnxruntime-genai's); writes the counts when done."""
+    prober = Prober.open(model_path, ep, gates, runtime)
     try:
         yield prober
     finally:
@@ -222,11 +226,14 @@ def session(model_path: Path, ep: str, gates: Gates, summary_path: Path) -> Iter
         summary_path.write_text(json.dumps(prober.summary(), indent=2) + "\n", encoding="utf-8")
 
 
-def write_reproducer(folder: Path, name: str, probe: Probe, model_path: Path) -> Path:
-    """Save a failing request so that it replays outside pytest (``python -m harness.worker --replay``)."""
+def write_reproducer(folder: Path, name: str, probe: Probe, model_path: Path, runtime: str | None = None) -> Path:
+    """Save a failing request so that it replays outside pytest (``python -m harness.worker --replay``), on the
+    runtime it ran on."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     replay = f"python -m harness.worker --model {model_path} --replay {path}"
+    if runtime is not None:
+        replay += f" --runtime {runtime}"
     path.write_text(json.dumps({"test": name, "verdict": probe.verdict.line, "request": probe.request,
                                 "outcome": probe.outcome.to_json(), "replay": replay}, indent=2) + "\n",
                     encoding="utf-8")

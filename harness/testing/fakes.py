@@ -7,8 +7,11 @@ They are wired in through the plugin's hooks from a conftest::
     def pytest_harness_builder(config, name, workflow):
         return FakeBuilder()
 
-    def pytest_harness_runtime(config, model):
-        return FakeRuntime(model.path)
+    def make_runtime(path, ep):
+        return FakeRuntime(path)
+
+    def pytest_harness_runtime_factory(config):
+        return make_runtime
 
 Never a substitute for the end-to-end path: the project's own e2e tests use the real model.
 """

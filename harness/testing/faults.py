@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.runtime import GenAIRuntime, SearchOptions
+from harness.checks.memory import KB
+from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
 
 
 class SlowedRuntime(GenAIRuntime):
@@ -34,3 +35,27 @@ class _SlowedGenerator:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._generator, name)
+
+
+KEPT: list[bytes] = []  # what the seeded leaks hold on to
+
+
+class LeakPerGeneration(GenAIRuntime):
+    """The real runtime, keeping 64 KB after every generation."""
+
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
+        KEPT.append(b"\x01" * (64 * KB))
+        return super().generate(prompt, options)
+
+
+class HoldsMemoryPerPromptToken(GenAIRuntime):
+    """The real runtime, holding another 256 KB per prompt token while it generates (a copy of its
+    cache that a runtime should not make)."""
+
+    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
+        tokens = len(self.encode(prompt if isinstance(prompt, str) else self.chat_prompt(prompt)))
+        scratch = b"\x01" * (tokens * 256 * KB)
+        try:
+            return super().generate(prompt, options)
+        finally:
+            del scratch

@@ -1,8 +1,8 @@
 """Runtimes with injected faults, for this project's own tests of crash isolation; never a verdict on a model.
 
-Load one in the worker with ``--runtime harness.testing.worker_fakes:fake_runtime`` (no model needed: the
-``harness.testing.fakes`` fake) or ``harness.testing.worker_fakes:faulty_genai`` (the real onnxruntime-genai
-runtime), or with HARNESS_WORKER_RUNTIME. Faults are chosen by environment variables, each a regular
+Plug one in with ``pytest_harness_runtime_factory`` (returning ``fake_runtime``: no model needed, the
+``harness.testing.fakes`` fake; or ``faulty_genai``: the real onnxruntime-genai runtime), or load it in the worker
+with ``--runtime harness.testing.worker_fakes:fake_runtime``. Faults are chosen by environment variables, each a regular
 expression searched in the request (the prompt as text or JSON, a space, then the options' repr):
 
   HARNESS_FAULT_SEGFAULT  read address 0 through ctypes (SIGSEGV)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import importlib
 import json
 import os
 import resource
@@ -15,8 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from harness import runtime_factory
+from harness.errors import ConfigError
 from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, run_generator, translate_error
-from harness.worker.protocol import DEFAULT_RUNTIME, RUNTIME_ENV, WorkerError, encode_line
+from harness.worker.protocol import DEFAULT_RUNTIME, WorkerError, encode_line
 
 
 # -- what the worker serves ---------------------------------------------------------------------------
@@ -51,12 +52,12 @@ class RawGenAIRuntime(GenAIRuntime):
         return run_generator(generator, ids, max_new_tokens, greedy, self.info, self.decode, "raw request")
 
 
-def load_runtime(spec: str, path: Path, ep: str) -> WorkerRuntime:
-    """``module:factory`` called as ``factory(path, ep)``."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise WorkerError(f"harness: worker runtime {spec!r} must be module:factory, e.g. {DEFAULT_RUNTIME}")
-    factory = getattr(importlib.import_module(module_name), attribute)
+def load_runtime(reference: str, path: Path, ep: str) -> WorkerRuntime:
+    """The runtime the factory named by ``reference`` (``harness.runtime_factory``) loads."""
+    try:
+        factory = runtime_factory.load(reference)
+    except ConfigError as exc:
+        raise WorkerError(str(exc)) from None
     runtime: WorkerRuntime = factory(path, ep)
     return runtime
 
@@ -137,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="serve a model over JSON lines on stdin / stdout")
     parser.add_argument("--model", required=True, type=Path, help="onnxruntime-genai model folder")
     parser.add_argument("--ep", default="cpu", help="execution provider")
-    parser.add_argument("--runtime", default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
-                        help=f"module:factory called as factory(path, ep) [env {RUNTIME_ENV}]")
+    parser.add_argument("--runtime", default=DEFAULT_RUNTIME,
+                        help="module:factory called as factory(path, ep): the pytest_harness_runtime_factory's "
+                             "(the plugin passes it)")
     parser.add_argument("--replay", type=Path, metavar="FILE",
                         help="run the request of a reproducer file (in this process: a crash is not caught)")
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness.worker.protocol import LOAD_TIMEOUT_S, RUNTIME_ENV, STDERR_TAIL, Kind, WorkerError, encode_line
+from harness.worker.protocol import LOAD_TIMEOUT_S, STDERR_TAIL, Kind, WorkerError, encode_line
 
 
 # -- the parent side -----------------------------------------------------------------------------------
@@ -131,8 +131,7 @@ class WorkerClient:
     @classmethod
     def for_model(cls, model: Path, ep: str = "cpu", runtime: str | None = None) -> WorkerClient:
         command = [sys.executable, "-m", "harness.worker", "--model", str(model), "--ep", ep]
-        spec = runtime or os.environ.get(RUNTIME_ENV)
-        return cls([*command, "--runtime", spec] if spec else command)
+        return cls([*command, "--runtime", runtime] if runtime else command)
 
     @property
     def restarts(self) -> int:

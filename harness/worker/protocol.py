@@ -18,8 +18,9 @@ them back unchanged, so text that is not valid UTF-8 crosses the pipe intact)::
 ``options`` go through the harness's ``SearchOptions`` (its own validation); ``raw`` goes straight to
 onnxruntime-genai's ``set_search_options``, so the runtime's own checks are exercised. A ``fill``
 prompt repeats a unit up to an exact token count (``tokens``, or the context length plus
-``context_offset``). ``--runtime module:factory`` (or HARNESS_WORKER_RUNTIME) loads another runtime:
-``factory(path, ep)``; the project's tests use it to inject faults (``harness.testing.worker_fakes``).
+``context_offset``). ``--runtime module:factory`` loads another runtime, ``factory(path, ep)``: the plugin
+passes the factory a conftest plugs in (``pytest_harness_runtime_factory``), so the worker drives the same
+runtime as every other suite; the project's tests inject faults that way (``harness.testing.worker_fakes``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 
-RUNTIME_ENV = "HARNESS_WORKER_RUNTIME"
 DEFAULT_RUNTIME = "harness.worker.child:RawGenAIRuntime"
 LOAD_TIMEOUT_S = 300.0  # model load; a 135M model loads in about 1 s here, a 7B one can take minutes
 STDERR_TAIL = 4000  # characters of the worker's stderr kept with a crash or a hang

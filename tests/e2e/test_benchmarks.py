@@ -23,11 +23,13 @@ SLOW_DOWN = 0.20  # decode tokens/s 20% lower: TPOT 1.25 times as long
 CONFTEST = """
 import os
 from harness.testing.faults import SlowedRuntime
-from harness.report.compare import TIMING_GATE, compare_runs, load_run
 
-def pytest_harness_runtime(config, model):
-    delay = os.environ.get("SLOW_DELAY_S")
-    return SlowedRuntime(model.path, float(delay)) if delay else None
+def make_runtime(path, ep):
+    return SlowedRuntime(path, float(os.environ["SLOW_DELAY_S"]))
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime if os.environ.get("SLOW_DELAY_S") else None
 """
 
 

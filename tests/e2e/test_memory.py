@@ -12,33 +12,17 @@ from typing import Any
 import pytest
 
 from harness.checks import lengths
-from harness.checks.memory import KB, MB
+from harness.checks.memory import MB
 from harness.deploy.foundry import FoundryAnswer, FoundryLocalSession
 from harness.locations import suites_dir
-from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
-
-KEPT: list[bytes] = []  # what the seeded leaks hold on to
-
-
-class LeakPerGeneration(GenAIRuntime):
-    """The real runtime, keeping 64 KB after every generation."""
-
-    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
-        KEPT.append(b"\x01" * (64 * KB))
-        return super().generate(prompt, options)
+from harness.runtime import GenAIRuntime
+from harness.testing.faults import KEPT
 
 
-class HoldsMemoryPerPromptToken(GenAIRuntime):
-    """The real runtime, holding another 256 KB per prompt token while it generates (a copy of its
-    cache that a runtime should not make)."""
-
-    def generate(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Generation:
-        tokens = len(self.encode(prompt if isinstance(prompt, str) else self.chat_prompt(prompt)))
-        scratch = b"\x01" * (tokens * 256 * KB)
-        try:
-            return super().generate(prompt, options)
-        finally:
-            del scratch
+def plug_in(pytester: pytest.Pytester, fault: str) -> None:
+    """The real runtime with a seeded fault (``harness.testing.faults``), plugged in as a user plugs a runtime."""
+    pytester.makeconftest(f"from harness.testing.faults import {fault}\n\n"
+                          f"def pytest_harness_runtime_factory(config):\n    return {fault}\n")
 
 
 def run_suite(pytester: pytest.Pytester, name: str, *args: str) -> pytest.RunResult:
@@ -58,10 +42,9 @@ def test_prompts_have_the_exact_token_count_with_the_real_tokenizer(built_path: 
         runtime.close()
 
 
-def test_a_64_kb_leak_per_generation_of_the_real_model_fails_in_smoke(
-    built_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("harness.plugin.GenAIRuntime", LeakPerGeneration)
+def test_a_64_kb_leak_per_generation_of_the_real_model_fails_in_smoke(built_path: Path,
+                                                                     pytester: pytest.Pytester) -> None:
+    plug_in(pytester, "LeakPerGeneration")
     result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator")
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation "
@@ -87,10 +70,8 @@ def test_a_leak_per_foundry_local_chat_fails_in_smoke(
                                  "Local cycle (limit 2048), still * MB over the last 2 (limit 0.5)"])
 
 
-def test_memory_held_per_prompt_token_fails_the_kv_cache_gate(
-    built_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("harness.plugin.GenAIRuntime", HoldsMemoryPerPromptToken)
+def test_memory_held_per_prompt_token_fails_the_kv_cache_gate(built_path: Path, pytester: pytest.Pytester) -> None:
+    plug_in(pytester, "HoldsMemoryPerPromptToken")
     result = run_suite(pytester, "test_input_length.py", "-k", "kv_cache")
     result.assert_outcomes(failed=1, deselected=10)
     result.stdout.fnmatch_lines(["peak RSS grows * MB from 1 to 2048 prompt tokens, 2.*x the 474 MB that the KV cache "

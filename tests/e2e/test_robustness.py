@@ -26,11 +26,17 @@ KNOWN = {_id("test_malformed_input", c.id) for c in INPUT_CASES if c.known_issue
 
 
 @pytest.fixture
-def faulty(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """The real runtime behind the fault injector; no fault until a HARNESS_FAULT_* variable is set."""
+def faulty(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The real runtime behind the fault injector, plugged in as a user plugs a runtime (the worker process
+    loads it too); no fault until a HARNESS_FAULT_* variable is set."""
     for fault in FAULTS:
         monkeypatch.delenv(f"HARNESS_FAULT_{fault}", raising=False)
-    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.testing.worker_fakes:faulty_genai")
+    pytester.makeconftest("""
+from harness.testing.worker_fakes import faulty_genai
+
+def pytest_harness_runtime_factory(config):
+    return faulty_genai
+""")
     return monkeypatch
 
 

@@ -20,9 +20,13 @@ from harness.testing.fakes import write_hf_folder
 
 CONFTEST = """
 from harness.testing.fakes import FakeBuilder
+from harness.testing.worker_fakes import fake_runtime
 
 def pytest_harness_builder(config, name, workflow):
     return FakeBuilder()
+
+def pytest_harness_runtime_factory(config):
+    return fake_runtime  # the worker process loads it too: the one way to plug a runtime
 """
 # Four input cases the fake runtime answers well; the markers below pick one case each.
 CASES = "right-to-left or emoji or cjk or combining-marks"
@@ -36,7 +40,6 @@ def model(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("HARNESS_MODEL", "HARNESS_PROFILE", *(f"HARNESS_FAULT_{f}" for f in
                                                         ("SEGFAULT", "ABORT", "HANG", "RAISE", "CORRUPT"))):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HARNESS_WORKER_RUNTIME", "harness.testing.worker_fakes:fake_runtime")
     for suite in ("test_malformed.py", "test_fuzz.py"):
         shutil.copy(suites_dir() / suite, pytester.path / suite)
     return write_hf_folder(pytester.path / "hf")
@@ -127,9 +130,10 @@ def test_fuzzing_shrinks_a_crash_to_a_minimal_reproducer(
     typed = prompt["text"] if "text" in prompt else prompt["messages"][0]["content"]
     assert len(typed) == 1 and ord(typed) > 0x7F, f"not shrunk to one character: {typed!r}"
     assert reproducer["outcome"]["signal"] == "SIGSEGV"
-    assert reproducer["replay"] == f"python -m harness.worker --model {reproducer['replay'].split()[4]} --replay {path}"
-    replay = subprocess.run([sys.executable, "-m", "harness.worker", "--model", reproducer["replay"].split()[4],
-                             "--replay", str(path)], capture_output=True, timeout=60)
+    model_folder = reproducer["replay"].split()[4]
+    assert reproducer["replay"] == (f"python -m harness.worker --model {model_folder} --replay {path} "
+                                    "--runtime harness.testing.worker_fakes:fake_runtime")  # the runtime it ran on
+    replay = subprocess.run([sys.executable, *reproducer["replay"].split()[1:]], capture_output=True, timeout=60)
     assert replay.returncode == -11, replay.stderr.decode()  # the reproducer crashes outside pytest too
 
 

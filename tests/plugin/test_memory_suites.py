@@ -24,16 +24,20 @@ DECODE = {"flat": None, "linear": lambda context: 5e-6 * context}
 def pytest_harness_builder(config, name, workflow):
     return FakeBuilder(context_length=int(os.environ.get("FAKE_CONTEXT", "256")))
 
-def pytest_harness_runtime(config, model):
+def make_runtime(path, ep):
     env = os.environ
     stops = env.get("FAKE_LEAK_STOPS_AFTER")
     return FakeRuntime(
-        model.path, answer=lambda prompt: f"{len(prompt) % 97} is the answer.", delay_per_token_s=0.001,
+        path, answer=lambda prompt: f"{len(prompt) % 97} is the answer.", delay_per_token_s=0.001,
         leak_bytes_per_call=int(env.get("FAKE_LEAK_PER_CALL", "0")),
         leak_stops_after=int(stops) if stops else None,
         leak_bytes_per_load=int(env.get("FAKE_LEAK_PER_LOAD", "0")),
         prefill_time=PREFILL[env.get("FAKE_PREFILL", "linear")], token_time=DECODE[env.get("FAKE_DECODE", "flat")],
         enforce_context=not env.get("FAKE_NO_CONTEXT_CHECK"), reuse_carries_state=bool(env.get("FAKE_REUSE_STATE")))
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
 """
 FAKE_VARIABLES = ("FAKE_CONTEXT", "FAKE_LEAK_PER_CALL", "FAKE_LEAK_STOPS_AFTER", "FAKE_LEAK_PER_LOAD", "FAKE_PREFILL",
                   "FAKE_DECODE", "FAKE_NO_CONTEXT_CHECK", "FAKE_REUSE_STATE")

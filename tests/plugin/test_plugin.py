@@ -30,9 +30,13 @@ def pytest_harness_builder(config, name, workflow):
                        delay_s=float(os.environ.get("FAKE_DELAY", "0")),
                        error=os.environ.get("FAKE_ERROR"))
 
-def pytest_harness_runtime(config, model):
-    return FakeRuntime(model.path, never_stops=bool(os.environ.get("FAKE_NEVER_STOPS")),
+def make_runtime(path, ep):
+    return FakeRuntime(path, never_stops=bool(os.environ.get("FAKE_NEVER_STOPS")),
                        answer=lambda prompt: os.environ.get("FAKE_ANSWER", "Paris."))
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
 """
 
 

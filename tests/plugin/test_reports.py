@@ -46,10 +46,14 @@ def pytest_harness_builder(config, name, workflow):
     return FakeBuilder()
 
 
-def pytest_harness_runtime(config, model):
+def make_runtime(path, ep):
     kind = LateClock if os.environ.get("FAKE_LATE_CLOCK") else FakeRuntime
-    return kind(model.path, never_stops=not os.environ.get("FAKE_STOPS"),
+    return kind(path, never_stops=not os.environ.get("FAKE_STOPS"),
                 delay_per_token_s=float(os.environ["FAKE_DELAY"]))
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
 """
 
 CHECKS = """

@@ -25,12 +25,16 @@ def pytest_harness_builder(config, name, workflow):
     level = os.environ.get("FAKE_LEVEL")
     return FakeBuilder(accuracy_level=int(level) if level else None)
 
-def pytest_harness_runtime(config, model):
+def make_runtime(path, ep):
     # Like the real model, the answer depends on the graph's compute: the two paths part at the 25th
     # character, 'Rome' with int8 activations (accuracy level 4), 'Napoli' in fp32; a near-tie (0.04).
-    fp32 = not host_dependent(accuracy_levels(model.path))
-    return FakeRuntime(model.path, answer=lambda prompt: "The capital of Italy is " + ("Napoli." if fp32 else "Rome."),
+    fp32 = not host_dependent(accuracy_levels(path))
+    return FakeRuntime(path, answer=lambda prompt: "The capital of Italy is " + ("Napoli." if fp32 else "Rome."),
                        margin=lambda position: 0.04 if position == 24 else 3.0)
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
 """
 CASES = """\
 cases:

@@ -140,3 +140,21 @@ def test_a_worker_that_never_says_ready_times_out(folder: Path) -> None:
     with WorkerClient([sys.executable, "-c", "import time; time.sleep(60)"], load_timeout_s=0.5) as silent, \
             pytest.raises(WorkerError, match=r"did not start \(not ready within 0.5 s\)"):
         silent.start()
+
+
+def test_a_factory_the_worker_cannot_import_is_one_line_at_session_start() -> None:
+    from harness.errors import ConfigError
+    from harness.runtime_factory import reference_of
+
+    with pytest.raises(ConfigError, match="must be a function or class defined at module level"):
+        reference_of(lambda path, ep: None)  # type: ignore[arg-type,return-value]
+
+
+def test_a_conftest_factory_is_loaded_from_its_file(tmp_path: Path) -> None:
+    """pytest imports a conftest under a name no other process can import: the worker loads its file."""
+    from harness.runtime_factory import load
+
+    conftest = tmp_path / "conftest.py"
+    conftest.write_text("def make_runtime(path, ep):\n    return ('made', path, ep)\n")
+    factory = load(f"conftest:make_runtime@{conftest}")
+    assert factory(Path("m"), "cpu") == ("made", Path("m"), "cpu")  # type: ignore[comparison-overlap]
