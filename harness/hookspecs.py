@@ -22,5 +22,6 @@ def pytest_harness_builder(config: pytest.Config, name: str, workflow: Path | No
 def pytest_harness_runtime_factory(config: pytest.Config) -> RuntimeFactory | None:
     """Return ``factory(path, ep) -> Runtime``, defined at module level, or None for onnxruntime-genai.
 
-    Every model of the run loads through it (the model under test, its fp32-compute twin, other precisions),
-    in the pytest process and in the robustness suites' worker process, which imports it by name."""
+    The models the suites load go through it (the model under test and its fp32-compute twin), in the pytest
+    process and in the robustness suites' worker process, which imports it by name. The precision comparison's
+    speed probe measures onnxruntime-genai itself, in a fresh process."""

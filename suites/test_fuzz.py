@@ -4,7 +4,7 @@ Each example runs in the model worker (``harness.worker``): it must get a well-f
 clean rejection, and leave the model answering a known-good prompt as before. Defects already known
 in onnxruntime-genai 0.18.0 (``harness.robustness.catalog.KNOWN_ISSUES``) are counted, not failed. A failure
 is shrunk to a minimal input, saved in the run's report folder as a reproducer that replays with
-``python -m harness.worker --model MODEL --replay FILE``.
+``python -m harness.worker --model MODEL --replay FILE`` (its ``replay`` field holds the command).
 """
 
 from __future__ import annotations

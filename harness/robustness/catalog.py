@@ -9,9 +9,8 @@ not the end of the session. An outcome is judged against the case's expectation:
 - ``either``: one of the two. Crashed and hung are never correct.
 
 Known defects of onnxruntime-genai 0.18.0 (``KNOWN_ISSUES``) are reported as such (xfail in the
-catalogue, tolerated by the fuzzers) only when a request shows exactly that defect. After each
-request the prober asks a known-good prompt and compares the answer with the first one of the run:
-a different answer means the bad input corrupted the model's state.
+catalogue, tolerated by the fuzzers) only when a request shows exactly that defect. Running the cases,
+and the recovery check after each: ``harness.robustness.prober``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ corrupted the model's state). The catalogue and what counts as correct: ``harnes
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,11 @@ class Prober:
             raise HarnessError("harness: the model worker has not started")
         return self.client.info
 
+    @property
+    def has_raw_path(self) -> bool:
+        """Whether the worker's runtime can take settings unchecked (``RawRuntime``)."""
+        return self.client.info is None or self.client.info.raw
+
     def start(self) -> None:
         """Start the worker and take the known-good answer every later one must match."""
         self.client.start()
@@ -231,9 +237,8 @@ def write_reproducer(folder: Path, name: str, probe: Probe, model_path: Path, ru
     runtime it ran on."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    replay = f"python -m harness.worker --model {model_path} --replay {path}"
-    if runtime is not None:
-        replay += f" --runtime {runtime}"
+    replay = shlex.join(["python", "-m", "harness.worker", "--model", str(model_path), "--replay", str(path),
+                         *(["--runtime", runtime] if runtime is not None else [])])
     path.write_text(json.dumps({"test": name, "verdict": probe.verdict.line, "request": probe.request,
                                 "outcome": probe.outcome.to_json(), "replay": replay}, indent=2) + "\n",
                     encoding="utf-8")

@@ -1,5 +1,8 @@
 """The worker process: loads the model once and answers one JSON request per stdin line (protocol:
-``harness.worker.protocol``); ``python -m harness.worker --model PATH``."""
+``harness.worker.protocol``); ``python -m harness.worker --model PATH``. ``--runtime module:factory`` loads
+the runtime a conftest plugs in (``pytest_harness_runtime_factory``; the plugin passes it), so the worker drives
+the same runtime as every other suite; the project's tests inject faults that way
+(``harness.testing.worker_fakes``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from harness import runtime_factory
 from harness.errors import ConfigError
@@ -22,7 +25,7 @@ from harness.worker.protocol import DEFAULT_RUNTIME, WorkerError, encode_line
 
 # -- what the worker serves ---------------------------------------------------------------------------
 class WorkerRuntime(Protocol):
-    """The part of ``harness.runtime.Runtime`` the worker uses; ``generate_raw`` is optional."""
+    """The part of ``harness.runtime.Runtime`` the worker uses (``RawRuntime`` too, optionally)."""
 
     info: ModelInfo
 
@@ -33,6 +36,14 @@ class WorkerRuntime(Protocol):
     def generate(self, prompt: Prompt, options: SearchOptions = ...) -> Generation: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawRuntime(Protocol):
+    """A runtime with a raw path: settings straight to the engine, unchecked by the harness (optional: the
+    robustness suite's raw-settings cases skip without it)."""
+
+    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation: ...
 
 
 class RawGenAIRuntime(GenAIRuntime):
@@ -101,10 +112,9 @@ def handle(runtime: WorkerRuntime, request: Mapping[str, Any]) -> dict[str, Any]
     try:
         prompt = build_prompt(runtime, request.get("prompt", {}))
         if request.get("raw") is not None:
-            generate_raw = getattr(runtime, "generate_raw", None)
-            if generate_raw is None:
+            if not isinstance(runtime, RawRuntime):
                 raise WorkerError(f"harness: {type(runtime).__name__} has no raw path (generate_raw)")
-            generation = generate_raw(prompt, request["raw"], int(request.get("max_new_tokens", 8)))
+            generation = runtime.generate_raw(prompt, request["raw"], int(request.get("max_new_tokens", 8)))
         else:
             generation = runtime.generate(prompt, SearchOptions(**request.get("options") or {}))
     except Exception as exc:
@@ -156,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     info = runtime.info
     protocol.write(encode_line({"ready": True, "pid": os.getpid(), "context_length": info.context_length,
-                          "vocab_size": info.vocab_size, "eos_token_ids": list(info.eos_token_ids)}))
+                          "vocab_size": info.vocab_size, "eos_token_ids": list(info.eos_token_ids),
+                                "raw": isinstance(runtime, RawRuntime)}))
     if args.replay is not None:
         request = json.loads(args.replay.read_text(encoding="utf-8"))["request"]
         protocol.write(encode_line(handle(runtime, request)))

@@ -28,6 +28,7 @@ class WorkerInfo:
     context_length: int
     vocab_size: int
     eos_token_ids: tuple[int, ...]
+    raw: bool = True  # the runtime has a raw path (``child.RawRuntime``)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class WorkerClient:
             raise WorkerError(f"harness: the model worker did not start ({reason}): {' '.join(self.command)}\n"
                               f"worker stderr:\n{self._stderr_since(offset)}")
         self.info = WorkerInfo(int(ready["pid"]), int(ready["context_length"]), int(ready["vocab_size"]),
-                               tuple(ready["eos_token_ids"]))
+                               tuple(ready["eos_token_ids"]), bool(ready.get("raw", True)))
         return self.info
 
     def request(self, payload: Mapping[str, Any], timeout_s: float) -> Outcome:

@@ -1,26 +1,19 @@
-"""A model served from a child process, so that a native crash or a hang fails one request, not the session.
+"""The worker's protocol, shared by the child (``harness.worker.child``) and the parent (``harness.worker.client``).
 
-onnxruntime-genai aborts or segfaults the whole process on some inputs; a suite that drives it
-in-process dies on the first one and reports nothing. The worker (``python -m harness.worker
---model PATH``) loads the model once and answers one JSON line per request on its stdin; the parent's
-``WorkerClient`` gives each request a time limit, restarts the worker when it died, and classifies
-what happened: answered, rejected (an exception, with its class), crashed (signal or exit code, with
-the worker's stderr) or hung (killed after the limit).
-
-Requests are JSON objects (ASCII: ``json.dumps`` escapes lone surrogates as ``\\udXXX`` and reads
-them back unchanged, so text that is not valid UTF-8 crosses the pipe intact)::
+The worker loads the model once and answers one JSON line per request on its stdin, so that a native crash
+or a hang fails one request, not the pytest session. Requests are JSON objects (ASCII: ``json.dumps`` escapes
+lone surrogates as ``\\udXXX`` and reads them back unchanged, so text that is not valid UTF-8 crosses the
+pipe intact)::
 
     {"id": 1, "prompt": {"text": "..."}, "options": {"max_new_tokens": 8}}
     {"id": 2, "prompt": {"messages": [{"role": "user", "content": "..."}]}, "raw": {"top_k": -1},
      "max_new_tokens": 8}
     {"id": 3, "prompt": {"fill": " the", "context_offset": 1}, "options": {}}
 
-``options`` go through the harness's ``SearchOptions`` (its own validation); ``raw`` goes straight to
-onnxruntime-genai's ``set_search_options``, so the runtime's own checks are exercised. A ``fill``
-prompt repeats a unit up to an exact token count (``tokens``, or the context length plus
-``context_offset``). ``--runtime module:factory`` loads another runtime, ``factory(path, ep)``: the plugin
-passes the factory a conftest plugs in (``pytest_harness_runtime_factory``), so the worker drives the same
-runtime as every other suite; the project's tests inject faults that way (``harness.testing.worker_fakes``).
+``options`` go through the harness's ``SearchOptions`` (its own validation); ``raw`` goes straight to the
+engine (onnxruntime-genai's ``set_search_options``), so the runtime's own checks are exercised. A ``fill``
+prompt repeats a unit up to an exact token count (``tokens``, or the context length plus ``context_offset``).
+The worker first sends a ready line (pid, context length, vocabulary size, eos ids, whether it has a raw path).
 """
 
 from __future__ import annotations

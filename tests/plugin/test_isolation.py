@@ -156,3 +156,24 @@ def test_the_suites_pass_on_a_well_behaved_fake(pytester: pytest.Pytester, model
     summary = json.loads(next((pytester.path / "reports").glob("*/robustness/fuzz.json")).read_text())
     assert summary["outcomes"]["crashed"] == summary["outcomes"]["hung"] == 0
     assert summary["requests"] == 2 * 20  # the smoke profile's fuzz_examples, per fuzz test
+
+
+def test_a_plugged_runtime_without_a_raw_path_skips_the_raw_settings_cases(pytester: pytest.Pytester,
+                                                                          model: Path) -> None:
+    """The worker runs the runtime the conftest plugs in, not onnxruntime-genai: here the README's example, a
+    factory defined in the conftest (the worker loads it from the file) whose fake has no generate_raw."""
+    pytester.makeconftest("""
+from harness.testing.fakes import FakeBuilder, FakeRuntime
+
+def pytest_harness_builder(config, name, workflow):
+    return FakeBuilder()
+
+def make_runtime(path, ep):
+    return FakeRuntime(path)
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
+""")
+    result = run(pytester, model, "test_malformed.py", "-k", "raw-top-k-negative or top-k-negative", "-rs")
+    result.assert_outcomes(passed=1, skipped=1, deselected=result.parseoutcomes()["deselected"])
+    result.stdout.fnmatch_lines(["SKIPPED * the plugged-in runtime has no raw path (generate_raw)*"])
