@@ -12,6 +12,7 @@ and their ratio. The model must load in both: by default the default model as Ol
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -21,27 +22,21 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUND = """
+sys.path.insert(0, str(ROOT))
+from benchmarks.overhead import bare_decode_rate  # noqa: E402
+
+# One round, run by the other engine's interpreter too (where the harness is not installed): the bare loop of
+# benchmarks/overhead.py, by its source.
+ROUND = f"""
 import json, statistics, sys, time
+from typing import Any
+{inspect.getsource(bare_decode_rate)}
 import onnxruntime_genai as og
-model = og.Model(sys.argv[1]); tokenizer = og.Tokenizer(model)
-ids = list(tokenizer.encode("The history of the printing press " * 8))[:32]
-def decode_rate():
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(ids) + 64, min_length=len(ids) + 64, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(ids)
-    first = last = 0.0
-    count = 0
-    while not generator.is_done():
-        generator.generate_next_token()
-        generator.get_next_tokens()
-        last = time.perf_counter()
-        count += 1
-        first = first or last
-    return (count - 1) / (last - first)
-decode_rate()  # warm-up
-print(json.dumps({"version": og.__version__, "rate": statistics.median(decode_rate() for _ in range(3))}))
+model = og.Model(sys.argv[1])
+ids = list(og.Tokenizer(model).encode("The history of the printing press " * 8))[:32]
+bare_decode_rate(model, ids, 64)  # warm-up
+rate = statistics.median(bare_decode_rate(model, ids, 64) for _ in range(3))
+print(json.dumps({{"version": og.__version__, "rate": rate}}))
 """
 
 
