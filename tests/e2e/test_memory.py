@@ -19,10 +19,13 @@ from harness.runtime import GenAIRuntime
 from harness.testing.faults import KEPT
 
 
-def plug_in(pytester: pytest.Pytester, fault: str) -> None:
-    """The real runtime with a seeded fault (``harness.testing.faults``), plugged in as a user plugs a runtime."""
-    pytester.makeconftest(f"from harness.testing.faults import {fault}\n\n"
-                          f"def pytest_harness_runtime_factory(config):\n    return {fault}\n")
+def plug_in(pytester: pytest.Pytester, fault: str) -> list[str]:
+    """The real runtime with a seeded fault (``harness.testing.faults``), plugged in as a user plugs a runtime:
+    a plugin module implementing the hook (the shipped suites sit outside this folder, so not a conftest)."""
+    pytester.syspathinsert()
+    pytester.makepyfile(fault_plugin=f"from harness.testing.faults import {fault}\n\n"
+                                     f"def pytest_harness_runtime_factory(config):\n    return {fault}\n")
+    return ["-p", "fault_plugin"]
 
 
 def run_suite(pytester: pytest.Pytester, name: str, *args: str) -> pytest.RunResult:
@@ -44,8 +47,7 @@ def test_prompts_have_the_exact_token_count_with_the_real_tokenizer(built_path: 
 
 def test_a_64_kb_leak_per_generation_of_the_real_model_fails_in_smoke(built_path: Path,
                                                                      pytester: pytest.Pytester) -> None:
-    plug_in(pytester, "LeakPerGeneration")
-    result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator")
+    result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator", *plug_in(pytester, "LeakPerGeneration"))
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation "
                                  "(limit 16), still * MB over the last 20 (limit 0.5)"])
@@ -71,8 +73,8 @@ def test_a_leak_per_foundry_local_chat_fails_in_smoke(
 
 
 def test_memory_held_per_prompt_token_fails_the_kv_cache_gate(built_path: Path, pytester: pytest.Pytester) -> None:
-    plug_in(pytester, "HoldsMemoryPerPromptToken")
-    result = run_suite(pytester, "test_input_length.py", "-k", "kv_cache")
+    result = run_suite(pytester, "test_input_length.py", "-k", "kv_cache",
+                       *plug_in(pytester, "HoldsMemoryPerPromptToken"))
     result.assert_outcomes(failed=1, deselected=10)
     result.stdout.fnmatch_lines(["peak RSS grows * MB from 1 to 2048 prompt tokens, 2.*x the 474 MB that the KV cache "
                                  "(90 MB) and the prefill's logits (384 MB) take (limit 1.5x)",

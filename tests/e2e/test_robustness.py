@@ -31,12 +31,14 @@ def faulty(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest
     loads it too); no fault until a HARNESS_FAULT_* variable is set."""
     for fault in FAULTS:
         monkeypatch.delenv(f"HARNESS_FAULT_{fault}", raising=False)
-    pytester.makeconftest("""
+    pytester.syspathinsert()  # a plugin module, not a conftest: the shipped suites sit outside this folder
+    pytester.makepyfile(fault_plugin="""
 from harness.testing.worker_fakes import faulty_genai
 
 def pytest_harness_runtime_factory(config):
     return faulty_genai
 """)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p fault_plugin")
     return monkeypatch
 
 
