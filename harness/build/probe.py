@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 from harness.errors import HarnessError, RuntimeFailure
 from harness.runtime import GenAIRuntime, SearchOptions
+from harness.system import process_peak_rss_mb
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a bottle."}]
 OUTPUT_TOKENS = 64
@@ -41,7 +41,7 @@ def measure(path: Path, ep: str, rounds: int = ROUNDS) -> dict[str, Any]:
         "load_s": round(load_s, 3),
         "ttft_s": round(statistics.median(run.ttft for run in runs), 4),
         "decode_tokens_per_s": round(statistics.median(decode), 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": None if (peak := process_peak_rss_mb()) is None else round(peak, 1),
         "prompt_tokens": runs[0].prompt_tokens,
         "output_tokens": runs[0].output_tokens,
         "rounds": rounds,

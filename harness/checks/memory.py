@@ -9,17 +9,13 @@ the reuse test runs (one onnxruntime-genai generator rewound before each request
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import statistics
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
@@ -28,9 +24,9 @@ import psutil
 from harness.errors import HarnessError
 from harness.gates import Gate
 from harness.runtime import Generation, Prompt, Runtime, SearchOptions
+from harness.system import KB, kernel_peak_rss_bytes, reset_kernel_peak_rss, trim_heap
 
-KB = 1024
-MB = 1024 * 1024
+MB = 1024 * KB
 
 # Points dropped before the fit. On the default model (int4, 2 cores) RSS stops growing after
 # generation 4 and after load / Foundry Local cycle 2: see rss_series_mb in results.json after
@@ -60,61 +56,6 @@ GATES: tuple[Gate, ...] = (
 
 
 # -- sampling ------------------------------------------------------------------------------------
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    return trim
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def trim_heap() -> None:
-    """Hand freed heap pages back to the OS (glibc ``malloc_trim(0)``), so RSS shows what is held."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_lifetime_peak = 0  # the highest kernel peak seen before any reset (see lifetime_peak_rss_bytes)
-
-
-def kernel_peak_rss_bytes() -> int | None:
-    """The kernel's high-water mark of this process's RSS (Linux VmHWM), or None elsewhere."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * KB
-    except OSError:
-        pass
-    return None
-
-
-def reset_kernel_peak_rss() -> bool:
-    """Restart the kernel's peak-RSS mark (Linux 4.0+), so the next peak is this window's alone.
-
-    It also resets what ``getrusage().ru_maxrss`` reports in this process; ``lifetime_peak_rss_bytes``
-    keeps the process's true peak.
-    """
-    global _lifetime_peak
-    before = kernel_peak_rss_bytes()
-    if before is None:
-        return False
-    _lifetime_peak = max(_lifetime_peak, before)
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def lifetime_peak_rss_bytes() -> int | None:
-    """This process's peak RSS since it started, across the resets the samplers make."""
-    current = kernel_peak_rss_bytes()
-    return None if current is None else max(current, _lifetime_peak)
-
-
 @dataclass(frozen=True)
 class Mark:
     """One point of the series: memory right after a generation (or cycle), freed heap returned."""

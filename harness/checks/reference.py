@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from harness.build.hashing import HashMemo, combine, content_hash
 from harness.checks.parity import ParityError, ReferenceData, ReferenceItem, log_softmax, top_k
 from harness.locations import fixtures_dir
 from harness.provenance import versions
+from harness.system import usable_cores
 
 if TYPE_CHECKING:
     from harness.runtime import Prompt, Runtime
@@ -197,7 +197,7 @@ class ReferenceModel:
         self._torch = torch
         # Half the cores: with every core, torch's threads spin against the pytest process and other jobs;
         # on a busy 2-core machine a 152-token forward pass took 2 to 8 s on 2 threads, 0.6 to 0.8 s on 1.
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))
+        torch.set_num_threads(max(1, usable_cores() // 2))
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         self._model: Any = cast(Any, model).eval()  # inference mode (no dropout)
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.checks.memory import KB
 from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
+from harness.system import KB
 
 
 class SlowedRuntime(GenAIRuntime):

@@ -10,14 +10,12 @@ import argparse
 import faulthandler
 import json
 import os
-import resource
-import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-from harness import runtime_factory
+from harness import runtime_factory, system
 from harness.errors import ConfigError
 from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, run_generator, translate_error
 from harness.worker.protocol import DEFAULT_RUNTIME, WorkerError, encode_line
@@ -154,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", type=Path, metavar="FILE",
                         help="run the request of a reproducer file (in this process: a crash is not caught)")
     args = parser.parse_args(argv)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash is expected here; no core files
+    system.disable_core_dumps()  # a crash is expected here; no core files
     faulthandler.enable()  # the Python stack of a crash goes to stderr, which the parent keeps
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # and that of a hang, before the parent kills it
+    system.register_stack_dump()  # and that of a hang, before the parent kills it (where the signal exists)
     protocol = _claim_stdout()
     try:
         runtime = load_runtime(args.runtime, args.model, args.ep)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from harness import system
 from harness.worker.protocol import LOAD_TIMEOUT_S, STDERR_TAIL, Kind, WorkerError, encode_line
 
 
@@ -211,9 +212,9 @@ class WorkerClient:
 
     @staticmethod
     def _dump_stacks(process: subprocess.Popen[bytes], wait_s: float = 0.5) -> None:
-        """Ask a hung worker for its Python stacks (faulthandler on SIGUSR1), to show where it hangs."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGUSR1)
+        """Ask a hung worker for its Python stacks (``harness.system``: SIGUSR1 where it exists), to show where
+        it hangs."""
+        if system.request_stack_dump(process.pid):
             time.sleep(wait_s)
 
     @staticmethod
