@@ -52,7 +52,7 @@ def olive_python() -> Path:
 
 def olive_model() -> Path:
     """The default model built with Olive (found in the cache, or built)."""
-    from harness.build.builders import make_builder
+    from harness.builtins import make_builder
     from harness.session import HarnessSession
     from harness.settings import resolve
 

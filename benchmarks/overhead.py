@@ -126,7 +126,7 @@ def measure(model_dir: Path, pairs: int = 15, prompt_tokens: int = 32, output_to
 
 def default_model_dir() -> Path:
     """The default model, built (or found in the cache) the way a pytest session does."""
-    from harness.build.builders import make_builder
+    from harness.builtins import make_builder
     from harness.session import HarnessSession
     from harness.settings import resolve
 

@@ -48,7 +48,7 @@ def run_session(cache: Path, work: Path) -> tuple[float, float]:
 def build_step(cache: Path, rounds: int = 5) -> list[float]:
     """Seconds for source detection + hashing + plan + cache lookup + prepare, on a cache hit."""
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
-    from harness.build.builders import make_builder
+    from harness.builtins import make_builder
     from harness.session import HarnessSession
     from harness.settings import resolve
 

@@ -1,23 +1,19 @@
 """Pass/fail limits that gate a user's model, declared next to the check that uses them.
 
-Each checking module declares ``GATES``; this module collects them and resolves their values
-from ``--gate NAME=VALUE`` (repeatable) > ``[tool.harness.gates]`` > ini ``harness_gates`` lines
-> the measured default written in the declaration.
+Each checking module declares ``GATES``, contributed through the ``pytest_harness_gates`` hook (the
+built-in ones by ``harness.builtins``); this module resolves their values from ``--gate NAME=VALUE``
+(repeatable) > ``[tool.harness.gates]`` > ini ``harness_gates`` lines > the measured default written in
+the declaration.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from harness.errors import ConfigError
-
-# Modules that declare gates (each has a GATES tuple).
-GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.memory", "harness.checks.lengths",
-                "harness.robustness.catalog", "harness.checks.bench", "harness.report.compare")
 
 
 @dataclass(frozen=True)
@@ -29,10 +25,14 @@ class Gate:
     help: str  # what it limits and where the default comes from
 
 
-def declared_gates() -> dict[str, Gate]:
+def declare(contributions: Iterable[Iterable[Gate]]) -> dict[str, Gate]:
+    """The gates the plugins contribute, by name; a name declared twice is ambiguous."""
     gates: dict[str, Gate] = {}
-    for module_name in GATE_MODULES:
-        for gate in getattr(importlib.import_module(module_name), "GATES", ()):
+    for contribution in contributions:
+        for gate in contribution:
+            if gate.name in gates and gates[gate.name] != gate:
+                raise ConfigError(f"harness: gate {gate.name} is declared twice (pytest_harness_gates); "
+                                  "rename one of them")
             gates[gate.name] = gate
     return gates
 
@@ -58,6 +58,11 @@ class Gates:
         relation = "at most" if gate.bound == "max" else "at least"
         return f"{name} {relation} {self.values[name]:g}{gate.unit} ({self.origins[name]})"
 
+    def table(self) -> dict[str, dict[str, Any]]:
+        """Each gate's value, origin, bound and unit, as the reports record them."""
+        return {name: {"value": self.values[name], "origin": self.origins[name], "bound": gate.bound,
+                       "unit": gate.unit} for name, gate in self.declared.items()}
+
 
 def _parse_pair(text: str, origin: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
@@ -67,9 +72,9 @@ def _parse_pair(text: str, origin: str) -> tuple[str, str]:
 
 
 def resolve_gates(
-    cli: Iterable[str], table: Mapping[str, object], table_origin: str, ini_lines: Iterable[str], ini_origin: str
+    declared: Mapping[str, Gate], cli: Iterable[str], table: Mapping[str, object], table_origin: str,
+    ini_lines: Iterable[str], ini_origin: str,
 ) -> Gates:
-    declared = declared_gates()
     values = {name: gate.default for name, gate in declared.items()}
     origins = dict.fromkeys(declared, "default")
     layers: list[tuple[str, list[tuple[str, object]]]] = [

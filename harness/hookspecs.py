@@ -1,21 +1,43 @@
-"""Hooks a conftest or another plugin can implement to swap the builder or the runtime (one factory, used by
-every suite and by the worker process: ``harness.runtime_factory``)."""
+"""Hooks a conftest or another plugin implements to add gates, profiles and builders, or to plug a runtime.
+
+The harness's own gates, profiles and builders come through the same hooks (``harness.builtins``), so a
+user's contribution sits beside them: a new name adds one; a profile or builder of a built-in's name
+replaces it (a conftest's implementation is called before the built-in one).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from harness.build.builders import Builder
+    from harness.gates import Gate
+    from harness.profiles import Profile
     from harness.runtime_factory import RuntimeFactory
+    from harness.settings import HarnessConfig
+
+BuilderFactory = Callable[["HarnessConfig"], "Builder"]
 
 
-@pytest.hookspec(firstresult=True)
-def pytest_harness_builder(config: pytest.Config, name: str, workflow: Path | None) -> Builder | None:
-    """Return the builder called ``name`` (olive or model-builder), or None for the built-in one."""
+@pytest.hookspec
+def pytest_harness_gates(config: pytest.Config) -> Iterable[Gate] | None:
+    """Return the gates (named limits with measured defaults) your checks read from ``harness_gates``.
+
+    ``--gate NAME=VALUE`` and ``[tool.harness.gates]`` set them like the built-in ones; a name declared
+    twice stops the session in one line."""
+
+
+@pytest.hookspec
+def pytest_harness_profiles(config: pytest.Config) -> Iterable[Profile] | None:
+    """Return sample-count profiles that ``--harness-profile NAME`` selects."""
+
+
+@pytest.hookspec
+def pytest_harness_builders(config: pytest.Config) -> Mapping[str, BuilderFactory] | None:
+    """Return ``{name: factory(settings) -> Builder}``; ``--builder NAME`` selects one."""
 
 
 @pytest.hookspec(firstresult=True)

@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from harness import hookspecs
+from harness import builtins, hookspecs
 from harness.errors import HarnessError
 from harness.locations import suites_dir
-from harness.profiles import PROFILES, Profile
+from harness.profiles import Profile
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
 # the environment loads it) must stay cheap; benchmarks/plugin_import.py measures it.
 if TYPE_CHECKING:
-    from harness.build.builders import Builder
     from harness.build.buildlog import Progress
     from harness.build.pipeline import PreparedModel
     from harness.checks.cases import CaseSet
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from harness.checks.stability import ComputePaths, PathVerdict
     from harness.deploy.folder import Deployment
     from harness.gates import Gates
+    from harness.hookspecs import BuilderFactory
     from harness.runtime import Runtime
     from harness.runtime_factory import RuntimeFactory
     from harness.session import HarnessSession
@@ -45,6 +45,7 @@ PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
 SESSION_KEY = pytest.StashKey["HarnessSession"]()
 GATES_KEY = pytest.StashKey["Gates"]()
 CASES_KEY = pytest.StashKey["CaseSet"]()
+PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
 UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
 OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
@@ -55,6 +56,7 @@ NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat che
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
+    pluginmanager.register(builtins, "harness-builtins")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -127,12 +129,31 @@ def _pyproject(config: pytest.Config) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _builder(config: pytest.Config, harness_config: HarnessConfig) -> Builder:
-    from harness.build.builders import make_builder
+def _registered_profiles(config: pytest.Config) -> dict[str, Profile]:
+    """The profiles the plugins contribute; of two with one name, the first (a conftest's) wins."""
+    profiles: dict[str, Profile] = {}
+    for contribution in config.hook.pytest_harness_profiles(config=config):
+        for profile in contribution:
+            profiles.setdefault(profile.name, profile)
+    return profiles
 
-    custom = config.hook.pytest_harness_builder(
-        config=config, name=harness_config.builder, workflow=harness_config.olive_config)
-    return custom if custom is not None else make_builder(harness_config)
+
+def _registered_builders(config: pytest.Config) -> dict[str, BuilderFactory]:
+    """The builders the plugins contribute; of two with one name, the first (a conftest's) wins."""
+    builders: dict[str, BuilderFactory] = {}
+    for contribution in config.hook.pytest_harness_builders(config=config):
+        for name, factory in contribution.items():
+            builders.setdefault(name, factory)
+    return builders
+
+
+def _gates(config: pytest.Config, harness_config: HarnessConfig, pyproject: Path | None, ini_origin: str) -> Gates:
+    from harness.gates import declare, resolve_gates
+
+    return resolve_gates(
+        declare(config.hook.pytest_harness_gates(config=config)), config.getoption("harness_gates"),
+        harness_config.gate_table, f"[tool.harness.gates] in {pyproject}", config.getini("harness_gates"),
+        f"harness_gates in {ini_origin}")
 
 
 def _runtime_factory(config: pytest.Config) -> tuple[RuntimeFactory, str] | None:
@@ -161,22 +182,22 @@ def pytest_configure(config: pytest.Config) -> None:
     ini_origin = str(config.inipath) if config.inipath else "the ini file"
     try:
         pyproject = _pyproject(config)
-        harness_config = resolve(cli, os.environ, pyproject, ini, ini_origin, config.rootpath)
+        profiles, builders = _registered_profiles(config), _registered_builders(config)
+        harness_config = resolve(cli, os.environ, pyproject, ini, ini_origin, config.rootpath,
+                                 {"profile": tuple(profiles), "builder": tuple(builders)})
         config.stash[CONFIG_KEY] = harness_config
+        config.stash[PROFILES_KEY] = profiles
         if not _engaged(config, harness_config):
             return
         from harness.checks.cases import default_case_paths, load_cases
-        from harness.gates import resolve_gates
         from harness.report.results import RunRecorder
         from harness.session import HarnessSession
 
-        config.stash[GATES_KEY] = resolve_gates(
-            config.getoption("harness_gates"), harness_config.gate_table, f"[tool.harness.gates] in {pyproject}",
-            config.getini("harness_gates"), f"harness_gates in {ini_origin}")
+        config.stash[GATES_KEY] = _gates(config, harness_config, pyproject, ini_origin)
         _check_ep(harness_config.ep)
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         config.stash[FACTORY_KEY] = _runtime_factory(config)
-        harness = HarnessSession.open(harness_config, _builder(config, harness_config))
+        harness = HarnessSession.open(harness_config, builders[harness_config.builder](harness_config))
         config.stash[SESSION_KEY] = harness
         config.pluginmanager.register(RunRecorder(harness, config.stash[GATES_KEY]), "harness-results")
         _register_integrations(config, harness_config)
@@ -313,9 +334,9 @@ def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
 
 
 @pytest.fixture(scope="session")
-def harness_profile(harness_config: HarnessConfig) -> Profile:
-    """Sample counts for this run's profile (smoke or full)."""
-    return PROFILES[harness_config.profile]
+def harness_profile(pytestconfig: pytest.Config, harness_config: HarnessConfig) -> Profile:
+    """Sample counts for this run's profile (smoke, full, or one a conftest adds)."""
+    return pytestconfig.stash[PROFILES_KEY][harness_config.profile]
 
 
 @pytest.fixture(scope="session")

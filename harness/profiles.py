@@ -1,4 +1,6 @@
-"""Sample counts per profile: ``smoke`` keeps this repo's CI fast, ``full`` is for gating a release."""
+"""Sample counts per profile: ``smoke`` keeps this repo's CI fast, ``full`` is for gating a release.
+
+A conftest adds its own through the ``pytest_harness_profiles`` hook."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ class Profile:
     benchmark_rounds: int  # pytest-benchmark rounds per latency benchmark
 
 
-PROFILES = {
-    "smoke": Profile("smoke", template_examples=25, memory_generations=40, load_cycles=5, foundry_cycles=3,
-                     max_prompt_tokens=2048, fuzz_examples=20, benchmark_rounds=5),
-    "full": Profile("full", template_examples=200, memory_generations=300, load_cycles=20, foundry_cycles=10,
-                    max_prompt_tokens=None, fuzz_examples=200, benchmark_rounds=20),
-}
+BUILTIN_PROFILES = (
+    Profile("smoke", template_examples=25, memory_generations=40, load_cycles=5, foundry_cycles=3,
+            max_prompt_tokens=2048, fuzz_examples=20, benchmark_rounds=5),
+    Profile("full", template_examples=200, memory_generations=300, load_cycles=20, foundry_cycles=10,
+            max_prompt_tokens=None, fuzz_examples=200, benchmark_rounds=20),
+)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.profiles import PROFILES
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
-BUILDERS = ("olive", "model-builder")
+# Settings whose values name an entry of a registry the plugins contribute to (harness.hookspecs), with
+# the built-in names, for resolving without a pytest session.
+REGISTERED = ("profile", "builder")
+BUILTIN_NAMES: Mapping[str, tuple[str, ...]] = {"profile": ("smoke", "full"), "builder": ("olive", "model-builder")}
 INJECTION_POLICIES = ("warn", "fail")
 UNSTABLE_POLICIES = ("warn", "fail")
 ACCURACY_LEVEL_CHOICES = ("0", "1", "2", "3", "4")  # onnxruntime's MatMulNBits accuracy_level values
@@ -43,6 +45,11 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _name(raw: str) -> str:
+    """A registry entry's name; whether one is registered is checked in ``resolve``."""
+    return raw.strip().lower()
 
 
 def _existing_file(raw: str) -> Path:
@@ -118,7 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
             "table; the suites test the first", _precision_list, lambda: ("int4",), "NAME[,NAME...]"),
     Setting("builder", "--builder", "how to build the ONNX model: model-builder (onnxruntime-genai's own, the "
             "deployment engine's version; default) or olive (olive auto-opt --use_model_builder, as the deployment "
-            "guide does, in a build environment of its own)", _choice(BUILDERS), lambda: "model-builder", "NAME"),
+            "guide does, in a build environment of its own), or one a conftest adds (pytest_harness_builders)",
+            _name, lambda: "model-builder", "NAME"),
     Setting("olive_python", "--olive-python", "run Olive with this Python interpreter (an environment you have "
             "with olive-ai installed) instead of the one the harness creates from its lock file",
             _interpreter, lambda: None, "PATH"),
@@ -144,7 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
             "parity suite (default: the source model when it is one of those)", _existing_path,
             lambda: None, "PATH"),
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
-            "full (for gating a release; default)", _choice(tuple(PROFILES)), lambda: "full", "NAME"),
+            "full (for gating a release; default), or one a conftest adds (pytest_harness_profiles)", _name,
+            lambda: "full", "NAME"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
             "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
     Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
@@ -219,8 +228,11 @@ def resolve(
     ini: Mapping[str, Any],
     ini_origin: str,
     rootdir: Path,
+    registered: Mapping[str, Sequence[str]] = BUILTIN_NAMES,
 ) -> HarnessConfig:
-    """Pick each setting from the first source that has it: CLI > env > [tool.harness] > ini."""
+    """Pick each setting from the first source that has it: CLI > env > [tool.harness] > ini.
+
+    ``registered`` names the profiles and builders the plugins contribute."""
     table = read_pyproject_table(pyproject)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -231,6 +243,9 @@ def resolve(
             origins[setting.name] = "default"
             continue
         parsed = [_parse(setting, item, raw) for item in raw.items]
+        if setting.name in REGISTERED and parsed[0] not in registered[setting.name]:
+            raise ConfigError(f"harness: {setting.flag} {raw.items[0]!r} (from {raw.origin}) is not one of "
+                              f"{', '.join(registered[setting.name])}")
         values[setting.name] = tuple(parsed) if setting.multiple else parsed[0]
         origins[setting.name] = raw.origin
     if values["reports_dir"] is None:

@@ -20,7 +20,7 @@ from harness.build.olive_env import OliveEnvironment, environment_variables
 from harness.build.probe import check_generates
 from harness.errors import BuildError
 from harness.provenance import package_version
-from harness.settings import EXECUTION_PROVIDERS, HarnessConfig
+from harness.settings import EXECUTION_PROVIDERS
 
 
 class Builder(Protocol):
@@ -150,10 +150,3 @@ def _copy_tokenizer_extras(hf_folder: Path, out: Path) -> None:
     for name in ("chat_template.jinja", "generation_config.json", "config.json"):
         if (hf_folder / name).is_file() and not (out / name).exists():
             shutil.copy2(hf_folder / name, out / name)
-
-
-def make_builder(config: HarnessConfig) -> Builder:
-    """The builder the settings name (--builder, --olive-config, --olive-python)."""
-    if config.builder == "olive":
-        return OliveBuilder(OliveEnvironment(config.cache_dir, config.olive_python), config.olive_config)
-    return ModelBuilderBuilder()

@@ -25,7 +25,7 @@ from types import TracebackType
 
 import psutil
 
-from harness.gates import Gate, Gates
+from harness.gates import Gate
 from harness.runtime import Generation
 
 ROUNDS_SUFFIX = "_rounds"
@@ -39,13 +39,6 @@ GATES = (
          "(`pytest suites/test_benchmarks.py`, property clock_gap); the largest for TTFT at 32 prompt tokens, "
          "where tokenizing falls outside the runtime's clock; 10% leaves three times that"),
 )
-
-
-def gate_value(gates: Gates, gate: Gate) -> tuple[float, str]:
-    """The resolved limit and its origin; the declared default while harness.gates does not list this module."""
-    if gate.name in gates.values:
-        return gates[gate.name], gates.origins[gate.name]
-    return gate.default, "default"
 
 
 @dataclass(frozen=True)

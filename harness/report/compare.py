@@ -92,10 +92,9 @@ class Thresholds:
     busy: float = BUSY_GATE.default  # points by which other processes' CPU use may differ between the runs
 
     @classmethod
-    def from_gates(cls, gates: Gates | None) -> Thresholds:
-        """The run's resolved gates; the declared defaults while harness.gates does not list this module."""
-        values = gates.values if gates is not None else {}
-        return cls(*(values.get(gate.name, gate.default) for gate in GATES))
+    def from_gates(cls, gates: Gates) -> Thresholds:
+        """The run's resolved values of this module's gates."""
+        return cls(*(gates[gate.name] for gate in GATES))
 
     def of(self, kind: Kind) -> float:
         return self.timing if kind == "timing" else self.quality

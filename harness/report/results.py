@@ -26,10 +26,8 @@ from typing import Any
 
 import pytest
 
-from harness.checks import bench
 from harness.checks.stability import unstable_message
 from harness.gates import Gates
-from harness.report import compare
 from harness.report import html as report_html
 from harness.report.compare import (
     FORMAT,
@@ -140,15 +138,6 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _gate_table(gates: Gates | None) -> dict[str, dict[str, Any]]:
-    table = {gate.name: {"value": gate.default, "origin": "default", "bound": gate.bound, "unit": gate.unit}
-             for gate in (*bench.GATES, *compare.GATES)}
-    if gates is not None:
-        for name, gate in gates.declared.items():
-            table[name] = {"value": gates[name], "origin": gates.origins[name], "bound": gate.bound, "unit": gate.unit}
-    return table
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -156,9 +145,9 @@ def _now() -> str:
 class RunRecorder:
     """A pytest plugin object registered by ``harness.plugin`` once the harness session is open."""
 
-    def __init__(self, session: HarnessSession, gates: Gates | None = None) -> None:
+    def __init__(self, session: HarnessSession, gates: Gates) -> None:
         self.session = session
-        self.gates = gates  # the run's resolved gates (None: the defaults)
+        self.gates = gates  # the run's resolved gates
         self.config: pytest.Config | None = None
         self.active = False  # False on xdist workers and with --collect-only
         self.checks: dict[str, CheckRecord] = {}
@@ -217,7 +206,7 @@ class RunRecorder:
             },
             "key": self.key,
             "provenance": _jsonable(provenance),
-            "gates": _gate_table(self.gates),
+            "gates": self.gates.table(),
             "totals": {outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
             "tests": checks,
             "baseline": None,

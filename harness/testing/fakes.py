@@ -4,8 +4,11 @@ They are wired in through the plugin's hooks from a conftest::
 
     from harness.testing.fakes import FakeBuilder, FakeRuntime
 
-    def pytest_harness_builder(config, name, workflow):
+    def make_builder(settings):
         return FakeBuilder()
+
+    def pytest_harness_builders(config):
+        return {"model-builder": make_builder}
 
     def make_runtime(path, ep):
         return FakeRuntime(path)

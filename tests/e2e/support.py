@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.build.builders import make_builder
+from harness.builtins import make_builder
 from harness.session import HarnessSession
 from harness.settings import resolve
 

@@ -22,8 +22,11 @@ CONFTEST = """
 from harness.testing.fakes import FakeBuilder
 from harness.testing.worker_fakes import fake_runtime
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     return FakeBuilder()
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 def pytest_harness_runtime_factory(config):
     return fake_runtime  # the worker process loads it too: the one way to plug a runtime
@@ -165,8 +168,11 @@ def test_a_plugged_runtime_without_a_raw_path_skips_the_raw_settings_cases(pytes
     pytester.makeconftest("""
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     return FakeBuilder()
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 def make_runtime(path, ep):
     return FakeRuntime(path)

@@ -21,8 +21,11 @@ from harness.testing.fakes import FakeBuilder, FakeRuntime
 PREFILL = {"linear": lambda n: 1e-4 * n, "quadratic": lambda n: 1e-4 * n + 3e-7 * n * n}
 DECODE = {"flat": None, "linear": lambda context: 5e-6 * context}
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     return FakeBuilder(context_length=int(os.environ.get("FAKE_CONTEXT", "256")))
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 def make_runtime(path, ep):
     env = os.environ

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.builders import make_builder
+from harness.builtins import make_builder
 from harness.locations import suites_dir
 from harness.session import HarnessSession
 from harness.settings import resolve
@@ -24,11 +24,14 @@ import os
 from pathlib import Path
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     counter = os.environ.get("FAKE_COUNTER")
     return FakeBuilder(counter=Path(counter) if counter else None,
                        delay_s=float(os.environ.get("FAKE_DELAY", "0")),
                        error=os.environ.get("FAKE_ERROR"))
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 def make_runtime(path, ep):
     return FakeRuntime(path, never_stops=bool(os.environ.get("FAKE_NEVER_STOPS")),

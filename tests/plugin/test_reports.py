@@ -42,8 +42,11 @@ class LateClock(FakeRuntime):
         return super().generate(prompt, *args, **kwargs)
 
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     return FakeBuilder()
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 
 def make_runtime(path, ep):

@@ -21,9 +21,12 @@ import os
 from harness.build.compute_paths import accuracy_levels, host_dependent
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
-def pytest_harness_builder(config, name, workflow):
+def make_builder(settings):
     level = os.environ.get("FAKE_LEVEL")
     return FakeBuilder(accuracy_level=int(level) if level else None)
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
 
 def make_runtime(path, ep):
     # Like the real model, the answer depends on the graph's compute: the two paths part at the 25th

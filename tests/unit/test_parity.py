@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.builtins import builtin_gates
 from harness.checks.parity import (
     GATES,
     Figures,
@@ -26,10 +27,12 @@ from harness.checks.parity import (
     verdict,
 )
 from harness.checks.reference import EvalPrompt, load_eval_set, make_request, reference_data
-from harness.gates import declared_gates, resolve_gates
+from harness.gates import declare, resolve_gates
 from harness.runtime import Generation, ModelInfo, SearchOptions
 
-DEFAULTS = resolve_gates([], {}, "pyproject", [], "ini")
+DECLARED = declare([builtin_gates()])
+
+DEFAULTS = resolve_gates(DECLARED, [], {}, "pyproject", [], "ini")
 
 
 def full_kl(p_logits: Sequence[Sequence[float]], q_logits: Sequence[Sequence[float]]) -> np.ndarray:
@@ -124,7 +127,7 @@ def figures(ppl_ratio: float = 1.1, kl_mean: float = 0.1, kl_p95: float = 0.5, t
 
 
 def test_parity_gates_are_declared() -> None:
-    assert {gate.name for gate in GATES} <= set(declared_gates())
+    assert {gate.name for gate in GATES} <= set(DECLARED)
     assert {gate.name: gate.bound for gate in GATES} == {
         "parity_ppl_ratio_max": "max", "parity_kl_mean_max": "max", "parity_kl_p95_max": "max",
         "parity_top1_agreement_min": "min"}
@@ -148,7 +151,7 @@ def test_each_gate_trips_with_a_readable_verdict(broken: Figures, phrase: str) -
 
 def test_limits_at_the_gate_pass_and_an_override_moves_them() -> None:
     assert gate_failures(figures(ppl_ratio=1.45, top1=0.45), DEFAULTS) == []
-    loose = resolve_gates(["parity_ppl_ratio_max=2"], {}, "pyproject", [], "ini")
+    loose = resolve_gates(DECLARED, ["parity_ppl_ratio_max=2"], {}, "pyproject", [], "ini")
     assert gate_failures(figures(ppl_ratio=1.6), loose) == []
     assert gate_failures(figures(ppl_ratio=2.5), loose) == [
         "perplexity ratio 2.5 is above parity_ppl_ratio_max 2 (the command line)"]

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.gates import resolve_gates
+from harness.builtins import builtin_gates
+from harness.gates import declare, resolve_gates
 from harness.robustness.catalog import INPUT_CASES, KNOWN_ISSUES, SETTING_CASES, Expect, ask, chat, fill, raw, text
 from harness.robustness.prober import Prober, answer_problems, judge
 from harness.runtime import read_model_info
 from harness.testing.fakes import write_genai_folder
 from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
+
+DECLARED = declare([builtin_gates()])
 
 INFO = WorkerInfo(pid=1, context_length=256, vocab_size=1000, eos_token_ids=(2,))
 HELLO = ask(chat("hello"))
@@ -130,7 +133,7 @@ def test_the_catalogue_is_consistent(tmp_path: Path) -> None:
 
 def test_time_limit_grows_with_the_prompt(tmp_path: Path) -> None:
     folder = write_genai_folder(tmp_path, context_length=1000)
-    gates = resolve_gates(["robustness_timeout_s=10", "robustness_timeout_ms_per_token=5"], {}, "", [], "")
+    gates = resolve_gates(DECLARED, ["robustness_timeout_s=10", "robustness_timeout_ms_per_token=5"], {}, "", [], "")
     prober = Prober(WorkerClient([]), gates, read_model_info(folder))
     assert prober.timeout_for(ask(fill(tokens=200))) == pytest.approx(10 + 200 * 0.005)
     assert prober.timeout_for(ask(fill(context_offset=-1))) == pytest.approx(10 + 999 * 0.005)

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.builtins import builtin_gates
 from harness.errors import ConfigError
-from harness.gates import resolve_gates
+from harness.gates import declare, resolve_gates
 from harness.settings import check_execution_provider, resolve
+
+DECLARED = declare([builtin_gates()])
 
 
 def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
@@ -105,14 +108,15 @@ def test_cases_are_repeatable_and_relative_to_their_file(tmp_path: Path) -> None
 
 
 def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
-    gates = resolve_gates(["quality_token_f1_min=0.7"], {"quality_rouge_l_min": 0.1, "quality_token_f1_min": 0.2},
-                          "[tool.harness.gates]", ["quality_keyword_recall_min = 0.5"], "pytest.ini")
+    gates = resolve_gates(DECLARED, ["quality_token_f1_min=0.7"],
+                          {"quality_rouge_l_min": 0.1, "quality_token_f1_min": 0.2}, "[tool.harness.gates]",
+                          ["quality_keyword_recall_min = 0.5"], "pytest.ini")
     assert gates["quality_token_f1_min"] == 0.7 and gates.origins["quality_token_f1_min"] == "the command line"
     assert gates["quality_rouge_l_min"] == 0.1 and gates["quality_keyword_recall_min"] == 0.5
     assert gates.check("quality_rouge_l_min", 0.1) and not gates.check("quality_rouge_l_min", 0.09)
     with pytest.raises(ConfigError, match=r"unknown gate 'nope' \(from the command line\); known gates: "):
-        resolve_gates(["nope=1"], {}, "", [], "")
+        resolve_gates(DECLARED, ["nope=1"], {}, "", [], "")
     with pytest.raises(ConfigError, match="must be NAME=VALUE"):
-        resolve_gates(["quality_rouge_l_min"], {}, "", [], "")
+        resolve_gates(DECLARED, ["quality_rouge_l_min"], {}, "", [], "")
     with pytest.raises(ConfigError, match="is not a finite number"):
-        resolve_gates([], {"quality_rouge_l_min": "high"}, "[tool.harness.gates]", [], "")
+        resolve_gates(DECLARED, [], {"quality_rouge_l_min": "high"}, "[tool.harness.gates]", [], "")
