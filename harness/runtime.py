@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption, RuntimeFailure
 
@@ -131,11 +131,41 @@ class Runtime(Protocol):
         """Log-probability of each token of ``text`` given the tokens before it (first excluded)."""
         ...
 
+    def close(self) -> None: ...
+
+
+# Capabilities beyond ``Runtime``: a check that needs one tests for it with ``isinstance`` and skips in one
+# line without it. GenAIRuntime has the first two; the robustness worker's runtime has the raw path.
+@runtime_checkable
+class LogitsRuntime(Runtime, Protocol):
+    """A runtime that returns next-token logits (the parity suite compares their distributions)."""
+
     def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Next-token logits at every position, shape [len(token_ids), vocab]: row i predicts token i + 1."""
         ...
 
+
+class ReusedGenerator(Protocol):
+    """One generator kept for many requests, rewound before each."""
+
+    def generate(self, prompt: Prompt) -> Generation: ...
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReusingRuntime(Runtime, Protocol):
+    """A runtime that can keep one generator for many requests (the memory suite's long-lived generator)."""
+
+    def reused_generator(self, options: SearchOptions, max_prompt_tokens: int) -> ReusedGenerator: ...
+
+
+@runtime_checkable
+class RawRuntime(Runtime, Protocol):
+    """A runtime with a raw path: settings straight to the engine, unchecked by the harness (the robustness
+    suite's raw-settings cases skip without it)."""
+
+    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation: ...
 
 
 def read_chat_template(path: Path) -> str | None:

@@ -17,13 +17,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
 import psutil
 
 from harness.errors import HarnessError
 from harness.gates import Gate
-from harness.runtime import Generation, Prompt, Runtime, SearchOptions
+from harness.runtime import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
 from harness.system import KB, kernel_peak_rss_bytes, reset_kernel_peak_rss, trim_heap
 
 MB = 1024 * KB
@@ -224,20 +223,10 @@ class ReuseUnsupported(HarnessError):
     """The runtime cannot keep one generator across requests."""
 
 
-class ReusedGenerator(Protocol):
-    """One generator kept for many requests, rewound before each."""
-
-    def generate(self, prompt: Prompt) -> Generation: ...
-
-    def close(self) -> None: ...
-
-
 def open_reused_generator(runtime: Runtime, options: SearchOptions, max_prompt_tokens: int) -> ReusedGenerator:
-    """The runtime's ``reused_generator(options, max_prompt_tokens)`` (GenAIRuntime and FakeRuntime have one)."""
-    opener = getattr(runtime, "reused_generator", None)
-    if callable(opener):
-        reused: ReusedGenerator = opener(options, max_prompt_tokens)
-        return reused
+    """The runtime's long-lived generator (``ReusingRuntime``: GenAIRuntime and FakeRuntime are)."""
+    if isinstance(runtime, ReusingRuntime):
+        return runtime.reused_generator(options, max_prompt_tokens)
     raise ReuseUnsupported(f"harness: {type(runtime).__name__} has no reused_generator(options, max_prompt_tokens); "
                            "add one to test a long-lived generator")
 

@@ -23,7 +23,7 @@ from harness.gates import Gate
 
 if TYPE_CHECKING:
     from harness.gates import Gates
-    from harness.runtime import Runtime
+    from harness.runtime import LogitsRuntime, Runtime
 
 Floats = npt.NDArray[np.float64]
 
@@ -277,7 +277,7 @@ def _check_encoding(runtime: Runtime, item: ReferenceItem) -> None:
                           "with the one the reference data was made for; compute the reference data for this model")
 
 
-def measure_item(runtime: Runtime, item: ReferenceItem, vocab_size: int, max_new_tokens: int) -> ItemParity:
+def measure_item(runtime: LogitsRuntime, item: ReferenceItem, vocab_size: int, max_new_tokens: int) -> ItemParity:
     from harness.runtime import SearchOptions
 
     _check_encoding(runtime, item)
@@ -304,7 +304,7 @@ def measure_item(runtime: Runtime, item: ReferenceItem, vocab_size: int, max_new
     )
 
 
-def measure_parity(runtime: Runtime, reference: ReferenceData) -> ParityReport:
+def measure_parity(runtime: LogitsRuntime, reference: ReferenceData) -> ParityReport:
     """Compare a loaded built model with reference data (from ``harness.checks.reference.reference_data``)."""
     if runtime.info.vocab_size and runtime.info.vocab_size != reference.vocab_size:
         raise ParityError(f"harness: the built model's vocabulary has {runtime.info.vocab_size} tokens "

@@ -19,14 +19,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.runtime import DEFAULT_OPTIONS, Generation, ModelInfo, Prompt, SearchOptions
+from harness.runtime import DEFAULT_OPTIONS, Generation, Message, ModelInfo, Prompt, RawRuntime, Runtime, SearchOptions
 from harness.testing.fakes import FakeRuntime
-from harness.worker.child import RawGenAIRuntime, WorkerRuntime
+from harness.worker.child import RawGenAIRuntime
 from harness.worker.protocol import WorkerError
 
 FAULTS = ("SEGFAULT", "ABORT", "HANG", "RAISE", "CORRUPT")
@@ -43,7 +43,7 @@ def _fault(subject: str) -> str | None:
 class Faulty:
     """Wraps a runtime and misbehaves on requests that match a HARNESS_FAULT_* pattern."""
 
-    def __init__(self, inner: WorkerRuntime) -> None:
+    def __init__(self, inner: Runtime) -> None:
         self.inner = inner
         self.info: ModelInfo = inner.info
         self.corrupted = False
@@ -53,6 +53,15 @@ class Faulty:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.inner.decode(token_ids)
+
+    def chat_prompt(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        return self.inner.chat_prompt(messages, add_generation_prompt)
+
+    def stream(self, prompt: Prompt, options: SearchOptions = DEFAULT_OPTIONS) -> Iterator[str]:
+        return self.inner.stream(prompt, options)
+
+    def score(self, text: str) -> list[float]:
+        return self.inner.score(text)
 
     def _trip(self, prompt: Prompt, options: object) -> None:
         shown = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
@@ -80,11 +89,9 @@ class Faulty:
 
     def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation:
         self._trip(prompt, options)
-        generate_raw = getattr(self.inner, "generate_raw", None)
-        if generate_raw is None:
+        if not isinstance(self.inner, RawRuntime):
             raise WorkerError(f"harness: {type(self.inner).__name__} has no raw path (generate_raw)")
-        generation: Generation = generate_raw(prompt, options, max_new_tokens)
-        return self._damaged(generation)
+        return self._damaged(self.inner.generate_raw(prompt, options, max_new_tokens))
 
     def close(self) -> None:
         self.inner.close()

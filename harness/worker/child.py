@@ -13,37 +13,24 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any
 
 from harness import runtime_factory, system
 from harness.errors import ConfigError
-from harness.runtime import GenAIRuntime, Generation, ModelInfo, Prompt, SearchOptions, run_generator, translate_error
+from harness.runtime import (
+    GenAIRuntime,
+    Generation,
+    Prompt,
+    RawRuntime,
+    Runtime,
+    SearchOptions,
+    run_generator,
+    translate_error,
+)
 from harness.worker.protocol import DEFAULT_RUNTIME, WorkerError, encode_line
 
 
 # -- what the worker serves ---------------------------------------------------------------------------
-class WorkerRuntime(Protocol):
-    """The part of ``harness.runtime.Runtime`` the worker uses (``RawRuntime`` too, optionally)."""
-
-    info: ModelInfo
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, token_ids: Sequence[int]) -> str: ...
-
-    def generate(self, prompt: Prompt, options: SearchOptions = ...) -> Generation: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class RawRuntime(Protocol):
-    """A runtime with a raw path: settings straight to the engine, unchecked by the harness (optional: the
-    robustness suite's raw-settings cases skip without it)."""
-
-    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation: ...
-
-
 class RawGenAIRuntime(GenAIRuntime):
     """``GenAIRuntime`` plus a raw path: options straight to ``set_search_options``, no harness checks."""
 
@@ -61,17 +48,17 @@ class RawGenAIRuntime(GenAIRuntime):
         return run_generator(generator, ids, max_new_tokens, greedy, self.info, self.decode, "raw request")
 
 
-def load_runtime(reference: str, path: Path, ep: str) -> WorkerRuntime:
+def load_runtime(reference: str, path: Path, ep: str) -> Runtime:
     """The runtime the factory named by ``reference`` (``harness.runtime_factory``) loads."""
     try:
         factory = runtime_factory.load(reference)
     except ConfigError as exc:
         raise WorkerError(str(exc)) from None
-    runtime: WorkerRuntime = factory(path, ep)
+    runtime: Runtime = factory(path, ep)
     return runtime
 
 
-def fill_text(runtime: WorkerRuntime, unit: str, tokens: int) -> str:
+def fill_text(runtime: Runtime, unit: str, tokens: int) -> str:
     """The shortest prefix of ``unit`` repeated that encodes to exactly ``tokens`` tokens."""
     if not unit:
         raise WorkerError("harness: a fill prompt needs a non-empty unit to repeat")
@@ -91,7 +78,7 @@ def fill_text(runtime: WorkerRuntime, unit: str, tokens: int) -> str:
     return (unit * (low // len(unit) + 1))[:low]
 
 
-def build_prompt(runtime: WorkerRuntime, spec: Mapping[str, Any]) -> Any:
+def build_prompt(runtime: Runtime, spec: Mapping[str, Any]) -> Any:
     """The prompt a request describes (left as sent: checking it is the runtime's job)."""
     if "text" in spec:
         return spec["text"]
@@ -105,7 +92,7 @@ def build_prompt(runtime: WorkerRuntime, spec: Mapping[str, Any]) -> Any:
     raise WorkerError(f"harness: worker request has no prompt (text, messages or fill): {dict(spec)!r}")
 
 
-def handle(runtime: WorkerRuntime, request: Mapping[str, Any]) -> dict[str, Any]:
+def handle(runtime: Runtime, request: Mapping[str, Any]) -> dict[str, Any]:
     """Answer one request; any exception becomes a rejection naming its class (a crash ends the process)."""
     try:
         prompt = build_prompt(runtime, request.get("prompt", {}))
@@ -123,7 +110,7 @@ def handle(runtime: WorkerRuntime, request: Mapping[str, Any]) -> dict[str, Any]
             "stop_reason": generation.stop_reason, "seconds": generation.total_seconds}
 
 
-def serve(runtime: WorkerRuntime, requests: Iterable[bytes], responses: IO[bytes]) -> None:
+def serve(runtime: Runtime, requests: Iterable[bytes], responses: IO[bytes]) -> None:
     for raw in requests:
         if not raw.strip():
             continue
