@@ -50,6 +50,7 @@ FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plug
 UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
 OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
 CHAT_MARKER = "harness_chat"
+CASES_MARKER = "harness_cases"
 NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
                     "checks run")
 
@@ -175,6 +176,8 @@ def _check_ep(ep: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHAT_MARKER}: the check needs the model's chat template (skipped, in one "
                                        "line, for a base model without one)")
+    config.addinivalue_line("markers", f"{CASES_MARKER}(with_assertions=False): which cases a test that takes "
+                                       "harness_case runs for")
     if config.option.help or config.option.version:
         return  # --help must work even with a bad HARNESS_* variable
     cli = {s.name: config.getoption(f"harness_{s.name}") for s in SETTINGS}
@@ -313,11 +316,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"  {line.strip()}")
 
 
-def configured_cases(config: pytest.Config) -> CaseSet:
+def _cases(config: pytest.Config) -> CaseSet:
     """The validated case files of this run (none when the harness is not active)."""
     from harness.checks.cases import CaseSet
 
     return config.stash.get(CASES_KEY, CaseSet(()))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``harness_case`` runs once per case of this run (``@pytest.mark.harness_cases(
+    with_assertions=True)``: once per case that has assertions). A chat case needs the chat template."""
+    if "harness_case" not in metafunc.fixturenames:
+        return
+    cases = _cases(metafunc.config).cases
+    marker = metafunc.definition.get_closest_marker(CASES_MARKER)
+    if marker is not None and marker.kwargs.get("with_assertions"):
+        cases = tuple(case for case in cases if case.assertions)
+    chat = pytest.mark.harness_chat
+    metafunc.parametrize("harness_case", [pytest.param(case, id=case.id,
+                                                       marks=() if isinstance(case.prompt, str) else chat)
+                                          for case in cases])
 
 
 def _session(config: pytest.Config) -> HarnessSession:
@@ -334,6 +352,13 @@ def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
 
 
 @pytest.fixture(scope="session")
+def harness_cases(pytestconfig: pytest.Config) -> CaseSet:
+    """The validated cases of this run (--cases, or the shipped sets)."""
+    _session(pytestconfig)
+    return _cases(pytestconfig)
+
+
+@pytest.fixture(scope="session")
 def harness_profile(pytestconfig: pytest.Config, harness_config: HarnessConfig) -> Profile:
     """Sample counts for this run's profile (smoke, full, or one a conftest adds)."""
     return pytestconfig.stash[PROFILES_KEY][harness_config.profile]
@@ -346,7 +371,7 @@ def harness_model(pytestconfig: pytest.Config) -> PreparedModel:
 
 
 @pytest.fixture(scope="session")
-def deployment(pytestconfig: pytest.Config) -> Deployment:
+def harness_deployment(pytestconfig: pytest.Config) -> Deployment:
     """The Foundry Local model folder (models/custom/<name>/ with inference_model.json)."""
     harness = _session(pytestconfig)
     laid_out = harness.deploy(progress_writer(pytestconfig))
@@ -356,7 +381,7 @@ def deployment(pytestconfig: pytest.Config) -> Deployment:
 
 
 @pytest.fixture(scope="session")
-def harness_twin_deployment(pytestconfig: pytest.Config, deployment: Deployment) -> Deployment | None:
+def harness_twin_deployment(pytestconfig: pytest.Config, harness_deployment: Deployment) -> Deployment | None:
     """The deployment folder of the fp32-compute twin (None when the model has no twin)."""
     return _session(pytestconfig).deploy_twin(progress_writer(pytestconfig))
 
@@ -369,7 +394,7 @@ def harness_gates(pytestconfig: pytest.Config) -> Gates:
 
 
 @pytest.fixture(scope="session")
-def run_dir(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
+def harness_run_dir(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     """This run's report folder (reports/<timestamp>-<model>-<precision>/)."""
     return _session(pytestconfig).run_dir
 
@@ -378,7 +403,7 @@ ModelLoader = Callable[["PreparedModel"], "Runtime"]
 
 
 @pytest.fixture(scope="session")
-def runtime_factory(pytestconfig: pytest.Config) -> ModelLoader:
+def harness_runtime_loader(pytestconfig: pytest.Config) -> ModelLoader:
     """Load a model into a new runtime (the caller closes it): the plugged-in factory's, or onnxruntime-genai's."""
     ep = pytestconfig.stash[CONFIG_KEY].ep
     plugged = pytestconfig.stash.get(FACTORY_KEY, None)
@@ -404,9 +429,9 @@ def harness_worker_runtime(pytestconfig: pytest.Config) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def runtime(runtime_factory: ModelLoader, harness_model: PreparedModel) -> Iterator[Runtime]:
+def harness_runtime(harness_runtime_loader: ModelLoader, harness_model: PreparedModel) -> Iterator[Runtime]:
     """The model loaded once for the whole session."""
-    loaded = runtime_factory(harness_model)
+    loaded = harness_runtime_loader(harness_model)
     yield loaded
     loaded.close()
 
@@ -422,7 +447,7 @@ def _path_label(levels: Mapping[int, int]) -> str:
 
 
 @pytest.fixture(scope="session")
-def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: ModelLoader) -> PathsFactory:
+def harness_paths_factory(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader) -> PathsFactory:
     """Load a model and, when its kernels depend on the CPU, its fp32-compute twin; both close on exit."""
 
     from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels
@@ -434,12 +459,12 @@ def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: ModelLoa
         opened: list[Runtime] = []
         try:
             if loaded is None:
-                loaded = runtime_factory(model)
+                loaded = harness_runtime_loader(model)
                 opened.append(loaded)
             paths = [ComputePath(_path_label(accuracy_levels(model.path)), loaded)]
             twin = harness.twin_of(model, progress_writer(pytestconfig))
             if twin is not None:
-                opened.append(runtime_factory(twin))
+                opened.append(harness_runtime_loader(twin))
                 paths.append(ComputePath(f"fp32-compute twin (accuracy_level {TWIN_LEVEL})", opened[-1]))
             yield ComputePaths(tuple(paths))
         finally:
@@ -450,11 +475,11 @@ def harness_paths_factory(pytestconfig: pytest.Config, runtime_factory: ModelLoa
 
 
 @pytest.fixture(scope="session")
-def harness_paths(runtime: Runtime, harness_model: PreparedModel,
+def harness_paths(harness_runtime: Runtime, harness_model: PreparedModel,
                   harness_paths_factory: PathsFactory) -> Iterator[ComputePaths]:
     """The runtimes greedy answers are judged on: the model under test (the ``runtime`` fixture), and its
     fp32-compute twin when the model's kernels depend on the CPU."""
-    with harness_paths_factory(harness_model, runtime) as paths:
+    with harness_paths_factory(harness_model, harness_runtime) as paths:
         yield paths
 
 
@@ -487,35 +512,36 @@ def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str,
 
 
 @pytest.fixture(scope="session")
-def parity_reference(pytestconfig: pytest.Config, reference_folder: Path, runtime: Runtime,
-                     harness_config: HarnessConfig, run_dir: Path) -> ReferenceData:
+def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_folder: Path, harness_runtime: Runtime,
+                             harness_config: HarnessConfig, harness_run_dir: Path) -> ReferenceData:
     """The reference's view of the eval set and of this run's case prompts: computed once per
     reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
     from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
+    from harness.runtime import LogitsRuntime
 
-    if not callable(getattr(runtime, "logits", None)):
-        pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares next-token "
-                    "distributions")
-    cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in configured_cases(pytestconfig)]
+    if not isinstance(harness_runtime, LogitsRuntime):
+        pytest.skip(f"the runtime in use ({type(harness_runtime).__name__}) has no logits(): parity compares "
+                    "next-token distributions")
+    cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in _cases(pytestconfig)]
     eval_set = load_eval_set().with_prompts(cases)
-    if runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
+    if harness_runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
         eval_set = eval_set.raw_only()
     try:
-        return reference_data(reference_folder, runtime, eval_set, harness_config.cache_dir, run_dir,
-                              progress_writer(pytestconfig))
+        return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,
+                              harness_run_dir, progress_writer(pytestconfig))
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def build_precision(pytestconfig: pytest.Config) -> Callable[[str], PreparedModel]:
+def harness_build_precision(pytestconfig: pytest.Config) -> Callable[[str], PreparedModel]:
     """Build (or find in the cache) the model at a given precision; raises BuildError if it cannot."""
     harness = _session(pytestconfig)
     return lambda precision: harness.prepare_precision(precision, progress_writer(pytestconfig))
 
 
 @pytest.fixture(scope="session")
-def reference_folder(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
+def harness_reference_folder(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     """The Hugging Face folder of the reference model (fp32 source) for the parity suite; skips when
     the source is ONNX-only and no --reference is given."""
     folder = _session(pytestconfig).reference_folder(progress_writer(pytestconfig))

@@ -24,24 +24,35 @@ RuntimeFactory = Callable[[Path, str], "Runtime"]
 HOOK = "pytest_harness_runtime_factory"
 
 
-def _resolve(module: Any, qualname: str) -> Any:
-    target = module
-    for part in qualname.split("."):
+def _resolve(namespace: Any, qualname: str) -> Any:
+    parts = qualname.split(".")
+    target = namespace.get(parts[0]) if isinstance(namespace, dict) else getattr(namespace, parts[0], None)
+    for part in parts[1:]:
         target = getattr(target, part, None)
     return target
+
+
+def _defining_module(factory: RuntimeFactory) -> tuple[str, str | None, Any] | None:
+    """The name, file and namespace of the module that defines ``factory``. A function knows its module's
+    globals; ``sys.modules`` by name would be ambiguous for conftests, which pytest may import under one name."""
+    namespace = getattr(factory, "__globals__", None)
+    if isinstance(namespace, dict):
+        return str(namespace.get("__name__", "")), namespace.get("__file__"), namespace
+    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    return None if module is None else (module.__name__, getattr(module, "__file__", None), module)
 
 
 def reference_of(factory: RuntimeFactory) -> str:
     """``module:name`` (``@file`` for a conftest): what the worker process imports the factory by; ConfigError if
     it cannot."""
-    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    defining = _defining_module(factory)
     qualname = getattr(factory, "__qualname__", "")
-    if module is None or "<" in qualname or _resolve(module, qualname) is not factory:
+    if defining is None or "<" in qualname or _resolve(defining[2], qualname) is not factory:
         raise ConfigError(f"harness: the runtime factory {factory!r} from {HOOK} must be a function or class defined "
                           "at module level (the worker process imports it by name); define it at the top level of "
                           "your conftest or module and return it")
-    file = getattr(module, "__file__", None) if _is_conftest(module.__name__) else None
-    return f"{module.__name__}:{qualname}" + (f"@{file}" if file else "")
+    name, file, _ = defining
+    return f"{name}:{qualname}" + (f"@{file}" if file and _is_conftest(name) else "")
 
 
 def _is_conftest(module_name: str) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from harness.build.pipeline import PreparedModel
+from harness import Gates, Generation, PreparedModel, Profile, Runtime, SearchOptions
 from harness.checks.bench import (
     GATES,
     ROUNDS_SUFFIX,
@@ -29,9 +29,6 @@ from harness.checks.bench import (
     describe,
     metric_rounds,
 )
-from harness.gates import Gates
-from harness.profiles import Profile
-from harness.runtime import Generation, Runtime, SearchOptions
 
 PROMPT_TOKENS = (32, 128, 512)
 OUTPUT_TOKENS = 64  # ~0.5 s of decoding on the default model: long enough for a stable rate, short for CI
@@ -58,18 +55,18 @@ class Measured:
 
 
 @pytest.fixture(scope="module")
-def prompt_of(runtime: Runtime) -> Callable[[int], str]:
+def prompt_of(harness_runtime: Runtime) -> Callable[[int], str]:
     """A plain-text prompt of ``tokens`` tokens (at most; the report records the exact count)."""
 
     @functools.cache
     def build(tokens: int) -> str:
         text = PASSAGE
-        while len(runtime.encode(text)) < tokens:
+        while len(harness_runtime.encode(text)) < tokens:
             text = f"{text} {PASSAGE}"
-        ids = runtime.encode(text)
+        ids = harness_runtime.encode(text)
         for count in range(tokens, 0, -1):  # a cut can re-tokenize longer; step back until it fits
-            candidate = runtime.decode(ids[:count])
-            if len(runtime.encode(candidate)) <= tokens:
+            candidate = harness_runtime.decode(ids[:count])
+            if len(harness_runtime.encode(candidate)) <= tokens:
                 return candidate
         return PASSAGE
 
@@ -144,12 +141,13 @@ def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Cal
 
 @pytest.mark.parametrize("prompt_tokens", PROMPT_TOKENS, ids=lambda n: f"prompt={n}")
 def test_time_to_first_token(
-    benchmark: BenchmarkFixture, runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
+    benchmark: BenchmarkFixture, harness_runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
     harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
     prompt_tokens: int,
 ) -> None:
-    _fits(runtime, prompt_tokens, 1)
-    measured = _measure(benchmark, runtime, prompt_of(prompt_tokens), FIRST_TOKEN, harness_profile.benchmark_rounds)
+    _fits(harness_runtime, prompt_tokens, 1)
+    measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIRST_TOKEN,
+                        harness_profile.benchmark_rounds)
     _record(benchmark, record_property, measured, harness_model)
     produced = [g.output_tokens for g in measured.generations]
     assert all(n == 1 for n in produced), f"asked for one output token, the rounds produced {produced}"
@@ -158,12 +156,13 @@ def test_time_to_first_token(
 
 @pytest.mark.parametrize("prompt_tokens", PROMPT_TOKENS, ids=lambda n: f"prompt={n}")
 def test_generation_latency(
-    benchmark: BenchmarkFixture, runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
+    benchmark: BenchmarkFixture, harness_runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
     harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
     prompt_tokens: int,
 ) -> None:
-    _fits(runtime, prompt_tokens, OUTPUT_TOKENS)
-    measured = _measure(benchmark, runtime, prompt_of(prompt_tokens), FIXED_LENGTH, harness_profile.benchmark_rounds)
+    _fits(harness_runtime, prompt_tokens, OUTPUT_TOKENS)
+    measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIXED_LENGTH,
+                        harness_profile.benchmark_rounds)
     produced = [g.output_tokens for g in measured.generations]
     assert all(n == OUTPUT_TOKENS for n in produced), (
         f"the runtime did not honour min_new_tokens = max_new_tokens = {OUTPUT_TOKENS}: the rounds produced "

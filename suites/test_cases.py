@@ -9,35 +9,18 @@ the CPU, its fp32-compute twin): a verdict the paths disagree on is reported as 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import pytest
 
+from harness import Case, CaseSet, ComputePaths, Gates, Generation, PathJudgement, PathVerdict, Runtime, Settle
 from harness.checks.assertions import AnswerContext
-from harness.checks.cases import Case
 from harness.checks.output_format import answer_context, format_problems
 from harness.checks.quality import QualityScores, gate_failures, mean_scores
-from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
 from harness.deploy.templates import first_difference
-from harness.gates import Gates
-from harness.plugin import NO_CHAT_TEMPLATE, Settle, configured_cases
-from harness.runtime import Generation, Runtime
+from harness.plugin import NO_CHAT_TEMPLATE
 
 PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's answers (one per repeat)
 Answers = Callable[[Case], PathAnswers]
-
-
-def _param(case: Case) -> Any:  # a pytest.param
-    """A chat case needs the model's chat template (a raw ``prompt`` case does not)."""
-    return pytest.param(case, id=case.id, marks=() if isinstance(case.prompt, str) else pytest.mark.harness_chat)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    cases = configured_cases(metafunc.config).cases
-    if "case" in metafunc.fixturenames:  # every case
-        metafunc.parametrize("case", [_param(c) for c in cases])
-    if "asserted_case" in metafunc.fixturenames:  # the cases with assertions
-        metafunc.parametrize("asserted_case", [_param(c) for c in cases if c.assertions])
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +40,8 @@ def answers(harness_paths: ComputePaths) -> Answers:
 
 
 @pytest.fixture(scope="module")
-def context(runtime: Runtime) -> AnswerContext:
-    return answer_context(runtime)
+def context(harness_runtime: Runtime) -> AnswerContext:
+    return answer_context(harness_runtime)
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -80,9 +63,10 @@ def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: 
     return PathJudgement(label, False, detail, tuple(answers))
 
 
-def test_case(asserted_case: Case, answers: Answers, context: AnswerContext, harness_paths: ComputePaths,
+@pytest.mark.harness_cases(with_assertions=True)
+def test_case(harness_case: Case, answers: Answers, context: AnswerContext, harness_paths: ComputePaths,
               harness_verdict: Settle, record_property: Callable[[str, object], None]) -> None:
-    case = asserted_case
+    case = harness_case
     per_path = answers(case)
     built = [case.judge(answer, context)[0] for answer in per_path[0]]
     record_property("case_score", sum(built) / len(built))
@@ -92,18 +76,19 @@ def test_case(asserted_case: Case, answers: Answers, context: AnswerContext, har
                                       for path, path_answers in zip(paths, per_path, strict=True))))
 
 
-def test_output_format(case: Case, answers: Answers, context: AnswerContext, runtime: Runtime,
+def test_output_format(harness_case: Case, answers: Answers, context: AnswerContext, harness_runtime: Runtime,
                        harness_paths: ComputePaths, harness_verdict: Settle) -> None:
     """Form checks on every answer of every path; greedy answers must also repeat exactly and stream identically."""
+    case = harness_case
     first = answers(case)[0][0]
     if case.greedy:  # properties of the runtime, not of a near-tie: judged on the model as built
-        again = runtime.generate(case.prompt, case.options)
+        again = harness_runtime.generate(case.prompt, case.options)
         problems = []
         if again.token_ids != first.token_ids:
             problems.append(f"greedy decoding is not deterministic: a second run differs from token "
                             f"{first_difference(first.token_ids, again.token_ids)} "
                             f"({_clip(first.text, 80)} vs {_clip(again.text, 80)})")
-        streamed = "".join(runtime.stream(case.prompt, case.options))
+        streamed = "".join(harness_runtime.stream(case.prompt, case.options))
         if streamed != first.text:
             problems.append(f"streamed text differs from the generated text: {_clip(streamed, 80)} vs "
                             f"{_clip(first.text, 80)}")
@@ -118,11 +103,11 @@ def test_output_format(case: Case, answers: Answers, context: AnswerContext, run
     harness_verdict(PathVerdict(tuple(judgements)))
 
 
-def test_domain_quality(pytestconfig: pytest.Config, answers: Answers, harness_gates: Gates,
+def test_domain_quality(harness_cases: CaseSet, answers: Answers, harness_gates: Gates,
                         harness_paths: ComputePaths, harness_verdict: Settle,
                         record_property: Callable[[str, object], None]) -> None:
     """Golden answers: mean token F1, ROUGE-L and keyword recall must reach their gates on every compute path."""
-    golden = [c for c in configured_cases(pytestconfig).cases if c.reference is not None]
+    golden = [c for c in harness_cases.cases if c.reference is not None]
     if not golden:
         pytest.skip("no case has a reference answer; add 'reference' to cases to score domain quality")
     if harness_paths.primary.info.chat_template is None:  # a base model: only raw-prompt golden cases

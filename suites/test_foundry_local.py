@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
-from harness.deploy.folder import Deployment
+from harness import ComputePaths, Deployment, PathJudgement, PathVerdict, SearchOptions, Settle
 from harness.deploy.foundry import (
     TWIN_MODEL_ID,
     FoundryLocalSession,
@@ -25,8 +24,6 @@ from harness.deploy.foundry import (
 )
 from harness.deploy.templates import control_tokens
 from harness.locations import fixtures_dir
-from harness.plugin import Settle
-from harness.runtime import SearchOptions
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
 MAX_TOKENS = 96  # short answers end their turn well before this
@@ -34,13 +31,13 @@ pytestmark = pytest.mark.harness_chat  # chats: skipped for a base model without
 
 
 @pytest.fixture(scope="module")
-def foundry(deployment: Deployment, harness_twin_deployment: Deployment | None,
+def foundry(harness_deployment: Deployment, harness_twin_deployment: Deployment | None,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[FoundryLocalSession]:
     """The deployment folder (models/custom/<name>/ with inference_model.json), as it would ship."""
     cache = tmp_path_factory.mktemp("foundry-cache")
     twin = harness_twin_deployment.folder if harness_twin_deployment else None
     try:
-        with FoundryLocalSession(deployment.folder, cache, twin_folder=twin) as session:
+        with FoundryLocalSession(harness_deployment.folder, cache, twin_folder=twin) as session:
             session.load()
             yield session
     except FoundryUnavailable as exc:

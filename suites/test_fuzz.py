@@ -18,14 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.build.pipeline import PreparedModel
+from harness import Gates, HarnessConfig, HarnessError, PreparedModel, Profile
 from harness.deploy.templates import special_tokens
-from harness.errors import HarnessError
-from harness.gates import Gates
-from harness.profiles import Profile
 from harness.robustness.catalog import KNOWN_ISSUES, PLAIN, chat, text
 from harness.robustness.prober import Probe, Prober, session, write_reproducer
-from harness.settings import HarnessConfig
 from harness.worker.protocol import KINDS
 
 FUZZ_TOKENS = 4  # output tokens per fuzz example: the form of the answer is checked, not its content
@@ -33,11 +29,11 @@ RecordProperty = Callable[[str, object], None]
 
 
 @pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
+def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, harness_run_dir: Path,
            harness_worker_runtime: str | None) -> Iterator[Prober]:
     try:
-        yield from session(harness_model.path, harness_config.ep, harness_gates, run_dir / "robustness" / "fuzz.json",
-                           harness_worker_runtime)
+        yield from session(harness_model.path, harness_config.ep, harness_gates,
+                           harness_run_dir / "robustness" / "fuzz.json", harness_worker_runtime)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -117,17 +113,17 @@ def fuzz(prober: Prober, requests: st.SearchStrategy[dict[str, Any]], examples: 
                                               if key.startswith("known_issue_")})
 
 
-def test_fuzzed_prompts_are_handled(prober: Prober, harness_profile: Profile, run_dir: Path,
+def test_fuzzed_prompts_are_handled(prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                     record_property: RecordProperty) -> None:
     tokens = special_tokens(prober.model.chat_template or "")
     chats = prober.model.chat_template is not None
     requests = prompts(tokens, chats).map(lambda prompt: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS}})
-    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", run_dir, record_property)
+    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", harness_run_dir, record_property)
 
 
-def test_fuzzed_search_options_are_handled(prober: Prober, harness_profile: Profile, run_dir: Path,
+def test_fuzzed_search_options_are_handled(prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                            record_property: RecordProperty) -> None:
     prompt = chat(PLAIN) if prober.model.chat_template is not None else text(PLAIN)  # raw for a base model
     requests = search_options(prober.model.vocab_size).map(
         lambda options: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS, **options}})
-    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", run_dir, record_property)
+    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", harness_run_dir, record_property)

@@ -10,9 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
-from harness.plugin import Settle
-from harness.runtime import Generation, ModelInfo, SearchOptions
+from harness import ComputePaths, Generation, ModelInfo, PathJudgement, PathVerdict, SearchOptions, Settle
 
 # Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
 # that every decision of the default model's answer leads its runner-up by a wide margin on both

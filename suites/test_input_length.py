@@ -13,34 +13,31 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.build.pipeline import PreparedModel
+from harness import ContextOverflow, Gates, Generation, PreparedModel, Profile, Runtime
 from harness.checks import lengths
 from harness.checks.output_format import answer_context, format_problems
-from harness.errors import ContextOverflow
-from harness.gates import Gates
-from harness.profiles import Profile
-from harness.runtime import Generation, Runtime
 
 Measure = Callable[[int], tuple[lengths.LengthRun, Generation]]
 Record = Callable[[str, object], None]
 
 
 @pytest.fixture(scope="module")
-def text_ids(runtime: Runtime) -> list[int]:
+def text_ids(harness_runtime: Runtime) -> list[int]:
     """The source text's tokens, enough for a prompt one token over the context."""
-    return lengths.source_ids(runtime, runtime.info.context_length + 1)
+    return lengths.source_ids(harness_runtime, harness_runtime.info.context_length + 1)
 
 
 @pytest.fixture(scope="module")
-def measured(runtime: Runtime, text_ids: list[int]) -> Measure:
+def measured(harness_runtime: Runtime, text_ids: list[int]) -> Measure:
     """Each length generated once, for its own test and for the gates."""
-    runtime.generate(lengths.prompt_of_tokens(runtime, text_ids, 16), lengths.OPTIONS)  # warm-up
-    return functools.cache(lambda n: lengths.measure(runtime, lengths.prompt_of_tokens(runtime, text_ids, n)))
+    harness_runtime.generate(lengths.prompt_of_tokens(harness_runtime, text_ids, 16), lengths.OPTIONS)  # warm-up
+    return functools.cache(
+        lambda n: lengths.measure(harness_runtime, lengths.prompt_of_tokens(harness_runtime, text_ids, n)))
 
 
 @pytest.fixture(scope="module")
-def planned(runtime: Runtime, harness_profile: Profile) -> list[int]:
-    return lengths.planned_lengths(runtime.info.context_length, harness_profile.max_prompt_tokens)
+def planned(harness_runtime: Runtime, harness_profile: Profile) -> list[int]:
+    return lengths.planned_lengths(harness_runtime.info.context_length, harness_profile.max_prompt_tokens)
 
 
 def gate(verdict: str | None, measured: Measure, planned: list[int], request: pytest.FixtureRequest) -> None:
@@ -53,16 +50,16 @@ def gate(verdict: str | None, measured: Measure, planned: list[int], request: py
 
 @pytest.mark.parametrize("length_id", lengths.LENGTH_IDS)
 def test_prompt_length_answers_in_good_form(
-    runtime: Runtime, harness_profile: Profile, measured: Measure, record_property: Record, length_id: str
+    harness_runtime: Runtime, harness_profile: Profile, measured: Measure, record_property: Record, length_id: str
 ) -> None:
-    n, why = lengths.resolve_length(length_id, runtime.info.context_length, harness_profile.max_prompt_tokens)
+    n, why = lengths.resolve_length(length_id, harness_runtime.info.context_length, harness_profile.max_prompt_tokens)
     if n is None:
         pytest.skip(why)
     run, generation = measured(n)
     for name, value in run.properties().items():
         record_property(name, value)
     assert generation.prompt_tokens == n, f"the prompt was cut to {n} tokens but encodes to {generation.prompt_tokens}"
-    problems = format_problems(generation, lengths.OPTIONS, answer_context(runtime))
+    problems = format_problems(generation, lengths.OPTIONS, answer_context(harness_runtime))
     assert not problems, (f"the answer to a {n}-token prompt is malformed: {'; '.join(problems)}\n"
                           f"  answer: {generation.text[:200]!r}")
 
@@ -101,11 +98,11 @@ def test_peak_memory_grows_like_the_kv_cache(
     gate(verdict, measured, planned, request)
 
 
-def test_prompt_over_the_context_gets_a_clear_error(runtime: Runtime, text_ids: list[int]) -> None:
-    context = runtime.info.context_length
-    prompt = lengths.prompt_of_tokens(runtime, text_ids, context + 1)
+def test_prompt_over_the_context_gets_a_clear_error(harness_runtime: Runtime, text_ids: list[int]) -> None:
+    context = harness_runtime.info.context_length
+    prompt = lengths.prompt_of_tokens(harness_runtime, text_ids, context + 1)
     try:
-        answer = runtime.generate(prompt, lengths.OPTIONS)
+        answer = harness_runtime.generate(prompt, lengths.OPTIONS)
     except ContextOverflow as exc:
         message = str(exc)
         assert str(context + 1) in message and str(context) in message, (
@@ -114,5 +111,5 @@ def test_prompt_over_the_context_gets_a_clear_error(runtime: Runtime, text_ids: 
     else:
         pytest.fail(f"a {context + 1}-token prompt over the {context}-token context was answered "
                     f"({answer.output_tokens} tokens) instead of refused with ContextOverflow", pytrace=False)
-    after = runtime.generate(lengths.prompt_of_tokens(runtime, text_ids, 16), lengths.OPTIONS)
+    after = harness_runtime.generate(lengths.prompt_of_tokens(harness_runtime, text_ids, 16), lengths.OPTIONS)
     assert after.output_tokens, "the runtime no longer answers after refusing an over-long prompt"

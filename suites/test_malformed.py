@@ -13,21 +13,17 @@ from typing import Any
 
 import pytest
 
-from harness.build.pipeline import PreparedModel
-from harness.errors import HarnessError
-from harness.gates import Gates
-from harness.profiles import Profile
+from harness import Gates, HarnessConfig, HarnessError, PreparedModel, Profile
 from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, Case
 from harness.robustness.prober import Prober, session
-from harness.settings import HarnessConfig
 
 
 @pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, run_dir: Path,
+def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, harness_run_dir: Path,
            harness_worker_runtime: str | None) -> Iterator[Prober]:
     try:
         yield from session(harness_model.path, harness_config.ep, harness_gates,
-                           run_dir / "robustness" / "malformed.json", harness_worker_runtime)
+                           harness_run_dir / "robustness" / "malformed.json", harness_worker_runtime)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 

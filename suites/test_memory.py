@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.pipeline import PreparedModel
+from harness import Deployment, Gates, PreparedModel, Profile, Prompt, Runtime, SearchOptions
 from harness.checks import memory
-from harness.deploy.folder import Deployment
 from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable
-from harness.gates import Gates
-from harness.profiles import Profile
-from harness.runtime import Prompt, Runtime, SearchOptions
 
 # Short questions, cycled: the same work in every round, so only a leak moves the series.
 PROMPTS = [
@@ -33,9 +29,11 @@ Record = Callable[[str, object], None]
 
 
 @pytest.fixture(scope="module")
-def prompts(runtime: Runtime) -> list[Prompt]:
+def prompts(harness_runtime: Runtime) -> list[Prompt]:
     """The chats, or their text for a base model without a chat template: the workload is what matters here."""
-    return list(PROMPTS) if runtime.info.chat_template is not None else [chat[-1]["content"] for chat in PROMPTS]
+    if harness_runtime.info.chat_template is None:
+        return [chat[-1]["content"] for chat in PROMPTS]
+    return list(PROMPTS)
 
 
 def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
@@ -60,13 +58,13 @@ def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str
 
 
 def test_reused_generator_memory_reaches_a_plateau(
-    runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates, record_property: Record,
-    request: pytest.FixtureRequest,
+    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
+    record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
-    longest = max(len(runtime.encode(prompt if isinstance(prompt, str) else runtime.chat_prompt(prompt)))
-                  for prompt in prompts)
+    rendered = [prompt if isinstance(prompt, str) else harness_runtime.chat_prompt(prompt) for prompt in prompts]
+    longest = max(len(harness_runtime.encode(text)) for text in rendered)
     try:
-        reused = memory.open_reused_generator(runtime, OPTIONS, longest)
+        reused = memory.open_reused_generator(harness_runtime, OPTIONS, longest)
     except memory.ReuseUnsupported as exc:
         pytest.skip(str(exc))
     total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
@@ -76,7 +74,7 @@ def test_reused_generator_memory_reaches_a_plateau(
                 reused.generate(prompts[i % len(prompts)])
                 sampler.mark()
         drifted = [i for i, prompt in enumerate(prompts)
-                   if reused.generate(prompt).token_ids != runtime.generate(prompt, OPTIONS).token_ids]
+                   if reused.generate(prompt).token_ids != harness_runtime.generate(prompt, OPTIONS).token_ids]
     finally:
         reused.close()
     judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
@@ -86,26 +84,26 @@ def test_reused_generator_memory_reaches_a_plateau(
 
 
 def test_fresh_generator_per_request_memory_reaches_a_plateau(
-    runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates, record_property: Record,
-    request: pytest.FixtureRequest,
+    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
+    record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
     total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
     with memory.MemorySampler() as sampler:
         for i in range(total):
-            runtime.generate(prompts[i % len(prompts)], OPTIONS)
+            harness_runtime.generate(prompts[i % len(prompts)], OPTIONS)
             sampler.mark()
     judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
           record_property, request, total)
 
 
 def test_model_load_unload_memory_reaches_a_plateau(
-    runtime_factory: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, prompts: list[Prompt],
+    harness_runtime_loader: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, prompts: list[Prompt],
     harness_profile: Profile, harness_gates: Gates, record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
     cycles = memory.WARMUP_CYCLES + harness_profile.load_cycles
     with memory.MemorySampler() as sampler:
         for i in range(cycles):
-            loaded = runtime_factory(harness_model)
+            loaded = harness_runtime_loader(harness_model)
             try:
                 loaded.generate(prompts[i % len(prompts)], OPTIONS)
             finally:
@@ -118,14 +116,14 @@ def test_model_load_unload_memory_reaches_a_plateau(
 
 @pytest.mark.harness_chat
 def test_foundry_local_session_churn_memory_reaches_a_plateau(
-    deployment: Deployment, harness_profile: Profile, harness_gates: Gates, record_property: Record,
+    harness_deployment: Deployment, harness_profile: Profile, harness_gates: Gates, record_property: Record,
     request: pytest.FixtureRequest, tmp_path: Path,
 ) -> None:
     cycles = memory.WARMUP_CYCLES + harness_profile.foundry_cycles
     try:
         with memory.MemorySampler() as sampler:
             for i in range(cycles):  # a new manager, registration, load and chat sessions each cycle
-                with FoundryLocalSession(deployment.folder, tmp_path / "foundry-cache") as session:
+                with FoundryLocalSession(harness_deployment.folder, tmp_path / "foundry-cache") as session:
                     session.load()
                     for k in range(FOUNDRY_CHATS_PER_CYCLE):
                         session.chat(PROMPTS[(i + k) % len(PROMPTS)], OPTIONS.max_new_tokens)

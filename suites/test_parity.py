@@ -18,19 +18,17 @@ from collections.abc import Callable
 
 import pytest
 
+from harness import Gates, HarnessError, Runtime
 from harness.checks.parity import Figures, ParityReport, ReferenceData, gate_failures, measure_parity, verdict
 from harness.checks.reference import load_eval_set
-from harness.errors import HarnessError
-from harness.gates import Gates
-from harness.runtime import Runtime
 
 EVAL_SET = load_eval_set()
 
 
 @pytest.fixture(scope="session")
-def parity(runtime: Runtime, parity_reference: ReferenceData) -> ParityReport:
+def parity(harness_runtime: Runtime, harness_parity_reference: ReferenceData) -> ParityReport:
     try:
-        return measure_parity(runtime, parity_reference)
+        return measure_parity(harness_runtime, harness_parity_reference)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -182,11 +182,11 @@ def test_model_loaded_once_per_session(pytester: pytest.Pytester, env: dict[str,
     pytester.makepyfile(
         """
         SEEN = []
-        def test_a(runtime):
-            SEEN.append(id(runtime))
-        def test_b(runtime):
-            SEEN.append(id(runtime))
-            assert len(set(SEEN)) == 1 and not runtime.closed
+        def test_a(harness_runtime):
+            SEEN.append(id(harness_runtime))
+        def test_b(harness_runtime):
+            SEEN.append(id(harness_runtime))
+            assert len(set(SEEN)) == 1 and not harness_runtime.closed
         """
     )
     run(pytester, env, "test_model_loaded_once_per_session.py", suite=False).assert_outcomes(passed=2)
@@ -237,7 +237,8 @@ def test_a_foundry_folder_is_checked_with_its_own_inference_model_json(
 ) -> None:
     shipped = write_genai_folder(pytester.path / "foundry-model")
     (shipped / "inference_model.json").write_text(json.dumps({"Name": "shipped", "PromptTemplate": {}}))
-    pytester.makepyfile(test_shipped="def test_doc(deployment):\n    assert deployment.document['Name'] == 'shipped'\n")
+    pytester.makepyfile(test_shipped="def test_doc(harness_deployment):\n"
+                                     "    assert harness_deployment.document['Name'] == 'shipped'\n")
     result = pytester.runpytest(f"--model={shipped}", f"--harness-cache-dir={env['cache']}", "test_shipped.py")
     result.assert_outcomes(passed=1)
 

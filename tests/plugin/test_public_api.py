@@ -1,0 +1,134 @@
+"""The public API for writing suites: the README's worked example runs as written, gates, profiles and
+builders come through hooks beside the built-in ones, and the fixtures are the ``harness_`` ones."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.locations import suites_dir
+from harness.testing.fakes import write_hf_folder
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+# Fakes behind the hooks, as the project's other plugin tests wire them; the example's own conftest sits
+# in its folder below, as a user's would.
+FAKES = """
+import os
+from harness import Profile
+from harness.testing.fakes import FakeBuilder, FakeRuntime
+
+def make_builder(settings):
+    return FakeBuilder()
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
+
+def make_runtime(path, ep):
+    return FakeRuntime(path, answer=lambda prompt: os.environ.get("FAKE_ANSWER", "Paris."))
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
+"""
+
+
+def readme_example() -> dict[str, str]:
+    """The files of the README's "Writing your own suite" example: each python block named by its first line."""
+    section = README.read_text(encoding="utf-8").split("## Writing your own suite", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n# (\S+\.py)\n(.*?)```", section, flags=re.S)
+    files = dict(blocks[:2])
+    assert set(files) == {"conftest.py", "test_brevity.py"}, f"the README example changed its files: {list(files)}"
+    return files
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    pytester.makeconftest(FAKES)
+    for name, text in readme_example().items():
+        (pytester.path / "own").mkdir(exist_ok=True)
+        (pytester.path / "own" / name).write_text(text, encoding="utf-8")
+    for name in ("HARNESS_MODEL", "HARNESS_PROFILE", "HARNESS_BUILDER", "FAKE_ANSWER"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester.path
+
+
+def run(pytester: pytest.Pytester, project: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(f"--model={write_hf_folder(project / 'hf')}",
+                              f"--harness-cache-dir={project / 'cache'}", "-p", "no:cacheprovider", *args)
+
+
+def test_readme_example_passes_on_a_brief_model_and_records_its_gate(pytester: pytest.Pytester,
+                                                                      project: Path) -> None:
+    result = run(pytester, project, "own", "-q")
+    cases = result.parseoutcomes()
+    assert cases.get("passed", 0) > 5 and "failed" not in cases, result.stdout.str()
+    results = json.loads(next((project / "reports").glob("*/results.json")).read_text())
+    assert results["gates"]["answer_words_max"] == {"value": 60, "origin": "default", "bound": "max",
+                                                    "unit": " words"}
+
+
+def test_readme_example_fails_a_wordy_model_and_its_gate_is_set_like_a_builtin(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ANSWER", "Paris is the capital of France and its largest city.")
+    result = run(pytester, project, "own", "--gate", "answer_words_max=5")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*10 words, answer_words_max at most 5 words (the command line)*"])
+    assert run(pytester, project, "own", "--gate", "answer_words_max=10").ret == pytest.ExitCode.OK
+
+
+def test_a_gate_declared_twice_stops_the_session_in_one_line(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "own" / "conftest.py").write_text(
+        "from harness import Gate\n\ndef pytest_harness_gates(config):\n"
+        "    return [Gate('parity_ppl_ratio_max', 2.0, 'max', 'x', 'a clash with a built-in gate')]\n")
+    result = run(pytester, project, "own")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: harness: gate parity_ppl_ratio_max is declared twice "
+                                 "(pytest_harness_gates); rename one of them"])
+
+
+PROFILE_AND_BUILDER = """
+from harness import Profile
+from harness.testing.fakes import FakeBuilder
+
+def pytest_harness_profiles(config):
+    return [Profile("tiny", template_examples=2, memory_generations=4, load_cycles=1, foundry_cycles=1,
+                    max_prompt_tokens=64, fuzz_examples=2, benchmark_rounds=1)]
+
+def make_mine(settings):
+    return FakeBuilder(name="mine")
+
+def pytest_harness_builders(config):
+    return {"mine": make_mine}
+"""
+
+
+def test_a_conftest_adds_a_profile_and_a_builder(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "own" / "conftest.py").write_text(PROFILE_AND_BUILDER)
+    (project / "own" / "test_brevity.py").write_text(
+        "def test_profile(harness_profile, harness_model):\n"
+        "    assert harness_profile.name == 'tiny' and harness_profile.benchmark_rounds == 1\n")
+    result = run(pytester, project, "own", "--harness-profile=tiny", "--builder=mine")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["harness: precision int4, builder mine (*), ep cpu, profile tiny, *"])
+    unknown = run(pytester, project, "own", "--harness-profile=huge")
+    unknown.stderr.fnmatch_lines(["ERROR: harness: --harness-profile 'huge' (from the command line) is not one of "
+                                  "tiny, smoke, full"])
+
+
+def test_suites_use_only_prefixed_fixtures_and_the_public_types() -> None:
+    """No unprefixed harness fixture enters a project's test modules; the suites import the public types."""
+    from harness import plugin
+
+    fixtures = [name for name, value in vars(plugin).items() if hasattr(value, "_fixture_function_marker")
+                or type(value).__name__ == "FixtureFunctionDefinition"]
+    assert fixtures and all(name.startswith("harness_") for name in fixtures), fixtures
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+    for suite in suites_dir().glob("test_*.py"):
+        assert "configured_cases" not in suite.read_text(encoding="utf-8")
+
