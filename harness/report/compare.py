@@ -23,6 +23,7 @@ from typing import Any, Literal
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.errors import HarnessError
 from harness.gates import Gate, Gates
+from harness.text import clip_items
 
 FORMAT = "onnx-slm-harness-results"
 SCHEMA_VERSION = 1
@@ -377,6 +378,5 @@ def markdown(comparison: Comparison) -> str:
             lines.append(f"| `{d.test}` | {d.metric} | {_number(d.baseline)} | {_number(d.current)} | "
                          f"{d.change:+.1%} | {ci} | {verdict} |")
     if comparison.uncompared:
-        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) (" + "; ".join(comparison.uncompared[:5])
-                  + ("; ..." if len(comparison.uncompared) > 5 else "") + ")"]
+        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) ({clip_items(comparison.uncompared, 5)})"]
     return "\n".join(lines) + "\n"

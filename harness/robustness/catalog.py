@@ -25,6 +25,7 @@ from typing import Any, Literal
 from harness.deploy.templates import special_tokens
 from harness.gates import Gate
 from harness.runtime import ModelInfo
+from harness.text import clip_middle
 from harness.worker.client import Outcome, WorkerInfo
 
 # Measured on the default model (SmolLM2-135M-Instruct int4) on 2 cores shared with 3 busy workers
@@ -121,8 +122,7 @@ def max_new_tokens(request: Mapping[str, Any]) -> int:
 
 def describe(request: Mapping[str, Any], limit: int = 400) -> str:
     """The request as JSON (surrogates and controls escaped), cut in the middle when long."""
-    shown = json.dumps(request, ensure_ascii=True)
-    return shown if len(shown) <= limit else f"{shown[:limit // 2]} ... {shown[-limit // 2:]}"
+    return clip_middle(json.dumps(request, ensure_ascii=True), limit, mark=" ... ")
 
 
 # -- known defects -------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from harness.robustness.catalog import (
     max_new_tokens,
 )
 from harness.runtime import ModelInfo, read_model_info
-from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo, cut, first_line, shorten
+from harness.text import shorten
+from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 from harness.worker.protocol import KINDS
 
 
@@ -69,7 +70,7 @@ def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: 
     if outcome.kind == "hung":
         return f"hung: {outcome.message}"
     if outcome.kind == "rejected":
-        reason = f"{outcome.error}: {cut(first_line(outcome.message))}"
+        reason = outcome.reason
         if "WorkerError" in outcome.classes:
             return f"the worker could not run the request ({reason})"
         if expect == "answer":
