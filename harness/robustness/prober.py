@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.checks.output_format import token_problems
 from harness.errors import HarnessError
 from harness.gates import Gates
 from harness.robustness.catalog import (
@@ -42,20 +43,9 @@ class Verdict:
 
 
 def answer_problems(answer: Answer, eos_ids: Sequence[int], limit: int, must_reach: str | None = None) -> list[str]:
-    """What is wrong with the form of an answer (empty list: nothing)."""
-    tokens = answer.token_ids
-    problems = []
-    if not tokens:
-        problems.append("no output token")
-    if len(tokens) > limit:
-        problems.append(f"{len(tokens)} output tokens where at most {limit} were asked for")
-    inside = [i for i, t in enumerate(tokens[:-1]) if t in eos_ids]
-    if inside:
-        problems.append(f"eos token inside the answer at positions {inside}")
-    ends_on_eos = bool(tokens) and tokens[-1] in eos_ids
-    if (answer.stop_reason == "eos") != ends_on_eos:
-        problems.append(f"stop reason {answer.stop_reason!r} but the last token {list(tokens[-1:])} "
-                        f"{'is' if ends_on_eos else 'is not'} an eos id {list(eos_ids)}")
+    """What is wrong with the form of an answer (empty list: nothing): its tokens (``token_problems``), and
+    whether the prompt reached the model whole."""
+    problems = token_problems(answer.token_ids, answer.stop_reason, eos_ids, limit)
     if must_reach is not None and must_reach not in answer.prompt_text:
         problems.append(f"the prompt was cut short: {must_reach!r} never reached the model, which read "
                         f"{shorten(answer.prompt_text, 120)}")
