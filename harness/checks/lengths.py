@@ -52,21 +52,32 @@ class LengthError(HarnessError):
 
 
 # -- prompts of an exact length ------------------------------------------------------------------
-def source_ids(runtime: Runtime, at_least: int, text_path: Path = TEXT) -> list[int]:
-    """The encoded source text, repeated (blank line between copies) until it has ``at_least`` tokens."""
-    text = text_path.read_text(encoding="utf-8").strip()
+def repeated_ids(runtime: Runtime, text: str, at_least: int, separator: str = "\n\n") -> list[int]:
+    """``text`` encoded, repeated (``separator`` between copies) until it has ``at_least`` tokens."""
     copies = 1
     while True:
-        ids = runtime.encode("\n\n".join([text] * copies))
+        ids = runtime.encode(separator.join([text] * copies))
         if len(ids) >= at_least:
             return ids
         copies = max(copies + 1, math.ceil(copies * at_least / max(len(ids), 1)))
 
 
-def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int) -> str:
-    """The start of the text (``ids``) cut so that it encodes to exactly ``n`` tokens."""
+def source_ids(runtime: Runtime, at_least: int, text_path: Path = TEXT) -> list[int]:
+    """The encoded source text, repeated (blank line between copies) until it has ``at_least`` tokens."""
+    return repeated_ids(runtime, text_path.read_text(encoding="utf-8").strip(), at_least)
+
+
+def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int, at_most: bool = False) -> str:
+    """The start of the text (``ids``) cut so that it encodes to exactly ``n`` tokens; ``at_most``: the
+    longest cut that encodes to ``n`` tokens or fewer (for a tokenizer that cannot hit ``n`` exactly)."""
     if not 1 <= n <= len(ids):
         raise LengthError(f"harness: cannot cut a {n}-token prompt from {len(ids)} tokens of text")
+    if at_most:
+        for count in range(n, 0, -1):  # a cut can re-encode longer; step back until it fits
+            text = runtime.decode(ids[:count])
+            if len(runtime.encode(text)) <= n:
+                return text
+        raise LengthError(f"harness: no cut of the text encodes to {n} tokens or fewer")
     cut = n
     for _ in range(8):  # a cut can re-encode to a token more or less; step towards n
         text = runtime.decode(ids[:cut])
