@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -112,6 +112,15 @@ class ModelInfo:
     bos_token_id: int | None
     vocab_size: int
     chat_template: str | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values (the model worker sends them in its ready line)."""
+        return {**asdict(self), "path": str(self.path), "eos_token_ids": list(self.eos_token_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelInfo:
+        """The inverse of ``to_json``."""
+        return cls(**{**data, "path": Path(data["path"]), "eos_token_ids": tuple(data["eos_token_ids"])})
 
 
 class Runtime(Protocol):

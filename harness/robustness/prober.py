@@ -72,7 +72,7 @@ def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: 
     if expect == "reject":
         answer = outcome.answer
         return f"answered ({len(answer.token_ids)} tokens: {shorten(answer.text, 80)}) instead of refusing"
-    problems = answer_problems(outcome.answer, info.eos_token_ids, max_new_tokens(request), must_reach)
+    problems = answer_problems(outcome.answer, info.model.eos_token_ids, max_new_tokens(request), must_reach)
     return "; ".join(problems) if problems else None
 
 

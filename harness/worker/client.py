@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import system
+from harness.runtime import ModelInfo
 from harness.text import clip, shorten
 from harness.worker.protocol import LOAD_TIMEOUT_S, STDERR_TAIL, Kind, WorkerError, encode_line
 
@@ -28,10 +29,10 @@ MESSAGE_SHOWN = 200  # characters of a rejection's message in a summary line
 # -- the parent side -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WorkerInfo:
+    """The running worker: its process, the model it loaded, and whether its runtime has a raw path."""
+
     pid: int
-    context_length: int
-    vocab_size: int
-    eos_token_ids: tuple[int, ...]
+    model: ModelInfo
     raw: bool = True  # the runtime has a raw path (``child.RawRuntime``)
 
 
@@ -167,8 +168,7 @@ class WorkerClient:
             reason = ready.get("error") or reason
             raise WorkerError(f"harness: the model worker did not start ({reason}): {' '.join(self.command)}\n"
                               f"worker stderr:\n{self._stderr_since(offset)}")
-        self.info = WorkerInfo(int(ready["pid"]), int(ready["context_length"]), int(ready["vocab_size"]),
-                               tuple(ready["eos_token_ids"]), bool(ready.get("raw", True)))
+        self.info = WorkerInfo(int(ready["pid"]), ModelInfo.from_json(ready["model"]), bool(ready.get("raw", True)))
         return self.info
 
     def request(self, payload: Mapping[str, Any], timeout_s: float) -> Outcome:
