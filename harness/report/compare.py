@@ -60,7 +60,7 @@ TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
 
 Kind = Literal["timing", "quality"]
-Verdict = Literal["regression", "improvement", "unchanged"]
+Change = Literal["regression", "improvement", "unchanged"]
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class Delta:
     change: float  # (current - baseline) / baseline
     change_ci: tuple[float, float] | None  # 95% bootstrap interval of ``change`` (timing metrics)
     threshold: float
-    verdict: Verdict
+    verdict: Change
     note: str
     rounds: tuple[int, int] = (1, 1)
 
@@ -307,7 +307,7 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
         beyond_noise = not low <= 0 <= high
         note = "" if beyond_noise else "within the noise of the rounds"
     if worse > threshold and beyond_noise:
-        verdict: Verdict = "regression"
+        verdict: Change = "regression"
         note = f"{worse:.1%} worse, beyond the noise" if interval else f"{worse:.1%} worse"
     elif -worse > threshold and beyond_noise:
         verdict, note = "improvement", f"{-worse:.1%} better"

@@ -20,9 +20,9 @@ from harness.robustness.catalog import (
     KNOWN_GOOD,
     KNOWN_GOOD_RAW,
     KNOWN_ISSUES,
-    Case,
     Expect,
     KnownIssue,
+    ProbeCase,
     Request,
     Status,
     describe,
@@ -36,7 +36,9 @@ from harness.worker.protocol import KINDS
 
 # -- judging -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Verdict:
+class ProbeVerdict:
+    """The judgement of one probe's outcome: ok, a known runtime issue, or a failure."""
+
     status: Status
     line: str  # one readable line
     known_issue: str | None = None
@@ -78,16 +80,16 @@ def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: 
 
 def judge(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
           errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None,
-          known: Iterable[KnownIssue] = ()) -> Verdict:
+          known: Iterable[KnownIssue] = ()) -> ProbeVerdict:
     wrong = problem(expect, outcome, request, info, errors, must_reach)
     if wrong is None:
-        return Verdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
+        return ProbeVerdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
     issue = next((issue for issue in known if issue.seen(request, outcome, info)), None)
     if issue is not None:
-        return Verdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
+        return ProbeVerdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
     wanted = EXPECTED[expect] + (f" ({' or '.join(errors)})" if expect != "answer" and errors != ("HarnessError",)
                                  else "")
-    return Verdict("fail", f"{wrong}; expected {wanted}")
+    return ProbeVerdict("fail", f"{wrong}; expected {wanted}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class Probe:
 
     request: Request
     outcome: Outcome
-    verdict: Verdict
+    verdict: ProbeVerdict
     recovery: str | None = None  # what went wrong with the known-good prompt afterwards (None: nothing)
 
     def report(self) -> str:
@@ -193,10 +195,10 @@ class Prober:
             return Probe(request, outcome, verdict)
         recovery = self.recovery_problem()
         if recovery is not None:
-            verdict = Verdict("fail", f"{recovery}; the input itself: {verdict.line}")
+            verdict = ProbeVerdict("fail", f"{recovery}; the input itself: {verdict.line}")
         return Probe(request, outcome, verdict, recovery)
 
-    def run(self, case: Case) -> Probe:
+    def run(self, case: ProbeCase) -> Probe:
         known = [KNOWN_ISSUES[case.known_issue]] if case.known_issue else []
         return self.check(case.resolve(self.model), case.expect, case.errors, case.must_reach, known)
 
