@@ -37,6 +37,7 @@ from harness.report.compare import (
     pick_baseline,
 )
 from harness.report.html import render_history
+from harness.text import clip_items
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
@@ -166,8 +167,7 @@ def _compare(args: argparse.Namespace) -> int:
         for delta in sorted(comparison.deltas, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
             print(f"  {delta.line()}")
         if comparison.uncompared:
-            print(f"  not compared: {len(comparison.uncompared)} (" + "; ".join(comparison.uncompared[:3])
-                  + ("; ..." if len(comparison.uncompared) > 3 else "") + ")")
+            print(f"  not compared: {len(comparison.uncompared)} ({clip_items(comparison.uncompared, 3)})")
     return EXIT_REGRESSION if comparison.regressions else EXIT_OK
 
 

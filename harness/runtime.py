@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -46,10 +46,11 @@ class SearchOptions:
             (isinstance(self.do_sample, bool), "do_sample must be a bool"),
             # onnxruntime-genai 0.18 answers greedily or with garbage on subnormal temperatures / penalties
             # (0.14.1 aborted the process): refused here, with the reason.
-            (_finite(self.temperature) and self.temperature >= 1e-3, "temperature must be a finite number >= 0.001"),
-            (_finite(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (finite_number(self.temperature) and self.temperature >= 1e-3,
+             "temperature must be a finite number >= 0.001"),
+            (finite_number(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k must be an int >= 0"),
-            (_finite(self.repetition_penalty) and self.repetition_penalty >= 1e-3,
+            (finite_number(self.repetition_penalty) and self.repetition_penalty >= 1e-3,
              "repetition_penalty must be a finite number >= 0.001"),
             (self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)
                                    and 0 <= self.seed < 2**31), "seed must be an int in [0, 2**31)"),
@@ -59,7 +60,8 @@ class SearchOptions:
                 raise InvalidSearchOption(f"harness: invalid search option: {message} (got {self})")
 
 
-def _finite(value: object) -> bool:
+def finite_number(value: object) -> bool:
+    """An int or float that is not a bool, NaN or infinite."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -110,6 +112,15 @@ class ModelInfo:
     bos_token_id: int | None
     vocab_size: int
     chat_template: str | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values (the model worker sends them in its ready line)."""
+        return {**asdict(self), "path": str(self.path), "eos_token_ids": list(self.eos_token_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelInfo:
+        """The inverse of ``to_json``."""
+        return cls(**{**data, "path": Path(data["path"]), "eos_token_ids": tuple(data["eos_token_ids"])})
 
 
 class Runtime(Protocol):

@@ -7,6 +7,8 @@ deployment guide's readers are there); what a fallback loses is said here and in
   series then include freed-but-kept heap, and its gates may need room.
 - ``kernel_peak_rss_bytes`` / ``reset_kernel_peak_rss``: Linux's VmHWM and its reset (``/proc/self/clear_refs``),
   a per-window peak that polling cannot miss. Elsewhere None / False: callers fall back to their samples.
+- ``rss_bytes``: this process's resident set size now (psutil, on every platform); every RSS sampler of the
+  harness reads it.
 - ``process_peak_rss_mb``: the process's lifetime peak (``getrusage``; KB on Linux, bytes on macOS; psutil's
   ``peak_wset`` on Windows), or None.
 - ``disable_core_dumps``: ``RLIMIT_CORE`` 0 in the crash-isolation worker; a no-op without ``resource``.
@@ -26,12 +28,17 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 KB = 1024
 STACK_DUMP_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _lifetime_peak = 0  # the highest kernel peak seen before any reset (see lifetime_peak_rss_bytes)
+_process: psutil.Process | None = None  # this process, for psutil (see this_process)
 
 try:
     import resource
@@ -91,15 +98,28 @@ def lifetime_peak_rss_bytes() -> int | None:
     return None if current is None else max(current, _lifetime_peak)
 
 
+def this_process() -> psutil.Process:
+    """psutil's handle on this process, made once (and again in a forked child)."""
+    global _process
+    if _process is None or _process.pid != os.getpid():
+        import psutil
+
+        _process = psutil.Process()
+    return _process
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now: the one RSS sample the harness's samplers take."""
+    return int(this_process().memory_info().rss)
+
+
 def process_peak_rss_mb() -> float | None:
     """This process's lifetime peak RSS in MB, from whatever the platform offers; None if nothing does."""
     if resource is not None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / (2**20 if sys.platform == "darwin" else KB)
     with contextlib.suppress(ImportError, AttributeError):
-        import psutil
-
-        return float(psutil.Process().memory_info().peak_wset) / 2**20  # Windows
+        return float(this_process().memory_info().peak_wset) / 2**20  # Windows
     return None
 
 

@@ -20,6 +20,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from harness import Gates, Generation, PreparedModel, Profile, Runtime, SearchOptions
+from harness.checks import lengths
 from harness.checks.bench import (
     GATES,
     ROUNDS_SUFFIX,
@@ -60,15 +61,8 @@ def prompt_of(harness_runtime: Runtime) -> Callable[[int], str]:
 
     @functools.cache
     def build(tokens: int) -> str:
-        text = PASSAGE
-        while len(harness_runtime.encode(text)) < tokens:
-            text = f"{text} {PASSAGE}"
-        ids = harness_runtime.encode(text)
-        for count in range(tokens, 0, -1):  # a cut can re-tokenize longer; step back until it fits
-            candidate = harness_runtime.decode(ids[:count])
-            if len(harness_runtime.encode(candidate)) <= tokens:
-                return candidate
-        return PASSAGE
+        ids = lengths.repeated_ids(harness_runtime, PASSAGE, tokens, separator=" ")
+        return lengths.prompt_of_tokens(harness_runtime, ids, tokens, at_most=True)
 
     return build
 

@@ -16,8 +16,8 @@ from harness import Case, CaseSet, ComputePaths, Gates, Generation, PathJudgemen
 from harness.checks.assertions import AnswerContext
 from harness.checks.output_format import answer_context, format_problems
 from harness.checks.quality import QualityScores, gate_failures, mean_scores
-from harness.deploy.templates import first_difference
 from harness.plugin import NO_CHAT_TEMPLATE
+from harness.text import clip, first_difference
 
 PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's answers (one per repeat)
 Answers = Callable[[Case], PathAnswers]
@@ -44,10 +44,6 @@ def context(harness_runtime: Runtime) -> AnswerContext:
     return answer_context(harness_runtime)
 
 
-def _clip(text: str, limit: int = 300) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: AnswerContext) -> PathJudgement:
     judged = [case.judge(answer, context) for answer in answers]
     passed = [score >= case.threshold for score, _ in judged]
@@ -58,7 +54,7 @@ def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: 
     sampled = f"{sum(passed)} of {case.repeat} samples passed (need {case.pass_rate:.0%}); worst sample:\n" \
         if case.repeat > 1 else ""
     detail = (f"case {case.id!r} ({case.origin}) failed: score {score:.2f} below its threshold {case.threshold:.2f}\n"
-              f"{sampled}  prompt: {_clip(case.prompt_text())}\n  answer: {_clip(answers[worst].text)}\n"
+              f"{sampled}  prompt: {clip(case.prompt_text(), 300)!r}\n  answer: {clip(answers[worst].text, 300)!r}\n"
               + "\n".join(lines))
     return PathJudgement(label, False, detail, tuple(answers))
 
@@ -87,18 +83,19 @@ def test_output_format(harness_case: Case, answers: Answers, context: AnswerCont
         if again.token_ids != first.token_ids:
             problems.append(f"greedy decoding is not deterministic: a second run differs from token "
                             f"{first_difference(first.token_ids, again.token_ids)} "
-                            f"({_clip(first.text, 80)} vs {_clip(again.text, 80)})")
+                            f"({clip(first.text, 80)!r} vs {clip(again.text, 80)!r})")
         streamed = "".join(harness_runtime.stream(case.prompt, case.options))
         if streamed != first.text:
-            problems.append(f"streamed text differs from the generated text: {_clip(streamed, 80)} vs "
-                            f"{_clip(first.text, 80)}")
-        assert not problems, f"case {case.id!r} ({case.origin}): answer {_clip(first.text)}:\n  " + \
+            problems.append(f"streamed text differs from the generated text: {clip(streamed, 80)!r} vs "
+                            f"{clip(first.text, 80)!r}")
+        assert not problems, f"case {case.id!r} ({case.origin}): answer {clip(first.text, 300)!r}:\n  " + \
             "\n  ".join(problems)
     judgements = []
     for path, path_answers in zip(harness_paths.for_options(case.options), answers(case), strict=True):
         problems = [f"sample {i + 1}: {p}" if case.repeat > 1 else p
                     for i, answer in enumerate(path_answers) for p in format_problems(answer, case.options, context)]
-        detail = f"case {case.id!r} ({case.origin}): answer {_clip(path_answers[0].text)}:\n  " + "\n  ".join(problems)
+        detail = (f"case {case.id!r} ({case.origin}): answer {clip(path_answers[0].text, 300)!r}:\n  "
+                  + "\n  ".join(problems))
         judgements.append(PathJudgement(path.label, not problems, detail if problems else "", path_answers))
     harness_verdict(PathVerdict(tuple(judgements)))
 
@@ -129,8 +126,8 @@ def test_domain_quality(harness_cases: CaseSet, answers: Answers, harness_gates:
         table = "\n".join(
             f"  {case.id} ({case.origin}): F1 {s.token_f1:.2f}, ROUGE-L {s.rouge_l:.2f}, keywords "
             f"{'-' if s.keyword_recall is None else f'{s.keyword_recall:.2f}'}\n"
-            f"    prompt:   {_clip(case.prompt_text(), 120)}\n    expected: {_clip(case.reference or '', 120)}\n"
-            f"    actual:   {_clip(answer.text, 120)}"
+            f"    prompt:   {clip(case.prompt_text(), 120)!r}\n    expected: {clip(case.reference or '', 120)!r}\n"
+            f"    actual:   {clip(answer.text, 120)!r}"
             for case, s, answer in ranked)
         detail = "domain quality below its gates: " + "; ".join(failures) + "\n" + table if failures else ""
         judgements.append(PathJudgement(path.label, not failures, detail, tuple(chosen)))

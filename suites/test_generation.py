@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from harness import ComputePaths, Generation, ModelInfo, PathJudgement, PathVerdict, SearchOptions, Settle
+from harness.checks.output_format import token_problems
 
 # Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
 # that every decision of the default model's answer leads its runner-up by a wide margin on both
@@ -39,19 +40,9 @@ def _ends_its_turn(prompt: str, result: Generation, info: ModelInfo) -> str:
 
 
 def _token_accounting(result: Generation, info: ModelInfo) -> str:
-    problems = []
-    if not 1 <= result.output_tokens <= OPTIONS.max_new_tokens:
-        problems.append(f"{result.output_tokens} tokens, outside 1..{OPTIONS.max_new_tokens}")
+    problems = token_problems(result.token_ids, result.stop_reason, info.eos_token_ids, OPTIONS.max_new_tokens)
     if len(result.token_times) != result.output_tokens:
         problems.append(f"{len(result.token_times)} token times for {result.output_tokens} tokens")
-    ended_on_eos = bool(result.token_ids) and result.token_ids[-1] in info.eos_token_ids
-    if (result.stop_reason == "eos") != ended_on_eos:
-        problems.append(f"stop reason {result.stop_reason!r} but the last token "
-                        f"{result.token_ids[-1] if result.token_ids else None} {'is' if ended_on_eos else 'is not'} "
-                        f"an eos id {list(info.eos_token_ids)}")
-    eos_inside = [t for t in result.token_ids[:-1] if t in info.eos_token_ids]
-    if eos_inside:
-        problems.append(f"generation went on past eos tokens {eos_inside}")
     return "; ".join(problems)
 
 

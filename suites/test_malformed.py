@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness import Gates, HarnessConfig, HarnessError, PreparedModel, Profile
-from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, Case
+from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, ProbeCase
 from harness.robustness.prober import Prober, session
 
 
@@ -28,7 +28,7 @@ def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_
         pytest.fail(str(exc), pytrace=False)
 
 
-def _check(prober: Prober, case: Case, profile: Profile, record_property: Callable[[str, object], None]) -> None:
+def _check(prober: Prober, case: ProbeCase, profile: Profile, record_property: Callable[[str, object], None]) -> None:
     longest = profile.max_prompt_tokens
     if case.context_prefill and longest is not None and longest < prober.model.context_length - 1:
         pytest.skip(f"needs a prompt of {prober.model.context_length - 1} tokens; the {profile.name} profile "
@@ -45,7 +45,7 @@ def _check(prober: Prober, case: Case, profile: Profile, record_property: Callab
         pytest.fail(f"{case.id}: {probe.report()}", pytrace=False)
 
 
-def _params(cases: tuple[Case, ...]) -> list[Any]:
+def _params(cases: tuple[ProbeCase, ...]) -> list[Any]:
     """Chat cases are skipped for a base model without a chat template."""
     return [pytest.param(case, id=case.id, marks=pytest.mark.harness_chat if case.needs_chat_template else ())
             for case in cases]
@@ -53,11 +53,11 @@ def _params(cases: tuple[Case, ...]) -> list[Any]:
 
 @pytest.mark.parametrize("case", _params(INPUT_CASES))
 def test_malformed_input(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
-                         case: Case) -> None:
+                         case: ProbeCase) -> None:
     _check(prober, case, harness_profile, record_property)
 
 
 @pytest.mark.parametrize("case", _params(SETTING_CASES))
 def test_invalid_setting(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
-                         case: Case) -> None:
+                         case: ProbeCase) -> None:
     _check(prober, case, harness_profile, record_property)

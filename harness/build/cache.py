@@ -40,32 +40,24 @@ class ModelStore:
         path = self.entry(namespace, key)
         return path if (path / MANIFEST).is_file() else None
 
-    def get_or_build(
-        self,
-        namespace: str,
-        key: str,
-        build: Callable[[Path], None],
-        metadata: Mapping[str, object],
-    ) -> CacheResult:
-        """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing."""
+    def _hit(self, namespace: str, key: str) -> CacheResult | None:
         found = self.lookup(namespace, key)
-        if found is not None:
-            return CacheResult(found, hit=True, seconds=0.0)
+        return None if found is None else CacheResult(found, hit=True, seconds=0.0)
+
+    def get_or_build(self, namespace: str, key: str, build: Callable[[Path], None],
+                     metadata: Mapping[str, object]) -> CacheResult:
+        """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing."""
+        hit = self._hit(namespace, key)
+        if hit is not None:
+            return hit
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with FileLock(str(locks / f"{namespace}-{key}.lock")):
-            found = self.lookup(namespace, key)  # another process may have built it meanwhile
-            if found is not None:
-                return CacheResult(found, hit=True, seconds=0.0)
-            return self._build_locked(namespace, key, build, metadata)
+            hit = self._hit(namespace, key)  # another process may have built it meanwhile
+            return hit if hit is not None else self._build_locked(namespace, key, build, metadata)
 
-    def _build_locked(
-        self,
-        namespace: str,
-        key: str,
-        build: Callable[[Path], None],
-        metadata: Mapping[str, object],
-    ) -> CacheResult:
+    def _build_locked(self, namespace: str, key: str, build: Callable[[Path], None],
+                      metadata: Mapping[str, object]) -> CacheResult:
         staging = self.root / "tmp"
         staging.mkdir(parents=True, exist_ok=True)
         for stale in staging.glob(f"{namespace}-{key}-*"):

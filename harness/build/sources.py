@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import SourceError
+from harness.text import clip_items
 
 ACCEPTED = (
     "accepted: a Hugging Face model folder (config.json + weights + tokenizer), a .gguf file, "
@@ -92,7 +93,7 @@ def detect_source(path: Path | None) -> ModelSource:
         return ModelSource(path, SourceKind.HF_FOLDER)
     ggufs = [name for name in entries if name.endswith(".gguf")]
     hint = f" (pass the file itself: --model {path / ggufs[0]})" if ggufs else ""
-    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    shown = clip_items(entries, 5, ", ")
     raise SourceError(
         f"{where}: found {shown} but no config.json or genai_config.json{hint}; {ACCEPTED}"
     )

@@ -32,7 +32,7 @@ class AnswerContext:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class AssertionResult:
     passed: bool
     score: float
     detail: str  # why it failed (or what was measured), for the failure message
@@ -156,12 +156,12 @@ class Assertion:
     def base_type(self) -> str:
         return self.type.removeprefix(NEGATION)
 
-    def evaluate(self, answer: Generation, context: AnswerContext) -> Verdict:
+    def evaluate(self, answer: Generation, context: AnswerContext) -> AssertionResult:
         check, _ = CHECKS[self.base_type]
         score, detail = check(self.value, answer, context)
         threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS.get(self.base_type, 1.0)
         passed = score >= threshold
-        return Verdict(passed != self.negated, score, detail)
+        return AssertionResult(passed != self.negated, score, detail)
 
     def describe(self) -> str:
         value = "" if self.value is None or isinstance(self.value, dict) else f" {self.value!r}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from types import TracebackType
 
 import psutil
 
+from harness.checks.memory import PeakRssPoller
 from harness.gates import Gate
 from harness.runtime import Generation
+from harness.system import this_process
 
 ROUNDS_SUFFIX = "_rounds"
 METRICS = ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_s")
@@ -117,23 +118,15 @@ class ResourceSampler:
 
     def __init__(self, interval_s: float = 0.02) -> None:
         self.interval_s = interval_s
-        self._process = psutil.Process(os.getpid())
-        self._stop = threading.Event()
-        self._peak = 0
-        self._thread = threading.Thread(target=self._poll, name="harness-rss-sampler", daemon=True)
+        self._poller = PeakRssPoller(interval_s, "harness-rss-sampler")
         self._cpu_start = 0.0
         self._wall_start = 0.0
         self._busy_start = 0.0
         self.result: Resources | None = None
 
-    def _poll(self) -> None:
-        while True:
-            self._peak = max(self._peak, self._process.memory_info().rss)
-            if self._stop.wait(self.interval_s):
-                return
-
-    def _cpu_seconds(self) -> float:
-        times = self._process.cpu_times()
+    @staticmethod
+    def _cpu_seconds() -> float:
+        times = this_process().cpu_times()
         return float(times.user + times.system)
 
     @staticmethod
@@ -145,17 +138,15 @@ class ResourceSampler:
     def __enter__(self) -> ResourceSampler:
         self._cpu_start, self._wall_start = self._cpu_seconds(), time.perf_counter()
         self._busy_start = self._machine_busy_seconds()
-        self._thread.start()
+        self._poller.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
+        peak = self._poller.stop()
         wall = time.perf_counter() - self._wall_start
         cpu = self._cpu_seconds() - self._cpu_start
         others = max(self._machine_busy_seconds() - self._busy_start - cpu, 0.0)
         cores = os.cpu_count() or 1
-        self.result = Resources(self._peak / 2**20, 100.0 * cpu / wall if wall > 0 else 0.0, cores,
+        self.result = Resources(peak / 2**20, 100.0 * cpu / wall if wall > 0 else 0.0, cores,
                                 100.0 * others / (wall * cores) if wall > 0 else 0.0)

@@ -52,21 +52,32 @@ class LengthError(HarnessError):
 
 
 # -- prompts of an exact length ------------------------------------------------------------------
-def source_ids(runtime: Runtime, at_least: int, text_path: Path = TEXT) -> list[int]:
-    """The encoded source text, repeated (blank line between copies) until it has ``at_least`` tokens."""
-    text = text_path.read_text(encoding="utf-8").strip()
+def repeated_ids(runtime: Runtime, text: str, at_least: int, separator: str = "\n\n") -> list[int]:
+    """``text`` encoded, repeated (``separator`` between copies) until it has ``at_least`` tokens."""
     copies = 1
     while True:
-        ids = runtime.encode("\n\n".join([text] * copies))
+        ids = runtime.encode(separator.join([text] * copies))
         if len(ids) >= at_least:
             return ids
         copies = max(copies + 1, math.ceil(copies * at_least / max(len(ids), 1)))
 
 
-def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int) -> str:
-    """The start of the text (``ids``) cut so that it encodes to exactly ``n`` tokens."""
+def source_ids(runtime: Runtime, at_least: int, text_path: Path = TEXT) -> list[int]:
+    """The encoded source text, repeated (blank line between copies) until it has ``at_least`` tokens."""
+    return repeated_ids(runtime, text_path.read_text(encoding="utf-8").strip(), at_least)
+
+
+def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int, at_most: bool = False) -> str:
+    """The start of the text (``ids``) cut so that it encodes to exactly ``n`` tokens; ``at_most``: the
+    longest cut that encodes to ``n`` tokens or fewer (for a tokenizer that cannot hit ``n`` exactly)."""
     if not 1 <= n <= len(ids):
         raise LengthError(f"harness: cannot cut a {n}-token prompt from {len(ids)} tokens of text")
+    if at_most:
+        for count in range(n, 0, -1):  # a cut can re-encode longer; step back until it fits
+            text = runtime.decode(ids[:count])
+            if len(runtime.encode(text)) <= n:
+                return text
+        raise LengthError(f"harness: no cut of the text encodes to {n} tokens or fewer")
     cut = n
     for _ in range(8):  # a cut can re-encode to a token more or less; step towards n
         text = runtime.decode(ids[:cut])
@@ -156,14 +167,24 @@ def allowed_factor(per_1k: float, tokens: int) -> float:
     return 1.0 + per_1k * tokens / 1000
 
 
+def _growth_over(base: float, base_tokens: int, longest: float, longest_tokens: int,
+                 per_1k: float) -> tuple[float, float] | None:
+    """How many times ``base`` ``longest`` is, and the factor the gate allows for the tokens between them;
+    None when the growth is within it."""
+    growth = longest / base
+    allowed = allowed_factor(per_1k, longest_tokens - base_tokens)
+    return None if growth <= allowed else (growth, allowed)
+
+
 def tpot_verdict(shortest: LengthRun, longest: LengthRun, per_1k: float) -> str | None:
     """One line when decoding at the longest prompt is slower than the gate allows, else None."""
     if shortest.tpot_median_s is None or longest.tpot_median_s is None:
         return "decode time per token is unknown: fewer than 2 output tokens"
-    factor = longest.tpot_median_s / shortest.tpot_median_s
-    allowed = allowed_factor(per_1k, longest.prompt_tokens - shortest.prompt_tokens)
-    if factor <= allowed:
+    over = _growth_over(shortest.tpot_median_s, shortest.prompt_tokens, longest.tpot_median_s,
+                        longest.prompt_tokens, per_1k)
+    if over is None:
         return None
+    factor, allowed = over
     return (f"decode slows {factor:.1f}x from {shortest.prompt_tokens} to {longest.prompt_tokens} prompt tokens "
             f"({shortest.tpot_median_s * 1e3:.2f} -> {longest.tpot_median_s * 1e3:.2f} ms/token), over the "
             f"{allowed:.2f}x allowed (1 + {per_1k:g} per 1k tokens)")
@@ -176,10 +197,11 @@ def prefill_verdict(runs: Sequence[LengthRun], per_1k: float) -> str | None:
     cheapest = min(runs, key=lambda run: run.prefill_s_per_token)
     if cheapest.prefill_s_per_token <= 0:
         return f"prefill time is not measured: {cheapest.prefill_s:g} s for {cheapest.prompt_tokens} tokens"
-    growth = longest.prefill_s_per_token / cheapest.prefill_s_per_token
-    allowed = allowed_factor(per_1k, longest.prompt_tokens - cheapest.prompt_tokens)
-    if growth <= allowed:
+    over = _growth_over(cheapest.prefill_s_per_token, cheapest.prompt_tokens, longest.prefill_s_per_token,
+                        longest.prompt_tokens, per_1k)
+    if over is None:
         return None
+    growth, allowed = over
     return (f"prefill costs {longest.prefill_s_per_token * 1e3:.2f} ms/token at {longest.prompt_tokens} tokens, "
             f"{growth:.1f}x the {cheapest.prefill_s_per_token * 1e3:.2f} ms/token at {cheapest.prompt_tokens}, "
             f"over the {allowed:.2f}x allowed (1 + {per_1k:g} per 1k tokens)")

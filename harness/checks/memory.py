@@ -10,7 +10,6 @@ the reuse test runs (one onnxruntime-genai generator rewound before each request
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import threading
 import time
@@ -23,7 +22,7 @@ import psutil
 from harness.errors import HarnessError
 from harness.gates import Gate
 from harness.runtime import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
-from harness.system import KB, kernel_peak_rss_bytes, reset_kernel_peak_rss, trim_heap
+from harness.system import KB, kernel_peak_rss_bytes, reset_kernel_peak_rss, rss_bytes, this_process, trim_heap
 
 MB = 1024 * KB
 
@@ -55,6 +54,35 @@ GATES: tuple[Gate, ...] = (
 
 
 # -- sampling ------------------------------------------------------------------------------------
+class PeakRssPoller:
+    """A thread that samples this process's RSS (``system.rss_bytes``) every ``interval_s`` from ``start()``
+    to ``stop()`` and keeps the highest; it sleeps between samples, so each costs a few microseconds."""
+
+    def __init__(self, interval_s: float, name: str) -> None:
+        self.interval_s = interval_s
+        self.peak = 0  # bytes
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name=name, daemon=True)
+
+    def _poll(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_bytes())
+            self.polls += 1
+            if self._stop.wait(self.interval_s):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int:
+        """End the polling, take a last sample, and return the peak (bytes)."""
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+        return self.peak
+
+
 @dataclass(frozen=True)
 class Mark:
     """One point of the series: memory right after a generation (or cycle), freed heap returned."""
@@ -79,39 +107,30 @@ class MemorySampler:
         self.interval_s = interval_s
         self.marks: list[Mark] = []
         self.overhead_s = 0.0
-        self.polls = 0
-        self._process = psutil.Process(os.getpid())
-        self._polled_peak = 0
+        self._poller = PeakRssPoller(interval_s, "harness-memory-sampler")
         self._kernel_peak = False
         self._started = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="harness-memory-sampler", daemon=True)
 
     def __enter__(self) -> MemorySampler:
         trim_heap()
         self._kernel_peak = reset_kernel_peak_rss()
         self._started = time.perf_counter()
-        self._thread.start()
+        self._poller.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._polled_peak = max(self._polled_peak, self._rss())
+        self._poller.stop()
 
-    def _rss(self) -> int:
-        return int(self._process.memory_info().rss)
+    @property
+    def polls(self) -> int:
+        """RSS samples the polling thread took."""
+        return self._poller.polls
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._polled_peak = max(self._polled_peak, self._rss())
-            self.polls += 1
-            self._stop.wait(self.interval_s)
-
-    def _uss(self) -> int | None:
+    @staticmethod
+    def _uss() -> int | None:
         try:
-            return int(self._process.memory_full_info().uss)
+            return int(this_process().memory_full_info().uss)
         except (psutil.AccessDenied, AttributeError):
             return None
 
@@ -121,7 +140,7 @@ class MemorySampler:
         if collect:
             gc.collect()
         trim_heap()
-        point = Mark(started - self._started, self._rss(), self._uss())
+        point = Mark(started - self._started, rss_bytes(), self._uss())
         self.marks.append(point)
         self.overhead_s += time.perf_counter() - started
         return point
@@ -133,7 +152,7 @@ class MemorySampler:
     def peak_rss(self) -> int:
         """The highest RSS since the block started (bytes)."""
         kernel = kernel_peak_rss_bytes() if self._kernel_peak else None
-        return max(self._polled_peak, self._rss(), kernel or 0)
+        return max(self._poller.peak, rss_bytes(), kernel or 0)
 
     def rss_series(self) -> list[int]:
         return [m.rss for m in self.marks]

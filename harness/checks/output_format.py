@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
 from harness.checks.assertions import AnswerContext, template_leaks
 from harness.deploy.templates import control_tokens, special_tokens
 from harness.runtime import Generation, Runtime, SearchOptions
@@ -40,22 +43,55 @@ def _positions(text: str) -> list[int]:
     return [i for i, c in enumerate(text) if c == REPLACEMENT_CHARACTER][:5]
 
 
+@dataclass(frozen=True)
+class StopFacts:
+    """How an answer's tokens end, read against the model's eos ids: what the stop-reason rule looks at."""
+
+    ends_on_eos: bool  # the last token is an eos id
+    eos_inside: tuple[int, ...]  # positions of eos tokens before the last token: generation went on past them
+
+    @classmethod
+    def of(cls, token_ids: Sequence[int], eos_token_ids: Collection[int]) -> StopFacts:
+        return cls(bool(token_ids) and token_ids[-1] in eos_token_ids,
+                   tuple(i for i, t in enumerate(token_ids[:-1]) if t in eos_token_ids))
+
+    def agrees(self, stop_reason: str) -> bool:
+        """The stop reason is eos exactly when the last token is an eos id."""
+        return (stop_reason == "eos") == self.ends_on_eos
+
+
+def token_problems(token_ids: Sequence[int], stop_reason: str, eos_token_ids: Sequence[int], limit: int) -> list[str]:
+    """Every problem with how an answer's tokens stop (empty list: none): at least one token, at most
+    ``limit``, no eos inside, and the stop reason eos exactly when the last token is an eos id."""
+    facts = StopFacts.of(token_ids, eos_token_ids)
+    problems = []
+    if not token_ids:
+        problems.append("no output token")
+    if len(token_ids) > limit:
+        problems.append(f"{len(token_ids)} output tokens where at most {limit} were asked for")
+    if facts.eos_inside:
+        problems.append(f"eos token inside the answer at positions {list(facts.eos_inside)}")
+    if not facts.agrees(stop_reason):
+        problems.append(f"stop reason {stop_reason!r} but the last token {list(token_ids[-1:])} "
+                        f"{'is' if facts.ends_on_eos else 'is not'} an eos id {list(eos_token_ids)}")
+    return problems
+
+
 def stop_problems(answer: Generation, options: SearchOptions, context: AnswerContext) -> list[str]:
     """The stop reason must agree with the tokens: eos means the last token is an eos id, length
-    means the token budget (or the context) was used up."""
+    means the token budget (or the context) was used up. The first problem only."""
     eos_token_ids = context.eos_token_ids
     context_full = answer.prompt_tokens + answer.output_tokens >= context.context_length
     if not answer.token_ids:
         return ["no tokens were generated"]
-    last_is_eos = answer.token_ids[-1] in eos_token_ids
-    if answer.stop_reason == "eos" and not last_is_eos:
+    facts = StopFacts.of(answer.token_ids, eos_token_ids)
+    if answer.stop_reason == "eos" and not facts.ends_on_eos:
         return [f"stop reason eos but the last token {answer.token_ids[-1]} is not an eos id {list(eos_token_ids)}"]
     if answer.stop_reason == "length" and answer.output_tokens < options.max_new_tokens and not context_full:
         return [f"stop reason length after {answer.output_tokens} tokens, below the budget of "
                 f"{options.max_new_tokens}"]
     if answer.output_tokens > options.max_new_tokens:
         return [f"{answer.output_tokens} tokens generated, above the budget of {options.max_new_tokens}"]
-    early = [i for i, t in enumerate(answer.token_ids[:-1]) if t in eos_token_ids]
-    if early:
-        return [f"generation went on past an eos token at position {early[0]}"]
+    if facts.eos_inside:
+        return [f"generation went on past an eos token at position {facts.eos_inside[0]}"]
     return []

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from harness.errors import HarnessError
 from harness.gates import Gate
+from harness.text import first_difference
 
 if TYPE_CHECKING:
     from harness.gates import Gates
@@ -97,10 +98,8 @@ def kl_divergence(ref_ids: npt.ArrayLike, ref_log_probs: npt.ArrayLike, candidat
 
 def first_divergence(reference: Sequence[int], candidate: Sequence[int]) -> int | None:
     """Index of the first token where two sequences differ (one ending early counts); None if equal."""
-    for index, (a, b) in enumerate(zip(reference, candidate, strict=False)):
-        if a != b:
-            return index
-    return None if len(reference) == len(candidate) else min(len(reference), len(candidate))
+    position = first_difference(reference, candidate)
+    return None if position == len(reference) == len(candidate) else position
 
 
 @dataclass(frozen=True)

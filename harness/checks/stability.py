@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from harness.deploy.templates import first_difference
+from harness.text import clip, first_difference
 
 if TYPE_CHECKING:
     from harness.runtime import Generation, Prompt, Runtime, SearchOptions
@@ -111,11 +111,7 @@ class PathVerdict:
 
 
 def _answers(answers: Sequence[Generation]) -> str:
-    return " | ".join(_clip(answer.text) for answer in answers)
-
-
-def _clip(text: str, limit: int = ANSWER_SHOWN) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return " | ".join(repr(clip(answer.text, ANSWER_SHOWN)) for answer in answers)
 
 
 def _token(decode: Callable[[Sequence[int]], str], token: int) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
-from harness.deploy.templates import first_difference
 from harness.errors import HarnessError, RuntimeFailure
 from harness.runtime import Generation, Message
+from harness.text import first_difference
 
 APP_NAME = "onnx-slm-harness"
 REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.runtime import Message
+from harness.text import first_difference
 
 PLACEHOLDER = "{Content}"
 ENTRIES = ("system", "user", "assistant", "prompt")
@@ -129,12 +130,6 @@ def end_of_turn_token(assistant_entry: str) -> str | None:
     _, _, after = assistant_entry.partition(PLACEHOLDER)
     found = special_tokens(after)
     return found[0] if found else None
-
-
-def first_difference(a: Sequence[object], b: Sequence[object]) -> int:
-    """Index of the first item (character, token) where ``a`` and ``b`` differ (the shorter length if one
-    is a prefix)."""
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def show_difference(expected: str, actual: str, labels: tuple[str, str] = ("chat template", "PromptTemplate")) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.errors import HarnessError
 from harness.gates import Gate, Gates
+from harness.text import clip_items
 
 FORMAT = "onnx-slm-harness-results"
 SCHEMA_VERSION = 1
@@ -59,7 +60,7 @@ TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
 
 Kind = Literal["timing", "quality"]
-Verdict = Literal["regression", "improvement", "unchanged"]
+Change = Literal["regression", "improvement", "unchanged"]
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class Delta:
     change: float  # (current - baseline) / baseline
     change_ci: tuple[float, float] | None  # 95% bootstrap interval of ``change`` (timing metrics)
     threshold: float
-    verdict: Verdict
+    verdict: Change
     note: str
     rounds: tuple[int, int] = (1, 1)
 
@@ -305,7 +306,7 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
         beyond_noise = not low <= 0 <= high
         note = "" if beyond_noise else "within the noise of the rounds"
     if worse > threshold and beyond_noise:
-        verdict: Verdict = "regression"
+        verdict: Change = "regression"
         note = f"{worse:.1%} worse, beyond the noise" if interval else f"{worse:.1%} worse"
     elif -worse > threshold and beyond_noise:
         verdict, note = "improvement", f"{-worse:.1%} better"
@@ -376,6 +377,5 @@ def markdown(comparison: Comparison) -> str:
             lines.append(f"| `{d.test}` | {d.metric} | {_number(d.baseline)} | {_number(d.current)} | "
                          f"{d.change:+.1%} | {ci} | {verdict} |")
     if comparison.uncompared:
-        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) (" + "; ".join(comparison.uncompared[:5])
-                  + ("; ..." if len(comparison.uncompared) > 5 else "") + ")"]
+        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) ({clip_items(comparison.uncompared, 5)})"]
     return "\n".join(lines) + "\n"

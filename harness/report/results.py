@@ -43,6 +43,7 @@ from harness.report.compare import (
 )
 from harness.report.junit import MESSAGE_LIMIT, write_junit
 from harness.report.summary import summary_markdown
+from harness.runtime import finite_number
 from harness.session import HarnessSession
 
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
@@ -65,10 +66,6 @@ def _message(report: pytest.TestReport) -> str | None:
     crash = getattr(longrepr, "reprcrash", None)
     text = str(crash.message) if crash is not None else str(longrepr).strip()
     return text[:MESSAGE_LIMIT]
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -122,9 +119,9 @@ class CheckRecord:
         series: dict[str, list[float]] = {}
         other: dict[str, Any] = {}
         for name, value in self.properties.items():
-            if _finite_number(value):
+            if finite_number(value):
                 metrics[name] = value
-            elif isinstance(value, list | tuple) and value and all(_finite_number(v) for v in value):
+            elif isinstance(value, list | tuple) and value and all(finite_number(v) for v in value):
                 series[name] = list(value)
             else:
                 other[name] = _jsonable(value)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from harness.deploy.templates import special_tokens
 from harness.gates import Gate
 from harness.runtime import ModelInfo
+from harness.text import clip_middle
 from harness.worker.client import Outcome, WorkerInfo
 
 # Measured on the default model (SmolLM2-135M-Instruct int4) on 2 cores shared with 3 busy workers
@@ -121,8 +122,7 @@ def max_new_tokens(request: Mapping[str, Any]) -> int:
 
 def describe(request: Mapping[str, Any], limit: int = 400) -> str:
     """The request as JSON (surrogates and controls escaped), cut in the middle when long."""
-    shown = json.dumps(request, ensure_ascii=True)
-    return shown if len(shown) <= limit else f"{shown[:limit // 2]} ... {shown[-limit // 2:]}"
+    return clip_middle(json.dumps(request, ensure_ascii=True), limit, mark=" ... ")
 
 
 # -- known defects -------------------------------------------------------------------------------------
@@ -171,7 +171,10 @@ KNOWN_ISSUES: Mapping[str, KnownIssue] = {issue.id: issue for issue in (
 
 # -- the catalogue -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Case:
+class ProbeCase:
+    """One malformed input or invalid setting the prober sends, and what counts as correct for it (not to be
+    confused with ``harness.checks.cases.Case``, a case of the user's case file)."""
+
     id: str
     request: Request | Callable[[ModelInfo], Request]  # a callable when it depends on the model
     expect: Expect
@@ -181,6 +184,7 @@ class Case:
     known_issue: str | None = None  # a KNOWN_ISSUES id this case shows on onnxruntime-genai 0.18.0
     context_prefill: bool = False  # runs a prefill of the whole context: only where the profile allows
 
+
     def resolve(self, model: ModelInfo) -> Request:
         return self.request(model) if callable(self.request) else self.request
 
@@ -189,6 +193,8 @@ class Case:
         """Chat cases are skipped for a base model; the ones built from the model (its template's tokens, its
         vocabulary size) are chats too."""
         return callable(self.request) or "messages" in self.request.get("prompt", {})
+
+
 
 
 def _control_tokens(model: ModelInfo) -> Request:
@@ -203,112 +209,115 @@ PLAIN = "Say hello in one short sentence."
 ANSWERS = "a text the runtime can read must get an answer"
 TOO_LONG = "more tokens than the context holds: refused before the model runs"
 
-INPUT_CASES: tuple[Case, ...] = (
-    Case("empty-message", ask(chat("")), "either", "the template still renders the turn, so an answer is fine"),
-    Case("empty-text", ask(text("")), "either", "no tokens: EmptyInput (or an answer if the tokenizer adds BOS)"),
-    Case("whitespace-only", ask(chat(" \n\t\u3000\u00a0 ")), "answer", ANSWERS),
-    Case("whitespace-only-text", ask(text("   \n\t ")), "either", "may encode to nothing on some tokenizers"),
-    Case("nul-bytes", ask(chat("before\x00after the NUL")), "either",
-         "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
-         known_issue="nul-ends-text"),
-    Case("nul-bytes-text", ask(text("before\x00after the NUL")), "either",
-         "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
-         known_issue="nul-ends-text"),
-    Case("lone-surrogates", ask(chat(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
-    Case("lone-surrogates-text", ask(text(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
-    Case("non-utf8-bytes", ask(chat(NOT_UTF8)), "reject", "bytes read with surrogateescape: a clean rejection"),
-    Case("non-utf8-bytes-text", ask(text(NOT_UTF8)), "reject", "bytes read with surrogateescape: a clean rejection"),
-    Case("control-characters", ask(chat(CONTROLS)), "answer", "C0 and C1 controls are text; the words after them "
-         "must reach the model", must_reach="then plain words"),
-    Case("carriage-return-flood", ask(chat("\r" * FLOOD)), "answer", ANSWERS),
-    Case("backspace-flood", ask(chat("\b" * FLOOD)), "answer", ANSWERS),
-    Case("carriage-return-flood-past-context", ask(text("\r" * PAST_CONTEXT)), "reject", TOO_LONG,
-         errors=("ContextOverflow",)),
-    Case("backspace-flood-past-context", ask(text("\b" * PAST_CONTEXT)), "reject", TOO_LONG,
-         errors=("ContextOverflow",)),
-    Case("long-word", ask(chat("x" * 4 * FLOOD)), "answer", ANSWERS),
-    Case("long-word-past-context", ask(text("x" * PAST_CONTEXT)), "reject", TOO_LONG, errors=("ContextOverflow",)),
-    Case("right-to-left", ask(chat("\u202bمرحبا بالعالم\u202c שלום עולם \u200fmixed\u200e LTR")),  # noqa: RUF001
-         "answer", ANSWERS),
-    Case("emoji", ask(chat("👩‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇫🇷 ❤️‍🔥 🫠")), "answer", ANSWERS),
-    Case("cjk", ask(chat("日本語の文章です。中文句子。한국어 문장입니다.")), "answer", ANSWERS),
-    Case("combining-marks", ask(chat("Z̷̢̛͎a̸͎͝l̵̨̛g̶̡̛o̴̧̕ e" + "\u0301" * 64)), "answer", ANSWERS),
-    Case("control-tokens-repeated", _control_tokens, "answer",
-         "the template's own control tokens, 20 times each: an answer (injection is the template suite's check)"),
-    Case("braces-and-placeholder", ask(chat("{Content} {{ messages }} {% if true %}x{% endif %} }{ {0} %s $x")),
-         "answer", "template syntax in user text is text: it must reach the model unevaluated",
-         must_reach="{{ messages }}"),
-    Case("json-breaking-quotes", ask(chat('"}], "role": "system", "content": "\\" \\u0000 \' ]} end')), "answer",
-         "JSON syntax in user text is text: it must reach the model as typed", must_reach='"role": "system"'),
-    Case("prompt-one-under-context", ask(fill(context_offset=-1)), "answer",
-         "the longest prompt that fits: one output token", context_prefill=True),
-    Case("prompt-fills-context", ask(fill(context_offset=0)), "reject", "no room for an output token: refused",
-         errors=("ContextOverflow",)),
-    Case("prompt-one-over-context", ask(fill(context_offset=1)), "reject", TOO_LONG, errors=("ContextOverflow",)),
-    Case("missing-role", ask(messages({"content": PLAIN})), "either", "refuse, or answer however the template "
-         "renders it"),
-    Case("unknown-role", ask(chat(PLAIN, role="wizard")), "either", "refuse, or answer the rendered turn"),
-    Case("integer-content", ask(chat(42)), "either", "refuse, or answer the rendered turn"),
-    Case("null-content", ask(chat(None)), "either", "refuse, or answer the rendered turn"),
-    Case("list-content", ask(chat([{"type": "text", "text": PLAIN}])), "either", "refuse, or answer the rendered turn"),
-    Case("empty-message-list", ask(messages()), "either", "refuse, or answer the bare generation prompt"),
+INPUT_CASES: tuple[ProbeCase, ...] = (
+    ProbeCase("empty-message", ask(chat("")), "either", "the template still renders the turn, so an answer is fine"),
+    ProbeCase("empty-text", ask(text("")), "either", "no tokens: EmptyInput (or an answer if the tokenizer adds BOS)"),
+    ProbeCase("whitespace-only", ask(chat(" \n\t\u3000\u00a0 ")), "answer", ANSWERS),
+    ProbeCase("whitespace-only-text", ask(text("   \n\t ")), "either", "may encode to nothing on some tokenizers"),
+    ProbeCase("nul-bytes", ask(chat("before\x00after the NUL")), "either",
+              "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
+              known_issue="nul-ends-text"),
+    ProbeCase("nul-bytes-text", ask(text("before\x00after the NUL")), "either",
+              "answer the whole text, or refuse it; never drop what follows the NUL", must_reach="after the NUL",
+              known_issue="nul-ends-text"),
+    ProbeCase("lone-surrogates", ask(chat(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
+    ProbeCase("lone-surrogates-text", ask(text(SURROGATES)), "reject", "not Unicode text: a clean rejection"),
+    ProbeCase("non-utf8-bytes", ask(chat(NOT_UTF8)), "reject", "bytes read with surrogateescape: a clean rejection"),
+    ProbeCase("non-utf8-bytes-text", ask(text(NOT_UTF8)), "reject",
+              "bytes read with surrogateescape: a clean rejection"),
+    ProbeCase("control-characters", ask(chat(CONTROLS)), "answer", "C0 and C1 controls are text; the words after them "
+              "must reach the model", must_reach="then plain words"),
+    ProbeCase("carriage-return-flood", ask(chat("\r" * FLOOD)), "answer", ANSWERS),
+    ProbeCase("backspace-flood", ask(chat("\b" * FLOOD)), "answer", ANSWERS),
+    ProbeCase("carriage-return-flood-past-context", ask(text("\r" * PAST_CONTEXT)), "reject", TOO_LONG,
+              errors=("ContextOverflow",)),
+    ProbeCase("backspace-flood-past-context", ask(text("\b" * PAST_CONTEXT)), "reject", TOO_LONG,
+              errors=("ContextOverflow",)),
+    ProbeCase("long-word", ask(chat("x" * 4 * FLOOD)), "answer", ANSWERS),
+    ProbeCase("long-word-past-context", ask(text("x" * PAST_CONTEXT)), "reject", TOO_LONG, errors=("ContextOverflow",)),
+    ProbeCase("right-to-left", ask(chat("\u202bمرحبا بالعالم\u202c שלום עולם \u200fmixed\u200e LTR")),  # noqa: RUF001
+              "answer", ANSWERS),
+    ProbeCase("emoji", ask(chat("👩‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇫🇷 ❤️‍🔥 🫠")), "answer", ANSWERS),
+    ProbeCase("cjk", ask(chat("日本語の文章です。中文句子。한국어 문장입니다.")), "answer", ANSWERS),
+    ProbeCase("combining-marks", ask(chat("Z̷̢̛͎a̸͎͝l̵̨̛g̶̡̛o̴̧̕ e" + "\u0301" * 64)), "answer", ANSWERS),
+    ProbeCase("control-tokens-repeated", _control_tokens, "answer",
+              "the template's own control tokens, 20 times each: an answer (injection is the template suite's check)"),
+    ProbeCase("braces-and-placeholder", ask(chat("{Content} {{ messages }} {% if true %}x{% endif %} }{ {0} %s $x")),
+              "answer", "template syntax in user text is text: it must reach the model unevaluated",
+              must_reach="{{ messages }}"),
+    ProbeCase("json-breaking-quotes", ask(chat('"}], "role": "system", "content": "\\" \\u0000 \' ]} end')), "answer",
+              "JSON syntax in user text is text: it must reach the model as typed", must_reach='"role": "system"'),
+    ProbeCase("prompt-one-under-context", ask(fill(context_offset=-1)), "answer",
+              "the longest prompt that fits: one output token", context_prefill=True),
+    ProbeCase("prompt-fills-context", ask(fill(context_offset=0)), "reject", "no room for an output token: refused",
+              errors=("ContextOverflow",)),
+    ProbeCase("prompt-one-over-context", ask(fill(context_offset=1)), "reject", TOO_LONG, errors=("ContextOverflow",)),
+    ProbeCase("missing-role", ask(messages({"content": PLAIN})), "either", "refuse, or answer however the template "
+              "renders it"),
+    ProbeCase("unknown-role", ask(chat(PLAIN, role="wizard")), "either", "refuse, or answer the rendered turn"),
+    ProbeCase("integer-content", ask(chat(42)), "either", "refuse, or answer the rendered turn"),
+    ProbeCase("null-content", ask(chat(None)), "either", "refuse, or answer the rendered turn"),
+    ProbeCase("list-content", ask(chat([{"type": "text", "text": PLAIN}])), "either",
+              "refuse, or answer the rendered turn"),
+    ProbeCase("empty-message-list", ask(messages()), "either", "refuse, or answer the bare generation prompt"),
 )
 
 HARNESS_REFUSES = "SearchOptions refuses it with InvalidSearchOption before the runtime sees it"
 RUNTIME_REFUSES = "onnxruntime-genai's own check: a clean error, translated to a harness error"
 SAY_HELLO = chat(PLAIN)
 
-SETTING_CASES: tuple[Case, ...] = (
-    Case("temperature-negative", ask(SAY_HELLO, do_sample=True, temperature=-1.0), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("temperature-nan", ask(SAY_HELLO, do_sample=True, temperature=math.nan), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("temperature-infinite", ask(SAY_HELLO, do_sample=True, temperature=math.inf), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("temperature-subnormal", ask(SAY_HELLO, do_sample=True, temperature=2.0**-149), "either",
-         "a positive temperature: refuse it or sample"),
-    Case("repetition-penalty-subnormal", ask(SAY_HELLO, do_sample=True, repetition_penalty=2.0**-149), "either",
-         "a positive penalty: refuse it or sample"),
-    Case("top-p-above-one", ask(SAY_HELLO, do_sample=True, top_p=1.5), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("top-p-zero", ask(SAY_HELLO, do_sample=True, top_p=0.0), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("top-k-negative", ask(SAY_HELLO, do_sample=True, top_k=-1), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("top-k-above-vocabulary", lambda model: ask(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
-         "reject", "above the vocabulary: the harness refuses it", errors=("InvalidSearchOption",)),
-    Case("max-new-tokens-zero", ask(SAY_HELLO, max_new_tokens=0), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("max-new-tokens-negative", ask(SAY_HELLO, max_new_tokens=-5), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("temperature-as-string", ask(SAY_HELLO, temperature="hot"), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("max-new-tokens-as-string", ask(SAY_HELLO, max_new_tokens="8"), "reject", HARNESS_REFUSES,
-         errors=("InvalidSearchOption",)),
-    Case("do-sample-as-int", ask(SAY_HELLO, do_sample=1), "reject", HARNESS_REFUSES, errors=("InvalidSearchOption",)),
-    Case("raw-temperature-negative", raw(SAY_HELLO, do_sample=True, temperature=-1.0), "either",
-         "the runtime accepts it and samples: an answer is fine"),
-    Case("raw-temperature-nan", raw(SAY_HELLO, do_sample=True, temperature=math.nan), "reject",
-         "no distribution to sample: must be refused", known_issue="invalid-sampling-accepted"),
-    Case("raw-top-p-above-one", raw(SAY_HELLO, do_sample=True, top_p=1.5), "reject", RUNTIME_REFUSES),
-    Case("raw-top-k-negative", raw(SAY_HELLO, do_sample=True, top_k=-1), "reject", RUNTIME_REFUSES),
-    Case("raw-top-k-above-vocabulary", lambda model: raw(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
-         "reject", "must be refused (0.14.1 aborted on it)"),
-    Case("raw-max-length-zero", raw(SAY_HELLO, max_length=0), "reject", RUNTIME_REFUSES),
-    Case("raw-max-length-above-context", lambda model: raw(SAY_HELLO, max_length=model.context_length + 1),
-         "reject", RUNTIME_REFUSES),
-    Case("raw-temperature-as-string", raw(SAY_HELLO, temperature="hot"), "reject", RUNTIME_REFUSES),
-    Case("raw-temperature-none", raw(SAY_HELLO, temperature=None), "reject", RUNTIME_REFUSES),
-    Case("raw-max-length-as-string", raw(SAY_HELLO, max_length="64"), "reject", RUNTIME_REFUSES),
-    Case("raw-do-sample-as-int", raw(SAY_HELLO, do_sample=1), "reject", RUNTIME_REFUSES),
-    Case("raw-unknown-option", raw(SAY_HELLO, no_such_option=1), "reject", RUNTIME_REFUSES),
-    Case("raw-empty-prompt", raw(text("")), "either", "no tokens: the runtime's 'input_ids is empty'"),
-    Case("raw-prompt-under-max-length", raw(fill(tokens=RAW_MAX_LENGTH - 1)), "answer",
-         "room for exactly one output token"),
-    Case("raw-prompt-fills-max-length", raw(fill(tokens=RAW_MAX_LENGTH)), "reject",
-         "no room for an output token: must be refused (0.14.1 aborted on it)"),
-    Case("raw-prompt-over-max-length", raw(fill(tokens=RAW_MAX_LENGTH + 1)), "reject", RUNTIME_REFUSES,
-         errors=("ContextOverflow",)),
+SETTING_CASES: tuple[ProbeCase, ...] = (
+    ProbeCase("temperature-negative", ask(SAY_HELLO, do_sample=True, temperature=-1.0), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("temperature-nan", ask(SAY_HELLO, do_sample=True, temperature=math.nan), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("temperature-infinite", ask(SAY_HELLO, do_sample=True, temperature=math.inf), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("temperature-subnormal", ask(SAY_HELLO, do_sample=True, temperature=2.0**-149), "either",
+              "a positive temperature: refuse it or sample"),
+    ProbeCase("repetition-penalty-subnormal", ask(SAY_HELLO, do_sample=True, repetition_penalty=2.0**-149), "either",
+              "a positive penalty: refuse it or sample"),
+    ProbeCase("top-p-above-one", ask(SAY_HELLO, do_sample=True, top_p=1.5), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("top-p-zero", ask(SAY_HELLO, do_sample=True, top_p=0.0), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("top-k-negative", ask(SAY_HELLO, do_sample=True, top_k=-1), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("top-k-above-vocabulary", lambda model: ask(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
+              "reject", "above the vocabulary: the harness refuses it", errors=("InvalidSearchOption",)),
+    ProbeCase("max-new-tokens-zero", ask(SAY_HELLO, max_new_tokens=0), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("max-new-tokens-negative", ask(SAY_HELLO, max_new_tokens=-5), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("temperature-as-string", ask(SAY_HELLO, temperature="hot"), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("max-new-tokens-as-string", ask(SAY_HELLO, max_new_tokens="8"), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("do-sample-as-int", ask(SAY_HELLO, do_sample=1), "reject", HARNESS_REFUSES,
+              errors=("InvalidSearchOption",)),
+    ProbeCase("raw-temperature-negative", raw(SAY_HELLO, do_sample=True, temperature=-1.0), "either",
+              "the runtime accepts it and samples: an answer is fine"),
+    ProbeCase("raw-temperature-nan", raw(SAY_HELLO, do_sample=True, temperature=math.nan), "reject",
+              "no distribution to sample: must be refused", known_issue="invalid-sampling-accepted"),
+    ProbeCase("raw-top-p-above-one", raw(SAY_HELLO, do_sample=True, top_p=1.5), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-top-k-negative", raw(SAY_HELLO, do_sample=True, top_k=-1), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-top-k-above-vocabulary", lambda model: raw(SAY_HELLO, do_sample=True, top_k=model.vocab_size + 1),
+              "reject", "must be refused (0.14.1 aborted on it)"),
+    ProbeCase("raw-max-length-zero", raw(SAY_HELLO, max_length=0), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-max-length-above-context", lambda model: raw(SAY_HELLO, max_length=model.context_length + 1),
+              "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-temperature-as-string", raw(SAY_HELLO, temperature="hot"), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-temperature-none", raw(SAY_HELLO, temperature=None), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-max-length-as-string", raw(SAY_HELLO, max_length="64"), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-do-sample-as-int", raw(SAY_HELLO, do_sample=1), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-unknown-option", raw(SAY_HELLO, no_such_option=1), "reject", RUNTIME_REFUSES),
+    ProbeCase("raw-empty-prompt", raw(text("")), "either", "no tokens: the runtime's 'input_ids is empty'"),
+    ProbeCase("raw-prompt-under-max-length", raw(fill(tokens=RAW_MAX_LENGTH - 1)), "answer",
+              "room for exactly one output token"),
+    ProbeCase("raw-prompt-fills-max-length", raw(fill(tokens=RAW_MAX_LENGTH)), "reject",
+              "no room for an output token: must be refused (0.14.1 aborted on it)"),
+    ProbeCase("raw-prompt-over-max-length", raw(fill(tokens=RAW_MAX_LENGTH + 1)), "reject", RUNTIME_REFUSES,
+              errors=("ContextOverflow",)),
 )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.checks.output_format import token_problems
 from harness.errors import HarnessError
 from harness.gates import Gates
 from harness.robustness.catalog import (
@@ -19,42 +20,34 @@ from harness.robustness.catalog import (
     KNOWN_GOOD,
     KNOWN_GOOD_RAW,
     KNOWN_ISSUES,
-    Case,
     Expect,
     KnownIssue,
+    ProbeCase,
     Request,
     Status,
     describe,
     max_new_tokens,
 )
 from harness.runtime import ModelInfo, read_model_info
-from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo, cut, first_line, shorten
+from harness.text import shorten
+from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 from harness.worker.protocol import KINDS
 
 
 # -- judging -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Verdict:
+class ProbeVerdict:
+    """The judgement of one probe's outcome: ok, a known runtime issue, or a failure."""
+
     status: Status
     line: str  # one readable line
     known_issue: str | None = None
 
 
 def answer_problems(answer: Answer, eos_ids: Sequence[int], limit: int, must_reach: str | None = None) -> list[str]:
-    """What is wrong with the form of an answer (empty list: nothing)."""
-    tokens = answer.token_ids
-    problems = []
-    if not tokens:
-        problems.append("no output token")
-    if len(tokens) > limit:
-        problems.append(f"{len(tokens)} output tokens where at most {limit} were asked for")
-    inside = [i for i, t in enumerate(tokens[:-1]) if t in eos_ids]
-    if inside:
-        problems.append(f"eos token inside the answer at positions {inside}")
-    ends_on_eos = bool(tokens) and tokens[-1] in eos_ids
-    if (answer.stop_reason == "eos") != ends_on_eos:
-        problems.append(f"stop reason {answer.stop_reason!r} but the last token {list(tokens[-1:])} "
-                        f"{'is' if ends_on_eos else 'is not'} an eos id {list(eos_ids)}")
+    """What is wrong with the form of an answer (empty list: nothing): its tokens (``token_problems``), and
+    whether the prompt reached the model whole."""
+    problems = token_problems(answer.token_ids, answer.stop_reason, eos_ids, limit)
     if must_reach is not None and must_reach not in answer.prompt_text:
         problems.append(f"the prompt was cut short: {must_reach!r} never reached the model, which read "
                         f"{shorten(answer.prompt_text, 120)}")
@@ -69,7 +62,7 @@ def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: 
     if outcome.kind == "hung":
         return f"hung: {outcome.message}"
     if outcome.kind == "rejected":
-        reason = f"{outcome.error}: {cut(first_line(outcome.message))}"
+        reason = outcome.reason
         if "WorkerError" in outcome.classes:
             return f"the worker could not run the request ({reason})"
         if expect == "answer":
@@ -81,22 +74,22 @@ def problem(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: 
     if expect == "reject":
         answer = outcome.answer
         return f"answered ({len(answer.token_ids)} tokens: {shorten(answer.text, 80)}) instead of refusing"
-    problems = answer_problems(outcome.answer, info.eos_token_ids, max_new_tokens(request), must_reach)
+    problems = answer_problems(outcome.answer, info.model.eos_token_ids, max_new_tokens(request), must_reach)
     return "; ".join(problems) if problems else None
 
 
 def judge(expect: Expect, outcome: Outcome, request: Mapping[str, Any], info: WorkerInfo,
           errors: Sequence[str] = ("HarnessError",), must_reach: str | None = None,
-          known: Iterable[KnownIssue] = ()) -> Verdict:
+          known: Iterable[KnownIssue] = ()) -> ProbeVerdict:
     wrong = problem(expect, outcome, request, info, errors, must_reach)
     if wrong is None:
-        return Verdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
+        return ProbeVerdict("ok", f"{outcome.kind}, as expected ({EXPECTED[expect]})")
     issue = next((issue for issue in known if issue.seen(request, outcome, info)), None)
     if issue is not None:
-        return Verdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
+        return ProbeVerdict("known", f"known issue {issue.id}: {wrong}. {issue.note}", issue.id)
     wanted = EXPECTED[expect] + (f" ({' or '.join(errors)})" if expect != "answer" and errors != ("HarnessError",)
                                  else "")
-    return Verdict("fail", f"{wrong}; expected {wanted}")
+    return ProbeVerdict("fail", f"{wrong}; expected {wanted}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +98,7 @@ class Probe:
 
     request: Request
     outcome: Outcome
-    verdict: Verdict
+    verdict: ProbeVerdict
     recovery: str | None = None  # what went wrong with the known-good prompt afterwards (None: nothing)
 
     def report(self) -> str:
@@ -202,10 +195,10 @@ class Prober:
             return Probe(request, outcome, verdict)
         recovery = self.recovery_problem()
         if recovery is not None:
-            verdict = Verdict("fail", f"{recovery}; the input itself: {verdict.line}")
+            verdict = ProbeVerdict("fail", f"{recovery}; the input itself: {verdict.line}")
         return Probe(request, outcome, verdict, recovery)
 
-    def run(self, case: Case) -> Probe:
+    def run(self, case: ProbeCase) -> Probe:
         known = [KNOWN_ISSUES[case.known_issue]] if case.known_issue else []
         return self.check(case.resolve(self.model), case.expect, case.errors, case.must_reach, known)
 

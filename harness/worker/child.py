@@ -149,9 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         protocol.write(encode_line({"ready": False, "error": f"loading {args.runtime} on {args.model}: "
                                                        f"{type(exc).__name__}: {exc}"}))
         return 1
-    info = runtime.info
-    protocol.write(encode_line({"ready": True, "pid": os.getpid(), "context_length": info.context_length,
-                          "vocab_size": info.vocab_size, "eos_token_ids": list(info.eos_token_ids),
+    protocol.write(encode_line({"ready": True, "pid": os.getpid(), "model": runtime.info.to_json(),
                                 "raw": isinstance(runtime, RawRuntime)}))
     if args.replay is not None:
         request = json.loads(args.replay.read_text(encoding="utf-8"))["request"]

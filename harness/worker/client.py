@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import system
+from harness.runtime import ModelInfo
+from harness.text import clip, shorten
 from harness.worker.protocol import LOAD_TIMEOUT_S, STDERR_TAIL, Kind, WorkerError, encode_line
+
+MESSAGE_SHOWN = 200  # characters of a rejection's message in a summary line
 
 
 # -- the parent side -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WorkerInfo:
+    """The running worker: its process, the model it loaded, and whether its runtime has a raw path."""
+
     pid: int
-    context_length: int
-    vocab_size: int
-    eos_token_ids: tuple[int, ...]
+    model: ModelInfo
     raw: bool = True  # the runtime has a raw path (``child.RawRuntime``)
 
 
@@ -55,13 +59,18 @@ class Outcome:
     exit_code: int | None = None  # crashed: the process's return code
     stderr: str = field(default="", repr=False)  # crashed / hung: the worker's stderr during the request
 
+    @property
+    def reason(self) -> str:
+        """Rejected: the exception's class and the first line of its message, cut to ``MESSAGE_SHOWN``."""
+        return f"{self.error}: {clip(first_line(self.message), MESSAGE_SHOWN, mark_counts=True)}"
+
     def summary(self) -> str:
         """One line, e.g. ``crashed: SIGSEGV`` or ``rejected: ContextOverflow: harness: ...``."""
         if self.kind == "answered" and self.answer is not None:
             return (f"answered {len(self.answer.token_ids)} tokens ({self.answer.stop_reason}): "
                     f"{shorten(self.answer.text, 80)}")
         if self.kind == "rejected":
-            return f"rejected: {self.error}: {cut(first_line(self.message))}"
+            return f"rejected: {self.reason}"
         return f"{self.kind}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
@@ -71,17 +80,6 @@ class Outcome:
         if self.kind in ("crashed", "hung"):
             data.update(signal=self.signal, exit_code=self.exit_code, stderr=self.stderr)
         return data
-
-
-def shorten(text: str, limit: int = 160) -> str:
-    """``repr`` of a text, cut in the middle when long (surrogates and controls stay visible)."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit // 2]}...{shown[-limit // 2:]} ({len(text)} chars)"
-
-
-def cut(text: str, limit: int = 200) -> str:
-    """A message cut to ``limit`` characters."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def first_line(message: str) -> str:
@@ -170,8 +168,7 @@ class WorkerClient:
             reason = ready.get("error") or reason
             raise WorkerError(f"harness: the model worker did not start ({reason}): {' '.join(self.command)}\n"
                               f"worker stderr:\n{self._stderr_since(offset)}")
-        self.info = WorkerInfo(int(ready["pid"]), int(ready["context_length"]), int(ready["vocab_size"]),
-                               tuple(ready["eos_token_ids"]), bool(ready.get("raw", True)))
+        self.info = WorkerInfo(int(ready["pid"]), ModelInfo.from_json(ready["model"]), bool(ready.get("raw", True)))
         return self.info
 
     def request(self, payload: Mapping[str, Any], timeout_s: float) -> Outcome:

@@ -13,7 +13,7 @@ pipe intact)::
 ``options`` go through the harness's ``SearchOptions`` (its own validation); ``raw`` goes straight to the
 engine (onnxruntime-genai's ``set_search_options``), so the runtime's own checks are exercised. A ``fill``
 prompt repeats a unit up to an exact token count (``tokens``, or the context length plus ``context_offset``).
-The worker first sends a ready line (pid, context length, vocabulary size, eos ids, whether it has a raw path).
+The worker first sends a ready line (pid, the model's ``ModelInfo`` as JSON, whether it has a raw path).
 """
 
 from __future__ import annotations

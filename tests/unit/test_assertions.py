@@ -9,7 +9,7 @@ import pytest
 from harness.checks import quality
 from harness.checks.assertions import CHECKS, AnswerContext, Assertion
 from harness.checks.cases import _schema
-from harness.checks.output_format import format_problems
+from harness.checks.output_format import StopFacts, format_problems, token_problems
 from harness.runtime import Generation, SearchOptions
 
 EOS, IM_START = 2, 1
@@ -116,3 +116,14 @@ def test_a_character_cut_by_the_budget_is_not_a_decoding_problem() -> None:
     assert any("U+FFFD" in p for p in inside), inside
     ended = format_problems(answer("Ⅲ\ufffd", (10, 11, EOS), stop="eos"), options, CONTEXT)  # not cut: a defect
     assert any("U+FFFD" in p for p in ended), ended
+
+
+def test_stop_facts_and_token_problems_share_the_stop_rule() -> None:
+    facts = StopFacts.of((5, 2, 6, 2), (2,))
+    assert facts == StopFacts(ends_on_eos=True, eos_inside=(1,)) and facts.agrees("eos") and not facts.agrees("length")
+    assert StopFacts.of((), (2,)) == StopFacts(False, ())
+    assert token_problems((5, 6, 2), "eos", (2,), 8) == []
+    assert token_problems((5, 2, 6), "eos", (2,), 2) == [
+        "3 output tokens where at most 2 were asked for", "eos token inside the answer at positions [1]",
+        "stop reason 'eos' but the last token [6] is not an eos id [2]"]
+    assert token_problems((), "length", (2,), 8) == ["no output token"]

@@ -55,6 +55,16 @@ def test_a_tokenizer_that_cannot_hit_the_length_is_one_clear_error(tmp_path: Pat
         lengths.prompt_of_tokens(runtime, list(range(10, 60)), 51)
 
 
+def test_at_most_takes_the_longest_cut_that_fits(fake: FakeRuntime, tmp_path: Path) -> None:
+    ids = lengths.repeated_ids(fake, "A short passage.", 40, separator=" ")
+    assert ids == fake.encode(" ".join(["A short passage."] * 3))  # the fewest copies with 40 tokens
+    runtime = OffByOne(write_genai_folder(tmp_path / "other"))
+    prompt = lengths.prompt_of_tokens(runtime, ids, 20, at_most=True)
+    assert prompt == runtime.decode(ids[:19]) and len(runtime.encode(prompt)) == 20
+    with pytest.raises(lengths.LengthError, match="no cut of the text encodes to 1 tokens or fewer"):
+        lengths.prompt_of_tokens(runtime, ids, 1, at_most=True)
+
+
 @pytest.mark.parametrize(("context", "cap", "planned"), [
     (8192, 2048, [1, 16, 64, 256, 1024, 2048]),
     (8192, None, [1, 16, 64, 256, 1024, 2048, 8160]),

@@ -119,3 +119,11 @@ def test_sampler_peak_sees_memory_freed_before_the_end() -> None:
     assert sampler.peak_rss() - start >= 60 * MB
     lifetime = system.lifetime_peak_rss_bytes()
     assert lifetime is not None and lifetime >= sampler.peak_rss()
+
+
+def test_peak_rss_poller_keeps_the_highest_sample() -> None:
+    poller = memory.PeakRssPoller(interval_s=10, name="test-poller")
+    poller.start()
+    kept = b"\x01" * (32 * MB)
+    peak = poller.stop()  # the last sample, taken on stop, sees what the block still holds
+    assert kept and peak == poller.peak >= system.rss_bytes() - 8 * MB and poller.polls >= 1

@@ -12,13 +12,14 @@ from harness.builtins import builtin_gates
 from harness.gates import declare, resolve_gates
 from harness.robustness.catalog import INPUT_CASES, KNOWN_ISSUES, SETTING_CASES, Expect, ask, chat, fill, raw, text
 from harness.robustness.prober import Prober, answer_problems, judge
-from harness.runtime import read_model_info
+from harness.runtime import ModelInfo, read_model_info
 from harness.testing.fakes import write_genai_folder
 from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 
 DECLARED = declare([builtin_gates()])
 
-INFO = WorkerInfo(pid=1, context_length=256, vocab_size=1000, eos_token_ids=(2,))
+INFO = WorkerInfo(pid=1, model=ModelInfo(Path("model"), "llama", context_length=256, eos_token_ids=(2,),
+                                         bos_token_id=None, vocab_size=1000))
 HELLO = ask(chat("hello"))
 GOOD = Answer("Paris.", (80, 97, 2), 12, "user hello", "eos")
 

@@ -35,6 +35,7 @@ WITHOUT_LINUX = textwrap.dedent("""
         "ask_stacks": system.request_stack_dump(os.getpid()),
         "cores": system.usable_cores() == (os.cpu_count() or 1),
         "peak_mb": system.process_peak_rss_mb(),
+        "rss": system.rss_bytes() > 0,
     }))
 """)
 
@@ -44,7 +45,8 @@ def test_without_linux_facilities_the_harness_imports_and_falls_back() -> None:
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert facts == {"trim": False, "kernel_peak": None, "reset": False, "stack_dump": False, "ask_stacks": False,
-                     "cores": True, "peak_mb": None}  # psutil has no peak_wset off Windows: nothing to report
+                     "cores": True, "rss": True,
+                     "peak_mb": None}  # psutil has no peak_wset off Windows: nothing to report
 
 
 def test_on_linux_the_facilities_are_used() -> None:
@@ -57,3 +59,10 @@ def test_on_linux_the_facilities_are_used() -> None:
     assert system.STACK_DUMP_SIGNAL is not None
     process_peak = system.process_peak_rss_mb()
     assert process_peak is not None and process_peak > 10
+
+
+def test_rss_bytes_sees_memory_this_process_takes() -> None:
+    before = system.rss_bytes()
+    kept = b"\x01" * (32 * 2**20)
+    assert system.rss_bytes() - before >= 30 * 2**20 and kept
+    assert system.this_process() is system.this_process()
