@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import one_line
 from harness.report.compare import (
     KEY_LABELS,
     METRICS,
@@ -174,13 +175,13 @@ def _compare(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     folder: Path = args.folder
     if not folder.is_dir():
-        raise UsageError(f"harness: {folder} is not a folder; pass the reports folder (one folder per run)")
+        raise UsageError(f"{folder} is not a folder; pass the reports folder (one folder per run)")
     runs, problems = find_runs(folder)
     for problem in problems:
         print(f"harness: skipped {problem}", file=sys.stderr)
     runs = runs[-args.last:] if args.last > 0 else runs
     if not runs:
-        raise UsageError(f"harness: {folder} holds no run with a results.json; a finished pytest session writes "
+        raise UsageError(f"{folder} holds no run with a results.json; a finished pytest session writes "
                          "one into reports/<run>/")
     table = history(runs, args.metric, args.test)
     print(table.text())
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _compare(args) if args.command == "compare" else _history(args)
     except (CompareError, UsageError) as exc:
-        print(f"{exc}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: say so, with the traceback, and a distinct exit code
         print(f"harness: internal error: {type(exc).__name__}: {exc} (please report it with the traceback below)",

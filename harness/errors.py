@@ -1,12 +1,20 @@
 """The harness's own exception types.
 
-Every message is one line that names the problem and, where there is one, the fix: the plugin
-prints it as-is at session start instead of a traceback.
+Every message is one line that names the problem and, where there is one, the fix. Messages carry no
+prefix: where one is printed (``one_line``), at session start, as a check's failure or by the CLI, it
+is printed as ``harness: <message>``, instead of a traceback.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+PREFIX = "harness: "
+
+
+def one_line(exc: BaseException) -> str:
+    """How the harness prints an error of its own."""
+    return f"{PREFIX}{exc}"
 
 
 class HarnessError(Exception):

@@ -31,7 +31,7 @@ def declare(contributions: Iterable[Iterable[Gate]]) -> dict[str, Gate]:
     for contribution in contributions:
         for gate in contribution:
             if gate.name in gates and gates[gate.name] != gate:
-                raise ConfigError(f"harness: gate {gate.name} is declared twice (pytest_harness_gates); "
+                raise ConfigError(f"gate {gate.name} is declared twice (pytest_harness_gates); "
                                   "rename one of them")
             gates[gate.name] = gate
     return gates
@@ -67,7 +67,7 @@ class Gates:
 def _parse_pair(text: str, origin: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise ConfigError(f"harness: gate {text!r} (from {origin}) must be NAME=VALUE, e.g. ppl_ratio_max=1.5")
+        raise ConfigError(f"gate {text!r} (from {origin}) must be NAME=VALUE, e.g. ppl_ratio_max=1.5")
     return name.strip(), value.strip()
 
 
@@ -85,13 +85,13 @@ def resolve_gates(
     for origin, pairs in layers:  # lowest precedence first
         for name, raw in pairs:
             if name not in declared:
-                raise ConfigError(f"harness: unknown gate {name!r} (from {origin}); known gates: "
+                raise ConfigError(f"unknown gate {name!r} (from {origin}); known gates: "
                                   f"{', '.join(sorted(declared))}")
             try:
                 value = float(str(raw)) if not isinstance(raw, bool) else math.nan
             except (TypeError, ValueError):
                 value = math.nan
             if not math.isfinite(value):
-                raise ConfigError(f"harness: gate {name} = {raw!r} (from {origin}) is not a finite number")
+                raise ConfigError(f"gate {name} = {raw!r} (from {origin}) is not a finite number")
             values[name], origins[name] = value, origin
     return Gates(values, origins, declared)

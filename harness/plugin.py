@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from harness import builtins, hookspecs
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.locations import suites_dir
 from harness.profiles import Profile
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from harness.deploy.folder import Deployment
     from harness.gates import Gates
     from harness.hookspecs import BuilderFactory
+    from harness.robustness.prober import Prober
     from harness.runtime import Runtime
     from harness.runtime_factory import RuntimeFactory
     from harness.session import HarnessSession
@@ -205,7 +206,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(RunRecorder(harness, config.stash[GATES_KEY]), "harness-results")
         _register_integrations(config, harness_config)
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(one_line(exc)) from None
 
 
 def _register_integrations(config: pytest.Config, harness_config: HarnessConfig) -> None:
@@ -247,7 +248,7 @@ def pytest_collection(session: pytest.Session) -> None:
     try:
         harness.deploy(progress_writer(session.config))
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(one_line(exc)) from None
 
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures set up: a base model's chat fixtures would fail
@@ -267,10 +268,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """An unstable verdict (``UnstableVerdict``) fails the check with --unstable=fail; with warn it is its
+    """The one error path: a ``HarnessError`` raised by any fixture or check is its one line, not a traceback.
+
+    An unstable verdict (``UnstableVerdict``) fails the check with --unstable=fail; with warn it is its
     own outcome: not failed, and never shown as a plain pass."""
     report: pytest.TestReport = yield
     if call.excinfo is None or SESSION_KEY not in item.config.stash:
+        return report
+    if call.excinfo.errisinstance(HarnessError):
+        report.longrepr = one_line(call.excinfo.value)
         return report
     from harness.checks.stability import OUTCOME_PROPERTY, UNSTABLE_SECTION, UnstableVerdict
 
@@ -376,7 +382,7 @@ def harness_deployment(pytestconfig: pytest.Config) -> Deployment:
     harness = _session(pytestconfig)
     laid_out = harness.deploy(progress_writer(pytestconfig))
     if laid_out is None:
-        pytest.fail(harness.deployment_error or "harness: no Foundry Local folder", pytrace=False)
+        raise HarnessError(harness.deployment_error or "no Foundry Local folder")
     return laid_out
 
 
@@ -416,7 +422,7 @@ def harness_runtime_loader(pytestconfig: pytest.Config) -> ModelLoader:
         try:
             return GenAIRuntime(model.path, ep)
         except HarnessError as exc:
-            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+            pytest.exit(one_line(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
     return load
 
@@ -511,6 +517,17 @@ def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str,
     return settle
 
 
+@pytest.fixture(scope="module")
+def harness_prober(request: pytest.FixtureRequest, harness_model: PreparedModel, harness_config: HarnessConfig,
+                   harness_gates: Gates, harness_run_dir: Path, harness_worker_runtime: str | None) -> Iterator[Prober]:
+    """A robustness prober for the test module (its own worker process, on the plugged-in runtime); its outcome
+    counts go to robustness/<module without test_>.json in the run's report folder."""
+    from harness.robustness.prober import session
+
+    counts = harness_run_dir / "robustness" / f"{request.path.stem.removeprefix('test_')}.json"
+    yield from session(harness_model.path, harness_config.ep, harness_gates, counts, harness_worker_runtime)
+
+
 @pytest.fixture(scope="session")
 def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_folder: Path, harness_runtime: Runtime,
                              harness_config: HarnessConfig, harness_run_dir: Path) -> ReferenceData:
@@ -526,11 +543,8 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
     eval_set = load_eval_set().with_prompts(cases)
     if harness_runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
         eval_set = eval_set.raw_only()
-    try:
-        return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,
-                              harness_run_dir, progress_writer(pytestconfig))
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,
+                          harness_run_dir, progress_writer(pytestconfig))
 
 
 @pytest.fixture(scope="session")

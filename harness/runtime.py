@@ -57,7 +57,7 @@ class SearchOptions:
         )
         for ok, message in checks:
             if not ok:
-                raise InvalidSearchOption(f"harness: invalid search option: {message} (got {self})")
+                raise InvalidSearchOption(f"invalid search option: {message} (got {self})")
 
 
 def finite_number(value: object) -> bool:
@@ -212,13 +212,13 @@ def translate_error(exc: Exception, context: str) -> RuntimeFailure:
     message = str(exc)
     lowered = message.lower()
     if "exceeds max length" in lowered:
-        return ContextOverflow(f"harness: {context}: prompt does not fit: {message}", message)
+        return ContextOverflow(f"{context}: prompt does not fit: {message}", message)
     if "input_ids is empty" in lowered:
-        return EmptyInput(f"harness: {context}: the prompt encodes to no tokens", message)
+        return EmptyInput(f"{context}: the prompt encodes to no tokens", message)
     if any(key in lowered for key in ("search option", "unknown option", "unknown value", "must be between",
                                       "must be 0 or greater", "expected a bool", "max_length")):
-        return InvalidSearchOption(f"harness: {context}: {message}", message)
-    return RuntimeFailure(f"harness: {context}: onnxruntime-genai error: {message}", message)
+        return InvalidSearchOption(f"{context}: {message}", message)
+    return RuntimeFailure(f"{context}: onnxruntime-genai error: {message}", message)
 
 
 def top_two(logits: Any) -> tuple[int, float, int]:
@@ -287,7 +287,7 @@ class GenAIRuntime:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise RuntimeFailure(f"harness: the text is not valid Unicode ({exc.reason} at position {exc.start}); "
+            raise RuntimeFailure(f"the text is not valid Unicode ({exc.reason} at position {exc.start}); "
                                  "decode bytes with errors='replace' before sending them", str(exc)) from None
         return [int(t) for t in self._tokenizer.encode(text)]
 
@@ -305,10 +305,10 @@ class GenAIRuntime:
         text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
         ids = self.encode(text)
         if not ids:
-            raise EmptyInput("harness: the prompt encodes to no tokens", "")
+            raise EmptyInput("the prompt encodes to no tokens", "")
         if len(ids) >= self.info.context_length:
             raise ContextOverflow(
-                f"harness: the prompt has {len(ids)} tokens but the model's context is "
+                f"the prompt has {len(ids)} tokens but the model's context is "
                 f"{self.info.context_length}; shorten it by at least {len(ids) - self.info.context_length + 1}",
                 "",
             )
@@ -320,7 +320,7 @@ class GenAIRuntime:
         if self.info.vocab_size and options.top_k > self.info.vocab_size:
             # Said before the generator exists (0.18 refuses it too; 0.14 aborted or segfaulted on it).
             raise InvalidSearchOption(
-                f"harness: invalid search option: top_k {options.top_k} is above the vocabulary "
+                f"invalid search option: top_k {options.top_k} is above the vocabulary "
                 f"size {self.info.vocab_size}", "")
         max_length = min(len(prompt_ids) + options.max_new_tokens, self.info.context_length)
         params = og.GeneratorParams(self._model)
@@ -377,9 +377,9 @@ class GenAIRuntime:
 
         ids = [int(t) for t in token_ids]
         if not ids:
-            raise EmptyInput("harness: logits of an empty token sequence", "")
+            raise EmptyInput("logits of an empty token sequence", "")
         if len(ids) >= self.info.context_length:  # no room for a next token (0.14 aborted, 0.18 refuses)
-            raise ContextOverflow(f"harness: {len(ids)} tokens do not fit the model's context of "
+            raise ContextOverflow(f"{len(ids)} tokens do not fit the model's context of "
                                   f"{self.info.context_length} (one position stays free)", "")
         # onnxruntime-genai (0.14 and 0.18) runs the whole prefill in append_tokens; 'logits' holds every position.
         generator = self.new_generator(ids[:1], SearchOptions(max_new_tokens=len(ids)))
@@ -410,7 +410,7 @@ class GenAIReusedGenerator:
 
     def __init__(self, runtime: GenAIRuntime, options: SearchOptions, max_prompt_tokens: int) -> None:
         if options.min_new_tokens:
-            raise InvalidSearchOption("harness: a reused generator cannot keep min_new_tokens per request; "
+            raise InvalidSearchOption("a reused generator cannot keep min_new_tokens per request; "
                                       "leave it at 0", "")
         self._runtime = runtime
         self.options = options
@@ -424,9 +424,9 @@ class GenAIReusedGenerator:
         runtime, generator = self._runtime, self._generator
         ids = runtime.encode(prompt if isinstance(prompt, str) else runtime.chat_prompt(prompt))
         if not ids:
-            raise EmptyInput("harness: the prompt encodes to no tokens", "")
+            raise EmptyInput("the prompt encodes to no tokens", "")
         if len(ids) + self.options.max_new_tokens > self.max_length:
-            raise ContextOverflow(f"harness: the reused generator holds {self.max_length} tokens; a {len(ids)}-token "
+            raise ContextOverflow(f"the reused generator holds {self.max_length} tokens; a {len(ids)}-token "
                                   f"prompt with {self.options.max_new_tokens} new tokens does not fit", "")
         try:
             generator.rewind_to(0)

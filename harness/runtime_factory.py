@@ -48,7 +48,7 @@ def reference_of(factory: RuntimeFactory) -> str:
     defining = _defining_module(factory)
     qualname = getattr(factory, "__qualname__", "")
     if defining is None or "<" in qualname or _resolve(defining[2], qualname) is not factory:
-        raise ConfigError(f"harness: the runtime factory {factory!r} from {HOOK} must be a function or class defined "
+        raise ConfigError(f"the runtime factory {factory!r} from {HOOK} must be a function or class defined "
                           "at module level (the worker process imports it by name); define it at the top level of "
                           "your conftest or module and return it")
     name, file, _ = defining
@@ -65,17 +65,17 @@ def load(reference: str) -> RuntimeFactory:
     target, _, file = reference.partition("@")
     module_name, _, qualname = target.partition(":")
     if not module_name or not qualname:
-        raise ConfigError(f"harness: worker runtime {reference!r} must be module:factory, e.g. "
+        raise ConfigError(f"worker runtime {reference!r} must be module:factory, e.g. "
                           "harness.worker.child:RawGenAIRuntime")
     if file and _is_conftest(module_name):
         spec = importlib.util.spec_from_file_location(f"_harness_factory_{abs(hash(file))}", file)
         if spec is None or spec.loader is None:
-            raise ConfigError(f"harness: cannot load the runtime factory's module from {file}")
+            raise ConfigError(f"cannot load the runtime factory's module from {file}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(module_name)
     factory = _resolve(module, qualname)
     if not callable(factory):
-        raise ConfigError(f"harness: runtime factory {reference!r} names nothing callable")
+        raise ConfigError(f"runtime factory {reference!r} names nothing callable")
     return factory  # type: ignore[no-any-return]

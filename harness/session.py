@@ -60,7 +60,7 @@ class HarnessSession:
         if config.reference is not None:
             reference = detect_source(config.reference)
             if not reference.kind.needs_build:
-                raise SourceError(f"harness: --reference {config.reference} is a {reference.kind} model; the "
+                raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
         return cls(config, source, plan, builder, store, hit, reference)
 

@@ -206,17 +206,17 @@ def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"harness: {pyproject} is not valid TOML ({exc}); fix the file") from exc
+        raise ConfigError(f"{pyproject} is not valid TOML ({exc}); fix the file") from exc
     table = data.get("tool", {}).get("harness", {})
     unknown = sorted(set(table) - set(SETTINGS_BY_NAME) - set(TABLES))
     if unknown:
         raise ConfigError(
-            f"harness: unknown key(s) {', '.join(unknown)} in [tool.harness] of {pyproject}; "
+            f"unknown key(s) {', '.join(unknown)} in [tool.harness] of {pyproject}; "
             f"known keys: {', '.join([*SETTINGS_BY_NAME, *TABLES])}"
         )
     for name in TABLES:
         if not isinstance(table.get(name, {}), dict):
-            raise ConfigError(f"harness: [tool.harness] {name} in {pyproject} must be a table "
+            raise ConfigError(f"[tool.harness] {name} in {pyproject} must be a table "
                               f"([tool.harness.{name}])")
     return dict(table)
 
@@ -244,7 +244,7 @@ def resolve(
             continue
         parsed = [_parse(setting, item, raw) for item in raw.items]
         if setting.name in REGISTERED and parsed[0] not in registered[setting.name]:
-            raise ConfigError(f"harness: {setting.flag} {raw.items[0]!r} (from {raw.origin}) is not one of "
+            raise ConfigError(f"{setting.flag} {raw.items[0]!r} (from {raw.origin}) is not one of "
                               f"{', '.join(registered[setting.name])}")
         values[setting.name] = tuple(parsed) if setting.multiple else parsed[0]
         origins[setting.name] = raw.origin
@@ -252,11 +252,11 @@ def resolve(
         values["reports_dir"] = rootdir / "reports"
     if values["olive_config"] is not None and values["builder"] != "olive":
         raise ConfigError(
-            "harness: --olive-config runs an Olive workflow, so it cannot be combined with "
+            "--olive-config runs an Olive workflow, so it cannot be combined with "
             f"--builder {values['builder']}; drop one of them"
         )
     if values["olive_python"] is not None and values["builder"] != "olive":
-        raise ConfigError(f"harness: --olive-python runs Olive builds, so it cannot be combined with --builder "
+        raise ConfigError(f"--olive-python runs Olive builds, so it cannot be combined with --builder "
                           f"{values['builder']}; add --builder olive or drop --olive-python")
     values["precisions"] = values.pop("precision")
     return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})),
@@ -271,7 +271,7 @@ def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
     try:
         return setting.parse(text)
     except ValueError as exc:
-        raise ConfigError(f"harness: {setting.flag} {text!r} (from {raw.origin}) {exc}") from exc
+        raise ConfigError(f"{setting.flag} {text!r} (from {raw.origin}) {exc}") from exc
 
 
 def _items(value: Any, setting: Setting, split: str | None = None) -> tuple[str, ...]:
@@ -309,7 +309,7 @@ def check_execution_provider(ep: str, available: list[str]) -> None:
     provider = EXECUTION_PROVIDERS[ep]
     if provider not in available:
         raise ConfigError(
-            f"harness: --ep {ep} needs {provider}, which this onnxruntime build does not offer "
+            f"--ep {ep} needs {provider}, which this onnxruntime build does not offer "
             f"(available: {', '.join(available)}); use --ep cpu or install the onnxruntime "
             "package built for that provider"
         )

@@ -10,7 +10,7 @@ is shrunk to a minimal input, saved in the run's report folder as a reproducer t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Gates, HarnessConfig, HarnessError, PreparedModel, Profile
+from harness import Profile
 from harness.deploy.templates import special_tokens
 from harness.robustness.catalog import KNOWN_ISSUES, PLAIN, chat, text
-from harness.robustness.prober import Probe, Prober, session, write_reproducer
+from harness.robustness.prober import Probe, Prober, write_reproducer
 from harness.worker.protocol import KINDS
 
 FUZZ_TOKENS = 4  # output tokens per fuzz example: the form of the answer is checked, not its content
 RecordProperty = Callable[[str, object], None]
-
-
-@pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, harness_run_dir: Path,
-           harness_worker_runtime: str | None) -> Iterator[Prober]:
-    try:
-        yield from session(harness_model.path, harness_config.ep, harness_gates,
-                           harness_run_dir / "robustness" / "fuzz.json", harness_worker_runtime)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def prompts(control_tokens: list[str], chats: bool = True) -> st.SearchStrategy[dict[str, Any]]:
@@ -113,17 +103,18 @@ def fuzz(prober: Prober, requests: st.SearchStrategy[dict[str, Any]], examples: 
                                               if key.startswith("known_issue_")})
 
 
-def test_fuzzed_prompts_are_handled(prober: Prober, harness_profile: Profile, harness_run_dir: Path,
+def test_fuzzed_prompts_are_handled(harness_prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                     record_property: RecordProperty) -> None:
-    tokens = special_tokens(prober.model.chat_template or "")
-    chats = prober.model.chat_template is not None
+    tokens = special_tokens(harness_prober.model.chat_template or "")
+    chats = harness_prober.model.chat_template is not None
     requests = prompts(tokens, chats).map(lambda prompt: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS}})
-    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", harness_run_dir, record_property)
+    fuzz(harness_prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", harness_run_dir, record_property)
 
 
-def test_fuzzed_search_options_are_handled(prober: Prober, harness_profile: Profile, harness_run_dir: Path,
+def test_fuzzed_search_options_are_handled(harness_prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                            record_property: RecordProperty) -> None:
-    prompt = chat(PLAIN) if prober.model.chat_template is not None else text(PLAIN)  # raw for a base model
-    requests = search_options(prober.model.vocab_size).map(
+    prompt = chat(PLAIN) if harness_prober.model.chat_template is not None else text(PLAIN)  # raw for a base model
+    requests = search_options(harness_prober.model.vocab_size).map(
         lambda options: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS, **options}})
-    fuzz(prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", harness_run_dir, record_property)
+    fuzz(harness_prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", harness_run_dir,
+         record_property)

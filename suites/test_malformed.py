@@ -7,25 +7,14 @@ and the session carries on. The cases, and what correct means for each, are in `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from harness import Gates, HarnessConfig, HarnessError, PreparedModel, Profile
+from harness import Profile
 from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, ProbeCase
-from harness.robustness.prober import Prober, session
-
-
-@pytest.fixture(scope="module")
-def prober(harness_model: PreparedModel, harness_config: HarnessConfig, harness_gates: Gates, harness_run_dir: Path,
-           harness_worker_runtime: str | None) -> Iterator[Prober]:
-    try:
-        yield from session(harness_model.path, harness_config.ep, harness_gates,
-                           harness_run_dir / "robustness" / "malformed.json", harness_worker_runtime)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+from harness.robustness.prober import Prober
 
 
 def _check(prober: Prober, case: ProbeCase, profile: Profile, record_property: Callable[[str, object], None]) -> None:
@@ -52,12 +41,12 @@ def _params(cases: tuple[ProbeCase, ...]) -> list[Any]:
 
 
 @pytest.mark.parametrize("case", _params(INPUT_CASES))
-def test_malformed_input(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
-                         case: ProbeCase) -> None:
-    _check(prober, case, harness_profile, record_property)
+def test_malformed_input(harness_prober: Prober, harness_profile: Profile,
+                         record_property: Callable[[str, object], None], case: ProbeCase) -> None:
+    _check(harness_prober, case, harness_profile, record_property)
 
 
 @pytest.mark.parametrize("case", _params(SETTING_CASES))
-def test_invalid_setting(prober: Prober, harness_profile: Profile, record_property: Callable[[str, object], None],
-                         case: ProbeCase) -> None:
-    _check(prober, case, harness_profile, record_property)
+def test_invalid_setting(harness_prober: Prober, harness_profile: Profile,
+                         record_property: Callable[[str, object], None], case: ProbeCase) -> None:
+    _check(harness_prober, case, harness_profile, record_property)

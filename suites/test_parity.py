@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import Gates, HarnessError, Runtime
+from harness import Gates, Runtime
 from harness.checks.parity import Figures, ParityReport, ReferenceData, gate_failures, measure_parity, verdict
 from harness.checks.reference import load_eval_set
 
@@ -27,10 +27,7 @@ EVAL_SET = load_eval_set()
 
 @pytest.fixture(scope="session")
 def parity(harness_runtime: Runtime, harness_parity_reference: ReferenceData) -> ParityReport:
-    try:
-        return measure_parity(harness_runtime, harness_parity_reference)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return measure_parity(harness_runtime, harness_parity_reference)
 
 
 def _record(record_property: Callable[[str, object], None], figures: Figures) -> None:

@@ -35,7 +35,7 @@ def test_precision_comparison(
             model = harness_build_precision(precision)
             result.measured = probe(model.path, harness_config.ep)
         except (BuildError, RuntimeFailure) as exc:  # reported in the table, with the reason
-            result.unavailable = str(exc).removeprefix("harness: ")
+            result.unavailable = str(exc)
             continue
         with harness_paths_factory(model) as paths:
             evaluate_cases(paths, harness_cases, harness_gates, result,

@@ -141,7 +141,7 @@ def check_runs(builder: str, out: Path, precision: str, ep: str, log: Path) -> N
     """A built model must load and generate, or the build failed: fp16 on CPU builds but does not run."""
     problem = check_generates(out, ep, log)
     if problem is not None:
-        raise BuildError(f"harness: the {precision} model that {builder} built does not run on {ep}: "
+        raise BuildError(f"the {precision} model that {builder} built does not run on {ep}: "
                          f"{runtime_reason(problem)}; {unsupported_hint(precision, ep)}", log)
 
 

@@ -96,6 +96,6 @@ def fail(what: str, log: Path, returncode: int | None = None) -> BuildError:
     if returncode is not None and returncode < 0:  # killed: the child wrote nothing about it
         name = signal.Signals(-returncode).name
         reason = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-    return BuildError(f"harness: {what} failed{status}: {reason}; full log: {log}", log)
+    return BuildError(f"{what} failed{status}: {reason}; full log: {log}", log)
 
 

@@ -124,13 +124,13 @@ def query_versions(python: Path) -> dict[str, str]:
         done = subprocess.run([str(python), "-c", VERSIONS_SCRIPT, *KEY_PACKAGES], capture_output=True, text=True,
                               timeout=120, check=False)
     except OSError as exc:
-        raise ConfigError(f"harness: --olive-python {python} cannot run ({exc.strerror}); give the path of a Python "
+        raise ConfigError(f"--olive-python {python} cannot run ({exc.strerror}); give the path of a Python "
                           "interpreter whose environment has olive-ai installed") from exc
     if done.returncode != 0:
-        raise ConfigError(f"harness: --olive-python {python} failed to report its packages (exit {done.returncode}); "
+        raise ConfigError(f"--olive-python {python} failed to report its packages (exit {done.returncode}); "
                           "give the path of a working Python interpreter")
     versions: dict[str, str] = json.loads(done.stdout)
     if versions["olive-ai"] == "not installed":
-        raise ConfigError(f"harness: --olive-python {python} has no olive-ai installed; install it there "
+        raise ConfigError(f"--olive-python {python} has no olive-ai installed; install it there "
                           f"(pip install -r {LOCK}) or drop --olive-python to use the harness's own environment")
     return versions

@@ -54,10 +54,10 @@ def probe(path: Path, ep: str, timeout_s: float = 600) -> dict[str, Any]:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeFailure(f"harness: measuring {path} took over {timeout_s:.0f} s") from exc
+        raise RuntimeFailure(f"measuring {path} took over {timeout_s:.0f} s") from exc
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeFailure(f"harness: measuring {path} failed (exit {done.returncode}): {tail}")
+        raise RuntimeFailure(f"measuring {path} failed (exit {done.returncode}): {tail}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

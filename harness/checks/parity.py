@@ -119,7 +119,7 @@ class Figures:
     @classmethod
     def of(cls, kl: Floats, nll_reference: Floats, nll_candidate: Floats, agree: npt.NDArray[np.bool_]) -> Figures:
         if kl.size == 0:
-            raise ParityError("harness: parity has no scored position (every eval item is shorter than 2 tokens)")
+            raise ParityError("parity has no scored position (every eval item is shorter than 2 tokens)")
         mean_ref, mean_cand = float(nll_reference.mean()), float(nll_candidate.mean())
         return cls(
             positions=int(kl.size),
@@ -272,7 +272,7 @@ class ParityReport:
 def _check_encoding(runtime: Runtime, item: ReferenceItem) -> None:
     expected = item.token_ids if item.prompt_length is None else item.token_ids[:item.prompt_length]
     if tuple(runtime.encode(item.text)) != expected:
-        raise ParityError(f"harness: eval item {item.id!r} encodes differently with this model's tokenizer than "
+        raise ParityError(f"eval item {item.id!r} encodes differently with this model's tokenizer than "
                           "with the one the reference data was made for; compute the reference data for this model")
 
 
@@ -282,7 +282,7 @@ def measure_item(runtime: LogitsRuntime, item: ReferenceItem, vocab_size: int, m
     _check_encoding(runtime, item)
     logits = runtime.logits(item.token_ids[:-1])
     if logits.shape[-1] != vocab_size:
-        raise ParityError(f"harness: the built model has {logits.shape[-1]} logits per position but the "
+        raise ParityError(f"the built model has {logits.shape[-1]} logits per position but the "
                           f"reference has {vocab_size}; parity needs the same vocabulary: pass --reference "
                           "the model this one was built from")
     candidate = log_softmax(logits[item.first_scored:])
@@ -306,7 +306,7 @@ def measure_item(runtime: LogitsRuntime, item: ReferenceItem, vocab_size: int, m
 def measure_parity(runtime: LogitsRuntime, reference: ReferenceData) -> ParityReport:
     """Compare a loaded built model with reference data (from ``harness.checks.reference.reference_data``)."""
     if runtime.info.vocab_size and runtime.info.vocab_size != reference.vocab_size:
-        raise ParityError(f"harness: the built model's vocabulary has {runtime.info.vocab_size} tokens "
+        raise ParityError(f"the built model's vocabulary has {runtime.info.vocab_size} tokens "
                           f"(genai_config.json) but the reference {reference.source} has {reference.vocab_size}; "
                           "parity needs the same vocabulary: pass --reference the model this one was built from")
     return ParityReport(tuple(measure_item(runtime, item, reference.vocab_size, reference.max_new_tokens)

@@ -78,7 +78,7 @@ class EvalSet:
         merged = EvalSet(self.texts, (*self.prompts, *extra))
         duplicates = sorted({i for i in merged.ids if merged.ids.count(i) > 1})
         if duplicates:
-            raise ParityError(f"harness: eval item ids {duplicates} appear twice; give the extra prompts other ids")
+            raise ParityError(f"eval item ids {duplicates} appear twice; give the extra prompts other ids")
         return merged
 
 
@@ -96,9 +96,9 @@ def load_eval_set(folder: Path | None = None) -> EvalSet:
         entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else []
     except yaml.YAMLError as exc:
         problem = " ".join(str(exc).split())
-        raise ParityError(f"harness: {path} is not valid YAML: {problem}") from None
+        raise ParityError(f"{path} is not valid YAML: {problem}") from None
     if not isinstance(entries or [], list):
-        raise ParityError(f"harness: {path} must be a list of prompts, each with 'id' and 'messages' or 'prompt'")
+        raise ParityError(f"{path} must be a list of prompts, each with 'id' and 'messages' or 'prompt'")
     return EvalSet(texts, tuple(_eval_prompt(entry, f"{path} entry {index + 1}")
                                 for index, entry in enumerate(entries or [])))
 
@@ -112,7 +112,7 @@ def _eval_prompt(entry: object, where: str) -> EvalPrompt:
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
                 for m in prompt):
             return EvalPrompt(f"prompt-{entry['id']}", prompt)
-    raise ParityError(f"harness: {where} needs an 'id' and either 'prompt' (a string) or 'messages' "
+    raise ParityError(f"{where} needs an 'id' and either 'prompt' (a string) or 'messages' "
                       "(a list of {role, content} strings)")
 
 
@@ -129,7 +129,7 @@ def make_request(runtime: Runtime, eval_set: EvalSet, max_new_tokens: int = MAX_
             kind, shortest, room, text = "text", 2, context, entry.text
         ids = runtime.encode(text)
         if not shortest <= len(ids) <= room:
-            raise ParityError(f"harness: eval item {entry.id!r} has {len(ids)} tokens; it needs "
+            raise ParityError(f"eval item {entry.id!r} has {len(ids)} tokens; it needs "
                               f"{shortest} to {room} for this model's context of {context}")
         items.append({"id": entry.id, "kind": kind, "text": text, "token_ids": ids})
     return {"items": items, "max_new_tokens": max_new_tokens, "top_k": k,
@@ -150,7 +150,7 @@ def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir:
     """The reference's answers for ``eval_set`` read as ``runtime``'s token ids (computed once, cached)."""
     ref_vocab, vocab = reference_vocab_size(folder), runtime.info.vocab_size
     if ref_vocab is not None and vocab and ref_vocab != vocab:
-        raise ParityError(f"harness: the reference {folder} has a vocabulary of {ref_vocab} tokens (config.json) "
+        raise ParityError(f"the reference {folder} has a vocabulary of {ref_vocab} tokens (config.json) "
                           f"but the built model has {vocab} (genai_config.json); parity compares next-token "
                           "distributions over one vocabulary: pass --reference the model this one was built from")
     request = make_request(runtime, eval_set)

@@ -43,7 +43,7 @@ def chat_template_text(model: Path) -> str:
     template = read_chat_template(model)
     if template is None:
         raise TemplateError(
-            f"harness: {model} has no chat template (chat_template.jinja or tokenizer_config.json); "
+            f"{model} has no chat template (chat_template.jinja or tokenizer_config.json); "
             "add one, or give your own inference_model.json with --inference-config"
         )
     return template
@@ -74,17 +74,17 @@ def model_config(genai_config: Mapping[str, Any], overrides: Mapping[str, Any]) 
             "repetition_penalty": float(search.get("repetition_penalty", 1.0)),
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise HarnessError(f"harness: genai_config.json lacks a usable model.context_length or search "
+        raise HarnessError(f"genai_config.json lacks a usable model.context_length or search "
                            f"defaults ({exc!r}); rebuild the model or fix the file") from exc
     for key, value in overrides.items():
         kind = MODEL_CONFIG_KEYS.get(key)
         if kind is None:
-            raise ConfigError(f"harness: unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
+            raise ConfigError(f"unknown ModelConfig key {key!r} in [tool.harness.model_config]; "
                               f"known keys: {', '.join(MODEL_CONFIG_KEYS)}")
         try:
             config[key] = kind(value)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"harness: [tool.harness.model_config] {key} = {value!r} is not "
+            raise ConfigError(f"[tool.harness.model_config] {key} = {value!r} is not "
                               f"{'an integer' if kind is int else 'a number'}") from exc
     return config
 
@@ -105,9 +105,9 @@ def load_user_document(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"harness: {path} is not readable JSON ({exc}); fix the file") from exc
+        raise HarnessError(f"{path} is not readable JSON ({exc}); fix the file") from exc
     if not isinstance(document, dict):
-        raise HarnessError(f"harness: {path} must hold a JSON object, not {type(document).__name__}")
+        raise HarnessError(f"{path} must hold a JSON object, not {type(document).__name__}")
     return document
 
 

@@ -46,7 +46,7 @@ def _sdk() -> ModuleType:
         import foundry_local_sdk
     except (ImportError, OSError) as exc:
         raise FoundryUnavailable(
-            f"harness: Foundry Local is not available here: foundry-local-sdk cannot be imported ({exc}); "
+            f"Foundry Local is not available here: foundry-local-sdk cannot be imported ({exc}); "
             "this project installs it on Linux x86-64 only") from exc
     return foundry_local_sdk
 
@@ -60,7 +60,7 @@ def _translated(context: str) -> Iterator[None]:
         raise
     except Exception as exc:  # FoundryLocalException, or RuntimeError from a closed manager
         message = " ".join(str(exc).split())
-        raise RuntimeFailure(f"harness: Foundry Local: {context}: {message}", str(exc)) from exc
+        raise RuntimeFailure(f"Foundry Local: {context}: {message}", str(exc)) from exc
 
 
 @contextmanager
@@ -133,7 +133,7 @@ class FoundryLocalSession:
     def _registered(self, model_id: str | None = None) -> Any:
         model_id = model_id or self.model_id
         if model_id not in self._models:
-            raise RuntimeFailure(f"harness: Foundry Local: {model_id} is not registered; "
+            raise RuntimeFailure(f"Foundry Local: {model_id} is not registered; "
                                  "use the session inside its with block")
         return self._models[model_id]
 

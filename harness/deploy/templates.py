@@ -53,7 +53,7 @@ class PromptTemplate:
 def _difference(longer: str, shorter: str, what: str) -> str:
     if not longer.startswith(shorter):
         raise TemplateError(
-            f"harness: the chat template renders {what} by changing earlier text, so it has no "
+            f"the chat template renders {what} by changing earlier text, so it has no "
             "per-role PromptTemplate; write inference_model.json yourself (--inference-config)"
         )
     return longer[len(shorter):]
@@ -86,7 +86,7 @@ def derive_prompt_template(render: Renderer) -> PromptTemplate:
         text = segment(render, entry, SENTINEL)
         if text.count(SENTINEL) != 1:
             raise TemplateError(
-                f"harness: the chat template changes or repeats message content in the {entry} "
+                f"the chat template changes or repeats message content in the {entry} "
                 "entry, so it has no {Content} form; write inference_model.json yourself"
             )
         entries[entry] = text.replace(SENTINEL, PLACEHOLDER)
@@ -100,7 +100,7 @@ def jinja_renderer(template: str, bos_token: str = "", eos_token: str = "") -> R
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:
-        raise TemplateError(f"harness: the chat template raised: {message}")
+        raise TemplateError(f"the chat template raised: {message}")
 
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                                 extensions=["jinja2.ext.loopcontrols"])
@@ -108,14 +108,14 @@ def jinja_renderer(template: str, bos_token: str = "", eos_token: str = "") -> R
     try:
         compiled = environment.from_string(template)
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"harness: the chat template does not compile: {exc}") from exc
+        raise TemplateError(f"the chat template does not compile: {exc}") from exc
 
     def render(messages: Sequence[Message], add_generation_prompt: bool) -> str:
         try:
             return compiled.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
                                    bos_token=bos_token, eos_token=eos_token)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"harness: the chat template fails to render: {exc}") from exc
+            raise TemplateError(f"the chat template fails to render: {exc}") from exc
 
     return render
 

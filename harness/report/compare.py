@@ -128,24 +128,24 @@ def load_run(path: Path) -> Run:
     """A run from its folder or its results.json; one-line CompareError on anything else."""
     file = path / RESULTS_FILE if path.is_dir() else path
     if not path.exists():
-        raise CompareError(f"harness: {path}: no such file or folder; pass a run folder (reports/<run>/) "
+        raise CompareError(f"{path}: no such file or folder; pass a run folder (reports/<run>/) "
                            f"or its {RESULTS_FILE}")
     if not file.is_file():
-        raise CompareError(f"harness: {path} has no {RESULTS_FILE}; pass a run folder (reports/<run>/) written by "
+        raise CompareError(f"{path} has no {RESULTS_FILE}; pass a run folder (reports/<run>/) written by "
                            "a finished harness session")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompareError(f"harness: {file} is not readable JSON ({exc}); rerun the session to rewrite it") from None
+        raise CompareError(f"{file} is not readable JSON ({exc}); rerun the session to rewrite it") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CompareError(f"harness: {file} is not a harness results file (no \"format\": \"{FORMAT}\")")
+        raise CompareError(f"{file} is not a harness results file (no \"format\": \"{FORMAT}\")")
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise CompareError(f"harness: {file} has results schema version {version!r}; this harness reads up to "
+        raise CompareError(f"{file} has results schema version {version!r}; this harness reads up to "
                            f"{SCHEMA_VERSION}: upgrade onnx-slm-harness to compare it")
     missing = [name for name in ("run", "key", "tests") if name not in data]
     if missing:
-        raise CompareError(f"harness: {file} lacks {', '.join(missing)}; it does not follow results schema "
+        raise CompareError(f"{file} lacks {', '.join(missing)}; it does not follow results schema "
                            f"{version}")
     return Run(file, data)
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from harness.checks.stability import unstable_message
+from harness.errors import PREFIX
 from harness.gates import Gates
 from harness.report import html as report_html
 from harness.report.compare import (
@@ -170,7 +171,7 @@ class RunRecorder:
             try:
                 self.baseline, self.baseline_note = pick_baseline(Path(baseline), self.key)
             except CompareError as exc:
-                raise pytest.UsageError(f"--harness-baseline: {exc}") from None
+                raise pytest.UsageError(f"{PREFIX}--harness-baseline: {exc}") from None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.active:

@@ -145,7 +145,7 @@ class Prober:
     @property
     def info(self) -> WorkerInfo:
         if self.client.info is None:
-            raise HarnessError("harness: the model worker has not started")
+            raise HarnessError("the model worker has not started")
         return self.client.info
 
     @property
@@ -158,7 +158,7 @@ class Prober:
         self.client.start()
         outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
         if outcome.answer is None:
-            raise HarnessError(f"harness: the model does not answer the known-good prompt {describe(self.known_good)}: "
+            raise HarnessError(f"the model does not answer the known-good prompt {describe(self.known_good)}: "
                                f"{outcome.summary()}")
         self.baseline = outcome.answer
 

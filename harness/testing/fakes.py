@@ -140,7 +140,7 @@ class FakeBuilder:
         (out / "partial.onnx.data").write_bytes(b"half")
         time.sleep(self.delay_s)
         if self.error:
-            raise BuildError(f"harness: fake build failed: {self.error}; full log: {log}", log)
+            raise BuildError(f"fake build failed: {self.error}; full log: {log}", log)
         write_genai_folder(out, self.context_length, accuracy_level=self.accuracy_level)
 
 
@@ -201,7 +201,7 @@ class FakeRuntime:
         text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
         prompt_ids = self.encode(text)
         if self.enforce_context and len(prompt_ids) >= self.info.context_length:
-            raise ContextOverflow(f"harness: the prompt has {len(prompt_ids)} tokens but the model's context is "
+            raise ContextOverflow(f"the prompt has {len(prompt_ids)} tokens but the model's context is "
                                   f"{self.info.context_length}", "")
         self.calls += 1
         if self.leak_stops_after is None or self.calls <= self.leak_stops_after:

@@ -90,7 +90,7 @@ class Faulty:
     def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation:
         self._trip(prompt, options)
         if not isinstance(self.inner, RawRuntime):
-            raise WorkerError(f"harness: {type(self.inner).__name__} has no raw path (generate_raw)")
+            raise WorkerError(f"{type(self.inner).__name__} has no raw path (generate_raw)")
         return self._damaged(self.inner.generate_raw(prompt, options, max_new_tokens))
 
     def close(self) -> None:

@@ -61,7 +61,7 @@ def load_runtime(reference: str, path: Path, ep: str) -> Runtime:
 def fill_text(runtime: Runtime, unit: str, tokens: int) -> str:
     """The shortest prefix of ``unit`` repeated that encodes to exactly ``tokens`` tokens."""
     if not unit:
-        raise WorkerError("harness: a fill prompt needs a non-empty unit to repeat")
+        raise WorkerError("a fill prompt needs a non-empty unit to repeat")
 
     def count(length: int) -> int:
         return len(runtime.encode((unit * (length // len(unit) + 1))[:length]))
@@ -73,7 +73,7 @@ def fill_text(runtime: Runtime, unit: str, tokens: int) -> str:
         middle = (low + high) // 2
         low, high = (middle + 1, high) if count(middle) < tokens else (low, middle)
     if count(low) != tokens:
-        raise WorkerError(f"harness: cannot build a prompt of exactly {tokens} tokens by repeating {unit!r} "
+        raise WorkerError(f"cannot build a prompt of exactly {tokens} tokens by repeating {unit!r} "
                           "with this tokenizer; choose another fill unit")
     return (unit * (low // len(unit) + 1))[:low]
 
@@ -89,7 +89,7 @@ def build_prompt(runtime: Runtime, spec: Mapping[str, Any]) -> Any:
         if tokens is None:
             tokens = runtime.info.context_length + int(spec.get("context_offset", 0))
         return fill_text(runtime, str(spec["fill"]), int(tokens))
-    raise WorkerError(f"harness: worker request has no prompt (text, messages or fill): {dict(spec)!r}")
+    raise WorkerError(f"worker request has no prompt (text, messages or fill): {dict(spec)!r}")
 
 
 def handle(runtime: Runtime, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def handle(runtime: Runtime, request: Mapping[str, Any]) -> dict[str, Any]:
         prompt = build_prompt(runtime, request.get("prompt", {}))
         if request.get("raw") is not None:
             if not isinstance(runtime, RawRuntime):
-                raise WorkerError(f"harness: {type(runtime).__name__} has no raw path (generate_raw)")
+                raise WorkerError(f"{type(runtime).__name__} has no raw path (generate_raw)")
             generation = runtime.generate_raw(prompt, request["raw"], int(request.get("max_new_tokens", 8)))
         else:
             generation = runtime.generate(prompt, SearchOptions(**request.get("options") or {}))

@@ -166,7 +166,7 @@ class WorkerClient:
         if not ready.get("ready"):
             self.stop()
             reason = ready.get("error") or reason
-            raise WorkerError(f"harness: the model worker did not start ({reason}): {' '.join(self.command)}\n"
+            raise WorkerError(f"the model worker did not start ({reason}): {' '.join(self.command)}\n"
                               f"worker stderr:\n{self._stderr_since(offset)}")
         self.info = WorkerInfo(int(ready["pid"]), ModelInfo.from_json(ready["model"]), bool(ready.get("raw", True)))
         return self.info
@@ -203,7 +203,7 @@ class WorkerClient:
         response = _parse(line)
         if response.get("id") != self._next_id:
             self.stop()
-            raise WorkerError(f"harness: the model worker answered request {response.get('id')} to request "
+            raise WorkerError(f"the model worker answered request {response.get('id')} to request "
                               f"{self._next_id}: {line[:200]!r}")
         return self._outcome(response, time.monotonic() - started)
 

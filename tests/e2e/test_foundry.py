@@ -64,7 +64,7 @@ def test_corrupt_genai_config_is_a_one_line_runtime_failure(built_path: Path, tm
     with pytest.raises(RuntimeFailure) as caught, FoundryLocalSession(corrupt, tmp_path / "cache"):
         pass
     message = str(caught.value)
-    assert message.startswith(f"harness: Foundry Local: registering {corrupt}: "), message
+    assert message.startswith(f"Foundry Local: registering {corrupt}: "), message
     assert "failed to parse genai_config.json" in message and "\n" not in message, message
     assert registered_model_ids(tmp_path / "cache") == []
     with FoundryLocalSession(built_path, tmp_path / "cache") as again:  # the failed one closed its manager
@@ -73,6 +73,6 @@ def test_corrupt_genai_config_is_a_one_line_runtime_failure(built_path: Path, tm
 
 def test_missing_sdk_is_reported_as_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "foundry_local_sdk", None)  # what `import` does where it is not installed
-    with pytest.raises(FoundryUnavailable, match=r"^harness: Foundry Local is not available here: "), \
+    with pytest.raises(FoundryUnavailable, match=r"^Foundry Local is not available here: "), \
             FoundryLocalSession(tmp_path, tmp_path):
         pass

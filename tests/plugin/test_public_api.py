@@ -132,3 +132,17 @@ def test_suites_use_only_prefixed_fixtures_and_the_public_types() -> None:
     for suite in suites_dir().glob("test_*.py"):
         assert "configured_cases" not in suite.read_text(encoding="utf-8")
 
+
+
+def test_a_harness_error_anywhere_is_one_failure_line(pytester: pytest.Pytester, project: Path) -> None:
+    """The one error path: raised in a fixture or a check, a HarnessError is its message, prefixed once."""
+    (project / "own" / "test_brevity.py").write_text(
+        "import pytest\nfrom harness import HarnessError\n\n"
+        "@pytest.fixture\ndef broken():\n    raise HarnessError('the fixture cannot work; fix it')\n\n"
+        "def test_fixture(broken):\n    pass\n\n"
+        "def test_check(harness_model):\n    raise HarnessError('the check cannot work; fix it')\n")
+    result = run(pytester, project, "own")
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*_ ERROR at setup of test_fixture _*", "harness: the fixture cannot work; fix it",
+                                 "*_ test_check _*", "harness: the check cannot work; fix it"])
+    assert "Traceback" not in result.stdout.str() and "raise HarnessError" not in result.stdout.str()

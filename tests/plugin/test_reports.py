@@ -235,7 +235,7 @@ def test_runs_whose_key_differs_are_not_compared(pytester: pytest.Pytester, env:
 def test_bad_baseline_is_one_line(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     result = run(pytester, env, str(env["suite"] / "test_checks.py"), f"--harness-baseline={pytester.path / 'nope'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --harness-baseline: harness: */nope: no such file or folder; pass a run "
+    result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline: */nope: no such file or folder; pass a run "
                                  "folder (reports/<run>/) or its results.json"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 

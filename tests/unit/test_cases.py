@@ -39,7 +39,7 @@ def error_of(tmp_path: Path, text: str, name: str = "cases.yaml") -> str:
     with pytest.raises(CaseError) as caught:
         load_cases([path])
     message = str(caught.value)
-    assert "\n" not in message and message.startswith(f"harness: {path}")
+    assert "\n" not in message and message.startswith(f"{path}")
     return message
 
 

@@ -53,13 +53,13 @@ def test_relative_path_in_pyproject_is_relative_to_that_file(tmp_path: Path) -> 
     ("cli", "env", "table", "message"),
     [
         ({"precision": "int3"}, {}, "",
-         "harness: --precision 'int3' (from the command line) is not one of int4, int8, fp16, fp32"),
+         "--precision 'int3' (from the command line) is not one of int4, int8, fp16, fp32"),
         ({}, {"HARNESS_BUILDER": "onnx"}, "",
-         "harness: --builder 'onnx' (from environment variable HARNESS_BUILDER) is not one of olive, model-builder"),
-        ({}, {}, 'profile = "huge"', "harness: --harness-profile 'huge' (from [tool.harness] in "),
-        ({}, {}, 'colour = "red"', "harness: unknown key(s) colour in [tool.harness] of "),
+         "--builder 'onnx' (from environment variable HARNESS_BUILDER) is not one of olive, model-builder"),
+        ({}, {}, 'profile = "huge"', "--harness-profile 'huge' (from [tool.harness] in "),
+        ({}, {}, 'colour = "red"', "unknown key(s) colour in [tool.harness] of "),
         ({"olive_config": "/nonexistent.json"}, {}, "",
-         "harness: --olive-config '/nonexistent.json' (from the command line) is not an existing file"),
+         "--olive-config '/nonexistent.json' (from the command line) is not an existing file"),
     ],
     ids=["bad-precision-cli", "bad-builder-env", "bad-profile-pyproject", "unknown-key", "missing-olive-config"],
 )

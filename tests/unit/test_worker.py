@@ -92,7 +92,7 @@ def test_answers_and_rejections_are_classified(client: WorkerClient) -> None:
     assert answered.kind == "answered" and answered.answer is not None and len(answered.answer.token_ids) == 4
     rejected = client.request({"prompt": {"text": "hello"}, "options": {"top_k": -1}}, timeout_s=30)
     assert rejected.kind == "rejected" and rejected.error == "InvalidSearchOption"
-    assert rejected.summary().startswith("rejected: InvalidSearchOption: harness: invalid search option: top_k")
+    assert rejected.summary().startswith("rejected: InvalidSearchOption: invalid search option: top_k")
     assert client.starts == 1
 
 
@@ -125,7 +125,7 @@ def test_a_worker_that_cannot_load_is_one_clear_error(folder: Path) -> None:
             pytest.raises(WorkerError) as error:
         broken.start()
     first, *rest = str(error.value).splitlines()
-    assert first.startswith(f"harness: the model worker did not start (loading harness.no_such_module:factory on "
+    assert first.startswith(f"the model worker did not start (loading harness.no_such_module:factory on "
                             f"{folder}: ModuleNotFoundError: No module named 'harness.no_such_module'): ")
     assert rest[0] == "worker stderr:"
 
