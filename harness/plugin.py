@@ -483,7 +483,7 @@ def harness_paths_factory(pytestconfig: pytest.Config, harness_runtime_loader: M
 @pytest.fixture(scope="session")
 def harness_paths(harness_runtime: Runtime, harness_model: PreparedModel,
                   harness_paths_factory: PathsFactory) -> Iterator[ComputePaths]:
-    """The runtimes greedy answers are judged on: the model under test (the ``runtime`` fixture), and its
+    """The runtimes greedy answers are judged on: the model under test (the ``harness_runtime`` fixture), and its
     fp32-compute twin when the model's kernels depend on the CPU."""
     with harness_paths_factory(harness_model, harness_runtime) as paths:
         yield paths
