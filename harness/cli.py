@@ -1,34 +1,40 @@
-"""``harness``: compare run reports and show their history.
+"""``harness``: compare run reports, show their history, list the gates.
 
     harness compare BASELINE CURRENT   compare two runs (folders or their results.json); BASELINE may
-                                       also be a folder of runs: the newest one with CURRENT's key
+                                       also be a folder of runs: the newest earlier one with CURRENT's key
     harness history DIR                a trend table of the runs in DIR, drawn into DIR/history.html
+    harness gates                      every gate: its default, its value in this project and where it comes from
 
 Exit codes:
     0  no regression (also when the runs were not compared because their key properties differ:
-       the reason is printed)
+       the reason is printed; and with --no-baseline-ok when there is no baseline yet)
     1  a regression: a metric worse than its threshold and beyond the measurement noise
-    2  usage error: bad arguments, a missing or unreadable run, a folder with no runs
+    2  usage error: bad arguments, a missing, unreadable or empty baseline or run, a run compared with itself
     3  internal error: a bug in the harness (the traceback is printed)
+
+A closed pipe (``harness compare A B | head -1``) is not an error: the exit code stays the verdict's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import string
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import one_line
+from harness import __version__
+from harness.errors import HarnessError, one_line
 from harness.report.compare import (
     KEY_LABELS,
     METRICS,
-    CompareError,
+    RESULTS_FILE,
     Run,
     Thresholds,
     compare_runs,
@@ -36,17 +42,20 @@ from harness.report.compare import (
     load_run,
     markdown,
     pick_baseline,
+    same_run,
 )
-from harness.report.html import render_history
-from harness.text import clip_items
+from harness.report.history_page import render_history
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-class UsageError(Exception):
+class UsageError(HarnessError):
     """Bad input to the command line: printed as one line, exit code 2."""
+
+
+Output = tuple[int, list[str]]  # a command's exit code and the lines it prints on stdout
 
 
 def _fraction(text: str) -> float:
@@ -63,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0],
                                      epilog="exit codes: 0 no regression, 1 regression, 2 usage error, "
                                             "3 internal error", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compare = commands.add_parser("compare", help="compare a run with a baseline run")
     compare.add_argument("baseline", type=Path, help="run folder, its results.json, or a folder of runs")
@@ -79,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="compare even though this key property differs (e.g. model_sha256 to compare two "
                               "fine-tunes; timings across machines stay meaningless)")
     compare.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    compare.add_argument("--all", action="store_true", help="also list the metrics that did not change")
+    compare.add_argument("--no-baseline-ok", action="store_true",
+                         help="a BASELINE that does not exist or holds no run yet (a first CI run) is not compared, "
+                              "exit 0; without it that is a usage error (a mistyped path must not open the gate)")
     history = commands.add_parser("history", help="trend table of the runs in a reports folder")
     history.add_argument("folder", type=Path, help="the reports folder (holds one folder per run)")
     history.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
@@ -89,7 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--plot", type=Path, default=None, metavar="FILE",
                          help="where to draw the trends (default FOLDER/history.html)")
     history.add_argument("--no-plot", action="store_true", help="print the table only")
+    gates = commands.add_parser("gates", help="list every gate with its default, value and source")
+    gates.add_argument("--pyproject", type=Path, default=None, metavar="FILE",
+                       help="the project's pyproject.toml (default: the nearest one above this folder)")
     return parser
+
+
+def _version() -> str:
+    from harness.provenance import package_version
+
+    return f"harness {__version__} (onnxruntime-genai {package_version('onnxruntime-genai')})"
 
 
 @dataclass(frozen=True)
@@ -102,18 +125,22 @@ class History:
     keys: list[str]
     legend: dict[str, str]
 
-    def text(self) -> str:
+    def text(self, line_width: int) -> str:
+        """The table, with as many metric columns as fit in ``line_width`` characters (the rest are named)."""
         width = max(len(run.name) for run in self.runs)
-        head = [f"{'run':{width}}  key  passed failed  " + "  ".join(f"{f'[{i}]':>10}" for i in
-                                                                      range(1, len(self.columns) + 1))]
+        fixed = width + 2 + 5 + 14
+        shown = max(1, min(len(self.columns), (line_width - fixed) // 12)) if self.columns else 0
+        head = [f"{'run':{width}}  key  passed failed  " + "  ".join(f"{f'[{i}]':>10}" for i in range(1, shown + 1))]
         rows = []
         for run, key, values in zip(self.runs, self.keys, self.values, strict=True):
             totals = run.data.get("totals", {})
             failed = totals.get("failed", 0) + totals.get("error", 0)
-            cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values)
+            cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values[:shown])
             rows.append(f"{run.name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
-        trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(len(self.columns)))
-        legend = [f"[{i}] {metric}  {test}" for i, (metric, test) in enumerate(self.columns, start=1)]
+        trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(shown))
+        legend = [f"[{i}] {metric}  {test}" for i, (metric, test) in enumerate(self.columns[:shown], start=1)]
+        if shown < len(self.columns):
+            legend.append(f"(+{len(self.columns) - shown} columns too wide to show: pick with --metric, --test)")
         keys = [f"key {letter}: {text}" for letter, text in self.legend.items()]
         return "\n".join([*head, *rows, f"{'trend':{width}}  {'':3}  {'':6} {'':6}  {trend}", "", *legend, *keys])
 
@@ -150,29 +177,41 @@ def history(runs: list[Run], metrics: Sequence[str] | None, test_filter: str) ->
     return History(runs, columns, values, [groups[tuple(sorted(run.key.items()))] for run in runs], legend)
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace) -> Output:
     current = load_run(args.current)
-    baseline, why = pick_baseline(args.baseline, current.key, exclude=current.path.parent)
+    if args.no_baseline_ok and _no_baseline_yet(args.baseline):
+        return EXIT_OK, [f"harness: not compared: no baseline yet ({args.baseline} holds no run)"]
+    baseline, why = pick_baseline(args.baseline, current.key, before=current.started, exclude=current.path.parent)
     if baseline is None:
-        print(f"harness: not compared: {why}")
-        return EXIT_OK
+        return EXIT_OK, [f"harness: not compared: {why}"]
+    if same_run(baseline, current):
+        raise UsageError(f"{args.baseline} and {args.current} are the same run ({current.name}); compare it with "
+                         "an earlier run")
     comparison = compare_runs(baseline, current,
                               Thresholds(args.timing_threshold, args.quality_threshold, args.busy_limit),
                               args.ignore_key)
+    code = EXIT_REGRESSION if comparison.regressions else EXIT_OK
     if args.format == "json":
-        print(json.dumps(comparison.to_dict(), indent=2))
-    elif args.format == "markdown":
-        print(markdown(comparison), end="")
-    else:
-        print(f"harness: {comparison.headline()}")
-        for delta in sorted(comparison.deltas, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
-            print(f"  {delta.line()}")
-        if comparison.uncompared:
-            print(f"  not compared: {len(comparison.uncompared)} ({clip_items(comparison.uncompared, 3)})")
-    return EXIT_REGRESSION if comparison.regressions else EXIT_OK
+        return code, [json.dumps(comparison.to_dict(), indent=2)]
+    if args.format == "markdown":
+        return code, [markdown(comparison, everything=args.all).rstrip("\n")]
+    shown = [d for d in comparison.deltas if args.all or d.verdict != "unchanged"]
+    lines = [f"harness: {comparison.headline()}"]
+    lines += [f"  {delta.line()}" for delta in sorted(shown, key=lambda d: (d.verdict != "regression", d.test,
+                                                                             d.metric))]
+    if len(shown) < len(comparison.deltas):
+        lines.append(f"  ({len(comparison.deltas) - len(shown)} unchanged metrics not listed; --all lists them)")
+    lines += [f"  not compared: {reason}" for reason in comparison.uncompared]
+    return code, lines
 
 
-def _history(args: argparse.Namespace) -> int:
+def _no_baseline_yet(path: Path) -> bool:
+    """No baseline exists yet: the path is missing, or a folder without runs (not one with unreadable runs)."""
+    return not path.exists() or (path.is_dir() and not any(path.glob(f"*/{RESULTS_FILE}"))
+                                 and not (path / RESULTS_FILE).exists())
+
+
+def _history(args: argparse.Namespace) -> Output:
     folder: Path = args.folder
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder; pass the reports folder (one folder per run)")
@@ -184,20 +223,55 @@ def _history(args: argparse.Namespace) -> int:
         raise UsageError(f"{folder} holds no run with a results.json; a finished pytest session writes "
                          "one into reports/<run>/")
     table = history(runs, args.metric, args.test)
-    print(table.text())
+    lines = [table.text(shutil.get_terminal_size((120, 24)).columns)]
     if not args.no_plot and table.columns:
         plot: Path = args.plot or folder / "history.html"
-        plot.write_text(render_history([r.name for r in runs], table.keys, table.columns, table.values,
-                                       table.legend), encoding="utf-8")
-        print(f"harness: trends drawn in {plot}")
-    return EXIT_OK
+        plot.write_text(render_history(runs, table.keys, table.columns, table.values, table.legend, plot.parent),
+                        encoding="utf-8")
+        lines.append(f"harness: trends drawn in {plot}")
+    return EXIT_OK, lines
+
+
+def _gates(args: argparse.Namespace) -> Output:
+    from harness.builtins import builtin_gates
+    from harness.gates import declare, resolve_gates
+    from harness.settings import read_pyproject_table
+
+    pyproject = args.pyproject or next((folder / "pyproject.toml" for folder in (Path.cwd(), *Path.cwd().parents)
+                                        if (folder / "pyproject.toml").is_file()), None)
+    if pyproject is not None and not pyproject.is_file():
+        raise UsageError(f"--pyproject {pyproject}: no such file")
+    table = read_pyproject_table(pyproject).get("gates", {})
+    gates = resolve_gates(declare([builtin_gates()]), [], table, f"[tool.harness.gates] in {pyproject}", [], "")
+    rows = [(name, f"{'<=' if gate.bound == 'max' else '>='} {gates[name]:g}{gate.unit}", f"{gate.default:g}",
+             gates.origins[name]) for name, gate in sorted(gates.declared.items())]
+    widths = [max(len(row[i]) for row in [("gate", "limit", "default", "source"), *rows]) for i in range(4)]
+    lines = ["  ".join(f"{cell:{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [("gate", "limit", "default", "source"), *rows]]
+    lines.append("set one with --gate NAME=VALUE (a run) or [tool.harness.gates] (the project); a conftest's own "
+                 "gates (pytest_harness_gates) are listed in a run's results.json")
+    return EXIT_OK, lines
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Output]] = {"compare": _compare, "history": _history,
+                                                               "gates": _gates}
+
+
+def _print(lines: Sequence[str]) -> None:
+    """Print, treating a reader that stopped reading (``| head``) as done, not as an error."""
+    try:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at devnull so that flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # exits 2 on bad arguments
     try:
-        return _compare(args) if args.command == "compare" else _history(args)
-    except (CompareError, UsageError) as exc:
+        code, lines = COMMANDS[args.command](args)
+    except HarnessError as exc:
         print(one_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: say so, with the traceback, and a distinct exit code
@@ -205,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+    _print(lines)
+    return code
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class HarnessSession:
         hit = cached_path(plan, store) is not None
         reference = source if source.kind.needs_build else None
         if config.reference is not None:
-            reference = detect_source(config.reference)
+            reference = detect_source(config.reference, "--reference")
             if not reference.kind.needs_build:
                 raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")

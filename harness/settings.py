@@ -156,6 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
             lambda: "full", "NAME"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
             "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
+    Setting("baseline", "--harness-baseline", "compare this run's token and quality metrics with an earlier run: "
+            "its folder, its results.json, or a folder of runs (the newest earlier one with the same model hash, "
+            "precision, accuracy level, EP and machine); a regression beyond the noise fails the run, and an "
+            "unreadable, empty or mistyped baseline stops it at start", _path, lambda: None, "PATH"),
     Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
             "under the rootdir)", _path, lambda: None, "DIR"),
 )
@@ -179,6 +183,7 @@ class HarnessConfig:
     profile: str
     cache_dir: Path
     reports_dir: Path
+    baseline: Path | None
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
     model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]
     gate_table: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.gates], resolved by harness.gates

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -47,8 +48,11 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        """A short, filesystem-safe name for reports and cache folders."""
+        """A short, filesystem-safe name for reports and cache folders; a folder named by its content hash (a
+        model from the harness's cache) is named by the hash's first 12 characters."""
         stem = self.path.name.removesuffix(".gguf")
+        if re.fullmatch(r"[0-9a-f]{40,}", stem):
+            return f"onnx-{stem[:12]}"
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60]
 
 
@@ -69,12 +73,12 @@ def default_model_path() -> Path:
     )
 
 
-def detect_source(path: Path | None) -> ModelSource:
-    """Classify ``path`` (None means the embedded default) or raise a one-line SourceError."""
+def detect_source(path: Path | None, flag: str = "--model") -> ModelSource:
+    """Classify ``path`` (None means the embedded default) or raise a one-line SourceError naming ``flag``."""
     if path is None:
         return ModelSource(default_model_path(), SourceKind.GGUF, is_default=True)
     path = path.expanduser().resolve()
-    where = f"--model {path}"
+    where = f"{flag} {path}"
     if not path.exists():
         raise SourceError(f"{where}: no such file or folder; {ACCEPTED}")
     if path.is_file():

@@ -23,7 +23,6 @@ from typing import Any, Literal
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.errors import HarnessError
 from harness.gates import Gate, Gates
-from harness.text import clip_items
 
 FORMAT = "onnx-slm-harness-results"
 SCHEMA_VERSION = 1
@@ -183,22 +182,35 @@ def key_mismatches(baseline: Mapping[str, str], current: Mapping[str, str], igno
             for name in KEY_LABELS if name not in ignore and baseline.get(name) != current.get(name)]
 
 
-def pick_baseline(path: Path, key: Mapping[str, str], exclude: Path | None = None) -> tuple[Run | None, str]:
-    """The run at ``path``, or, for a folder of runs, the newest one whose key matches ``key``.
+def same_run(a: Run, b: Run) -> bool:
+    return a.path.resolve() == b.path.resolve() or (a.name, a.started) == (b.name, b.started)
 
-    Returns (run, why none was picked).
-    """
-    if path.is_dir() and not (path / RESULTS_FILE).is_file():
-        runs, _ = find_runs(path)
-        runs = [run for run in runs if exclude is None or run.path.parent.resolve() != exclude.resolve()]
-        if not runs:
-            return None, f"{path} holds no earlier run (no <run>/{RESULTS_FILE} in it)"
-        matching = [run for run in runs if not key_mismatches(run.key, key)]
-        if matching:
-            return matching[-1], ""
-        return None, (f"none of the {len(runs)} other runs in {path} has this run's key properties "
-                      f"({'; '.join(f'{KEY_LABELS[k]} {v}' for k, v in key.items())})")
-    return load_run(path), ""
+
+def pick_baseline(path: Path, key: Mapping[str, str], before: str | None = None,
+                  exclude: Path | None = None) -> tuple[Run | None, str]:
+    """The run at ``path``, or, for a folder of runs, the newest one that started before ``before`` (the current
+    run's start) and has the key ``key``. Returns (run, why none was picked).
+
+    A baseline that cannot be read is a CompareError, never a silent "not compared": a mistyped path, an empty
+    folder, or a corrupt results.json would otherwise open the gate it was meant to close."""
+    if not (path.is_dir() and not (path / RESULTS_FILE).is_file()):
+        return load_run(path), ""
+    runs, problems = find_runs(path)
+    if problems:
+        raise CompareError(f"the baseline folder {path} holds a run that cannot be read: {problems[0]}")
+    runs = [run for run in runs if exclude is None or run.path.parent.resolve() != exclude.resolve()]
+    if not runs:
+        raise CompareError(f"the baseline folder {path} holds no run (no <run>/{RESULTS_FILE} in it); check the "
+                           "path, or leave the baseline out where none exists yet (a first CI run)")
+    earlier = [run for run in runs if before is None or run.started < before]
+    if not earlier:
+        raise CompareError(f"every run in the baseline folder {path} started after this one; the baseline must be "
+                           "an earlier run (is the order of the arguments swapped?)")
+    matching = [run for run in earlier if not key_mismatches(run.key, key)]
+    if matching:
+        return matching[-1], ""
+    return None, (f"none of the {len(earlier)} earlier runs in {path} has this run's key properties "
+                  f"({'; '.join(f'{KEY_LABELS[k]} {v}' for k, v in key.items())})")
 
 
 @dataclass(frozen=True)
@@ -216,9 +228,9 @@ class Delta:
     rounds: tuple[int, int] = (1, 1)
 
     def line(self) -> str:
-        ci = f", 95% CI {self.change_ci[0]:+.1%} .. {self.change_ci[1]:+.1%}" if self.change_ci else ""
+        ci = f", 95% CI {_percent(self.change_ci[0])} .. {_percent(self.change_ci[1])}" if self.change_ci else ""
         return (f"{self.verdict.upper():11} {self.test} {self.metric}: {_number(self.baseline)} -> "
-                f"{_number(self.current)} ({self.change:+.1%}{ci}; limit {self.threshold:.0%} worse): {self.note}")
+                f"{_number(self.current)} ({_percent(self.change)}{ci}; limit {self.threshold:.0%} worse): {self.note}")
 
 
 @dataclass
@@ -271,6 +283,11 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _percent(change: float) -> str:
+    """A signed relative change; no change reads 0% (not +0.0% or -0.0%)."""
+    return "0%" if round(change, 3) == 0 else f"{change:+.1%}"
+
+
 def _worsening(baseline: float, current: float, higher_is_better: bool) -> float:
     change = (current - baseline) / baseline
     return -change if higher_is_better else change
@@ -312,7 +329,9 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
         verdict, note = "improvement", f"{-worse:.1%} better"
     else:
         verdict = "unchanged"
-        note = note or f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit"
+        if not note:
+            note = ("identical" if worse == 0 else
+                    f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit")
     return Delta(test, metric, spec.kind, base, cur, change, interval, threshold, verdict, note,
                  (len(baseline), len(current)))
 
@@ -365,17 +384,22 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Threshold
     return comparison
 
 
-def markdown(comparison: Comparison) -> str:
-    """The comparison as a markdown section (for summary.md)."""
+def markdown(comparison: Comparison, everything: bool = False) -> str:
+    """The comparison as a markdown section (for summary.md and PR comments): the changed metrics, verdict
+    first so that it never scrolls off; ``everything`` adds the unchanged ones."""
     lines = [f"### Compared with `{comparison.baseline}`", "", comparison.headline(), ""]
-    if comparison.deltas:
-        lines += ["| check | metric | baseline | this run | change | 95% CI | verdict |",
-                  "|---|---|---:|---:|---:|---|---|"]
-        for d in sorted(comparison.deltas, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
-            ci = f"{d.change_ci[0]:+.1%} .. {d.change_ci[1]:+.1%}" if d.change_ci else "exact"
+    shown = [d for d in comparison.deltas if everything or d.verdict != "unchanged"]
+    if shown:
+        lines += ["| verdict | check | metric | baseline → this run | change (95% CI) |", "|---|---|---|---|---|"]
+        for d in sorted(shown, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
+            ci = f" ({_percent(d.change_ci[0])} .. {_percent(d.change_ci[1])})" if d.change_ci else ""
             verdict = f"**{d.verdict}**" if d.verdict == "regression" else d.verdict
-            lines.append(f"| `{d.test}` | {d.metric} | {_number(d.baseline)} | {_number(d.current)} | "
-                         f"{d.change:+.1%} | {ci} | {verdict} |")
+            lines.append(f"| {verdict} | `{d.test}` | {d.metric} | {_number(d.baseline)} → {_number(d.current)} | "
+                         f"{_percent(d.change)}{ci} |")
+    if len(shown) < len(comparison.deltas):
+        lines += ["", f"{len(comparison.deltas) - len(shown)} metrics unchanged (`harness compare --all` lists them)."]
     if comparison.uncompared:
-        lines += ["", f"Not compared: {len(comparison.uncompared)} metric(s) ({clip_items(comparison.uncompared, 5)})"]
+        items = "\n".join(f"- {reason}" for reason in comparison.uncompared)
+        lines += ["", f"<details><summary>Not compared: {len(comparison.uncompared)} metric(s)</summary>", "",
+                  items, "", "</details>"]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +40,12 @@ def rounds(center: float, spread: float, count: int = 5, seed: int = 1) -> list[
 
 def document(name: str, decode: list[float] | None = None, started: str = "2026-11-24T10:00:00+00:00",
              key: dict[str, str] | None = None, quality: dict[str, float] | None = None,
-             busy: float = 2.0) -> dict[str, Any]:
+             busy: float = 2.0, copies: int = 1) -> dict[str, Any]:
     tests = []
     if decode is not None:
-        tests.append({"id": TEST, "metrics": {"decode_tokens_per_s": sorted(decode)[len(decode) // 2],
-                                              "other_cpu_percent": busy},
-                      "series": {"decode_tokens_per_s_rounds": decode}, "outcome": "passed"})
+        tests += [{"id": TEST if copies == 1 else f"{TEST}-{i}",
+                   "metrics": {"decode_tokens_per_s": sorted(decode)[len(decode) // 2], "other_cpu_percent": busy},
+                   "series": {"decode_tokens_per_s_rounds": decode}, "outcome": "passed"} for i in range(copies)]
     if quality is not None:
         tests.append({"id": "test_parity.py::test_parity", "metrics": quality, "series": {}, "outcome": "passed"})
     return {"format": FORMAT, "schema_version": 1, "run": {"id": name, "started": started},
@@ -186,10 +190,45 @@ def test_baseline_from_a_folder_of_runs_is_the_newest_matching_one(tmp_path: Pat
     picked, why = pick_baseline(tmp_path, KEY, exclude=current)
     assert picked is not None and picked.path.parent == newer and why == ""
     none, why = pick_baseline(tmp_path, {**KEY, "precision": "fp32"}, exclude=current)
-    assert none is None and why.startswith(f"none of the 3 other runs in {tmp_path} has this run's key properties")
-    (tmp_path / "empty").mkdir()
-    assert pick_baseline(tmp_path / "empty", KEY) == (None, f"{tmp_path / 'empty'} holds no earlier run (no "
-                                                            "<run>/results.json in it)")
+    assert none is None and why.startswith(f"none of the 3 earlier runs in {tmp_path} has this run's key properties")
+    # the newest *earlier* run: a run that started after the current one is never its baseline
+    picked, _ = pick_baseline(tmp_path, KEY, before="2026-11-21T10:00:00+00:00")
+    assert picked is not None and picked.name == "old"
+    with pytest.raises(CompareError, match="started after this one; the baseline must be an earlier run"):
+        pick_baseline(tmp_path, KEY, before="2026-11-01T10:00:00+00:00")
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [(lambda folder: folder.mkdir(), "holds no run (no <run>/results.json in it); check the path"),
+     (lambda folder: (folder / "run").mkdir(parents=True) or (folder / "run" / "results.json").write_text("{bad"),
+      "holds a run that cannot be read: "),
+     (lambda folder: None, "no such file or folder")],
+    ids=["empty-folder", "corrupt-run", "mistyped"],
+)
+def test_a_broken_baseline_is_an_error_never_a_silent_not_compared(tmp_path: Path, make: Any, problem: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    current = write_run(tmp_path / "current", "run", decode=rounds(100, 0.05))
+    make(tmp_path / "baseline")
+    with pytest.raises(CompareError, match=re.escape(problem)):
+        pick_baseline(tmp_path / "baseline", KEY)
+    assert cli.main(["compare", str(tmp_path / "baseline"), str(current)]) == cli.EXIT_USAGE
+    assert problem in capsys.readouterr().err
+
+
+def test_no_baseline_yet_is_an_explicit_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    current = write_run(tmp_path / "current", "run", decode=rounds(100, 0.05))
+    assert cli.main(["compare", str(tmp_path / "baseline"), str(current), "--no-baseline-ok"]) == cli.EXIT_OK
+    assert "not compared: no baseline yet" in capsys.readouterr().out
+    (tmp_path / "baseline" / "run").mkdir(parents=True)
+    (tmp_path / "baseline" / "run" / "results.json").write_text("{bad")  # there is one, and it is broken
+    assert cli.main(["compare", str(tmp_path / "baseline"), str(current), "--no-baseline-ok"]) == cli.EXIT_USAGE
+
+
+def test_a_run_compared_with_itself_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path, "run", decode=rounds(100, 0.05))
+    assert cli.main(["compare", str(run), str(run / "results.json")]) == cli.EXIT_USAGE
+    assert "are the same run (run); compare it with an earlier run" in capsys.readouterr().err
 
 
 # -- the command line ---------------------------------------------------------------------------------
@@ -228,7 +267,8 @@ def test_internal_error_has_its_own_exit_code(tmp_path: Path, monkeypatch: pytes
         raise KeyError("tests")
 
     monkeypatch.setattr(cli, "compare_runs", broken)
-    assert cli.main(["compare", str(base), str(base)]) == cli.EXIT_INTERNAL
+    other = write_run(tmp_path, "other", decode=rounds(100, 0.05))
+    assert cli.main(["compare", str(base), str(other)]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert err.startswith("harness: internal error: KeyError: 'tests' (please report it") and "Traceback" in err
 
@@ -247,9 +287,64 @@ def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytes
     assert any(line.startswith("key B: model hash abababababab, precision int4, execution provider cpu, machine "
                                "elsewhere") for line in lines)
     html = (tmp_path / "history.html").read_text()
-    assert 'id="history-decode_tokens_per_s"' in html and html.count("<circle") == 5
+    assert 'id="history-decode_tokens_per_s"' in html
+    assert html.count("<circle") == 4 + 1 and html.count("<rect") >= 1 + 1  # key A's line, key B's; and the legend
+    assert html.count('href="run-20/report.html"') == 2  # the axis label and the runs table
 
 
 def test_history_of_a_folder_without_runs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["history", str(tmp_path)]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.startswith(f"harness: {tmp_path} holds no run with a results.json")
+
+
+def test_compare_lists_changes_unless_asked_for_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+    same = write_run(tmp_path, "same", decode=rounds(100, 0.05, seed=7))
+    assert cli.main(["compare", str(base), str(same)]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "UNCHANGED" not in out and "(1 unchanged metrics not listed; --all lists them)" in out
+    assert cli.main(["compare", str(base), str(same), "--all"]) == cli.EXIT_OK
+    assert f"UNCHANGED   {TEST} decode_tokens_per_s" in capsys.readouterr().out
+
+
+def test_identical_values_read_as_no_change() -> None:
+    delta = compare_metric("q", "ppl_ratio", [1.25], [1.25], Thresholds())
+    assert delta.verdict == "unchanged" and delta.note == "identical" and "(0%;" in delta.line()
+
+
+def test_a_closed_pipe_keeps_the_verdicts_exit_code(tmp_path: Path) -> None:
+    """``harness compare A B | head -1`` under pipefail: the regression's exit 1, not an internal error."""
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+    slow = write_run(tmp_path, "slow", decode=rounds(80, 0.05, seed=7))
+    command = f"{shlex.quote(sys.executable)} -m harness.cli compare {base} {slow} --all | head -c 1 >/dev/null"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False)
+    assert done.returncode == cli.EXIT_REGRESSION, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_history_keeps_to_the_terminal_width(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    for day in range(20, 23):
+        write_run(tmp_path, f"run-{day}", decode=rounds(100, 0.01), started=f"2026-11-{day}T10:00:00+00:00",
+                  copies=6)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert cli.main(["history", str(tmp_path), "--no-plot"]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines if not line.startswith(("[", "key "))) <= 80
+    assert "(+2 columns too wide to show: pick with --metric, --test)" in lines
+
+
+def test_version_and_gates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as shown:
+        cli.main(["--version"])
+    assert shown.value.code == 0 and capsys.readouterr().out.startswith("harness 0.1.0 (onnxruntime-genai ")
+    (tmp_path / "pyproject.toml").write_text("[tool.harness.gates]\nparity_ppl_ratio_max = 2\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["gates"]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["gate", "limit", "default", "source"]
+    ppl = next(line for line in lines if line.startswith("parity_ppl_ratio_max"))
+    assert ppl.split()[1:4] == ["<=", "2", "1.45"]
+    assert ppl.endswith(f"[tool.harness.gates] in {tmp_path}/pyproject.toml")
+    clock = next(line for line in lines if line.startswith("benchmark_clock_gap_max"))
+    assert clock.split()[1:] == ["<=", "0.1", "0.1", "default"]

@@ -78,3 +78,14 @@ def test_default_model_is_the_embedded_smollm2() -> None:
     source = detect_source(None)
     assert source.is_default and source.kind is SourceKind.GGUF
     assert source.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_a_bad_reference_is_named_as_the_reference(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"^--reference .*nope: no such file or folder"):
+        detect_source(tmp_path / "nope", "--reference")
+
+
+def test_a_model_from_the_cache_is_named_by_a_short_hash(tmp_path: Path) -> None:
+    folder = write_genai_folder(tmp_path / ("5409cdfc2c5d970adcafa69caf4ef04c" * 2))
+    assert detect_source(folder).name == "onnx-5409cdfc2c5d"
+    assert detect_source(write_genai_folder(tmp_path / "my-model")).name == "my-model"
