@@ -50,6 +50,7 @@ PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
 UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
 OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
+FINDING_PREFIX = "harness_finding:"  # a finding's user property: harness_finding:<kind> = its text
 CHAT_MARKER = "harness_chat"
 CASES_MARKER = "harness_cases"
 NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
@@ -75,11 +76,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="set a gate's limit for this run (repeatable); see the README for the list "
                          "[also [tool.harness.gates] and ini harness_gates]")
     parser.addini("harness_gates", help="gate limits, one NAME=VALUE per line", type="linelist", default=[])
-    group.addoption(
-        "--harness-baseline", dest="harness_baseline", metavar="PATH", default=None,
-        help="compare this run's token and quality metrics with an earlier run: its folder, its results.json, or "
-             "a folder of runs (the newest with the same model hash, precision, accuracy level, EP and machine); "
-             "a regression beyond the noise fails the run")
 
 
 def _model_requested(args: list[str]) -> bool:
@@ -305,8 +301,22 @@ def pytest_report_teststatus(report: pytest.TestReport,
     return None
 
 
+def findings_of(report: pytest.TestReport) -> list[tuple[str, str]]:
+    """The (kind, text) findings a check reported through ``harness_finding``."""
+    return [(str(name).removeprefix(FINDING_PREFIX), str(text)) for name, text in report.user_properties
+            if str(name).startswith(FINDING_PREFIX)]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """List unstable verdicts with their first lines, like pytest's short summary."""
+    """List findings (whatever the checks' outcomes) and unstable verdicts, like pytest's short summary."""
+    reports = [report for reports in terminalreporter.stats.values() for report in reports
+               if isinstance(report, pytest.TestReport) and report.when == "call"]
+    found = [(report.nodeid, kind, text) for report in reports for kind, text in findings_of(report)]
+    if found:
+        terminalreporter.section("harness: findings", sep="=", yellow=True)
+        for nodeid, kind, text in found:
+            terminalreporter.write_line(f"FINDING {kind} {nodeid}")
+            terminalreporter.write_line(f"  {text}")
     unstable = [report for report in terminalreporter.stats.get(UNSTABLE, ()) if isinstance(report, pytest.TestReport)]
     if not unstable:
         return
@@ -490,6 +500,18 @@ def harness_paths(harness_runtime: Runtime, harness_model: PreparedModel,
 
 
 Settle = Callable[["PathVerdict"], None]
+Finding = Callable[[str, str], None]
+
+
+@pytest.fixture
+def harness_finding(record_property: Callable[[str, object], None]) -> Finding:
+    """Report a finding: ``finding(kind, text)``. It never hides under the check's outcome: the terminal summary,
+    JUnit properties, results.json, summary.md and report.html show it, passed or not."""
+
+    def report(kind: str, text: str) -> None:
+        record_property(f"{FINDING_PREFIX}{kind}", text)
+
+    return report
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Deployment, HarnessConfig, Profile, Runtime
+from harness import Deployment, Finding, HarnessConfig, Profile, Runtime
 from harness.deploy.folder import schema_errors
 from harness.deploy.templates import (
     ENTRIES,
@@ -143,8 +143,10 @@ def test_user_text_cannot_switch_roles(
     harness_deployment: Deployment,
     harness_config: HarnessConfig,
     record_property: Callable[[str, object], None],
+    harness_finding: Finding,
 ) -> None:
-    """Special-token injection: does a user typing the template's control tokens get real ones?"""
+    """Special-token injection: does a user typing the template's control tokens get real ones? A finding either
+    way it goes: with --injection-policy=warn (the default) the check passes and reports it."""
     template = _template(harness_deployment)
     end = end_of_turn_token(template.assistant) or ""
     system_header = template.system.split(PLACEHOLDER)[0]
@@ -163,7 +165,9 @@ def test_user_text_cannot_switch_roles(
                "token(s); filter control tokens from user input before it reaches the model"
                if switches else "user text cannot switch roles: typed control tokens stay plain text")
     record_property("special_token_injection", verdict)
-    if switches and harness_config.injection_policy == "fail":
+    if not switches:
+        return
+    harness_finding("special-token-injection", verdict)
+    if harness_config.injection_policy == "fail":
         pytest.fail(verdict, pytrace=False)
-    if switches:
-        warnings.warn(InjectionWarning(verdict), stacklevel=1)
+    warnings.warn(InjectionWarning(verdict), stacklevel=1)

@@ -36,10 +36,14 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
         case = ElementTree.SubElement(suite, "testcase", {"classname": classname, "name": name,
                                                           "time": f"{check['duration_s']:.3f}"})
         outcome_property = check["properties"].get(OUTCOME_PROPERTY)
-        if check["metrics"] or outcome_property:
+        findings = check.get("findings", [])
+        if check["metrics"] or outcome_property or findings:
             props = ElementTree.SubElement(case, "properties")
             for metric, value in check["metrics"].items():
                 ElementTree.SubElement(props, "property", {"name": metric, "value": str(value)})
+            for finding in findings:  # a finding shows whatever the outcome (a pass included)
+                ElementTree.SubElement(props, "property", {"name": f"harness_finding:{finding['kind']}",
+                                                           "value": finding["text"]})
             if outcome_property:  # an outcome JUnit has no element for (unstable)
                 ElementTree.SubElement(props, "property", {"name": OUTCOME_PROPERTY, "value": str(outcome_property)})
                 ElementTree.SubElement(case, "system-out").text = check["message"] or ""
