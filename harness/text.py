@@ -40,3 +40,8 @@ def first_difference(a: Sequence[object], b: Sequence[object]) -> int:
     """Index of the first item (character, token) where ``a`` and ``b`` differ (the shorter length if one
     is a prefix)."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 check``, ``2 checks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -29,7 +29,6 @@ import pytest
 from harness.checks.stability import unstable_message
 from harness.errors import PREFIX
 from harness.gates import Gates
-from harness.report import html as report_html
 from harness.report.compare import (
     FORMAT,
     RESULTS_FILE,
@@ -43,12 +42,15 @@ from harness.report.compare import (
     pick_baseline,
 )
 from harness.report.junit import MESSAGE_LIMIT, write_junit
+from harness.report.run_page import render_run
 from harness.report.summary import summary_markdown
 from harness.runtime import finite_number
 from harness.session import HarnessSession
 
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
+DETAILS_LIMIT = 20_000  # characters of a failure's full text kept in results.json
+FINDING_PREFIX = "harness_finding:"  # plugin.FINDING_PREFIX
 
 
 # -- one check's record ----------------------------------------------------------------------------
@@ -119,15 +121,19 @@ class CheckRecord:
         metrics: dict[str, float] = {}
         series: dict[str, list[float]] = {}
         other: dict[str, Any] = {}
+        findings: list[dict[str, str]] = []
         for name, value in self.properties.items():
-            if finite_number(value):
+            if name.startswith(FINDING_PREFIX):
+                findings.append({"kind": name.removeprefix(FINDING_PREFIX), "text": str(value)})
+            elif finite_number(value):
                 metrics[name] = value
             elif isinstance(value, list | tuple) and value and all(finite_number(v) for v in value):
                 series[name] = list(value)
             else:
                 other[name] = _jsonable(value)
         return {"id": _short_id(self.nodeid), "nodeid": self.nodeid, "outcome": self.outcome,
-                "duration_s": round(self.duration_s, 6), "message": self.message, "metrics": metrics,
+                "duration_s": round(self.duration_s, 6), "message": self.message,
+                "details": self.details[:DETAILS_LIMIT] or None, "findings": findings, "metrics": metrics,
                 "series": series, "properties": other}
 
 
@@ -166,12 +172,14 @@ class RunRecorder:
             return
         self.active = True
         self.session.claim_run_dir()
-        baseline = config.getoption("harness_baseline", None)
-        if baseline:
+        baseline = self.session.config.baseline
+        if baseline is not None:
             try:
-                self.baseline, self.baseline_note = pick_baseline(Path(baseline), self.key)
+                self.baseline, self.baseline_note = pick_baseline(baseline, self.key, before=self.started,
+                                                                  exclude=self.session.run_dir)
             except CompareError as exc:
-                raise pytest.UsageError(f"{PREFIX}--harness-baseline: {exc}") from None
+                origin = self.session.config.origins["baseline"]
+                raise pytest.UsageError(f"{PREFIX}--harness-baseline (from {origin}): {exc}") from None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.active:
@@ -225,14 +233,15 @@ class RunRecorder:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
                 results["run"]["exit_status"] = int(pytest.ExitCode.TESTS_FAILED)
         elif self.baseline_note:
-            path = str(self.config.getoption("harness_baseline"))
+            path = str(self.session.config.baseline)
             self.comparison = Comparison(path, results["run"]["id"], [self.baseline_note])
             results["baseline"] = {"path": path, **self.comparison.to_dict()}
         (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
-        (folder / SUMMARY_FILE).write_text(summary_markdown(results), encoding="utf-8")
-        (folder / HTML_FILE).write_text(report_html.render_run(results), encoding="utf-8")
+        (folder / SUMMARY_FILE).write_text(summary_markdown(results, self.config.rootpath), encoding="utf-8")
         if not getattr(self.config.option, "xmlpath", None):
             write_junit(folder / JUNIT_FILE, results, {c.nodeid: c.details for c in self.checks.values()})
+        artefacts = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name != HTML_FILE)
+        (folder / HTML_FILE).write_text(render_run(results, artefacts), encoding="utf-8")
         self.written = folder
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,63 +1,106 @@
-"""``summary.md``: a run's verdict and its failures, for a CI job summary or a pull-request comment."""
+"""``summary.md``: a run for a CI job summary or a pull-request comment, narrow enough not to scroll sideways.
+
+The verdict; the failures by cause with their full text; the findings; the baseline comparison's headline and
+regressions; a few key metrics. Paths are relative to the project (the folder pytest ran in).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.report import digest
 from harness.report.compare import Comparison, markdown
+from harness.text import plural
 
-HEADLINE_METRICS = ("prompt_tokens", "ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_s",
-                    "peak_rss_mb")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+FAILURE_LINES = 12  # lines of a failure's full text shown (the HTML report has all of it)
+GROUP_IDS = 5  # ids listed per cause
 
 
-def summary_markdown(results: Mapping[str, Any]) -> str:
-    """A markdown summary for a CI job summary or a pull-request comment."""
-    run, provenance, totals = results["run"], results["provenance"], results["totals"]
-    tests: list[Mapping[str, Any]] = results["tests"]
-    bad = [t for t in tests if t["outcome"] in ("failed", "error", "xpassed")]
-    verdict = "FAILED" if run["exit_status"] not in (0, 5) or bad else "PASSED"
-    counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no checks ran"
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, root)).as_posix() if Path(path).is_relative_to(root) else path
+    except ValueError:  # another drive on Windows
+        return path
+
+
+def _code_block(text: str) -> list[str]:
+    lines = text.splitlines()
+    shown = lines[:FAILURE_LINES] + ([f"... ({len(lines) - FAILURE_LINES} more lines in report.html)"]
+                                     if len(lines) > FAILURE_LINES else [])
+    return ["```text", *shown, "```"]
+
+
+def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
+    groups = digest.failure_groups(tests)
+    if not groups:
+        return []
+    failed = sum(len(g.tests) for g in groups)
+    lines = [f"### Failures: {plural(failed, 'check')}, {plural(len(groups), 'cause')}", ""]
+    for group in groups:
+        ids = [f"`{t['id']}`" for t in group.tests]
+        more = f" and {len(ids) - GROUP_IDS} more" if len(ids) > GROUP_IDS else ""
+        lines += [f"**{group.title}**", "", f"{len(ids)} check(s): {', '.join(ids[:GROUP_IDS])}{more}", "",
+                  *_code_block(digest.full_text(group.tests[0])), ""]
+    return lines
+
+
+def _findings(results: Mapping[str, Any]) -> list[str]:
+    found = digest.findings_of(results)
+    if not found:
+        return []
+    lines = [f"### Findings ({len(found)})", ""]
+    lines += [f"- **{f.kind}** in `{f.check}` ({f.outcome}): {' '.join(f.text.split())[:400]}" for f in found]
+    return [*lines, ""]
+
+
+def _comparison(results: Mapping[str, Any]) -> list[str]:
+    baseline = results.get("baseline")
+    return [markdown(Comparison.from_dict(baseline))] if baseline else []
+
+
+def _key_metrics(results: Mapping[str, Any]) -> list[str]:
+    gated = digest.gated_metrics(results)
+    speed = [t["metrics"]["decode_tokens_per_s"] for t in results["tests"]
+             if "test_benchmarks.py::" in t["id"] and "decode_tokens_per_s" in t.get("metrics", {})]
+    ttft = [(t["metrics"]["prompt_tokens"], t["metrics"]["ttft_s"]) for t in results["tests"]
+            if "test_benchmarks.py::" in t["id"] and {"ttft_s", "prompt_tokens"} <= set(t.get("metrics", {}))]
+    peak = [t["metrics"]["peak_rss_mb"] for t in results["tests"] if "peak_rss_mb" in t.get("metrics", {})]
+    rows = []
+    if speed:
+        rows.append(f"| decode tokens/s (median of the benchmarks) | {sorted(speed)[len(speed) // 2]:.4g} | |")
+    if ttft:
+        tokens, seconds = min(ttft)
+        rows.append(f"| time to first token, {tokens:g}-token prompt | {seconds * 1e3:.4g} ms | |")
+    if peak:
+        rows.append(f"| peak RSS (largest of the checks) | {max(peak):.4g} MB | |")
+    rows += [f"| {m.gate} | {m.measured:.4g} | {'≤' if m.bound == 'max' else '≥'} {m.limit:g}{m.unit}"
+             f"{'' if m.within else ' **outside**'} |" for m in gated]
+    return ["### Key metrics", "", "| metric | value | gate |", "|---|---:|---|", *rows, ""] if rows else []
+
+
+def summary_markdown(results: Mapping[str, Any], root: Path | None = None) -> str:
+    """A markdown summary; ``root``: the project folder that paths are shown relative to."""
+    root = root or Path.cwd()
+    run, provenance = results["run"], results["provenance"]
+    verdict = digest.verdict_of(results)
     sha = str(provenance.get("source_sha256") or "")[:12]
     levels = "/".join(sorted(provenance.get("accuracy_levels") or {})) or "none"
-    lines = [f"## {verdict}: {Path(str(provenance.get('model'))).name} {run['precision']} ({counts})", "",
-             f"model sha256 `{sha}` · ep {provenance.get('ep')} · profile {run['profile']} · builder "
-             f"{provenance.get('builder')} · accuracy level {levels} · cpu "
-             f"{provenance.get('machine', {}).get('isa', '?')} · {run['started']} · run `{run['id']}`", ""]
-    if bad:
-        lines += ["### Failures", "", "| check | verdict |", "|---|---|"]
-        lines += [f"| `{t['id']}` | {_cell((t.get('message') or t['outcome']).splitlines()[0])} |" for t in bad]
-        lines.append("")
-    unstable = [t for t in tests if t["outcome"] == "unstable"]
-    if unstable:
-        lines += ["### Unstable verdicts", "", "The compute paths disagree: each verdict hangs on a near-tie that "
-                  "another CPU may break either way.", ""]
-        lines += [f"- `{t['id']}`: {_cell(' '.join((t.get('message') or '').splitlines()[1:2]).strip())}"
-                  for t in unstable]
-        lines.append("")
-    measured = [t for t in tests if "decode_tokens_per_s" in t["metrics"] or "ttft_s" in t["metrics"]]
-    if measured:
-        lines += ["### Token metrics (medians)", "", "| check | " + " | ".join(HEADLINE_METRICS) + " |",
-                  "|---|" + "---:|" * len(HEADLINE_METRICS)]
-        lines += [f"| `{t['id']}` | " + " | ".join(_cell(t["metrics"].get(m)) for m in HEADLINE_METRICS) + " |"
-                  for t in measured]
-        lines.append("")
-    table = next((t["properties"]["precision_table"] for t in tests
+    model = _relative(str(provenance.get("model")), root)
+    lines = [f"## {verdict.headline}: {Path(model).name} {run['precision']} ({verdict.counts})", "",
+             f"`{model}` · sha256 `{sha}` · ep {provenance.get('ep')} · profile {run['profile']} · "
+             f"accuracy level {levels} · cpu {provenance.get('machine', {}).get('isa', '?')} · "
+             f"{run['duration_s']:.0f} s", "",
+             f"Report: `{_relative(str(run['report_dir']), root)}/report.html`", ""]
+    for section in (_failures(results["tests"]), _findings(results), _comparison(results), _key_metrics(results)):
+        lines += section
+    table = next((t["properties"]["precision_table"] for t in results["tests"]
                   if isinstance(t["properties"].get("precision_table"), list)), None)
     if table:
-        columns = list(dict.fromkeys(k for row in table if isinstance(row, Mapping) for k in row))
-        lines += ["### Precision comparison", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in table
-                  if isinstance(row, Mapping)]
-        lines.append("")
-    baseline = results.get("baseline")
-    if baseline:
-        lines.append(markdown(Comparison.from_dict(baseline)))
+        recommended = next((t["properties"].get("recommended_precision") for t in results["tests"]
+                            if "recommended_precision" in t["properties"]), None)
+        lines += ["### Precision comparison", "", f"Recommended: **{recommended or 'none passes every gate'}**; "
+                  "the table is in `precisions.md`.", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -132,8 +132,9 @@ class Figures(HTMLParser):
         if tag == "figure" and values.get("id"):
             self.ids.append(str(values["id"]))
         self.circles += tag == "circle"
-        if tag in ("script", "link", "img") or any(k in ("src", "href") for k in values):
-            self.external.append(tag)
+        href = values.get("href") or ""
+        if tag in ("link", "img", "iframe") or "src" in values or "://" in href or href.startswith("//"):
+            self.external.append(tag)  # an inline script and relative links to the run's own files are fine
 
 
 def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -159,8 +160,10 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
 
     summary = (folder / "summary.md").read_text()
     assert summary.startswith("## FAILED: hf int4 (5 passed, 1 failed, 3 skipped, 1 xfailed)")
-    assert "| `test_checks.py::test_fails` | AssertionError: the verdict line |" in summary
-    assert "### Token metrics (medians)" in summary and "### Precision comparison" in summary
+    assert "**AssertionError: the verdict line**" in summary and "the data: [1, 2]" in summary  # the full text
+    assert "### Findings (1)" in summary and "- **known runtime issue** in `test_checks.py::test_xfails`" in summary
+    assert "### Key metrics" in summary and "### Precision comparison" in summary
+    assert f"Report: `reports/{folder.name}/report.html`" in summary  # relative to the project
 
     junit = ElementTree.parse(folder / "junit.xml").getroot().find("testsuite")
     assert junit is not None and (junit.get("tests"), junit.get("failures"), junit.get("skipped")) == ("10", "1", "4")
@@ -168,10 +171,13 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     assert failure is not None and "the data: [1, 2]" in (failure.text or "")
 
     figures = Figures()
-    figures.feed((folder / "report.html").read_text())
-    assert {"plot-latency", "plot-rss", "plot-precision-size_mb"} <= set(figures.ids)
-    assert figures.circles == 4 + 2 + 4  # four benchmarks' TTFT, two multi-token latencies, four RSS points
+    html = (folder / "report.html").read_text()
+    figures.feed(html)
+    assert {"plot-latency", "plot-rss-generation", "plot-precision-size_mb"} <= set(figures.ids)
     assert figures.external == []
+    assert html.index('id="verdict"') < html.index('id="failures"') < html.index('id="findings"') \
+        < html.index('id="plots"') < html.index('id="all-checks"')
+    assert 'href="junit.xml"' in html and 'href="results.json"' in html  # the run's own files, relative
 
 
 def test_junitxml_given_by_the_user_is_left_alone(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -235,8 +241,8 @@ def test_runs_whose_key_differs_are_not_compared(pytester: pytest.Pytester, env:
 def test_bad_baseline_is_one_line(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     result = run(pytester, env, str(env["suite"] / "test_checks.py"), f"--harness-baseline={pytester.path / 'nope'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline: */nope: no such file or folder; pass a run "
-                                 "folder (reports/<run>/) or its results.json"])
+    result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline (from the command line): */nope: no such file or "
+                                 "folder; pass a run folder (reports/<run>/) or its results.json"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
@@ -295,3 +301,45 @@ def test_benchmarks_run_under_xdist_on_one_worker(pytester: pytest.Pytester, env
     assert len(tests) == 10 and data["run"]["xdist_workers"] == 2  # type: ignore[index]
     latency = tests["test_benchmarks.py::test_generation_latency[prompt=32]"]
     assert len(latency["series"]["decode_tokens_per_s_rounds"]) == 5, "benchmarks ran timed, not once"
+
+
+def test_a_finding_shows_everywhere_though_its_check_passes(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
+    (env["suite"] / "test_finds.py").write_text(
+        "def test_finds(harness_finding):\n    harness_finding('demo-leak', 'user text CAN do what it should not')\n")
+    result = run(pytester, env, str(env["suite"] / "test_finds.py"))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*= harness: findings =*", "FINDING demo-leak *test_finds.py::test_finds",
+                                 "  user text CAN do what it should not"])
+    folder = latest(env)
+    data = results(folder)
+    jsonschema.validate(data, SCHEMA)
+    assert data["tests"][0]["findings"] == [{"kind": "demo-leak", "text": "user text CAN do what it should not"}]  # type: ignore[index]
+    junit = ElementTree.parse(folder / "junit.xml").getroot()
+    prop = junit.find(".//testcase[@name='test_finds']/properties/property[@name='harness_finding:demo-leak']")
+    assert prop is not None and prop.get("value") == "user text CAN do what it should not"
+    assert "user text CAN do what it should not" in (folder / "summary.md").read_text()
+    html = (folder / "report.html").read_text()
+    assert 'id="findings"' in html and "demo-leak" in html and "PASSED" in html
+
+
+def test_baseline_from_the_environment_and_pyproject(pytester: pytest.Pytester, env: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = str(env["suite"] / "test_checks.py")
+    monkeypatch.setenv("HARNESS_BASELINE", str(pytester.path / "nope"))
+    result = run(pytester, env, checks)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline (from environment variable HARNESS_BASELINE): "
+                                 "*nope: no such file or folder*"])
+    monkeypatch.delenv("HARNESS_BASELINE")
+    (pytester.path / "pyproject.toml").write_text('[tool.harness]\nbaseline = "empty-reports"\n')
+    (pytester.path / "empty-reports").mkdir()
+    result = run(pytester, env, checks)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline (from [[]tool.harness[]] in *pyproject.toml): the "
+                                 "baseline folder */empty-reports holds no run*"])
+
+
+def test_pytest_help_prints_no_warning(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == 0
+    assert "Warning" not in result.stderr.str() and "PytestAssertRewriteWarning" not in result.stdout.str()

@@ -122,9 +122,11 @@ def test_unstable_is_its_own_outcome_in_every_report(pytester: pytest.Pytester, 
     assert check["properties"]["weakest_decisions"][0] == "token 24: 'R' over 'S' by 0.040"
     assert results["provenance"]["accuracy_levels"] == {"4": 1} and results["provenance"]["twin_model"]
     summary = (folder / "summary.md").read_text()
-    assert "### Unstable verdicts" in summary and "accuracy level 4 · cpu " in summary
+    assert "- **unstable verdict** in `" in summary and "accuracy level 4 · cpu " in summary
+    assert summary.startswith("## PASSED with unstable verdicts")
     html = (folder / "report.html").read_text()
-    assert "Unstable verdicts" in html and "weakest decisions: token 24: &#x27;R&#x27; over &#x27;S&#x27;" in html
+    assert 'class="banner unstable"' in html and "<b>unstable verdict</b>" in html
+    assert "weakest decisions: token 24: &#x27;R&#x27; over &#x27;S&#x27;" in html
     (case,) = ElementTree.parse(folder / "junit.xml").getroot().iter("testcase")
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert properties["harness_outcome"] == "unstable" and case.find("failure") is None

@@ -14,9 +14,10 @@ import pytest
 
 from harness.locations import fixtures_dir
 from harness.report.compare import FORMAT, Comparison, Run, compare_runs
-from harness.report.html import render_run
+from harness.report.digest import failure_groups
 from harness.report.junit import write_junit
 from harness.report.results import CheckRecord
+from harness.report.run_page import render_run
 from harness.report.summary import summary_markdown
 
 SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
@@ -72,8 +73,9 @@ class Plots(HTMLParser):
             self.figures[self.current] = {"circle": 0, "rect": 0, "polyline": 0}
         elif tag in ("circle", "rect", "polyline") and self.current:
             self.figures[self.current][tag] += 1
-        if tag in ("script", "link", "img", "iframe") or "src" in values or "href" in values:
-            self.external.append(tag)
+        href = values.get("href") or ""
+        if tag in ("link", "img", "iframe") or "src" in values or "://" in href or href.startswith("//"):
+            self.external.append(tag)  # an inline script and relative links to the run's own files are fine
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "figure":
@@ -101,11 +103,14 @@ def test_html_has_the_plots_when_the_series_exist() -> None:
              check("test_precisions.py::test_table", precision_table=PRECISIONS, recommended_precision="int4")]
     html = render_run(results(*tests))
     found = plots(html)
-    assert set(found.figures) == {"plot-latency", "plot-rss", "plot-precision-size_mb",
+    assert set(found.figures) == {"plot-latency", "plot-rss-generation", "plot-precision-size_mb",
                                   "plot-precision-decode_tokens_per_s", "plot-precision-ttft_s",
                                   "plot-precision-peak_rss_mb"}
-    assert found.figures["plot-latency"]["circle"] == 6 and found.figures["plot-latency"]["polyline"] == 2
-    assert found.figures["plot-rss"]["circle"] == 40
+    # two series of three points, each with its own marker shape (and one in the legend), so neither hides the other
+    assert found.figures["plot-latency"]["polyline"] == 2
+    assert found.figures["plot-latency"]["circle"] == 4 and found.figures["plot-latency"]["rect"] == 4
+    assert found.figures["plot-rss-generation"]["circle"] == 41
+    assert "Resident memory after each generation" in html and "(log scale)" in html
     assert found.figures["plot-precision-size_mb"]["rect"] == 2  # one bar per precision
     assert 'fill="#d62728"><title>fp32: 540 (did not pass)' in html
     assert "Recommended precision: <b>int4</b>" in html
@@ -115,7 +120,7 @@ def test_html_has_the_plots_when_the_series_exist() -> None:
 def test_html_without_series_has_no_plots_and_escapes_text() -> None:
     html = render_run(results(check("t.py::t[<script>]", "failed", "AssertionError: <b>bad</b>")))
     assert plots(html).figures == {}
-    assert "<script>" not in html and "&lt;b&gt;bad&lt;/b&gt;" in html
+    assert "t.py::t[<script>]" not in html and "&lt;b&gt;bad&lt;/b&gt;" in html
 
 
 def test_summary_markdown() -> None:
@@ -128,12 +133,13 @@ def test_summary_markdown() -> None:
         check("test_precisions.py::test_table", precision_table=PRECISIONS),
         baseline={"path": "a", **comparison.to_dict()}))
     lines = text.splitlines()
-    assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed)"
-    assert "| `test_x.py::test_fails` | AssertionError: verdict |" in lines
-    assert any(line.startswith("| `test_benchmarks.py::test_generation_latency[prompt=32]` | 32 | 0.06 |")
-               for line in lines)
-    assert "| precision | size_mb | size_ratio_fp32 |" in text and "| fp32 | 540 | 1 |" in text
+    assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed; 1 metric(s) regressed against a)"
+    assert "**AssertionError: verdict**" in lines and "1 check(s): `test_x.py::test_fails`" in lines
+    assert "| decode tokens/s (median of the benchmarks) | 100 | |" in lines
+    assert "| time to first token, 32-token prompt | 60 ms | |" in lines
+    assert "Recommended: **none passes every gate**; the table is in `precisions.md`." in text
     assert "### Compared with `a`" in lines and "REGRESSION: b against a" in text and "**regression**" in text
+    assert max(len(line) for line in lines if not line.startswith("|")) < 200, "a PR comment must not scroll"
 
 
 def test_summary_says_why_a_baseline_was_not_compared() -> None:
@@ -173,3 +179,17 @@ def test_schema_accepts_a_run_and_rejects_a_broken_one() -> None:
     del good["key"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(good, SCHEMA)
+
+
+def test_failures_that_share_a_cause_are_one_group() -> None:
+    """A wrong PromptTemplate fails a template check per role and edge case: one cause, its instances under it."""
+    template = [check(f"test_template.py::test_entry_renders_like_the_chat_template[{role}-{case}]", "failed",
+                      f"PromptTemplate '{role}' does not render what the chat template renders for content '{case}'")
+                for role in ("system", "user", "assistant") for case in ("empty", "braces", "unicode")]
+    other = check("test_generation.py::test_stops", "failed", "AssertionError: 128 tokens, the answer never stopped")
+    groups = failure_groups([*template, other, check("t.py::fine")])
+    assert [len(group.tests) for group in groups] == [9, 1]
+    assert groups[0].title == ("PromptTemplate 'system' does not render what the chat template renders for "
+                               "content 'empty'")
+    html = render_run(results(*template, other))
+    assert "Failures: 10 checks, 2 causes" in html and "the other 8 checks with this cause" in html

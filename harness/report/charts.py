@@ -1,0 +1,185 @@
+"""SVG charts for the self-contained reports: inline, no script, no plotting library.
+
+Every series has its own colour, dash pattern and marker shape, so a series that lies on another stays
+visible; a gate is drawn as a dashed grey line with its name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
+           "#bcbd22", "#393b79", "#ad494a")
+DASHES = ("", "6 3", "2 3", "8 3 2 3")
+MARKERS = ("circle", "square", "triangle", "diamond")
+GATE_COLOUR = "#666"
+WIDTH, HEIGHT = 720, 300
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 44
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: Sequence[tuple[float, float]]
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high]."""
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.floor(low / step) * step
+    return [first + i * step for i in range(math.ceil((high - first) / step) + 1)]
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Powers of two covering [low, high] (prompt lengths are chosen as powers of two), at most about ten."""
+    first, last = math.floor(math.log2(max(low, 1e-9))), math.ceil(math.log2(max(high, low * 2, 1e-9)))
+    step = max(1, math.ceil((last - first) / 10))
+    exponents = list(range(first, last + 1, step))
+    if exponents[-1] < last:
+        exponents.append(exponents[-1] + step)
+    return [2.0 ** e for e in exponents]
+
+
+def _tick_labels(ticks: Sequence[float]) -> list[str]:
+    """Tick labels with as many decimals as their spacing needs (491.45 and 491.5, not 491.5 twice)."""
+    step = min((b - a for a, b in itertools.pairwise(ticks)), default=1.0) or 1.0
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return [f"{tick:.{decimals}f}" if abs(tick) < 1e6 else fmt(tick) for tick in ticks]
+
+
+def fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _marker(shape: str, x: float, y: float, colour: str, tooltip: str) -> str:
+    title = f"<title>{escape(tooltip)}</title>"
+    if shape == "square":
+        return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{colour}">{title}</rect>'
+    if shape == "triangle":
+        return f'<polygon points="{x:.1f},{y - 4:.1f} {x - 4:.1f},{y + 3:.1f} {x + 4:.1f},{y + 3:.1f}" ' \
+               f'fill="{colour}">{title}</polygon>'
+    if shape == "diamond":
+        return f'<polygon points="{x:.1f},{y - 4:.1f} {x - 4:.1f},{y:.1f} {x:.1f},{y + 4:.1f} {x + 4:.1f},{y:.1f}" ' \
+               f'fill="{colour}">{title}</polygon>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">{title}</circle>'
+
+
+def line_chart(chart_id: str, title: str, x_label: str, y_label: str, series: Sequence[Series], *,
+               x_names: Mapping[float, str] | None = None, from_zero: bool = True, log_x: bool = False,
+               gate: Series | None = None, links: Mapping[float, str] | None = None,
+               marked: Collection[float] = (), note: str = "") -> str:
+    """An SVG line chart; each point a marker with a tooltip. ``from_zero`` False fits the y axis to the data (a
+    drift of a few MB on a plateau of hundreds); ``log_x`` spaces powers of two evenly; ``gate`` is drawn as a
+    dashed limit line; ``links`` makes the x labels links; ``marked`` x values get a red ring (a regression)."""
+    points = [p for s in series for p in s.points] + list(gate.points if gate else ())
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    if log_x:
+        x_ticks = _log_ticks(min(xs), max(xs))
+    elif x_names:
+        x_ticks = sorted(x_names)
+    else:
+        x_ticks = _ticks(min(xs), max(xs))
+    y_ticks = _ticks(min(0.0, *ys) if from_zero else min(ys), max(ys))
+    x0, x1, y0, y1 = min(x_ticks), max(x_ticks), min(y_ticks), max(y_ticks)
+    scale = (lambda v: math.log2(v)) if log_x else (lambda v: v)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    legend_rows = len(series) + (1 if gate else 0)
+
+    def sx(x: float) -> float:
+        return LEFT + (scale(x) - scale(x0)) / ((scale(x1) - scale(x0)) or 1) * plot_w
+
+    def sy(y: float) -> float:
+        return TOP + plot_h - (y - y0) / ((y1 - y0) or 1) * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT + 18 * legend_rows}" '
+             f'width="{WIDTH}" role="img" aria-label="{escape(title)}" data-series="{len(series)}">']
+    for y, text in zip(y_ticks, _tick_labels(y_ticks), strict=True):
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
+                     f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{text}</text>')
+    for x in x_ticks:
+        name = escape(x_names.get(x, fmt(x)) if x_names else fmt(x))
+        label = f'<text x="{sx(x):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{name}</text>'
+        if links and x in links:
+            label = f'<a href="{escape(links[x])}">{label}</a>'
+        parts.append(label)
+    parts.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'
+                 f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + plot_h}"/>'
+                 f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">{escape(x_label)}'
+                 f'{" (log scale)" if log_x else ""}</text>'
+                 f'<text x="14" y="{TOP + plot_h / 2}" transform="rotate(-90 14 {TOP + plot_h / 2})" '
+                 f'text-anchor="middle">{escape(y_label)}</text>')
+    if gate is not None:
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(gate.points))
+        parts.append(f'<polyline class="gate" data-label="{escape(gate.label)}" fill="none" stroke="{GATE_COLOUR}" '
+                     f'stroke-width="1.5" stroke-dasharray="4 4" points="{path}"/>')
+    for x in marked:
+        parts.append(f'<line class="regression" x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
+                     'stroke="#b00020" stroke-width="1" stroke-dasharray="2 2"><title>regressed against its '
+                     'baseline</title></line>')
+    for index, line in enumerate(series):
+        colour, dash = PALETTE[index % len(PALETTE)], DASHES[index % len(DASHES)]
+        shape = MARKERS[index % len(MARKERS)]
+        ordered = sorted(line.points)
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in ordered)
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
+        parts.append(f'<polyline class="series" data-label="{escape(line.label)}" fill="none" stroke="{colour}" '
+                     f'stroke-width="2"{dashes} points="{path}"/>')
+        parts += [_marker(shape, sx(x), sy(y), colour, f"{line.label}: {x_names.get(x, fmt(x)) if x_names else fmt(x)}"
+                          f", {fmt(y)}") for x, y in ordered]
+        legend_y = HEIGHT + 18 * index + 4
+        parts.append(f'<line x1="{LEFT}" x2="{LEFT + 24}" y1="{legend_y + 6}" y2="{legend_y + 6}" stroke="{colour}" '
+                     f'stroke-width="2"{dashes}/>{_marker(shape, LEFT + 12, legend_y + 6, colour, line.label)}'
+                     f'<text x="{LEFT + 30}" y="{legend_y + 10}">{escape(line.label)}</text>')
+    if gate is not None:
+        legend_y = HEIGHT + 18 * len(series) + 4
+        parts.append(f'<line x1="{LEFT}" x2="{LEFT + 24}" y1="{legend_y + 6}" y2="{legend_y + 6}" '
+                     f'stroke="{GATE_COLOUR}" stroke-dasharray="4 4"/><text x="{LEFT + 30}" y="{legend_y + 10}">'
+                     f'{escape(gate.label)}</text>')
+    parts.append("</svg>")
+    return figure(chart_id, title, "".join(parts), note)
+
+
+def bar_chart(chart_id: str, title: str, y_label: str, bars: Sequence[tuple[str, float, bool]],
+              note: str = "") -> str:
+    """An SVG bar chart of (name, value, passed) bars; bars that did not pass are red."""
+    y_ticks = _ticks(0.0, max(v for _, v, _ in bars))
+    top = max(y_ticks)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / len(bars)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" role="img" '
+             f'aria-label="{escape(title)}" data-bars="{len(bars)}">']
+    for y, text in zip(y_ticks, _tick_labels(y_ticks), strict=True):
+        pos = TOP + plot_h - y / top * plot_h
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{pos:.1f}" y2="{pos:.1f}"/>'
+                     f'<text x="{LEFT - 6}" y="{pos + 4:.1f}" text-anchor="end">{text}</text>')
+    for index, (name, value, passed) in enumerate(bars):
+        height = value / top * plot_h
+        x = LEFT + index * slot + slot * 0.2
+        colour = PALETTE[0] if passed else PALETTE[1]
+        parts.append(f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - height:.1f}" width="{slot * 0.6:.1f}" '
+                     f'height="{height:.1f}" fill="{colour}"><title>{escape(name)}: {fmt(value)}'
+                     f'{"" if passed else " (did not pass)"}</title></rect>')
+        if len(bars) <= 12:
+            parts.append(f'<text x="{x + slot * 0.3:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">'
+                         f'{escape(name)}</text><text x="{x + slot * 0.3:.1f}" y="{TOP + plot_h - height - 4:.1f}" '
+                         f'text-anchor="middle">{fmt(value)}</text>')
+    if not all(passed for _, _, passed in bars):
+        parts.append(f'<text x="{WIDTH - RIGHT}" y="14" text-anchor="end" fill="{PALETTE[1]}">red: did not pass '
+                     "its gates</text>")
+    parts.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'
+                 f'<text x="14" y="{TOP + plot_h / 2}" transform="rotate(-90 14 {TOP + plot_h / 2})" '
+                 f'text-anchor="middle">{escape(y_label)}</text></svg>')
+    return figure(chart_id, title, "".join(parts), note)
+
+
+def figure(chart_id: str, title: str, svg: str, note: str = "") -> str:
+    caption = f"{escape(title)}" + (f'<span class="note">{escape(note)}</span>' if note else "")
+    return f'<figure class="plot" id="{escape(chart_id)}"><figcaption>{caption}</figcaption>{svg}</figure>'

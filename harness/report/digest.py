@@ -1,0 +1,153 @@
+"""What a reader of a run's reports acts on, read from results.json: the verdict, the failures grouped by
+cause, and the findings that must not hide under a pass. ``summary.md`` and ``report.html`` show the same."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Test = Mapping[str, Any]
+BAD_OUTCOMES = ("failed", "error", "xpassed")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The run's verdict: one word (``passed``, ``failed``, ``regressed``, ``unstable``, the CSS class too), its
+    headline in capitals, and the counts behind it."""
+
+    word: str
+    headline: str
+    counts: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.headline} ({self.counts})"
+
+
+def verdict_of(results: Mapping[str, Any]) -> Verdict:
+    totals, status = results.get("totals", {}), results["run"].get("exit_status", 0)
+    baseline = results.get("baseline") or {}
+    counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no checks ran"
+    bad = sum(totals.get(outcome, 0) for outcome in BAD_OUTCOMES)
+    regressions = int(baseline.get("regressions", 0) or 0)
+    against = f" against {baseline.get('baseline')}" if regressions else ""
+    if bad or status not in (0, 1, 5) or (status == 1 and not regressions):
+        word = "failed"
+    elif regressions:
+        word = "regressed"
+    elif totals.get("unstable", 0):
+        word = "unstable"
+    else:
+        word = "passed"
+    extra = f"; {regressions} metric(s) regressed{against}" if regressions and word != "regressed" else ""
+    headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}", "unstable": "PASSED with unstable verdicts",
+                "passed": "PASSED"}[word]
+    return Verdict(word, headline, f"{counts}{extra}")
+
+
+# -- failures by cause -----------------------------------------------------------------------------
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?(?:e-?\d+)?\b")
+
+
+def cause_of(test: Test) -> str:
+    """What a failure says with its particulars (quoted texts, numbers) taken out: failures that share it share
+    a cause, e.g. one wrong PromptTemplate failing a template check per role and edge case."""
+    first = (test.get("message") or test["outcome"]).splitlines()[0]
+    function = str(test["id"]).split("[", 1)[0]
+    return f"{function}: {_NUMBER.sub('N', _QUOTED.sub('…', first))}"
+
+
+@dataclass
+class FailureGroup:
+    cause: str
+    tests: list[Test] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        """The first instance's message: a real sentence, not the pattern."""
+        return str(self.tests[0].get("message") or self.tests[0]["outcome"]).splitlines()[0]
+
+
+def failure_groups(tests: Sequence[Test]) -> list[FailureGroup]:
+    """The failed checks (errors and unexpected passes too), grouped by cause, largest group first."""
+    groups: dict[str, FailureGroup] = {}
+    for test in tests:
+        if test["outcome"] in BAD_OUTCOMES:
+            groups.setdefault(cause_of(test), FailureGroup(cause_of(test))).tests.append(test)
+    return sorted(groups.values(), key=lambda group: -len(group.tests))
+
+
+def full_text(test: Test) -> str:
+    """A check's whole failure text: the prompt, the answer and one line per assertion where it has them."""
+    return str(test.get("details") or test.get("message") or "").strip()
+
+
+# -- findings --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # e.g. special-token-injection, known runtime issue, unstable verdict
+    check: str  # the check's id
+    outcome: str  # the check's own outcome: a finding shows whatever it is
+    text: str
+
+
+def findings_of(results: Mapping[str, Any]) -> list[Finding]:
+    """Reported findings, known runtime issues (xfails), unstable verdicts and greedy divergence from the reference."""
+    found: list[Finding] = []
+    for test in results["tests"]:
+        found += [Finding(f["kind"], test["id"], test["outcome"], f["text"]) for f in test.get("findings", [])]
+        if test["outcome"] == "xfailed":
+            found.append(Finding("known runtime issue", test["id"], "xfailed", test.get("message") or ""))
+        elif test["outcome"] == "unstable":
+            weakest = test.get("properties", {}).get("weakest_decisions") or []
+            text = str(test.get("message") or "") + (f"\nweakest decisions: {'; '.join(map(str, weakest[:3]))}"
+                                                     if weakest else "")
+            found.append(Finding("unstable verdict", test["id"], "unstable", text))
+        divergence = test.get("properties", {}).get("greedy_divergence")
+        if isinstance(divergence, Mapping) and divergence:
+            parted = ", ".join(f"{name} at token {index}" for name, index in divergence.items() if index is not None)
+            if parted:
+                found.append(Finding("greedy divergence from the reference", test["id"], test["outcome"],
+                                     f"the greedy answers part from the fp32 reference's: {parted} (recorded, not "
+                                     "gated: see the parity section of the README)"))
+    return found
+
+
+# -- metrics against their gates -------------------------------------------------------------------
+@dataclass(frozen=True)
+class GatedMetric:
+    gate: str
+    check: str
+    measured: float
+    limit: float
+    bound: str
+    unit: str
+    origin: str
+
+    @property
+    def within(self) -> bool:
+        return self.measured <= self.limit if self.bound == "max" else self.measured >= self.limit
+
+
+def gated_metrics(results: Mapping[str, Any]) -> list[GatedMetric]:
+    """Each gate whose metric the checks recorded under the gate's name (without _max/_min, or without its family
+    prefix too: parity_ppl_ratio_max reads ppl_ratio, quality_token_f1_min reads quality_token_f1), at its worst
+    over the checks that recorded it."""
+    found = []
+    for name, gate in results.get("gates", {}).items():
+        stem = re.sub(r"_(max|min)$", "", name)
+        candidates = (stem, stem.split("_", 1)[-1])
+        measured: list[tuple[float, str]] = []
+        for metric in candidates:
+            measured = [(float(test["metrics"][metric]), str(test["id"])) for test in results["tests"]
+                        if metric in test.get("metrics", {})]
+            if measured:
+                break
+        if measured:
+            value, check = max(measured) if gate["bound"] == "max" else min(measured)
+            found.append(GatedMetric(name, check, value, float(gate["value"]), gate["bound"], gate.get("unit", ""),
+                                     gate["origin"]))
+    return found

@@ -1,0 +1,282 @@
+"""``report.html``: one run, verdict first.
+
+In order: the verdict banner; the failures, grouped by cause, with their full text; the findings (reported
+findings, known runtime issues, unstable verdicts, greedy divergence); the metrics against their gates; the
+plots; the baseline comparison; the gates; the provenance with durations, cache status and links to the run's
+artefacts; and every check, filterable by outcome and suite and searchable, each opening in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from harness.checks.lengths import allowed_factor
+from harness.report import digest
+from harness.report.charts import Series, bar_chart, fmt, line_chart
+from harness.report.html import SCRIPT, page, table
+from harness.text import plural
+
+Test = Mapping[str, Any]
+TPOT_GATE = "length_tpot_growth_per_1k_max"
+UNIT_LABELS = {"generation": "generation", "cycle": "load / unload cycle"}  # what one point of an RSS series is
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _suite(test: Test) -> str:
+    return str(test["id"]).split("::", 1)[0]
+
+
+# -- sections ---------------------------------------------------------------------------------------
+def banner(results: Mapping[str, Any]) -> str:
+    verdict = digest.verdict_of(results)
+    run, provenance = results["run"], results.get("provenance", {})
+    model = str(provenance.get("model") or "").rsplit("/", 1)[-1]
+    return (f'<div id="verdict" class="banner {verdict.word}">{escape(verdict.headline)}'
+            f'<small>{escape(verdict.counts)}</small><small>{escape(model)} · {escape(str(run.get("precision")))} · '
+            f'profile {escape(str(run.get("profile")))} · {fmt(float(run.get("duration_s", 0)))} s · run '
+            f'{escape(str(run["id"]))}</small></div>')
+
+
+def failures_section(tests: Sequence[Test]) -> str:
+    groups = digest.failure_groups(tests)
+    if not groups:
+        return ""
+    failed = sum(len(g.tests) for g in groups)
+    parts = [f'<section id="failures"><h2 class="failed">Failures: {plural(failed, "check")}, '
+             f'{plural(len(groups), "cause")}</h2>']
+    for group in groups:
+        parts.append(f'<div class="cause"><h3>{escape(group.title)} <small>({plural(len(group.tests), "check")})'
+                     '</small></h3>')
+        first, rest = group.tests[0], group.tests[1:]
+        parts.append(f"<p><code>{escape(str(first['id']))}</code> ({escape(str(first['outcome']))})</p>"
+                     f"<pre>{escape(digest.full_text(first))}</pre>")
+        if rest:
+            parts.append(f"<details><summary>the other {plural(len(rest), 'check')} with this cause</summary>")
+            parts += [f"<details><summary><code>{escape(str(t['id']))}</code></summary>"
+                      f"<pre>{escape(digest.full_text(t))}</pre></details>" for t in rest]
+            parts.append("</details>")
+        parts.append("</div>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def findings_section(results: Mapping[str, Any]) -> str:
+    found = digest.findings_of(results)
+    if not found:
+        return ""
+    parts = [f'<section id="findings"><h2 class="unstable">Findings ({len(found)})</h2>'
+             "<p>What the checks found that their outcome alone does not say: each shows here whether the check "
+             "passed or not.</p>"]
+    parts += [f'<div class="finding"><b>{escape(f.kind)}</b> · <code>{escape(f.check)}</code> '
+              f'(<span class="{escape(f.outcome)}">{escape(f.outcome)}</span>)<pre>{escape(f.text)}</pre></div>'
+              for f in found]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def gated_metrics_section(results: Mapping[str, Any]) -> str:
+    gated = digest.gated_metrics(results)
+    if not gated:
+        return ""
+    rows = [[m.gate, m.measured, f"{'at most' if m.bound == 'max' else 'at least'} {fmt(m.limit)}{m.unit}",
+             "within" if m.within else "OUTSIDE", m.check, m.origin] for m in gated]
+    return ('<section id="metrics"><h2>Metrics against their gates</h2><p>Each gate at its worst over the checks '
+            "that measured it.</p>" + table(["gate", "measured", "limit", "", "check", "limit from"], rows,
+                                            ["passed" if m.within else "failed" for m in gated]) + "</section>")
+
+
+def gates_section(results: Mapping[str, Any]) -> str:
+    gates = results.get("gates", {})
+    rows = [[name, f"{'≤' if g['bound'] == 'max' else '≥'} {fmt(float(g['value']))}{g.get('unit', '')}", g["origin"]]
+            for name, g in sorted(gates.items())]
+    return ('<section id="gates"><details><summary><h2 style="display:inline">Gates</h2> '
+            f"({len(rows)}: value and where it comes from)</summary>" + table(["gate", "limit", "source"], rows)
+            + "</details></section>")
+
+
+def provenance_section(results: Mapping[str, Any], artefacts: Sequence[str]) -> str:
+    run, provenance = results["run"], results.get("provenance", {})
+    cache = provenance.get("cache_hit")
+    build = provenance.get("build_seconds")
+    facts = [("model", provenance.get("model")), ("model sha256", provenance.get("source_sha256")),
+             ("precision", run.get("precision")), ("builder", provenance.get("builder_detail")
+                                                  or provenance.get("builder")),
+             ("execution provider", provenance.get("ep")), ("profile", run.get("profile")),
+             ("cache", "not needed (prebuilt)" if cache is None else "hit" if cache else
+              f"miss: built in {fmt(float(build or 0))} s"),
+             ("accuracy levels (MatMulNBits nodes)", provenance.get("accuracy_levels")),
+             ("fp32-compute twin", provenance.get("twin_model") or "none: the kernels do not depend on the CPU"),
+             ("started", run.get("started")), ("finished", run.get("finished")),
+             ("duration", f"{fmt(float(run.get('duration_s', 0)))} s"), ("exit status", run.get("exit_status")),
+             ("command", " ".join(["pytest", *map(str, run.get("args", []))])),
+             ("machine", ", ".join(f"{k} {v}" for k, v in provenance.get("machine", {}).items())),
+             ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items()))]
+    links = " · ".join(f'<a href="{escape(name)}">{escape(name)}</a>' for name in artefacts)
+    return ('<section id="provenance"><h2>Provenance</h2>' + (f"<p>This run's files: {links}</p>" if links else "")
+            + table(["", ""], facts) + "</section>")
+
+
+def baseline_section(baseline: Mapping[str, Any]) -> str:
+    parts = [f"<section id=\"baseline\"><h2>Compared with {escape(str(baseline.get('baseline')))}</h2>"]
+    if not baseline.get("compared"):
+        parts.append(f"<p>Not compared: {escape('; '.join(baseline.get('reasons', [])))}</p></section>")
+        return "".join(parts)
+    deltas = sorted(baseline.get("deltas", []), key=lambda d: (d["verdict"] != "regression", d["verdict"]))
+    changed = [d for d in deltas if d["verdict"] != "unchanged"]
+    parts.append(f"<p>{len(deltas)} metrics compared: {len(changed)} changed beyond the noise and their limit, "
+                 f"{len(deltas) - len(changed)} unchanged.</p>")
+    rows = [[d["verdict"], d["test"], d["metric"], d["baseline"], d["current"], f"{d['change']:+.1%}",
+             f"{d['change_ci'][0]:+.1%} .. {d['change_ci'][1]:+.1%}" if d.get("change_ci") else "exact"]
+            for d in deltas]
+    parts.append(table(["verdict", "check", "metric", "baseline", "this run", "change", "95% CI"], rows,
+                       [str(d["verdict"]) for d in deltas]))
+    if baseline.get("uncompared"):
+        items = "".join(f"<li>{escape(str(reason))}</li>" for reason in baseline["uncompared"])
+        parts.append(f"<details><summary>not compared: {len(baseline['uncompared'])}</summary><ul>{items}</ul>"
+                     "</details>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def checks_section(tests: Sequence[Test]) -> str:
+    outcomes = sorted({str(t["outcome"]) for t in tests})
+    suites = sorted({_suite(t) for t in tests})
+    options = "".join(f'<option value="{escape(o)}">{escape(o)}</option>' for o in outcomes)
+    suite_options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in suites)
+    controls = ('<div class="controls"><label>outcome <select id="filter-outcome" onchange="harnessFilter()">'
+                f'<option value="">all</option>{options}</select></label><label>suite <select id="filter-suite" '
+                f'onchange="harnessFilter()"><option value="">all</option>{suite_options}</select></label>'
+                '<label>search <input id="filter-text" type="search" oninput="harnessFilter()"></label>'
+                f'<span id="filter-count">{len(tests)} shown</span></div>')
+    rows = []
+    for test in tests:
+        outcome = str(test["outcome"])
+        detail = digest.full_text(test) if outcome in digest.BAD_OUTCOMES else str(test.get("message") or "")
+        metrics = ", ".join(f"{k}={fmt(float(v))}" for k, v in test.get("metrics", {}).items())
+        findings = "".join(f"<p class=\"unstable\">finding: {escape(f['kind'])}: {escape(f['text'])}</p>"
+                           for f in test.get("findings", []))
+        summary = escape((str(test.get("message") or "")).splitlines()[0] if test.get("message") else "")
+        body = (f"{findings}<pre>{escape(detail)}</pre>" if detail else findings) + \
+               (f"<p><code>{escape(metrics)}</code></p>" if metrics else "")
+        cell = f"<details><summary>{summary or 'details'}</summary>{body}</details>" if body else summary
+        rows.append(f'<tr data-outcome="{escape(outcome)}" data-suite="{escape(_suite(test))}">'
+                    f'<td><code>{escape(str(test["id"]))}</code></td><td class="{escape(outcome)}">{escape(outcome)}'
+                    f'{" +finding" if test.get("findings") else ""}</td>'
+                    f'<td class="num">{float(test["duration_s"]):.3f}</td><td>{cell}</td></tr>')
+    return (f'<section id="all-checks"><h2>Checks ({len(tests)})</h2>{controls}<table id="checks"><thead><tr>'
+            "<th>check</th><th>outcome</th><th>seconds</th><th>message and details</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></section>")
+
+
+# -- plots ------------------------------------------------------------------------------------------
+def latency_plot(tests: Sequence[Test]) -> str:
+    """TTFT and end-to-end latency against prompt length (log scale), one series per check function and metric."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for test in tests:
+        metrics = test.get("metrics", {})
+        if not _numbers(metrics.get("prompt_tokens")) or metrics["prompt_tokens"] <= 0:
+            continue
+        function = str(test["id"]).split("[", 1)[0].split("::")[-1]
+        for metric in ("ttft_s", "latency_s"):
+            if metric == "latency_s" and metrics.get("output_tokens", 2) == 1:
+                continue  # the latency of one token is its TTFT
+            if _numbers(metrics.get(metric)):
+                series.setdefault(f"{metric} ({function})", []).append((metrics["prompt_tokens"], metrics[metric]))
+    if not series:
+        return ""
+    return line_chart("plot-latency", "Latency against prompt length", "prompt tokens", "seconds",
+                      [Series(label, points) for label, points in sorted(series.items())], log_x=True)
+
+
+def tpot_plot(tests: Sequence[Test], gates: Mapping[str, Any]) -> str:
+    """Decode time per token against prompt length (the length suite's medians), with the limit its gate sets."""
+    points = sorted((t["metrics"]["prompt_tokens"], t["metrics"]["tpot_median_s"] * 1e3) for t in tests
+                    if _numbers(t.get("metrics", {}).get("tpot_median_s"))
+                    and _numbers(t["metrics"].get("prompt_tokens")) and t["metrics"]["prompt_tokens"] > 0)
+    if len(points) < 2:
+        return ""
+    gate = gates.get(TPOT_GATE)
+    limit = None
+    if gate is not None:
+        base_tokens, base = points[0]
+        per_1k = float(gate["value"])
+        limit = Series(f"gate {TPOT_GATE} = {fmt(per_1k)} ({gate['origin']}): the slowest the longest prompt may "
+                       "decode", [(x, base * allowed_factor(per_1k, int(x - base_tokens))) for x, _ in points])
+    return line_chart("plot-tpot", "Decode time per token against prompt length", "prompt tokens",
+                      "ms per output token (median)", [Series("TPOT (input-length suite)", points)], log_x=True,
+                      gate=limit, note="the gate compares the longest prompt with the shortest")
+
+
+def rss_plots(tests: Sequence[Test]) -> str:
+    """One plot per kind of point (after a generation, after a load / unload cycle), so series share a unit."""
+    by_unit: dict[str, list[Series]] = {}
+    for test in tests:
+        values = test.get("series", {}).get("rss_series_mb")
+        if not values:
+            continue
+        unit = str(test.get("properties", {}).get("unit", "generation"))
+        name = str(test["id"]).split("::")[-1]
+        by_unit.setdefault(unit, []).append(Series(name, list(enumerate(values, start=1))))
+    plots = []
+    for unit, lines in sorted(by_unit.items()):
+        label = UNIT_LABELS.get(unit, unit)
+        plots.append(line_chart(f"plot-rss-{unit}", f"Resident memory after each {label}", f"{label} (warm-up "
+                                "included)", "RSS (MB)", lines, from_zero=False,
+                                note=f"one point: the process's RSS right after a {label}, with freed heap returned; "
+                                     "a check's peak_rss_mb is the highest RSS sampled during it, prefill buffers "
+                                     "included, so it lies above these points"))
+    return "".join(plots)
+
+
+def parity_plot(tests: Sequence[Test], gates: Mapping[str, Any]) -> str:
+    """KL(reference || built) per eval text, red where a text fails its parity gates."""
+    bars = [(str(t["id"]).split("[", 1)[-1].rstrip("]"), float(t["metrics"]["kl_mean"]), t["outcome"] == "passed")
+            for t in tests if "test_text_within_parity_gates" in str(t["id"])
+            and _numbers(t.get("metrics", {}).get("kl_mean"))]
+    if not bars:
+        return ""
+    gate = gates.get("parity_kl_mean_max")
+    note = f"gate parity_kl_mean_max {fmt(float(gate['value']))} ({gate['origin']})" if gate else ""
+    return bar_chart("plot-parity", "Mean KL divergence from the fp32 reference, per eval text", "KL (nats)", bars,
+                     note)
+
+
+def precision_plots(tests: Sequence[Test]) -> str:
+    rows = next((t["properties"]["precision_table"] for t in tests
+                 if isinstance(t.get("properties", {}).get("precision_table"), list)), None)
+    if not rows:
+        return ""
+    recommended = next((t["properties"].get("recommended_precision") for t in tests
+                        if "recommended_precision" in t.get("properties", {})), None)
+    parts = ['<section id="precision"><h2>Precision comparison</h2>']
+    if recommended:
+        parts.append(f"<p>Recommended precision: <b>{escape(str(recommended))}</b></p>")
+    for column, label in (("size_mb", "Size (MB)"), ("decode_tokens_per_s", "Decode tokens/s"),
+                          ("ttft_s", "Time to first token (s)"), ("peak_rss_mb", "Peak RSS (MB)")):
+        bars = [(str(r.get("precision")), float(r[column]), bool(r.get("passed", True)))
+                for r in rows if isinstance(r, Mapping) and _numbers(r.get(column))]
+        if bars:
+            parts.append(bar_chart(f"plot-precision-{column}", f"{label} by precision", label, bars))
+    header = sorted({key for row in rows if isinstance(row, Mapping) for key in row},
+                    key=lambda k: (k != "precision", k))
+    parts.append(table(header, [[row.get(k) for k in header] for row in rows if isinstance(row, Mapping)]))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_run(results: Mapping[str, Any], artefacts: Sequence[str] = ()) -> str:
+    """The HTML report of one run's results.json data; ``artefacts``: the run folder's files, linked relatively."""
+    tests: list[Test] = list(results["tests"])
+    gates = results.get("gates", {})
+    plots = "".join([latency_plot(tests), tpot_plot(tests, gates), rss_plots(tests), parity_plot(tests, gates),
+                     precision_plots(tests)])
+    body = [banner(results), failures_section(tests), findings_section(results), gated_metrics_section(results),
+            f'<section id="plots"><h2>Plots</h2>{plots}</section>' if plots else "",
+            baseline_section(results["baseline"]) if results.get("baseline") else "",
+            gates_section(results), provenance_section(results, artefacts), checks_section(tests)]
+    return page(f"harness report {results['run']['id']}: {digest.verdict_of(results).word}", "".join(body), SCRIPT)
