@@ -27,7 +27,7 @@ _PUBLIC = {
     "Case": "harness.checks.cases", "CaseSet": "harness.checks.cases",
     "ComputePaths": "harness.checks.stability", "PathJudgement": "harness.checks.stability",
     "PathVerdict": "harness.checks.stability",
-    "Settle": "harness.plugin", "Finding": "harness.plugin", "PathsFactory": "harness.plugin",
+    "Settle": "harness.plugin", "ReportFinding": "harness.plugin", "PathsFactory": "harness.plugin",
     "ModelLoader": "harness.plugin",
 }
 __all__ = sorted(_PUBLIC)
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         RuntimeFailure,
     )
     from harness.gates import Gate, Gates
-    from harness.plugin import Finding, ModelLoader, PathsFactory, Settle
+    from harness.plugin import ModelLoader, PathsFactory, ReportFinding, Settle
     from harness.profiles import Profile
     from harness.runtime import (
         Generation,

@@ -24,6 +24,7 @@ import re
 import shutil
 import string
 import sys
+import tomllib
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from harness.report.compare import (
     same_run,
 )
 from harness.report.history_page import render_history
+from harness.text import clip
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
@@ -138,10 +140,11 @@ class History:
             cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values[:shown])
             rows.append(f"{run.name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
         trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(shown))
-        legend = [f"[{i}] {metric}  {test}" for i, (metric, test) in enumerate(self.columns[:shown], start=1)]
+        legend = [clip(f"[{i}] {metric}  {test}", line_width, mark_counts=True)
+                  for i, (metric, test) in enumerate(self.columns[:shown], start=1)]
         if shown < len(self.columns):
             legend.append(f"(+{len(self.columns) - shown} columns too wide to show: pick with --metric, --test)")
-        keys = [f"key {letter}: {text}" for letter, text in self.legend.items()]
+        keys = [clip(f"key {letter}: {text}", line_width, mark_counts=True) for letter, text in self.legend.items()]
         return "\n".join([*head, *rows, f"{'trend':{width}}  {'':3}  {'':6} {'':6}  {trend}", "", *legend, *keys])
 
 
@@ -179,7 +182,7 @@ def history(runs: list[Run], metrics: Sequence[str] | None, test_filter: str) ->
 
 def _compare(args: argparse.Namespace) -> Output:
     current = load_run(args.current)
-    if args.no_baseline_ok and _no_baseline_yet(args.baseline):
+    if args.no_baseline_ok and _no_baseline_yet(args.baseline, current):
         return EXIT_OK, [f"harness: not compared: no baseline yet ({args.baseline} holds no run)"]
     baseline, why = pick_baseline(args.baseline, current.key, before=current.started, exclude=current.path.parent)
     if baseline is None:
@@ -205,10 +208,15 @@ def _compare(args: argparse.Namespace) -> Output:
     return code, lines
 
 
-def _no_baseline_yet(path: Path) -> bool:
-    """No baseline exists yet: the path is missing, or a folder without runs (not one with unreadable runs)."""
-    return not path.exists() or (path.is_dir() and not any(path.glob(f"*/{RESULTS_FILE}"))
-                                 and not (path / RESULTS_FILE).exists())
+def _no_baseline_yet(path: Path, current: Run) -> bool:
+    """No baseline exists yet: the path is missing, or a folder holding no run but the current one (a folder with
+    an unreadable run is not that: it is broken)."""
+    if not path.exists():
+        return True
+    if not path.is_dir() or (path / RESULTS_FILE).exists():
+        return False
+    own = current.path.resolve()
+    return all(found.resolve() == own for found in path.glob(f"*/{RESULTS_FILE}"))
 
 
 def _history(args: argparse.Namespace) -> Output:
@@ -241,16 +249,32 @@ def _gates(args: argparse.Namespace) -> Output:
                                         if (folder / "pyproject.toml").is_file()), None)
     if pyproject is not None and not pyproject.is_file():
         raise UsageError(f"--pyproject {pyproject}: no such file")
+    declared = declare([builtin_gates()])
     table = read_pyproject_table(pyproject).get("gates", {})
-    gates = resolve_gates(declare([builtin_gates()]), [], table, f"[tool.harness.gates] in {pyproject}", [], "")
+    ini = _pyproject_ini_gates(pyproject)
+    gates = resolve_gates(declared, [], {k: v for k, v in table.items() if k in declared},
+                          f"[tool.harness.gates] in {pyproject}",
+                          [line for line in ini if line.partition("=")[0].strip() in declared],
+                          f"harness_gates in [tool.pytest.ini_options] of {pyproject}")
     rows = [(name, f"{'<=' if gate.bound == 'max' else '>='} {gates[name]:g}{gate.unit}", f"{gate.default:g}",
              gates.origins[name]) for name, gate in sorted(gates.declared.items())]
+    others = sorted({*table, *(line.partition("=")[0].strip() for line in ini)} - set(declared))
+    rows += [(name, "set here", "-", "a conftest's gate (pytest_harness_gates): a run knows it") for name in others]
     widths = [max(len(row[i]) for row in [("gate", "limit", "default", "source"), *rows]) for i in range(4)]
     lines = ["  ".join(f"{cell:{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in [("gate", "limit", "default", "source"), *rows]]
-    lines.append("set one with --gate NAME=VALUE (a run) or [tool.harness.gates] (the project); a conftest's own "
-                 "gates (pytest_harness_gates) are listed in a run's results.json")
+    lines.append("set one with --gate NAME=VALUE (a run) or [tool.harness.gates] (the project); pytest.ini and "
+                 "tox.ini harness_gates lines are not read here")
     return EXIT_OK, lines
+
+
+def _pyproject_ini_gates(pyproject: Path | None) -> list[str]:
+    """``harness_gates`` lines of pyproject's [tool.pytest.ini_options] (the ini file a run reads there)."""
+    if pyproject is None:
+        return []
+    options = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+    lines = options.get("ini_options", {}).get("harness_gates", [])
+    return [str(line) for line in (lines if isinstance(lines, list) else str(lines).splitlines()) if str(line).strip()]
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Output]] = {"compare": _compare, "history": _history,
@@ -268,7 +292,11 @@ def _print(lines: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)  # exits 2 on bad arguments
+    try:
+        args = _parser().parse_args(argv)  # exits 2 on bad arguments, 0 after --help / --version
+    except SystemExit:
+        _print([])  # --help | head: settle stdout here, or Python's final flush reports the closed pipe
+        raise
     try:
         code, lines = COMMANDS[args.command](args)
     except HarnessError as exc:

@@ -22,6 +22,7 @@ from harness import builtins, hookspecs
 from harness.errors import HarnessError, one_line
 from harness.locations import suites_dir
 from harness.profiles import Profile
+from harness.properties import OUTCOME_PROPERTY, UNSTABLE, finding_kind, finding_property
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
@@ -48,9 +49,6 @@ GATES_KEY = pytest.StashKey["Gates"]()
 CASES_KEY = pytest.StashKey["CaseSet"]()
 PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
-UNSTABLE = "unstable"  # the test-status category of an unstable verdict (stability.Outcome.UNSTABLE)
-OUTCOME_KEY = "harness_outcome"  # stability.OUTCOME_PROPERTY
-FINDING_PREFIX = "harness_finding:"  # a finding's user property: harness_finding:<kind> = its text
 CHAT_MARKER = "harness_chat"
 CASES_MARKER = "harness_cases"
 NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
@@ -274,7 +272,7 @@ def pytest_runtest_makereport(item: pytest.Item,
     if call.excinfo.errisinstance(HarnessError):
         report.longrepr = one_line(call.excinfo.value)
         return report
-    from harness.checks.stability import OUTCOME_PROPERTY, UNSTABLE_SECTION, UnstableVerdict
+    from harness.checks.stability import UNSTABLE_SECTION, UnstableVerdict
 
     if not call.excinfo.errisinstance(UnstableVerdict):
         return report
@@ -292,7 +290,7 @@ def pytest_runtest_makereport(item: pytest.Item,
 
 def pytest_report_teststatus(report: pytest.TestReport,
                              config: pytest.Config) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    if report.when != "call" or not report.passed or (OUTCOME_KEY, UNSTABLE) not in report.user_properties:
+    if report.when != "call" or not report.passed or (OUTCOME_PROPERTY, UNSTABLE) not in report.user_properties:
         return None  # the common case, without importing the stability module
     from harness.checks.stability import unstable_message
 
@@ -301,17 +299,16 @@ def pytest_report_teststatus(report: pytest.TestReport,
     return None
 
 
-def findings_of(report: pytest.TestReport) -> list[tuple[str, str]]:
+def reported_findings(report: pytest.TestReport) -> list[tuple[str, str]]:
     """The (kind, text) findings a check reported through ``harness_finding``."""
-    return [(str(name).removeprefix(FINDING_PREFIX), str(text)) for name, text in report.user_properties
-            if str(name).startswith(FINDING_PREFIX)]
+    return [(kind, str(text)) for name, text in report.user_properties if (kind := finding_kind(name)) is not None]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List findings (whatever the checks' outcomes) and unstable verdicts, like pytest's short summary."""
     reports = [report for reports in terminalreporter.stats.values() for report in reports
                if isinstance(report, pytest.TestReport) and report.when == "call"]
-    found = [(report.nodeid, kind, text) for report in reports for kind, text in findings_of(report)]
+    found = [(report.nodeid, kind, text) for report in reports for kind, text in reported_findings(report)]
     if found:
         terminalreporter.section("harness: findings", sep="=", yellow=True)
         for nodeid, kind, text in found:
@@ -500,16 +497,17 @@ def harness_paths(harness_runtime: Runtime, harness_model: PreparedModel,
 
 
 Settle = Callable[["PathVerdict"], None]
-Finding = Callable[[str, str], None]
+ReportFinding = Callable[[str, str], None]
 
 
 @pytest.fixture
-def harness_finding(record_property: Callable[[str, object], None]) -> Finding:
-    """Report a finding: ``finding(kind, text)``. It never hides under the check's outcome: the terminal summary,
-    JUnit properties, results.json, summary.md and report.html show it, passed or not."""
+def harness_finding(record_property: Callable[[str, object], None]) -> ReportFinding:
+    """Report a finding: ``harness_finding(kind, text)``. It never hides under the check's outcome: the terminal
+    summary, JUnit properties, results.json, summary.md and report.html show it, passed or not."""
+    reported = itertools.count(1)
 
     def report(kind: str, text: str) -> None:
-        record_property(f"{FINDING_PREFIX}{kind}", text)
+        record_property(finding_property(kind, next(reported)), text)
 
     return report
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Deployment, Finding, HarnessConfig, Profile, Runtime
+from harness import Deployment, HarnessConfig, Profile, ReportFinding, Runtime
 from harness.deploy.folder import schema_errors
 from harness.deploy.templates import (
     ENTRIES,
@@ -143,7 +143,7 @@ def test_user_text_cannot_switch_roles(
     harness_deployment: Deployment,
     harness_config: HarnessConfig,
     record_property: Callable[[str, object], None],
-    harness_finding: Finding,
+    harness_finding: ReportFinding,
 ) -> None:
     """Special-token injection: does a user typing the template's control tokens get real ones? A finding either
     way it goes: with --injection-policy=warn (the default) the check passes and reports it."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from harness.properties import OUTCOME_PROPERTY
 from harness.text import clip, first_difference
 
 if TYPE_CHECKING:
@@ -166,7 +167,6 @@ def minimum_margin(answers: Sequence[Generation]) -> float | None:
 
 
 # -- how an unstable verdict travels in a pytest report (with --unstable=warn it is not a failure) --
-OUTCOME_PROPERTY = "harness_outcome"  # user property naming an outcome pytest does not have
 UNSTABLE_SECTION = "harness: unstable verdict"  # report section holding the verdict's explanation
 
 

@@ -75,16 +75,17 @@ def _marker(shape: str, x: float, y: float, colour: str, tooltip: str) -> str:
 def line_chart(chart_id: str, title: str, x_label: str, y_label: str, series: Sequence[Series], *,
                x_names: Mapping[float, str] | None = None, from_zero: bool = True, log_x: bool = False,
                gate: Series | None = None, links: Mapping[float, str] | None = None,
-               marked: Collection[float] = (), note: str = "") -> str:
+               marked: Collection[float] = (), label_every: int = 1, note: str = "") -> str:
     """An SVG line chart; each point a marker with a tooltip. ``from_zero`` False fits the y axis to the data (a
     drift of a few MB on a plateau of hundreds); ``log_x`` spaces powers of two evenly; ``gate`` is drawn as a
-    dashed limit line; ``links`` makes the x labels links; ``marked`` x values get a red ring (a regression)."""
+    dashed limit line; ``links`` makes the x labels links; ``marked`` x values get a red line (a regression);
+    ``label_every`` labels every n-th named x value (the rest would overlap)."""
     points = [p for s in series for p in s.points] + list(gate.points if gate else ())
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     if log_x:
         x_ticks = _log_ticks(min(xs), max(xs))
     elif x_names:
-        x_ticks = sorted(x_names)
+        x_ticks = sorted(x_names)[::label_every]  # every point keeps its name in its tooltip
     else:
         x_ticks = _ticks(min(xs), max(xs))
     y_ticks = _ticks(min(0.0, *ys) if from_zero else min(ys), max(ys))

@@ -228,9 +228,10 @@ class Delta:
     rounds: tuple[int, int] = (1, 1)
 
     def line(self) -> str:
-        ci = f", 95% CI {_percent(self.change_ci[0])} .. {_percent(self.change_ci[1])}" if self.change_ci else ""
+        ci = f", 95% CI {percent_interval(self.change_ci)}" if self.change_ci else ""
         return (f"{self.verdict.upper():11} {self.test} {self.metric}: {_number(self.baseline)} -> "
-                f"{_number(self.current)} ({_percent(self.change)}{ci}; limit {self.threshold:.0%} worse): {self.note}")
+                f"{_number(self.current)} ({percent_change(self.change)}{ci}; limit {self.threshold:.0%} worse): "
+                f"{self.note}")
 
 
 @dataclass
@@ -283,9 +284,13 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _percent(change: float) -> str:
+def percent_change(change: float) -> str:
     """A signed relative change; no change reads 0% (not +0.0% or -0.0%)."""
     return "0%" if round(change, 3) == 0 else f"{change:+.1%}"
+
+
+def percent_interval(interval: Sequence[float]) -> str:
+    return f"{percent_change(interval[0])} .. {percent_change(interval[1])}"
 
 
 def _worsening(baseline: float, current: float, higher_is_better: bool) -> float:
@@ -330,7 +335,7 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
     else:
         verdict = "unchanged"
         if not note:
-            note = ("identical" if worse == 0 else
+            note = ("identical" if round(worse, 3) == 0 else
                     f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit")
     return Delta(test, metric, spec.kind, base, cur, change, interval, threshold, verdict, note,
                  (len(baseline), len(current)))
@@ -392,10 +397,10 @@ def markdown(comparison: Comparison, everything: bool = False) -> str:
     if shown:
         lines += ["| verdict | check | metric | baseline → this run | change (95% CI) |", "|---|---|---|---|---|"]
         for d in sorted(shown, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
-            ci = f" ({_percent(d.change_ci[0])} .. {_percent(d.change_ci[1])})" if d.change_ci else ""
+            ci = f" ({percent_interval(d.change_ci)})" if d.change_ci else ""
             verdict = f"**{d.verdict}**" if d.verdict == "regression" else d.verdict
             lines.append(f"| {verdict} | `{d.test}` | {d.metric} | {_number(d.baseline)} → {_number(d.current)} | "
-                         f"{_percent(d.change)}{ci} |")
+                         f"{percent_change(d.change)}{ci} |")
     if len(shown) < len(comparison.deltas):
         lines += ["", f"{len(comparison.deltas) - len(shown)} metrics unchanged (`harness compare --all` lists them)."]
     if comparison.uncompared:

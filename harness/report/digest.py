@@ -33,7 +33,9 @@ def verdict_of(results: Mapping[str, Any]) -> Verdict:
     bad = sum(totals.get(outcome, 0) for outcome in BAD_OUTCOMES)
     regressions = int(baseline.get("regressions", 0) or 0)
     against = f" against {baseline.get('baseline')}" if regressions else ""
-    if bad or status not in (0, 1, 5) or (status == 1 and not regressions):
+    if status == 5 or not counts_total(totals):
+        return Verdict("failed", "NO CHECKS RAN", counts)
+    if bad or status not in (0, 1) or (status == 1 and not regressions):
         word = "failed"
     elif regressions:
         word = "regressed"
@@ -45,6 +47,10 @@ def verdict_of(results: Mapping[str, Any]) -> Verdict:
     headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}", "unstable": "PASSED with unstable verdicts",
                 "passed": "PASSED"}[word]
     return Verdict(word, headline, f"{counts}{extra}")
+
+
+def counts_total(totals: Mapping[str, int]) -> int:
+    return sum(int(n) for n in totals.values())
 
 
 # -- failures by cause -----------------------------------------------------------------------------
@@ -95,7 +101,8 @@ class Finding:
 
 
 def findings_of(results: Mapping[str, Any]) -> list[Finding]:
-    """Reported findings, known runtime issues (xfails), unstable verdicts and greedy divergence from the reference."""
+    """Reported findings (``harness_finding``: the injection verdict, greedy divergence from the reference, ...),
+    known runtime issues (xfails) and unstable verdicts."""
     found: list[Finding] = []
     for test in results["tests"]:
         found += [Finding(f["kind"], test["id"], test["outcome"], f["text"]) for f in test.get("findings", [])]
@@ -106,13 +113,6 @@ def findings_of(results: Mapping[str, Any]) -> list[Finding]:
             text = str(test.get("message") or "") + (f"\nweakest decisions: {'; '.join(map(str, weakest[:3]))}"
                                                      if weakest else "")
             found.append(Finding("unstable verdict", test["id"], "unstable", text))
-        divergence = test.get("properties", {}).get("greedy_divergence")
-        if isinstance(divergence, Mapping) and divergence:
-            parted = ", ".join(f"{name} at token {index}" for name, index in divergence.items() if index is not None)
-            if parted:
-                found.append(Finding("greedy divergence from the reference", test["id"], test["outcome"],
-                                     f"the greedy answers part from the fp32 reference's: {parted} (recorded, not "
-                                     "gated: see the parity section of the README)"))
     return found
 
 
@@ -151,3 +151,12 @@ def gated_metrics(results: Mapping[str, Any]) -> list[GatedMetric]:
             found.append(GatedMetric(name, check, value, float(gate["value"]), gate["bound"], gate.get("unit", ""),
                                      gate["origin"]))
     return found
+
+
+def precision_table(tests: Sequence[Test]) -> tuple[list[Mapping[str, Any]], str | None]:
+    """The precision comparison's rows and recommended precision, when this run compared precisions."""
+    rows = next((t["properties"]["precision_table"] for t in tests
+                 if isinstance(t.get("properties", {}).get("precision_table"), list)), None)
+    recommended = next((t["properties"].get("recommended_precision") for t in tests
+                        if "recommended_precision" in t.get("properties", {})), None)
+    return [row for row in rows or () if isinstance(row, Mapping)], recommended

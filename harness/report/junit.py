@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from harness.checks.stability import OUTCOME_PROPERTY
+from harness.properties import FINDING_PREFIX, OUTCOME_PROPERTY
 
 MESSAGE_LIMIT = 4000  # characters of a failure message kept in the report files
 
@@ -42,7 +42,7 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
             for metric, value in check["metrics"].items():
                 ElementTree.SubElement(props, "property", {"name": metric, "value": str(value)})
             for finding in findings:  # a finding shows whatever the outcome (a pass included)
-                ElementTree.SubElement(props, "property", {"name": f"harness_finding:{finding['kind']}",
+                ElementTree.SubElement(props, "property", {"name": f"{FINDING_PREFIX}{finding['kind']}",
                                                            "value": finding["text"]})
             if outcome_property:  # an outcome JUnit has no element for (unstable)
                 ElementTree.SubElement(props, "property", {"name": OUTCOME_PROPERTY, "value": str(outcome_property)})

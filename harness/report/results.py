@@ -29,6 +29,7 @@ import pytest
 from harness.checks.stability import unstable_message
 from harness.errors import PREFIX
 from harness.gates import Gates
+from harness.properties import finding_kind
 from harness.report.compare import (
     FORMAT,
     RESULTS_FILE,
@@ -50,7 +51,6 @@ from harness.session import HarnessSession
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
 DETAILS_LIMIT = 20_000  # characters of a failure's full text kept in results.json
-FINDING_PREFIX = "harness_finding:"  # plugin.FINDING_PREFIX
 
 
 # -- one check's record ----------------------------------------------------------------------------
@@ -123,8 +123,8 @@ class CheckRecord:
         other: dict[str, Any] = {}
         findings: list[dict[str, str]] = []
         for name, value in self.properties.items():
-            if name.startswith(FINDING_PREFIX):
-                findings.append({"kind": name.removeprefix(FINDING_PREFIX), "text": str(value)})
+            if (kind := finding_kind(name)) is not None:
+                findings.append({"kind": kind, "text": str(value)})
             elif finite_number(value):
                 metrics[name] = value
             elif isinstance(value, list | tuple) and value and all(finite_number(v) for v in value):

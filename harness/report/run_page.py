@@ -11,20 +11,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from harness.checks.lengths import allowed_factor
 from harness.report import digest
 from harness.report.charts import Series, bar_chart, fmt, line_chart
+from harness.report.compare import percent_change, percent_interval
 from harness.report.html import SCRIPT, page, table
+from harness.runtime import finite_number
 from harness.text import plural
 
 Test = Mapping[str, Any]
 TPOT_GATE = "length_tpot_growth_per_1k_max"
-UNIT_LABELS = {"generation": "generation", "cycle": "load / unload cycle"}  # what one point of an RSS series is
+# What one point of an RSS series is, by the unit the memory suite records.
+UNIT_LABELS = {"generation": "generation", "load cycle": "model load / unload cycle",
+               "Foundry Local cycle": "Foundry Local session cycle"}
 
 
 def _numbers(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return finite_number(value)
+
+
+def _href(path: str) -> str:
+    """A relative link to one of the run's files (URL-quoted: a name may hold # or ?)."""
+    return escape("./" + quote(path))
 
 
 def _suite(test: Test) -> str:
@@ -101,14 +111,18 @@ def gates_section(results: Mapping[str, Any]) -> str:
 
 def provenance_section(results: Mapping[str, Any], artefacts: Sequence[str]) -> str:
     run, provenance = results["run"], results.get("provenance", {})
-    cache = provenance.get("cache_hit")
-    build = provenance.get("build_seconds")
+    cache, build = provenance.get("cache_hit"), provenance.get("build_seconds")
+    if provenance.get("builder") is None:
+        cache_status = "not needed (a prebuilt ONNX model)"
+    elif cache is None:
+        cache_status = "the model was not prepared in this run"
+    else:
+        cache_status = "hit" if cache else f"miss: built in {fmt(float(build or 0))} s"
     facts = [("model", provenance.get("model")), ("model sha256", provenance.get("source_sha256")),
              ("precision", run.get("precision")), ("builder", provenance.get("builder_detail")
                                                   or provenance.get("builder")),
              ("execution provider", provenance.get("ep")), ("profile", run.get("profile")),
-             ("cache", "not needed (prebuilt)" if cache is None else "hit" if cache else
-              f"miss: built in {fmt(float(build or 0))} s"),
+             ("cache", cache_status),
              ("accuracy levels (MatMulNBits nodes)", provenance.get("accuracy_levels")),
              ("fp32-compute twin", provenance.get("twin_model") or "none: the kernels do not depend on the CPU"),
              ("started", run.get("started")), ("finished", run.get("finished")),
@@ -116,7 +130,7 @@ def provenance_section(results: Mapping[str, Any], artefacts: Sequence[str]) -> 
              ("command", " ".join(["pytest", *map(str, run.get("args", []))])),
              ("machine", ", ".join(f"{k} {v}" for k, v in provenance.get("machine", {}).items())),
              ("packages", ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items()))]
-    links = " · ".join(f'<a href="{escape(name)}">{escape(name)}</a>' for name in artefacts)
+    links = " · ".join(f'<a href="{_href(name)}">{escape(name)}</a>' for name in artefacts)
     return ('<section id="provenance"><h2>Provenance</h2>' + (f"<p>This run's files: {links}</p>" if links else "")
             + table(["", ""], facts) + "</section>")
 
@@ -130,9 +144,8 @@ def baseline_section(baseline: Mapping[str, Any]) -> str:
     changed = [d for d in deltas if d["verdict"] != "unchanged"]
     parts.append(f"<p>{len(deltas)} metrics compared: {len(changed)} changed beyond the noise and their limit, "
                  f"{len(deltas) - len(changed)} unchanged.</p>")
-    rows = [[d["verdict"], d["test"], d["metric"], d["baseline"], d["current"], f"{d['change']:+.1%}",
-             f"{d['change_ci'][0]:+.1%} .. {d['change_ci'][1]:+.1%}" if d.get("change_ci") else "exact"]
-            for d in deltas]
+    rows = [[d["verdict"], d["test"], d["metric"], d["baseline"], d["current"], percent_change(d["change"]),
+             percent_interval(d["change_ci"]) if d.get("change_ci") else "exact"] for d in deltas]
     parts.append(table(["verdict", "check", "metric", "baseline", "this run", "change", "95% CI"], rows,
                        [str(d["verdict"]) for d in deltas]))
     if baseline.get("uncompared"):
@@ -219,13 +232,14 @@ def rss_plots(tests: Sequence[Test]) -> str:
         values = test.get("series", {}).get("rss_series_mb")
         if not values:
             continue
-        unit = str(test.get("properties", {}).get("unit", "generation"))
+        unit = str(test.get("properties", {}).get("unit", "generation"))  # as the memory suite records it
         name = str(test["id"]).split("::")[-1]
         by_unit.setdefault(unit, []).append(Series(name, list(enumerate(values, start=1))))
     plots = []
     for unit, lines in sorted(by_unit.items()):
         label = UNIT_LABELS.get(unit, unit)
-        plots.append(line_chart(f"plot-rss-{unit}", f"Resident memory after each {label}", f"{label} (warm-up "
+        slug = "-".join(unit.lower().split())
+        plots.append(line_chart(f"plot-rss-{slug}", f"Resident memory after each {label}", f"{label} (warm-up "
                                 "included)", "RSS (MB)", lines, from_zero=False,
                                 note=f"one point: the process's RSS right after a {label}, with freed heap returned; "
                                      "a check's peak_rss_mb is the highest RSS sampled during it, prefill buffers "
@@ -247,24 +261,20 @@ def parity_plot(tests: Sequence[Test], gates: Mapping[str, Any]) -> str:
 
 
 def precision_plots(tests: Sequence[Test]) -> str:
-    rows = next((t["properties"]["precision_table"] for t in tests
-                 if isinstance(t.get("properties", {}).get("precision_table"), list)), None)
+    rows, recommended = digest.precision_table(tests)
     if not rows:
         return ""
-    recommended = next((t["properties"].get("recommended_precision") for t in tests
-                        if "recommended_precision" in t.get("properties", {})), None)
     parts = ['<section id="precision"><h2>Precision comparison</h2>']
     if recommended:
         parts.append(f"<p>Recommended precision: <b>{escape(str(recommended))}</b></p>")
     for column, label in (("size_mb", "Size (MB)"), ("decode_tokens_per_s", "Decode tokens/s"),
                           ("ttft_s", "Time to first token (s)"), ("peak_rss_mb", "Peak RSS (MB)")):
         bars = [(str(r.get("precision")), float(r[column]), bool(r.get("passed", True)))
-                for r in rows if isinstance(r, Mapping) and _numbers(r.get(column))]
+                for r in rows if _numbers(r.get(column))]
         if bars:
             parts.append(bar_chart(f"plot-precision-{column}", f"{label} by precision", label, bars))
-    header = sorted({key for row in rows if isinstance(row, Mapping) for key in row},
-                    key=lambda k: (k != "precision", k))
-    parts.append(table(header, [[row.get(k) for k in header] for row in rows if isinstance(row, Mapping)]))
+    header = sorted({key for row in rows for key in row}, key=lambda k: (k != "precision", k))
+    parts.append(table(header, [[row.get(k) for k in header] for row in rows]))
     parts.append("</section>")
     return "".join(parts)
 

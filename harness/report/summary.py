@@ -7,6 +7,8 @@ regressions; a few key metrics. Paths are relative to the project (the folder py
 from __future__ import annotations
 
 import os
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from harness.report.compare import Comparison, markdown
 from harness.text import plural
 
 FAILURE_LINES = 12  # lines of a failure's full text shown (the HTML report has all of it)
+LINE_WIDTH = 100  # characters a line of it is wrapped at, so the comment never scrolls sideways
 GROUP_IDS = 5  # ids listed per cause
 
 
@@ -26,11 +29,26 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
-def _code_block(text: str) -> list[str]:
+def _excerpt(text: str) -> list[str]:
+    """What a failure says: a traceback's ``E`` lines and its last line (where), else the text itself; each line
+    wrapped, at most FAILURE_LINES of them."""
     lines = text.splitlines()
-    shown = lines[:FAILURE_LINES] + ([f"... ({len(lines) - FAILURE_LINES} more lines in report.html)"]
-                                     if len(lines) > FAILURE_LINES else [])
-    return ["```text", *shown, "```"]
+    said = [line for line in lines if line.startswith("E ")]
+    if said:
+        lines = [*said, lines[-1]]
+    wrapped = [part for line in lines for part in (textwrap.wrap(line, LINE_WIDTH, subsequent_indent="    ",
+                                                                 drop_whitespace=False) or [""])]
+    if len(wrapped) > FAILURE_LINES:
+        wrapped = [*wrapped[:FAILURE_LINES], f"... ({len(wrapped) - FAILURE_LINES} more lines in report.html)"]
+    return wrapped
+
+
+def _code_block(text: str) -> list[str]:
+    """A fenced block that the text cannot close: one backtick more than its longest run of them."""
+    lines = _excerpt(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}text", *lines, fence]
 
 
 def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -96,11 +114,8 @@ def summary_markdown(results: Mapping[str, Any], root: Path | None = None) -> st
              f"Report: `{_relative(str(run['report_dir']), root)}/report.html`", ""]
     for section in (_failures(results["tests"]), _findings(results), _comparison(results), _key_metrics(results)):
         lines += section
-    table = next((t["properties"]["precision_table"] for t in results["tests"]
-                  if isinstance(t["properties"].get("precision_table"), list)), None)
+    table, recommended = digest.precision_table(results["tests"])
     if table:
-        recommended = next((t["properties"].get("recommended_precision") for t in results["tests"]
-                            if "recommended_precision" in t["properties"]), None)
         lines += ["### Precision comparison", "", f"Recommended: **{recommended or 'none passes every gate'}**; "
                   "the table is in `precisions.md`.", ""]
     return "\n".join(lines).rstrip() + "\n"

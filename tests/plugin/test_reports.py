@@ -177,7 +177,7 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     assert figures.external == []
     assert html.index('id="verdict"') < html.index('id="failures"') < html.index('id="findings"') \
         < html.index('id="plots"') < html.index('id="all-checks"')
-    assert 'href="junit.xml"' in html and 'href="results.json"' in html  # the run's own files, relative
+    assert 'href="./junit.xml"' in html and 'href="./results.json"' in html  # the run's own files, relative
 
 
 def test_junitxml_given_by_the_user_is_left_alone(pytester: pytest.Pytester, env: dict[str, Path]) -> None:

@@ -273,7 +273,9 @@ def test_internal_error_has_its_own_exit_code(tmp_path: Path, monkeypatch: pytes
     assert err.startswith("harness: internal error: KeyError: 'tests' (please report it") and "Traceback" in err
 
 
-def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
     for day, center in enumerate((100, 104, 98, 80), start=20):
         write_run(tmp_path, f"run-{day}", decode=rounds(center, 0.01), started=f"2026-11-{day}T10:00:00+00:00")
     write_run(tmp_path, "run-24", decode=rounds(100, 0.01), started="2026-11-24T10:00:00+00:00",
@@ -289,7 +291,7 @@ def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytes
     html = (tmp_path / "history.html").read_text()
     assert 'id="history-decode_tokens_per_s"' in html
     assert html.count("<circle") == 4 + 1 and html.count("<rect") >= 1 + 1  # key A's line, key B's; and the legend
-    assert html.count('href="run-20/report.html"') == 2  # the axis label and the runs table
+    assert html.count('href="./run-20/report.html"') == 2  # the axis label and the runs table
 
 
 def test_history_of_a_folder_without_runs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -330,7 +332,7 @@ def test_history_keeps_to_the_terminal_width(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("COLUMNS", "80")
     assert cli.main(["history", str(tmp_path), "--no-plot"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
-    assert max(len(line) for line in lines if not line.startswith(("[", "key "))) <= 80
+    assert max(len(line) for line in lines) <= 80
     assert "(+2 columns too wide to show: pick with --metric, --test)" in lines
 
 
@@ -348,3 +350,26 @@ def test_version_and_gates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert ppl.endswith(f"[tool.harness.gates] in {tmp_path}/pyproject.toml")
     clock = next(line for line in lines if line.startswith("benchmark_clock_gap_max"))
     assert clock.split()[1:] == ["<=", "0.1", "0.1", "default"]
+
+
+def test_no_baseline_yet_when_the_folder_holds_only_this_run(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A first CI run compares reports/ with reports/<its run>: the folder holds no run but the current one."""
+    current = write_run(tmp_path, "run", decode=rounds(100, 0.05))
+    assert cli.main(["compare", str(tmp_path), str(current), "--no-baseline-ok"]) == cli.EXIT_OK
+    assert "not compared: no baseline yet" in capsys.readouterr().out
+    assert cli.main(["compare", str(tmp_path), str(current)]) == cli.EXIT_USAGE
+
+
+def test_gates_set_for_a_conftest_gate_are_listed_not_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.harness.gates]\nanswer_words_max = 40\n[tool.pytest.ini_options]\n'
+        'harness_gates = ["parity_kl_mean_max = 0.4"]\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["gates"]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("answer_words_max") and "a conftest's gate" in line for line in lines)
+    kl = next(line for line in lines if line.startswith("parity_kl_mean_max"))
+    assert kl.split()[1:3] == ["<=", "0.4nats"] or kl.split()[1:3] == ["<=", "0.4"], kl
+    assert "harness_gates in [tool.pytest.ini_options]" in kl

@@ -14,7 +14,7 @@ import pytest
 
 from harness.locations import fixtures_dir
 from harness.report.compare import FORMAT, Comparison, Run, compare_runs
-from harness.report.digest import failure_groups
+from harness.report.digest import failure_groups, verdict_of
 from harness.report.junit import write_junit
 from harness.report.results import CheckRecord
 from harness.report.run_page import render_run
@@ -193,3 +193,27 @@ def test_failures_that_share_a_cause_are_one_group() -> None:
                                "content 'empty'")
     html = render_run(results(*template, other))
     assert "Failures: 10 checks, 2 causes" in html and "the other 8 checks with this cause" in html
+
+
+def test_summary_shows_what_a_traceback_says_in_a_fence_it_cannot_close() -> None:
+    traceback = "\n".join([*(f"    line {i} of the test's source" for i in range(20)),
+                           "E       AssertionError: the answer was ```python\nE       print(1)```",
+                           "E       " + "x" * 300, "", "suites/test_x.py:14: AssertionError"])
+    failed = check("test_x.py::test_fails", "failed", "AssertionError: the answer was")
+    failed["details"] = traceback
+    text = summary_markdown(results(failed))
+    assert "line 3 of the test's source" not in text and "E       AssertionError: the answer was" in text
+    assert "````text" in text and text.count("````") == 2  # one backtick more than the answer's own fence
+    assert max(len(line) for line in text.splitlines() if not line.startswith("|")) <= 200
+    assert "suites/test_x.py:14: AssertionError" in text
+
+
+def test_a_run_without_checks_is_not_a_pass() -> None:
+    data = results()
+    data["run"]["exit_status"] = 5
+    assert verdict_of(data).headline == "NO CHECKS RAN" and verdict_of(data).word == "failed"
+
+
+def test_two_findings_of_one_kind_stay_two() -> None:
+    record = check("t.py::t", **{"harness_finding:leak#1": "first", "harness_finding:leak#2": "second"})
+    assert record["findings"] == [{"kind": "leak", "text": "first"}, {"kind": "leak", "text": "second"}]
