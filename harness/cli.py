@@ -51,6 +51,7 @@ from harness.text import clip
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
 SPARKS = "▁▂▃▄▅▆▇█"
+RUN_NAME_WIDTH = 40  # characters of a run's name in the history table (history.html has them whole)
 
 
 class UsageError(HarnessError):
@@ -129,16 +130,17 @@ class History:
 
     def text(self, line_width: int) -> str:
         """The table, with as many metric columns as fit in ``line_width`` characters (the rest are named)."""
-        width = max(len(run.name) for run in self.runs)
+        names = [clip(run.name, RUN_NAME_WIDTH, mark_counts=True) for run in self.runs]
+        width = max(len(name) for name in names)
         fixed = width + 2 + 5 + 14
         shown = max(1, min(len(self.columns), (line_width - fixed) // 12)) if self.columns else 0
         head = [f"{'run':{width}}  key  passed failed  " + "  ".join(f"{f'[{i}]':>10}" for i in range(1, shown + 1))]
         rows = []
-        for run, key, values in zip(self.runs, self.keys, self.values, strict=True):
+        for run, name, key, values in zip(self.runs, names, self.keys, self.values, strict=True):
             totals = run.data.get("totals", {})
             failed = totals.get("failed", 0) + totals.get("error", 0)
             cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values[:shown])
-            rows.append(f"{run.name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
+            rows.append(f"{name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
         trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(shown))
         legend = [clip(f"[{i}] {metric}  {test}", line_width, mark_counts=True)
                   for i, (metric, test) in enumerate(self.columns[:shown], start=1)]

@@ -218,6 +218,7 @@ class HarnessSession:
         prepared = self.prepared
         return {
             "model": str(self.source.path),
+            "model_name": self.source.name,
             "source_kind": str(self.source.kind),
             "source_sha256": self.plan.source_hash,
             "default_model": self.source.is_default,

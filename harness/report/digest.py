@@ -4,9 +4,12 @@ cause, and the findings that must not hide under a pass. ``summary.md`` and ``re
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.text import clip
 
 Test = Mapping[str, Any]
 BAD_OUTCOMES = ("failed", "error", "xpassed")
@@ -58,12 +61,17 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?(?:e-?\d+)?\b")
 
 
+TITLE_LENGTH = 160  # characters of a cause's heading (its full text follows it)
+SPECIFIC = 40  # characters a message's pattern needs to name a cause on its own, whichever check says it
+
+
 def cause_of(test: Test) -> str:
     """What a failure says with its particulars (quoted texts, numbers) taken out: failures that share it share
-    a cause, e.g. one wrong PromptTemplate failing a template check per role and edge case."""
-    first = (test.get("message") or test["outcome"]).splitlines()[0]
-    function = str(test["id"]).split("[", 1)[0]
-    return f"{function}: {_NUMBER.sub('N', _QUOTED.sub('…', first))}"
+    a cause, e.g. one wrong PromptTemplate failing template checks per role and edge case. A pattern too short
+    to be specific ("assert N == N") is only shared within one check function."""
+    first = str(test.get("message") or test["outcome"]).splitlines()[0]
+    pattern = _NUMBER.sub("N", _QUOTED.sub("…", first))
+    return pattern if len(pattern) >= SPECIFIC else f"{str(test['id']).split('[', 1)[0]}: {pattern}"
 
 
 @dataclass
@@ -73,8 +81,9 @@ class FailureGroup:
 
     @property
     def title(self) -> str:
-        """The first instance's message: a real sentence, not the pattern."""
-        return str(self.tests[0].get("message") or self.tests[0]["outcome"]).splitlines()[0]
+        """The first instance's message, cut to a heading's length: a real sentence, not the pattern."""
+        return clip(str(self.tests[0].get("message") or self.tests[0]["outcome"]).splitlines()[0], TITLE_LENGTH,
+                    mark_counts=True)
 
 
 def failure_groups(tests: Sequence[Test]) -> list[FailureGroup]:
@@ -89,6 +98,17 @@ def failure_groups(tests: Sequence[Test]) -> list[FailureGroup]:
 def full_text(test: Test) -> str:
     """A check's whole failure text: the prompt, the answer and one line per assertion where it has them."""
     return str(test.get("details") or test.get("message") or "").strip()
+
+
+def what_it_says(test: Test) -> str:
+    """The failure's own words: a traceback's ``E`` lines (without the E) and where it failed, else its full
+    text. The traceback's code is for whoever debugs the check, not for the reader of the verdict."""
+    text = full_text(test)
+    lines = text.splitlines()
+    said = [line[1:].strip() if line.startswith("E ") else "" for line in lines if line.startswith("E ")]
+    if not said:
+        return text
+    return "\n".join([*textwrap.dedent("\n".join(said)).splitlines(), f"({lines[-1].strip()})"]).strip()
 
 
 # -- findings --------------------------------------------------------------------------------------

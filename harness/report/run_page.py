@@ -45,7 +45,7 @@ def _suite(test: Test) -> str:
 def banner(results: Mapping[str, Any]) -> str:
     verdict = digest.verdict_of(results)
     run, provenance = results["run"], results.get("provenance", {})
-    model = str(provenance.get("model") or "").rsplit("/", 1)[-1]
+    model = str(provenance.get("model_name") or str(provenance.get("model") or "").rsplit("/", 1)[-1])
     return (f'<div id="verdict" class="banner {verdict.word}">{escape(verdict.headline)}'
             f'<small>{escape(verdict.counts)}</small><small>{escape(model)} · {escape(str(run.get("precision")))} · '
             f'profile {escape(str(run.get("profile")))} · {fmt(float(run.get("duration_s", 0)))} s · run '
@@ -64,15 +64,22 @@ def failures_section(tests: Sequence[Test]) -> str:
                      '</small></h3>')
         first, rest = group.tests[0], group.tests[1:]
         parts.append(f"<p><code>{escape(str(first['id']))}</code> ({escape(str(first['outcome']))})</p>"
-                     f"<pre>{escape(digest.full_text(first))}</pre>")
+                     + _failure_text(first))
         if rest:
             parts.append(f"<details><summary>the other {plural(len(rest), 'check')} with this cause</summary>")
-            parts += [f"<details><summary><code>{escape(str(t['id']))}</code></summary>"
-                      f"<pre>{escape(digest.full_text(t))}</pre></details>" for t in rest]
+            parts += [f"<details><summary><code>{escape(str(t['id']))}</code></summary>{_failure_text(t)}</details>"
+                      for t in rest]
             parts.append("</details>")
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _failure_text(test: Test) -> str:
+    """What the failure says; the whole traceback one click away when there is more."""
+    said, full = digest.what_it_says(test), digest.full_text(test)
+    more = f"<details><summary>full text</summary><pre>{escape(full)}</pre></details>" if said != full else ""
+    return f"<pre>{escape(said)}</pre>{more}"
 
 
 def findings_section(results: Mapping[str, Any]) -> str:
@@ -169,7 +176,7 @@ def checks_section(tests: Sequence[Test]) -> str:
     rows = []
     for test in tests:
         outcome = str(test["outcome"])
-        detail = digest.full_text(test) if outcome in digest.BAD_OUTCOMES else str(test.get("message") or "")
+        detail = digest.what_it_says(test) if outcome in digest.BAD_OUTCOMES else str(test.get("message") or "")
         metrics = ", ".join(f"{k}={fmt(float(v))}" for k, v in test.get("metrics", {}).items())
         findings = "".join(f"<p class=\"unstable\">finding: {escape(f['kind'])}: {escape(f['text'])}</p>"
                            for f in test.get("findings", []))

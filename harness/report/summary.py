@@ -30,12 +30,8 @@ def _relative(path: str, root: Path) -> str:
 
 
 def _excerpt(text: str) -> list[str]:
-    """What a failure says: a traceback's ``E`` lines and its last line (where), else the text itself; each line
-    wrapped, at most FAILURE_LINES of them."""
+    """The failure's own words, each line wrapped, at most FAILURE_LINES of them."""
     lines = text.splitlines()
-    said = [line for line in lines if line.startswith("E ")]
-    if said:
-        lines = [*said, lines[-1]]
     wrapped = [part for line in lines for part in (textwrap.wrap(line, LINE_WIDTH, subsequent_indent="    ",
                                                                  drop_whitespace=False) or [""])]
     if len(wrapped) > FAILURE_LINES:
@@ -60,8 +56,8 @@ def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
     for group in groups:
         ids = [f"`{t['id']}`" for t in group.tests]
         more = f" and {len(ids) - GROUP_IDS} more" if len(ids) > GROUP_IDS else ""
-        lines += [f"**{group.title}**", "", f"{len(ids)} check(s): {', '.join(ids[:GROUP_IDS])}{more}", "",
-                  *_code_block(digest.full_text(group.tests[0])), ""]
+        lines += [f"**{group.title}**", "", f"{plural(len(ids), 'check')}: {', '.join(ids[:GROUP_IDS])}{more}", "",
+                  *_code_block(digest.what_it_says(group.tests[0])), ""]
     return lines
 
 
@@ -107,7 +103,8 @@ def summary_markdown(results: Mapping[str, Any], root: Path | None = None) -> st
     sha = str(provenance.get("source_sha256") or "")[:12]
     levels = "/".join(sorted(provenance.get("accuracy_levels") or {})) or "none"
     model = _relative(str(provenance.get("model")), root)
-    lines = [f"## {verdict.headline}: {Path(model).name} {run['precision']} ({verdict.counts})", "",
+    name = provenance.get("model_name") or Path(model).name
+    lines = [f"## {verdict.headline}: {name} {run['precision']} ({verdict.counts})", "",
              f"`{model}` · sha256 `{sha}` · ep {provenance.get('ep')} · profile {run['profile']} · "
              f"accuracy level {levels} · cpu {provenance.get('machine', {}).get('isa', '?')} · "
              f"{run['duration_s']:.0f} s", "",

@@ -134,7 +134,7 @@ def test_summary_markdown() -> None:
         baseline={"path": "a", **comparison.to_dict()}))
     lines = text.splitlines()
     assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed; 1 metric(s) regressed against a)"
-    assert "**AssertionError: verdict**" in lines and "1 check(s): `test_x.py::test_fails`" in lines
+    assert "**AssertionError: verdict**" in lines and "1 check: `test_x.py::test_fails`" in lines
     assert "| decode tokens/s (median of the benchmarks) | 100 | |" in lines
     assert "| time to first token, 32-token prompt | 60 ms | |" in lines
     assert "Recommended: **none passes every gate**; the table is in `precisions.md`." in text
@@ -202,10 +202,10 @@ def test_summary_shows_what_a_traceback_says_in_a_fence_it_cannot_close() -> Non
     failed = check("test_x.py::test_fails", "failed", "AssertionError: the answer was")
     failed["details"] = traceback
     text = summary_markdown(results(failed))
-    assert "line 3 of the test's source" not in text and "E       AssertionError: the answer was" in text
+    assert "line 3 of the test's source" not in text and "\nAssertionError: the answer was ```python" in text
     assert "````text" in text and text.count("````") == 2  # one backtick more than the answer's own fence
     assert max(len(line) for line in text.splitlines() if not line.startswith("|")) <= 200
-    assert "suites/test_x.py:14: AssertionError" in text
+    assert "(suites/test_x.py:14: AssertionError)" in text
 
 
 def test_a_run_without_checks_is_not_a_pass() -> None:
