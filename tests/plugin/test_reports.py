@@ -188,6 +188,7 @@ def test_junitxml_given_by_the_user_is_left_alone(pytester: pytest.Pytester, env
     assert results(folder)["run"]["junit_xml"] == str(own)  # type: ignore[index]
 
 
+@pytest.mark.serial  # timings
 def test_compare_flags_a_slowed_runtime_and_not_an_unchanged_one(
     pytester: pytest.Pytester, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
@@ -204,6 +205,7 @@ def test_compare_flags_a_slowed_runtime_and_not_an_unchanged_one(
     assert "REGRESSION  test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
 
 
+@pytest.mark.serial  # timings
 def test_baseline_option_fails_the_run_on_a_regression(
     pytester: pytest.Pytester, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,6 +258,7 @@ def test_runtime_that_ignores_min_new_tokens_fails_the_benchmark(
                                  "produced [[]32, 32, 32, 32, 32[]] tokens*"])
 
 
+@pytest.mark.serial  # timings
 def test_runtime_whose_clock_misses_time_fails_the_benchmark(
     pytester: pytest.Pytester, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
