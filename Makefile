@@ -30,7 +30,7 @@ suites: install
 # Two processes share the cores for everything but the tests that measure timings (marked serial), which
 # then run alone; the slowest checks are listed for whoever wants them faster.
 test: install
-	$(BIN)/pytest tests -m "not serial" -n 2 --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m "not serial" -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
 	$(BIN)/pytest tests -m serial $(PYTEST_ARGS)
 
 # The fast tier: unit tests and the plugin's own tests with fakes, no real model (about 1.5 min on 2 cores).

@@ -94,11 +94,13 @@ def test_injection_policy_fail_turns_the_finding_into_a_failure(pytester: pytest
 
 def test_the_injection_finding_never_hides_under_the_pass(pytester: pytest.Pytester, built_path: Path) -> None:
     """Default policy: the check passes, and every report still carries the finding (issue 14)."""
-    result = pytester.runpytest(SUITE, f"--model={built_path}", "-p", "no:cacheprovider", "-k", "switch_roles")
+    reports = pytester.path / "reports"
+    result = pytester.runpytest(SUITE, f"--model={built_path}", "-p", "no:cacheprovider", "-k", "switch_roles",
+                                f"--harness-reports={reports}")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*= harness: findings =*", "FINDING special-token-injection *switch_roles",
                                  "  user text CAN switch roles in this runtime: *"])
-    folder = max((pytester.path / "reports").iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    (folder,) = reports.iterdir()
     (check,) = json.loads((folder / "results.json").read_text())["tests"]
     assert check["outcome"] == "passed" and check["findings"][0]["kind"] == "special-token-injection"
     assert "**special-token-injection**" in (folder / "summary.md").read_text()
