@@ -107,7 +107,7 @@ def measure(model_dir: Path, pairs: int = 15, prompt_tokens: int = 32, output_to
     prompt_ids = harness.encode("The history of the printing press " * 64)[:prompt_tokens]
     prompt = harness.decode(prompt_ids)
     prompt_ids = harness.encode(prompt)
-    options = SearchOptions(max_new_tokens=output_tokens, min_new_tokens=output_tokens)
+    options = SearchOptions(max_new_tokens=output_tokens, min_new_tokens=output_tokens, margins=False)  # as the suite
     harness.generate(prompt, options)  # warm-up, both sides
     bare_decode_rate(bare_model, prompt_ids, output_tokens)
     ours: list[float] = []

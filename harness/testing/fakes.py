@@ -221,9 +221,8 @@ class FakeRuntime:
             times.append(time.perf_counter() - started)
         stop: StopReason = "eos" if tokens and tokens[-1] == EOS else "length"
         total = time.perf_counter() - started
-        greedy = not options.do_sample
-        margins = tuple(self.margin(i) for i in range(len(tokens))) if greedy else ()
-        runner_ups = tuple(t + 1 for t in tokens) if greedy else ()
+        margins = tuple(self.margin(i) for i in range(len(tokens))) if options.greedy_margins else ()
+        runner_ups = tuple(t + 1 for t in tokens) if options.greedy_margins else ()
         return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,
                           prefill, tuple(times), total, margins, runner_ups)
 

@@ -51,6 +51,14 @@ def test_greedy_answer_names_berlin(model: GenAIRuntime) -> None:
     assert 0 < result.ttft < result.total_seconds
 
 
+def test_timing_rounds_read_no_margins_and_answer_the_same(model: GenAIRuntime) -> None:
+    """``margins=False`` (the benchmarks' rounds) skips the logits read, not the answer."""
+    with_margins = model.generate(CAPITAL, SearchOptions(max_new_tokens=48))
+    without = model.generate(CAPITAL, SearchOptions(max_new_tokens=48, margins=False))
+    assert len(with_margins.margins) == with_margins.output_tokens and without.margins == ()
+    assert without.token_ids == with_margins.token_ids
+
+
 def test_generation_is_deterministic_and_streams_the_same_text(model: GenAIRuntime) -> None:
     options = SearchOptions(max_new_tokens=48)
     first, second = model.generate(CAPITAL, options), model.generate(CAPITAL, options)
