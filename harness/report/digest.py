@@ -105,7 +105,7 @@ def what_it_says(test: Test) -> str:
     text. The traceback's code is for whoever debugs the check, not for the reader of the verdict."""
     text = full_text(test)
     lines = text.splitlines()
-    said = [line[1:].strip() if line.startswith("E ") else "" for line in lines if line.startswith("E ")]
+    said = [line[1:] for line in lines if line.startswith("E ")]  # indented alike: dedent keeps their alignment
     if not said:
         return text
     return "\n".join([*textwrap.dedent("\n".join(said)).splitlines(), f"({lines[-1].strip()})"]).strip()
