@@ -372,9 +372,31 @@ def harness_cases(pytestconfig: pytest.Config) -> CaseSet:
 
 
 @pytest.fixture(scope="session")
-def harness_profile(pytestconfig: pytest.Config, harness_config: HarnessConfig) -> Profile:
-    """Sample counts for this run's profile (smoke, full, or one a conftest adds)."""
-    return pytestconfig.stash[PROFILES_KEY][harness_config.profile]
+def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfig) -> Profile:
+    """Sample counts for this run's profile (smoke, full, or one a conftest adds), fitted to --harness-budget."""
+    profile = request.config.stash[PROFILES_KEY][harness_config.profile]
+    if harness_config.budget is None:
+        return profile
+    from harness.budget import fit
+
+    scaling = fit(profile, harness_config.budget, _decode_rate(request.getfixturevalue("harness_runtime")))
+    for line in scaling.lines():
+        progress_writer(request.config)(line)
+    harness = _session(request.config)
+    harness.budget = scaling.lines()
+    harness.write_provenance()
+    return scaling.profile
+
+
+def _decode_rate(runtime: Runtime) -> float:
+    """The loaded model's decode tokens/s, from one short generation after a warm-up (about 40 tokens)."""
+    from harness.runtime import SearchOptions
+
+    runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
+    probe = runtime.generate("Tell me about the sea.", SearchOptions(max_new_tokens=32, min_new_tokens=32,
+                                                                      margins=False))
+    decoding = probe.total_seconds - probe.ttft
+    return (probe.output_tokens - 1) / decoding if decoding > 0 and probe.output_tokens > 1 else float("inf")
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ class HarnessSession:
     deployment: Deployment | None = None
     deployment_error: str | None = None
     claimed_run_dir: Path | None = None
+    budget: list[str] | None = None  # what --harness-budget scaled, once the profile is fitted
 
     @classmethod
     def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
@@ -236,6 +237,7 @@ class HarnessSession:
             "twin_model": str(self.twin_model.path) if self.twin_model else None,
             "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
             "foundry_local_folder": str(self.deployment.folder) if self.deployment else None,
+            "budget": self.budget,
             "settings_from": dict(self.config.origins),
             "versions": versions(REPORTED_PACKAGES),
             "machine": machine_fingerprint(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.budget import parse_duration
 from harness.errors import ConfigError
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
@@ -154,6 +155,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
             "full (for gating a release; default), or one a conftest adds (pytest_harness_profiles)", _name,
             lambda: "full", "NAME"),
+    Setting("budget", "--harness-budget", "a time budget for the run (e.g. 150s, 2.5m): the profile's sample "
+            "counts are scaled to the model's measured speed, never below what their statistics need, and the "
+            "run says what it cut (default: no budget)", parse_duration, lambda: None, "DURATION"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
             "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
     Setting("baseline", "--harness-baseline", "compare this run's token and quality metrics with an earlier run: "
@@ -181,6 +185,7 @@ class HarnessConfig:
     cases: tuple[Path, ...]
     reference: Path | None
     profile: str
+    budget: float | None  # seconds
     cache_dir: Path
     reports_dir: Path
     baseline: Path | None

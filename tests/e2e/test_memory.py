@@ -79,3 +79,18 @@ def test_memory_held_per_prompt_token_fails_the_kv_cache_gate(built_path: Path, 
     result.stdout.fnmatch_lines(["peak RSS grows * MB from 1 to 2048 prompt tokens, 2.*x the 474 MB that the KV cache "
                                  "(90 MB) and the prefill's logits (384 MB) take (limit 1.5x)",
                                  "*- Captured per-length measurements call -*"])
+
+
+def test_a_budget_fits_the_smoke_profile_to_the_slower_fp32_build_and_still_catches_the_leak(
+    built_path: Path, pytester: pytest.Pytester
+) -> None:
+    """The fp32 build is the slow model: a budget scales the memory suite to its floor, which still catches
+    the seeded 64 KB leak per generation."""
+    result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator", "--precision=fp32",
+                       "--harness-budget=20s", *plug_in(pytester, "LeakPerGeneration"))
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["harness: budget 20 s: the model decodes * tokens/s (0.*x the default model's); "
+                                 "the smoke profile would take about * s: sample counts scaled by 0.*",
+                                 "harness:   memory_generations 40 -> 20: *"])
+    result.stdout.fnmatch_lines(["RSS grew * MB over 20 generations after 10 warm-up, slope * KB/generation "
+                                 "(limit 16)*"])

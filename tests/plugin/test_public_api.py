@@ -146,3 +146,24 @@ def test_a_harness_error_anywhere_is_one_failure_line(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["*_ ERROR at setup of test_fixture _*", "harness: the fixture cannot work; fix it",
                                  "*_ test_check _*", "harness: the check cannot work; fix it"])
     assert "Traceback" not in result.stdout.str() and "raise HarnessError" not in result.stdout.str()
+
+
+def test_a_budget_fits_the_profile_to_a_slow_model_and_says_what_it_cut(pytester: pytest.Pytester,
+                                                                         project: Path) -> None:
+    (project / "own" / "conftest.py").write_text(
+        "from harness.testing.fakes import FakeRuntime\n\ndef slow(path, ep):\n"
+        "    return FakeRuntime(path, delay_per_token_s=0.02)\n\n"
+        "def pytest_harness_runtime_factory(config):\n    return slow\n")
+    (project / "own" / "test_brevity.py").write_text(
+        "def test_profile(harness_profile):\n"
+        "    assert harness_profile.memory_generations == 20 and harness_profile.benchmark_rounds == 3\n")
+    result = run(pytester, project, "own", "--harness-profile=smoke", "--harness-budget=10s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["harness: budget 10 s: the model decodes * tokens/s (0.* the default model's); "
+                                 "the smoke profile would take about * s: sample counts scaled by 0.0*",
+                                 "harness:   memory_generations 40 -> 20: the leak slope's 95% interval widens 2.8x"])
+    provenance = json.loads(next((project / "reports").glob("*/provenance.json")).read_text())
+    assert provenance["budget"][0].startswith("budget 10 s")
+    bad = run(pytester, project, "own", "--harness-budget=soon")
+    bad.stderr.fnmatch_lines(["ERROR: harness: --harness-budget 'soon' (from the command line) is not a duration "
+                              "above zero, e.g. 150s, 2.5m or 1h"])
