@@ -55,6 +55,9 @@ def log_tail(log: Path, lines: int = 1) -> str:
 
 # (pattern in the log, explanation with the way out), most specific first.
 KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
+    ("No space left on device",
+     "the disk filled up; free disk space where the cache is, or point --harness-cache-dir (HARNESS_CACHE_DIR) "
+     "to a larger disk"),
     ("FP16 is not supported on CPU",
      "Olive skips fp16 on CPU and produces no model; use --precision int4 or fp32 on CPU, or --builder "
      "model-builder for int8"),

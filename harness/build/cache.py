@@ -8,6 +8,7 @@ key). A file lock per key makes concurrent pytest processes or xdist workers bui
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
+
+from harness.errors import BuildError
 
 MANIFEST = ".harness-entry.json"
 
@@ -45,11 +48,20 @@ class ModelStore:
         return None if found is None else CacheResult(found, hit=True, seconds=0.0)
 
     def get_or_build(self, namespace: str, key: str, build: Callable[[Path], None],
-                     metadata: Mapping[str, object]) -> CacheResult:
-        """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing."""
+                     metadata: Mapping[str, object], space_needed: int = 0) -> CacheResult:
+        """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing.
+
+        ``space_needed`` (bytes) is what the build writes at its peak: a disk with less free space stops
+        the session before the build starts rather than with a half-written entry minutes later.
+        """
         hit = self._hit(namespace, key)
         if hit is not None:
             return hit
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free < space_needed:
+            raise BuildError(f"{_gib(free)} free at {self.root}, and this build writes about {_gib(space_needed)}: "
+                             f"{_MAKE_ROOM}")
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with FileLock(str(locks / f"{namespace}-{key}.lock")):
@@ -76,7 +88,20 @@ class ModelStore:
             if final.exists():  # an incomplete leftover without manifest
                 shutil.rmtree(final)
             os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise BuildError(f"the disk filled up while building {namespace}/{key[:12]} in {self.root}: "
+                             f"{_MAKE_ROOM}") from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return CacheResult(final, hit=False, seconds=seconds)
+
+
+_MAKE_ROOM = "free disk space there, or point --harness-cache-dir (HARNESS_CACHE_DIR) to a larger disk"
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"

@@ -97,11 +97,18 @@ def prepare(plan: BuildPlan, store: ModelStore, builder: Builder, logs: Path,
     metadata = {"source": str(plan.source.path), "source_sha256": plan.source_hash,
                 "precision": plan.precision, "builder": builder.name, "builder_detail": builder.describe(),
                 "builder_options": builder.options(), "ep": plan.ep, "versions": versions(BUILD_PACKAGES)}
-    result = store.get_or_build("onnx", plan.key, build, metadata)
+    result = store.get_or_build("onnx", plan.key, build, metadata, space_needed=size_of(plan.source.path))
     if not result.hit:
         progress(f"built {plan.precision} model in {result.seconds:.1f} s -> {result.path}")
     return PreparedModel(result.path, plan, result.hit, result.seconds,
                          log if log.exists() else None)
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file or folder: the least a build from it writes (the conversion and an fp32 build write more),
+    so a disk with less free space is refused before the build starts, and no disk that would do is."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files)
 
 
 def derive_variant(model: PreparedModel, level: int, store: ModelStore, progress: Progress,
@@ -131,7 +138,7 @@ def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Prog
             raise fail("GGUF conversion", log, code)
 
     metadata = {"gguf": str(plan.source.path), "gguf_sha256": plan.source_hash}
-    result = store.get_or_build("hf", plan.convert_key, convert, metadata)
+    result = store.get_or_build("hf", plan.convert_key, convert, metadata, space_needed=size_of(plan.source.path))
     if not result.hit:
         progress(f"converted in {result.seconds:.1f} s")
     return result

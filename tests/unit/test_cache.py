@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.build.cache import MANIFEST, ModelStore
+from harness.errors import BuildError
 
 # A child process that builds key "k" slowly, counting its builds in count.txt.
 CHILD = textwrap.dedent("""
@@ -59,6 +61,27 @@ def test_failed_build_publishes_nothing(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         store.get_or_build("onnx", "k", broken, {})
+    assert store.lookup("onnx", "k") is None
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_disk_too_small_for_the_build_stops_before_it_starts(tmp_path: Path) -> None:
+    calls: list[Path] = []
+    too_small = r"free at .*this build writes about 1073741824\.0 GiB: free disk space"
+    with pytest.raises(BuildError, match=too_small) as info:
+        ModelStore(tmp_path).get_or_build("onnx", "k", calls.append, {}, space_needed=2**60)
+    assert calls == [] and "\n" not in str(info.value)
+
+
+def test_a_disk_that_fills_up_mid_build_is_one_line_and_publishes_nothing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+
+    def fills_the_disk(out: Path) -> None:
+        (out / "half.bin").write_bytes(b"h")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(BuildError, match=r"the disk filled up while building onnx/k in .*HARNESS_CACHE_DIR"):
+        store.get_or_build("onnx", "k", fills_the_disk, {})
     assert store.lookup("onnx", "k") is None
     assert list((tmp_path / "tmp").iterdir()) == []
 

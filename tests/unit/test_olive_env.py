@@ -40,6 +40,7 @@ def test_a_given_interpreter_is_keyed_by_its_path_and_versions(tmp_path: Path) -
     ("KeyError: <Precision.INT8: 'int8'>", "use --builder model-builder for int8"),
     ("[INFO] FP16 is not supported on CPU.", "Olive skips fp16 on CPU"),
     ("ModuleNotFoundError: No module named 'olive'", "that Python has no Olive"),
+    ("OSError: [Errno 28] No space left on device", "the disk filled up; free disk space where the cache is"),
 ])
 def test_build_failures_are_explained(tmp_path: Path, log: str, explanation: str) -> None:
     path = tmp_path / "build.log"
