@@ -1,23 +1,28 @@
 """``--harness-budget``: size a profile's sample counts to a time budget from the model's measured speed.
 
-The prediction is the profile's measured duration on the default model (``benchmarks/suite_times.py``, README
-"Where a smoke run's time goes"), its model-bound share scaled by how much slower this model decodes. Every
-sample count then shrinks by the same factor, never below the floor its statistic needs, and the run says
-what each cut costs.
+A run's predicted duration is a fixed part plus, for each sample count, its cost per unit times the count, both
+measured on the default model (``benchmarks/budget_costs.py``), the model-bound share scaled by how much slower
+this model decodes. The counts then shrink by the largest common factor whose prediction fits the budget,
+never below the floor their statistic needs, and the run says what each cut costs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.profiles import Profile
 
-# Measured on the default model (int4, cpu) on the CI machine kind: seconds for the profile, at this decode speed.
-REFERENCE_SECONDS = {"smoke": 122.0, "full": 471.0}
-REFERENCE_DECODE_TPS = 170.0
+# Measured on the default model (int4, cpu) on the CI machine kind (AMD EPYC, AVX-512, 2 cores) by
+# ``python benchmarks/budget_costs.py``, between the smoke (114 s) and the full profile (435 s) timed then.
+FIXED_SECONDS = 32.8
+SECONDS_PER_UNIT = {"template_examples": 0.002854, "memory_generations": 0.4264, "load_cycles": 0.916,
+                    "foundry_cycles": 2.122, "fuzz_examples": 0.2988, "benchmark_rounds": 3.662,
+                    "max_prompt_tokens": 0.008531}  # per prompt token the length suite plans
+REFERENCE_DECODE_TPS = 170.0  # the default model's decode speed there
 MODEL_BOUND = 0.9  # share of a run that scales with the model's speed (generation, worker requests, loads)
 # The smallest count each statistic still works with.
 FLOORS = {"template_examples": 5, "memory_generations": 20, "load_cycles": 3, "foundry_cycles": 2,
@@ -45,12 +50,37 @@ def _cost(name: str, before: int, after: int) -> str:
     return f"prompts above {after} tokens go untested"
 
 
+def _prompt_tokens(context_length: int, cap: int) -> int:
+    """What a cap on the prompt length costs: the tokens of every prompt the length suite then measures
+    (prefill is about linear in them; the malformed suite's whole-context prompt runs only uncapped)."""
+    from harness.checks.lengths import planned_lengths
+
+    return sum(planned_lengths(context_length, cap))
+
+
+def counts_of(profile: Profile, context_length: int) -> dict[str, int]:
+    """The profile's sample counts in the units their costs are measured in (``max_prompt_tokens`` as the
+    prompt tokens it plans; uncapped means the context)."""
+    counts = {name: int(getattr(profile, name)) for name in FLOORS if name != "max_prompt_tokens"}
+    counts["max_prompt_tokens"] = _prompt_tokens(context_length, profile.max_prompt_tokens or context_length)
+    return counts
+
+
+def predict(profile: Profile, context_length: int, decode_tps: float) -> float:
+    """Seconds the profile takes on a model decoding ``decode_tps`` tokens/s."""
+    counts = counts_of(profile, context_length)
+    reference = FIXED_SECONDS + sum(SECONDS_PER_UNIT[name] * count for name, count in counts.items())
+    slowdown = REFERENCE_DECODE_TPS / max(decode_tps, 1e-6)
+    return reference * ((1 - MODEL_BOUND) + MODEL_BOUND * slowdown)
+
+
 @dataclass(frozen=True)
 class Scaling:
     profile: Profile  # the sample counts to run
     budget_s: float
     decode_tps: float  # this model's, measured at start
     predicted_s: float  # the unscaled profile's, at that speed
+    scaled_s: float  # the scaled profile's
     factor: float  # 1: the profile fits the budget
     changes: tuple[str, ...]  # one line per count cut, with what it costs
 
@@ -60,26 +90,48 @@ class Scaling:
                 f"would take about {self.predicted_s:.0f} s")
         if self.factor >= 1:
             return [f"{head}: it fits, nothing scaled"]
-        return [f"{head}: sample counts scaled by {self.factor:.2f}", *(f"  {change}" for change in self.changes)]
+        over = ", the most the floors allow" if self.scaled_s > self.budget_s else ""
+        return [f"{head}: sample counts scaled by {self.factor:.2f}, to about {self.scaled_s:.0f} s{over}",
+                *(f"  {change}" for change in self.changes)]
 
 
-def fit(profile: Profile, budget_s: float, decode_tps: float) -> Scaling:
-    """``profile`` with its sample counts scaled to finish near ``budget_s`` at ``decode_tps``."""
-    reference = REFERENCE_SECONDS.get(profile.name, REFERENCE_SECONDS["full"])
-    slowdown = REFERENCE_DECODE_TPS / max(decode_tps, 1e-6)
-    predicted = reference * ((1 - MODEL_BOUND) + MODEL_BOUND * slowdown)
-    factor = min(1.0, budget_s / predicted)
-    if factor >= 1:
-        return Scaling(profile, budget_s, decode_tps, predicted, 1.0, ())
-    scaled: dict[str, Any] = {}
-    changes: list[str] = []
-    for field in fields(Profile):
-        value = getattr(profile, field.name)
-        floor = FLOORS.get(field.name)
-        if floor is None or not isinstance(value, int) or value <= floor:
+def _scaled(profile: Profile, factor: float, context_length: int) -> Profile:
+    from harness.checks.lengths import planned_lengths
+
+    cuts: dict[str, Any] = {}
+    for name, floor in FLOORS.items():
+        value = getattr(profile, name)
+        if name == "max_prompt_tokens" and value is None:
+            value = context_length
+        if value <= floor:
             continue
-        cut = max(floor, round(value * factor))
-        if cut < value:
-            scaled[field.name] = cut
-            changes.append(f"{field.name} {value} -> {cut}: {_cost(field.name, value, cut)}")
-    return Scaling(replace(profile, **scaled), budget_s, decode_tps, predicted, factor, tuple(changes))
+        cut = min(value, max(floor, round(value * factor)))
+        if name == "max_prompt_tokens":  # down to a length the suite measures, so the cap says what runs
+            cut = max([n for n in planned_lengths(context_length, cut) if n >= floor], default=floor)
+        cuts[name] = cut
+    return replace(profile, **cuts)
+
+
+def _largest_factor(fits: Callable[[float], bool]) -> float:
+    """The largest factor in (0, 1) for which ``fits`` holds (0 if none), to 1/1000."""
+    low, high = 0.0, 1.0
+    while high - low > 1e-3:
+        middle = (low + high) / 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int) -> Scaling:
+    """``profile`` with its sample counts scaled to finish near ``budget_s`` at ``decode_tps``."""
+    predicted = predict(profile, context_length, decode_tps)
+    if predicted <= budget_s:
+        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, ())
+    factor = _largest_factor(lambda f: predict(_scaled(profile, f, context_length), context_length,
+                                               decode_tps) <= budget_s)
+    scaled = _scaled(profile, factor, context_length)
+    changes = tuple(f"{name} {'the context' if before is None else before} -> {after}: "
+                    f"{_cost(name, before or context_length, after)}"
+                    for name in FLOORS
+                    if (after := getattr(scaled, name)) != (before := getattr(profile, name)))
+    return Scaling(scaled, budget_s, decode_tps, predicted, predict(scaled, context_length, decode_tps), factor,
+                   changes)

@@ -379,7 +379,8 @@ def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfi
         return profile
     from harness.budget import fit
 
-    scaling = fit(profile, harness_config.budget, _decode_rate(request.getfixturevalue("harness_runtime")))
+    runtime: Runtime = request.getfixturevalue("harness_runtime")
+    scaling = fit(profile, harness_config.budget, _decode_rate(runtime), runtime.info.context_length)
     for line in scaling.lines():
         progress_writer(request.config)(line)
     harness = _session(request.config)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from harness.budget import FLOORS, REFERENCE_DECODE_TPS, fit, parse_duration
+from harness.budget import FLOORS, MODEL_BOUND, REFERENCE_DECODE_TPS, SECONDS_PER_UNIT, fit, parse_duration, predict
 from harness.builtins import BUILTIN_PROFILES
+from harness.checks.lengths import LENGTHS
 
 SMOKE, FULL = BUILTIN_PROFILES
 
@@ -21,26 +24,46 @@ def test_bad_durations(raw: str) -> None:
         parse_duration(raw)
 
 
+CONTEXT = 8192  # the default model's
+
+
 def test_a_model_as_fast_as_the_default_fits_the_smoke_profile_in_its_measured_time() -> None:
-    scaling = fit(SMOKE, 150, REFERENCE_DECODE_TPS)
+    scaling = fit(SMOKE, 150, REFERENCE_DECODE_TPS, CONTEXT)
     assert scaling.factor == 1 and scaling.profile == SMOKE
+    assert 100 < scaling.predicted_s < 150  # measured: 122 s (README, "Where a smoke run's time goes")
     assert scaling.lines() == [f"budget 150 s: the model decodes {REFERENCE_DECODE_TPS:.0f} tokens/s (1.00x the "
-                               "default model's); the smoke profile would take about 122 s: it fits, nothing scaled"]
+                               f"default model's); the smoke profile would take about {scaling.predicted_s:.0f} s: "
+                               "it fits, nothing scaled"]
 
 
-def test_a_model_ten_times_slower_is_scaled_to_the_budget_and_says_what_it_costs() -> None:
-    scaling = fit(SMOKE, 150, REFERENCE_DECODE_TPS / 10)
-    assert 1000 < scaling.predicted_s < 1200 and 0.12 < scaling.factor < 0.15
+def test_the_prediction_adds_each_count_at_its_measured_cost() -> None:
+    more = replace(SMOKE, memory_generations=SMOKE.memory_generations + 10)
+    extra = predict(more, CONTEXT, REFERENCE_DECODE_TPS) - predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS)
+    assert extra == pytest.approx(10 * SECONDS_PER_UNIT["memory_generations"])
+    half_speed = predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS / 2) / predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS)
+    assert half_speed == pytest.approx(1 + MODEL_BOUND)
+
+
+def test_a_model_ten_times_slower_is_scaled_to_finish_near_the_budget_and_says_what_it_costs() -> None:
+    scaling = fit(SMOKE, 700, REFERENCE_DECODE_TPS / 10, CONTEXT)
+    assert scaling.predicted_s > 900 and 0 < scaling.factor < 1
+    assert 650 < scaling.scaled_s <= 700  # near the budget, not far under it
+    assert scaling.scaled_s == pytest.approx(predict(scaling.profile, CONTEXT, REFERENCE_DECODE_TPS / 10))
     profile = scaling.profile
-    assert profile.memory_generations == FLOORS["memory_generations"] and profile.benchmark_rounds == 3
-    assert profile.fuzz_examples == FLOORS["fuzz_examples"] and profile.max_prompt_tokens == 277
+    assert all(FLOORS[name] <= getattr(profile, name) <= getattr(SMOKE, name) for name in FLOORS)
+    assert profile.max_prompt_tokens in LENGTHS  # cut to a length the suite measures
     lines = scaling.lines()
-    assert lines[0].endswith("the smoke profile would take about 1110 s: sample counts scaled by 0.14")
-    assert "  memory_generations 40 -> 20: the leak slope's 95% interval widens 2.8x" in lines
-    assert "  benchmark_rounds 5 -> 3: a median's noise grows 1.3x" in lines
-    assert "  fuzz_examples 20 -> 5: a defect in 5% of inputs is found with probability 23% instead of 64%" in lines
+    assert lines[0].endswith(f"the smoke profile would take about {scaling.predicted_s:.0f} s: sample counts "
+                             f"scaled by {scaling.factor:.2f}, to about {scaling.scaled_s:.0f} s")
+    after = profile.memory_generations
+    assert (f"  memory_generations 40 -> {after}: the leak slope's 95% interval widens {(40 / after) ** 1.5:.1f}x"
+            in lines)
+    assert any(line.startswith("  fuzz_examples 20 -> ") and "a defect in 5% of inputs is found with probability"
+               in line for line in lines)
 
 
-def test_counts_already_at_their_floor_stay() -> None:
-    assert fit(FULL, 1, 1.0).profile.load_cycles == FLOORS["load_cycles"]
-    assert fit(FULL, 1, 1.0).profile.max_prompt_tokens is None  # the full profile's "up to the context" stays
+def test_a_budget_below_the_floors_runs_the_floors_and_says_so() -> None:
+    scaling = fit(FULL, 1, 1.0, CONTEXT)
+    assert all(getattr(scaling.profile, name) == floor for name, floor in FLOORS.items())
+    assert scaling.lines()[0].endswith(f"to about {scaling.scaled_s:.0f} s, the most the floors allow")
+    assert "  max_prompt_tokens the context -> 256: prompts above 256 tokens go untested" in scaling.lines()

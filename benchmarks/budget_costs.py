@@ -1,0 +1,105 @@
+"""Measure what ``--harness-budget`` predicts with: the seconds each sample count costs per unit.
+
+    python benchmarks/budget_costs.py            # smoke, then full (about 10 min)
+    python benchmarks/budget_costs.py --check    # then a profile between them, predicted and measured
+
+Runs ``pytest suites`` on the default model (warm cache) in the smoke and the full profile. Each test's duration
+comes from the run's results.json; the difference between the runs, over the tests a count drives, divided by
+the change in the count, is that count's cost per unit. What is left of the smoke run's wall time is the fixed
+part. Prints the constants for ``harness/budget.py``. ``--check`` then runs a profile with every smoke count
+doubled (this module registers it as a plugin) and sets its predicted duration against its measured one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.budget import FLOORS, counts_of  # noqa: E402
+from harness.builtins import BUILTIN_PROFILES  # noqa: E402
+from harness.profiles import Profile  # noqa: E402
+
+SMOKE, FULL = BUILTIN_PROFILES
+# Every count doubled, and the prompt length uncapped (the smoke cap's double plans no longer prompt).
+DOUBLED = dataclasses.replace(
+    SMOKE, name="doubled", max_prompt_tokens=None,
+    **{name: 2 * getattr(SMOKE, name) for name in FLOORS if name != "max_prompt_tokens"})
+# Which count drives each test's duration (node id prefixes); every other test is fixed cost.
+DRIVERS = (
+    ("suites/test_memory.py::test_reused_generator", "memory_generations"),
+    ("suites/test_memory.py::test_fresh_generator", "memory_generations"),
+    ("suites/test_memory.py::test_model_load_unload", "load_cycles"),
+    ("suites/test_memory.py::test_foundry_local_session_churn", "foundry_cycles"),
+    ("suites/test_benchmarks.py", "benchmark_rounds"),
+    ("suites/test_fuzz.py", "fuzz_examples"),
+    ("suites/test_template.py", "template_examples"),
+    ("suites/test_input_length.py", "max_prompt_tokens"),
+    ("suites/test_malformed.py", "max_prompt_tokens"),
+)
+DEFAULT_CONTEXT = 8192  # the default model's context length (genai_config.json)
+
+
+def pytest_harness_profiles(config: pytest.Config) -> Iterable[Profile]:
+    """This module is also the plugin that adds the doubled profile to the measured session."""
+    return (DOUBLED,)
+
+
+def durations(profile: str) -> tuple[float, dict[str, float]]:
+    """(wall seconds of the session, seconds per test node id)."""
+    with tempfile.TemporaryDirectory() as work:
+        reports = Path(work) / "reports"
+        command = [sys.executable, "-m", "pytest", "suites", f"--harness-profile={profile}", "-q",
+                   "-p", "no:cacheprovider", "-p", "benchmarks.budget_costs", f"--harness-reports={reports}"]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        found = sorted(reports.glob("*/results.json"))
+        if not found:
+            sys.exit(f"the {profile} run wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}")
+        tests = json.loads(found[-1].read_text())["tests"]
+        return wall, {test["nodeid"]: test["duration_s"] or 0.0 for test in tests}
+
+
+def driver(nodeid: str) -> str | None:
+    return next((name for prefix, name in DRIVERS if nodeid.startswith(prefix)), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="also predict and time a profile between the two")
+    args = parser.parse_args()
+    walls, runs = {}, {}
+    for profile in (SMOKE, FULL):
+        walls[profile.name], runs[profile.name] = durations(profile.name)
+        print(f"{profile.name}: {walls[profile.name]:.1f} s", flush=True)
+    base, more = counts_of(SMOKE, DEFAULT_CONTEXT), counts_of(FULL, DEFAULT_CONTEXT)
+    grown = {name: 0.0 for name in base}
+    for nodeid, seconds in runs[FULL.name].items():
+        name = driver(nodeid)
+        if name is not None and nodeid in runs[SMOKE.name]:
+            grown[name] += seconds - runs[SMOKE.name][nodeid]
+    per_unit = {name: max(grown[name], 0.0) / (more[name] - base[name]) for name in base}
+    fixed = walls[SMOKE.name] - sum(per_unit[name] * base[name] for name in base)
+    print(f"\nFIXED_SECONDS = {fixed:.1f}")
+    print("SECONDS_PER_UNIT = {" + ", ".join(f'"{name}": {cost:.4g}' for name, cost in per_unit.items()) + "}")
+    if args.check:
+        wall, _ = durations(DOUBLED.name)
+        counts = counts_of(DOUBLED, DEFAULT_CONTEXT)
+        predicted = fixed + sum(per_unit[name] * counts[name] for name in counts)
+        print(f"{DOUBLED.name}: predicted {predicted:.1f} s, measured {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""A plugin that makes the default model decode ten times slower, to time ``--harness-budget`` on a slow model.
+
+    python benchmarks/suite_times.py --harness-budget=10m -p benchmarks.ten_times_slower
+
+The real runtime (``harness.testing.faults.SlowedRuntime``) sleeps after each token: nine times the default
+model's decode step on the CI machine kind (1 / 170 tokens/s), so a step takes ten. Plugged in through the
+runtime hook, it slows the robustness worker too; prefill keeps its speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.budget import REFERENCE_DECODE_TPS
+from harness.testing.faults import SlowedRuntime
+
+DELAY_PER_TOKEN_S = 9 / REFERENCE_DECODE_TPS
+
+
+def _slowed(path: Path, ep: str) -> SlowedRuntime:
+    return SlowedRuntime(path, DELAY_PER_TOKEN_S, ep)
+
+
+def pytest_harness_runtime_factory(config: pytest.Config) -> Callable[[Path, str], SlowedRuntime]:
+    return _slowed
