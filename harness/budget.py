@@ -91,7 +91,8 @@ class Scaling:
         if self.factor >= 1:
             return [f"{head}: it fits, nothing scaled"]
         over = ", the most the floors allow" if self.scaled_s > self.budget_s else ""
-        return [f"{head}: sample counts scaled by {self.factor:.2f}, to about {self.scaled_s:.0f} s{over}",
+        shown = math.floor(self.factor * 100) / 100  # 0.999 reads 0.99: something was cut
+        return [f"{head}: sample counts scaled by {shown:.2f}, to about {self.scaled_s:.0f} s{over}",
                 *(f"  {change}" for change in self.changes)]
 
 
