@@ -45,6 +45,9 @@ def run(profile: str, cache: Path | None, extra: list[str]) -> tuple[float, dict
         if not out.exists():
             sys.exit(f"the session wrote no profile (exit {done.returncode}):\n{done.stdout[-3000:]}"
                      f"{done.stderr[-3000:]}")
+        said = [line[line.index("harness: "):] for line in done.stdout.splitlines()
+                if "harness: budget" in line or "harness:   " in line]
+        print("\n".join([*said, done.stdout.strip().splitlines()[-1]]))  # what a budget cut, and the outcome
         return wall, json.loads(out.read_text()), done.returncode
 
 
