@@ -54,7 +54,7 @@ def test_a_model_ten_times_slower_is_scaled_to_finish_near_the_budget_and_says_w
     assert profile.max_prompt_tokens in LENGTHS  # cut to a length the suite measures
     lines = scaling.lines()
     assert lines[0].endswith(f"the smoke profile would take about {scaling.predicted_s:.0f} s: sample counts "
-                             f"scaled by {scaling.factor:.2f}, to about {scaling.scaled_s:.0f} s")
+                             f"scaled by {int(scaling.factor * 100) / 100:.2f}, to about {scaling.scaled_s:.0f} s")
     after = profile.memory_generations
     assert (f"  memory_generations 40 -> {after}: the leak slope's 95% interval widens {(40 / after) ** 1.5:.1f}x"
             in lines)
