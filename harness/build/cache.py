@@ -51,8 +51,8 @@ class ModelStore:
                      metadata: Mapping[str, object], space_needed: int = 0) -> CacheResult:
         """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing.
 
-        ``space_needed`` (bytes) is what the build writes at its peak: a disk with less free space stops
-        the session before the build starts rather than with a half-written entry minutes later.
+        ``space_needed`` (bytes) is about what the build writes: a disk with less free space stops the session
+        before the build starts rather than with a half-written entry minutes later.
         """
         hit = self._hit(namespace, key)
         if hit is not None:

@@ -12,22 +12,31 @@ from harness.system import KB
 
 class SlowedRuntime(GenAIRuntime):
     """The real runtime with a fixed delay after each token: a seeded slow-down, to show that a
-    regression gate catches it (``delay = 0.25 * TPOT`` lowers decode tokens/s by 20%)."""
+    regression gate catches it (``delay = 0.25 * TPOT`` lowers decode tokens/s by 20%). A delay per prompt
+    token slows the prefill too."""
 
-    def __init__(self, path: Path, delay_per_token_s: float, ep: str = "cpu") -> None:
+    def __init__(self, path: Path, delay_per_token_s: float, ep: str = "cpu",
+                 delay_per_prompt_token_s: float = 0.0) -> None:
         super().__init__(path, ep)
         self.delay_per_token_s = delay_per_token_s
+        self.delay_per_prompt_token_s = delay_per_prompt_token_s
 
     def new_generator(self, prompt_ids: list[int], options: SearchOptions) -> Any:
-        return _SlowedGenerator(super().new_generator(prompt_ids, options), self.delay_per_token_s)
+        return _SlowedGenerator(super().new_generator(prompt_ids, options), self.delay_per_token_s,
+                                self.delay_per_prompt_token_s)
 
 
 class _SlowedGenerator:
-    """An onnxruntime-genai generator that sleeps after each token it generates."""
+    """An onnxruntime-genai generator that sleeps after each token it generates (and each it prefills)."""
 
-    def __init__(self, generator: Any, delay_s: float) -> None:
+    def __init__(self, generator: Any, delay_s: float, delay_per_prompt_token_s: float) -> None:
         self._generator = generator
         self._delay_s = delay_s
+        self._delay_per_prompt_token_s = delay_per_prompt_token_s
+
+    def append_tokens(self, tokens: Any) -> None:
+        self._generator.append_tokens(tokens)
+        time.sleep(self._delay_per_prompt_token_s * len(tokens))
 
     def generate_next_token(self) -> None:
         self._generator.generate_next_token()
