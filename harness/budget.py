@@ -92,10 +92,10 @@ class Scaling:
                 f"would take about {self.predicted_s:.0f} s")
         if self.factor >= 1:
             return [f"{head}: it fits, nothing scaled"]
-        over = ", the most the floors allow" if self.scaled_s > self.budget_s else ""
         shown = math.floor(self.factor * 100) / 100  # 0.999 reads 0.99: something was cut
-        return [f"{head}: sample counts scaled by {shown:.2f}, to about {self.scaled_s:.0f} s{over}",
-                *(f"  {change}" for change in self.changes)]
+        cut = (f"sample counts scaled by {shown:.2f}, to about {self.scaled_s:.0f} s" if self.scaled_s <= self.budget_s
+               else f"every sample count at its floor, about {self.scaled_s:.0f} s: the budget is too short for it")
+        return [f"{head}: {cut}", *(f"  {change}" for change in self.changes)]
 
 
 def _scaled(profile: Profile, factor: float, context_length: int) -> Profile:

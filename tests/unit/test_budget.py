@@ -65,5 +65,6 @@ def test_a_model_ten_times_slower_is_scaled_to_finish_near_the_budget_and_says_w
 def test_a_budget_below_the_floors_runs_the_floors_and_says_so() -> None:
     scaling = fit(FULL, 1, 1.0, CONTEXT)
     assert all(getattr(scaling.profile, name) == floor for name, floor in FLOORS.items())
-    assert scaling.lines()[0].endswith(f"to about {scaling.scaled_s:.0f} s, the most the floors allow")
+    assert scaling.lines()[0].endswith(f"every sample count at its floor, about {scaling.scaled_s:.0f} s: the budget "
+                                       "is too short for it")
     assert "  max_prompt_tokens the context -> 256: prompts above 256 tokens go untested" in scaling.lines()
