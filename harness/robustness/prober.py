@@ -162,11 +162,17 @@ class Prober:
                                f"{outcome.summary()}")
         self.baseline = outcome.answer
 
-    def timeout_for(self, request: Mapping[str, Any]) -> float:
-        """The base limit plus the per-token allowance for the most tokens the prompt can have."""
+    def timeout_for(self, request: Mapping[str, Any], expect: Expect = "answer") -> float:
+        """The base limit, plus the per-token allowance for the most tokens the prompt can have when the model may
+        answer it: a prompt that must be refused is refused from its token count, before any prefill, so a
+        runtime that prefills it instead hangs within the base limit, whatever the context."""
         spec, context = request.get("prompt", {}), self.model.context_length
-        if "fill" in spec:
+        if expect == "reject":
+            tokens = 0
+        elif "fill" in spec:
             tokens = spec.get("tokens", context + int(spec.get("context_offset", 0)))
+        elif "past_context" in spec:
+            tokens = context
         else:
             tokens = len(json.dumps(spec, ensure_ascii=False).encode("utf-8", "surrogatepass")) + 64
         return self.gates["robustness_timeout_s"] + self.gates["robustness_timeout_ms_per_token"] * min(
@@ -185,7 +191,7 @@ class Prober:
 
     def check(self, request: Request, expect: Expect, errors: Sequence[str] = ("HarnessError",),
               must_reach: str | None = None, known: Iterable[KnownIssue] = ()) -> Probe:
-        outcome = self.client.request(request, self.timeout_for(request))
+        outcome = self.client.request(request, self.timeout_for(request, expect))
         verdict = judge(expect, outcome, request, self.info, errors, must_reach, known)
         self.tally[outcome.kind] += 1
         self.tally[f"verdict_{verdict.status}"] += 1

@@ -78,6 +78,22 @@ def fill_text(runtime: Runtime, unit: str, tokens: int) -> str:
     return (unit * (low // len(unit) + 1))[:low]
 
 
+def past_context_text(runtime: Runtime, unit: str) -> str:
+    """``unit`` repeated until the text encodes to more tokens than the context holds: twice the context's
+    worth of units first, doubled while the tokenizer merges them into fewer (a few encodes, no prefill)."""
+    if not unit:
+        raise WorkerError("a past-context prompt needs a non-empty unit to repeat")
+    context = runtime.info.context_length
+    repeats = 2 * (context + 1)
+    for _ in range(16):
+        text = unit * repeats
+        if len(runtime.encode(text)) > context:
+            return text
+        repeats *= 2
+    raise WorkerError(f"{unit!r} repeated {repeats // 2} times still fits the context of {context} tokens; "
+                      "choose another unit")
+
+
 def build_prompt(runtime: Runtime, spec: Mapping[str, Any]) -> Any:
     """The prompt a request describes (left as sent: checking it is the runtime's job)."""
     if "text" in spec:
@@ -89,7 +105,9 @@ def build_prompt(runtime: Runtime, spec: Mapping[str, Any]) -> Any:
         if tokens is None:
             tokens = runtime.info.context_length + int(spec.get("context_offset", 0))
         return fill_text(runtime, str(spec["fill"]), int(tokens))
-    raise WorkerError(f"worker request has no prompt (text, messages or fill): {dict(spec)!r}")
+    if "past_context" in spec:
+        return past_context_text(runtime, str(spec["past_context"]))
+    raise WorkerError(f"worker request has no prompt (text, messages, fill or past_context): {dict(spec)!r}")
 
 
 def handle(runtime: Runtime, request: Mapping[str, Any]) -> dict[str, Any]:

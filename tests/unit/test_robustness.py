@@ -10,7 +10,18 @@ import pytest
 
 from harness.builtins import builtin_gates
 from harness.gates import declare, resolve_gates
-from harness.robustness.catalog import INPUT_CASES, KNOWN_ISSUES, SETTING_CASES, Expect, ask, chat, fill, raw, text
+from harness.robustness.catalog import (
+    INPUT_CASES,
+    KNOWN_ISSUES,
+    SETTING_CASES,
+    Expect,
+    ask,
+    chat,
+    fill,
+    past_context,
+    raw,
+    text,
+)
 from harness.robustness.prober import Prober, answer_problems, judge
 from harness.runtime import ModelInfo, read_model_info
 from harness.testing.fakes import write_genai_folder
@@ -140,3 +151,7 @@ def test_time_limit_grows_with_the_prompt(tmp_path: Path) -> None:
     assert prober.timeout_for(ask(fill(context_offset=-1))) == pytest.approx(10 + 999 * 0.005)
     assert prober.timeout_for(ask(text("x" * 100_000))) == pytest.approx(10 + 1000 * 0.005)  # capped at the context
     assert prober.timeout_for(ask(text("ab"))) == pytest.approx(10 + (len('{"text": "ab"}') + 64) * 0.005)
+    assert prober.timeout_for(ask(past_context("x"))) == pytest.approx(10 + 1000 * 0.005)
+    # A prompt that must be refused gets no prefill allowance: refusing it costs a token count, whatever the context.
+    for request in (ask(past_context("x")), ask(fill(context_offset=1)), ask(text("x" * 100_000))):
+        assert prober.timeout_for(request, "reject") == pytest.approx(10)

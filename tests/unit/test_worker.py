@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.testing.fakes import FakeRuntime, write_genai_folder
-from harness.worker.child import fill_text, handle, serve
+from harness.worker.child import fill_text, handle, past_context_text, serve
 from harness.worker.client import WorkerClient, death
 from harness.worker.protocol import WorkerError, encode_line
 
@@ -77,6 +77,33 @@ def test_fill_says_when_a_count_cannot_be_reached(folder: Path) -> None:
 
     with pytest.raises(WorkerError, match="cannot build a prompt of exactly 5 tokens"):
         fill_text(Pairs(folder), "x", 5)
+
+
+class Merging(FakeRuntime):
+    """A tokenizer that merges a run of up to 8 equal characters into one token (as Qwen2.5's does for 'x')."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(text[i]) % 256 for i in range(0, len(text), 8)]
+
+
+@pytest.mark.parametrize("context", [256, 32_768, 131_072])
+def test_past_context_prompts_pass_the_context_however_the_tokenizer_merges(tmp_path: Path, context: int) -> None:
+    merging = Merging(write_genai_folder(tmp_path / "m", context_length=context), enforce_context=True)
+    plain = FakeRuntime(write_genai_folder(tmp_path / "p", context_length=context))
+    for runtime in (merging, plain):
+        tokens = len(runtime.encode(past_context_text(runtime, "x")))
+        assert context < tokens <= 4 * (context + 1), (type(runtime).__name__, tokens)
+    answered = handle(merging, {"prompt": {"past_context": "x"}, "options": {"max_new_tokens": 4}})
+    assert answered["error"] == "ContextOverflow", answered
+
+
+def test_a_unit_that_never_passes_the_context_is_a_worker_error(folder: Path) -> None:
+    class Nothing(FakeRuntime):
+        def encode(self, text: str) -> list[int]:
+            return [1]
+
+    with pytest.raises(WorkerError, match="still fits the context"):
+        past_context_text(Nothing(folder), "x")
 
 
 @pytest.mark.parametrize(("code", "expected"), [
