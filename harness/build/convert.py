@@ -96,6 +96,7 @@ def convert_gguf(gguf: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> None:
         TensorProcessor,
         get_gguf_hf_weights_map,
         load_gguf_checkpoint,
+        read_field,
     )
 
     folder, name = str(gguf.parent), gguf.name
@@ -108,17 +109,18 @@ def convert_gguf(gguf: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> None:
     with torch.device("meta"):  # names and shapes only: no weights are allocated
         skeleton = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     config.architectures = [type(skeleton).__name__]  # what the builders dispatch on
-    parsed = load_gguf_checkpoint(str(gguf), return_tensors=False)
-    architecture = str(parsed["config"].get("model_type", config.model_type))
-    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
+    parsed = load_gguf_checkpoint(str(gguf), return_tensors=False)  # type: ignore[no-untyped-call]
+    reader = GGUFReader(str(gguf))
+    architecture = read_field(reader, "general.architecture")[0]  # type: ignore[no-untyped-call]
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])  # type: ignore[no-untyped-call]
     mapping = get_gguf_hf_weights_map(skeleton, processor)
     parsed["tensors"] = {}  # where the processors of split tensors (mixtures of experts) put their pieces
 
     writer = ShardWriter(out, shard_bytes)
-    reader = GGUFReader(str(gguf))
     for tensor in reader.tensors:
-        result = processor.process(weights=dequantize_rows(tensor.data, tensor.tensor_type), name=tensor.name,
-                                   tensor_key_mapping=mapping, parsed_parameters=parsed)
+        result = processor.process(  # type: ignore[no-untyped-call]
+            weights=dequantize_rows(tensor.data, tensor.tensor_type), name=tensor.name, tensor_key_mapping=mapping,
+            parsed_parameters=parsed)
         if result.name in mapping:
             writer.add(mapping[result.name], torch.from_numpy(np.ascontiguousarray(result.weights, dtype=np.float32)))
         for split_name, split in parsed["tensors"].items():

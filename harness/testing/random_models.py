@@ -81,11 +81,11 @@ def make_random_model(shape: Shape, out: Path, tokenizer_from: Path, context_len
     ids = {key: special[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id") if key in special}
     config = AutoConfig.for_model(**shape.config(vocab, context_length), **ids)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     del model
-    GenerationConfig(**ids).save_pretrained(out)
+    GenerationConfig(**ids).save_pretrained(out)  # type: ignore[no-untyped-call]
     for name in TOKENIZER_FILES:
         if (tokenizer_from / name).is_file():
             shutil.copy2(tokenizer_from / name, out / name)
