@@ -4,6 +4,8 @@
                                        also be a folder of runs: the newest earlier one with CURRENT's key
     harness history DIR                a trend table of the runs in DIR, drawn into DIR/history.html
     harness gates                      every gate: its default, its value in this project and where it comes from
+    harness build --model=PATH         build (or find) the model in the cache and print its folder, for a run on
+                                       another machine: pytest --model=FOLDER --reference=SOURCE
 
 Exit codes:
     0  no regression (also when the runs were not compared because their key properties differ:
@@ -27,7 +29,7 @@ import sys
 import tomllib
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import __version__
@@ -109,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     gates = commands.add_parser("gates", help="list every gate with its default, value and source")
     gates.add_argument("--pyproject", type=Path, default=None, metavar="FILE",
                        help="the project's pyproject.toml (default: the nearest one above this folder)")
+    build = commands.add_parser("build", help="build (or find in the cache) a model and print its folder")
+    build.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
+    build.add_argument("--precision", default=None, help="int4 (default), int8, fp16 or fp32")
+    build.add_argument("--builder", default=None, help="model-builder (default) or olive")
+    build.add_argument("--harness-cache-dir", dest="cache_dir", default=None, metavar="DIR",
+                       help="the cache to build into (default: HARNESS_CACHE_DIR, [tool.harness], the user cache)")
+    build.add_argument("--harness-memory", dest="memory", default=None, metavar="SIZE",
+                       help="the memory the build may use (default: what this machine has available)")
+    build.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="also lay the built files out in DIR (hard links where the disk allows)")
     return parser
 
 
@@ -247,8 +259,7 @@ def _gates(args: argparse.Namespace) -> Output:
     from harness.gates import declare, resolve_gates
     from harness.settings import read_pyproject_table
 
-    pyproject = args.pyproject or next((folder / "pyproject.toml" for folder in (Path.cwd(), *Path.cwd().parents)
-                                        if (folder / "pyproject.toml").is_file()), None)
+    pyproject = args.pyproject or _nearest_pyproject()
     if pyproject is not None and not pyproject.is_file():
         raise UsageError(f"--pyproject {pyproject}: no such file")
     declared = declare([builtin_gates()])
@@ -279,8 +290,40 @@ def _pyproject_ini_gates(pyproject: Path | None) -> list[str]:
     return [str(line) for line in (lines if isinstance(lines, list) else str(lines).splitlines()) if str(line).strip()]
 
 
+def _nearest_pyproject() -> Path | None:
+    return next((folder / "pyproject.toml" for folder in (Path.cwd(), *Path.cwd().parents)
+                 if (folder / "pyproject.toml").is_file()), None)
+
+
+def _build(args: argparse.Namespace) -> Output:
+    """The build a run would do, on this machine, checked against the memory plan first."""
+    from harness.builtins import make_builder
+    from harness.fsutil import link_or_copy
+    from harness.session import HarnessSession
+    from harness.settings import resolve
+
+    pyproject = _nearest_pyproject()
+    cli = {name: getattr(args, name) for name in ("model", "precision", "builder", "cache_dir", "memory")}
+    config = resolve(cli, os.environ, pyproject, {}, "", pyproject.parent if pyproject else Path.cwd())
+    config = replace(config, reports_dir=config.cache_dir / "build-logs")  # the build log and provenance
+    session = HarnessSession.open(config, make_builder(config))
+    if not session.plan.needs_build:
+        raise UsageError(f"--model {config.model} is already a built onnxruntime-genai folder; pass it to pytest")
+    refusal = session.plan_memory(None).refusal()
+    if refusal is not None:
+        raise UsageError(refusal)
+    built = session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr, flush=True)).path
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for item in built.iterdir():
+            if item.is_file() and not item.name.startswith("."):
+                link_or_copy(item, args.out / item.name)
+        built = args.out
+    return EXIT_OK, [str(built)]
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Output]] = {"compare": _compare, "history": _history,
-                                                               "gates": _gates}
+                                                               "gates": _gates, "build": _build}
 
 
 def _print(lines: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ the run collects the shipped suites. Then, at session start, it resolves the mod
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import sys
@@ -160,6 +161,11 @@ def _runtime_factory(config: pytest.Config) -> tuple[RuntimeFactory, str] | None
     return None if factory is None else (factory, reference_of(factory))
 
 
+@functools.cache
+def _shipped_suites() -> Path:
+    return suites_dir().resolve()
+
+
 def _check_ep(ep: str) -> None:
     if ep == "cpu":
         return  # every onnxruntime build has it; skip importing onnxruntime at start-up
@@ -196,6 +202,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         config.stash[FACTORY_KEY] = _runtime_factory(config)
         harness = HarnessSession.open(harness_config, builders[harness_config.builder](harness_config))
+        refusal = harness.plan_memory(profiles[harness_config.profile].max_prompt_tokens).refusal()
+        if refusal is not None:
+            raise HarnessError(refusal)
         config.stash[SESSION_KEY] = harness
         config.pluginmanager.register(RunRecorder(harness, config.stash[GATES_KEY]), "harness-results")
         _register_integrations(config, harness_config)
@@ -250,11 +259,16 @@ def pytest_collection(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures set up: a base model's chat fixtures would fail
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Chat checks of a base model (no chat template) skip with one line; its raw-prompt checks run."""
-    if item.get_closest_marker(CHAT_MARKER) is None:
-        return
+    """A shipped suite the memory plan cannot fit skips with its need; chat checks of a base model (no chat template)
+    skip with one line, its raw-prompt checks run."""
     harness = item.config.stash.get(SESSION_KEY, None)
-    if harness is None or harness.prepared is None:
+    if harness is None:
+        return
+    if harness.memory is not None and item.path.parent == _shipped_suites():
+        too_big = harness.memory.skip_reason(harness.memory.suites.get(item.path.name))
+        if too_big is not None:
+            pytest.skip(too_big)
+    if item.get_closest_marker(CHAT_MARKER) is None or harness.prepared is None:
         return
     from harness.runtime import read_chat_template
 
@@ -592,12 +606,17 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
     if not isinstance(harness_runtime, LogitsRuntime):
         pytest.skip(f"the runtime in use ({type(harness_runtime).__name__}) has no logits(): parity compares "
                     "next-token distributions")
+    memory = _session(pytestconfig).memory
+    precision = memory.reference_precision if memory else "fp32"
+    too_big = memory.skip_reason(memory.reference) if memory else None
+    if too_big is not None:
+        pytest.skip(too_big)
     cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in _cases(pytestconfig)]
     eval_set = load_eval_set().with_prompts(cases)
     if harness_runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
         eval_set = eval_set.raw_only()
     return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,
-                          harness_run_dir, progress_writer(pytestconfig))
+                          harness_run_dir, progress_writer(pytestconfig), precision)
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,23 @@ from harness.build.pipeline import (
     prepare,
 )
 from harness.build.sources import ModelSource, SourceKind, detect_source
+from harness.capacity.memory import Available, available_memory
+from harness.capacity.model_facts import ModelFacts, model_facts
+from harness.capacity.plan import (
+    MemoryPlan,
+    Need,
+    build_need,
+    built_bytes,
+    choose_reference,
+    conversion_need,
+    plan,
+    suite_need,
+)
+from harness.checks.lengths import CONTEXT_MARGIN
 from harness.deploy.folder import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
 from harness.deploy.templates import TemplateError
 from harness.errors import SourceError
+from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
 
@@ -49,6 +63,7 @@ class HarnessSession:
     deployment_error: str | None = None
     claimed_run_dir: Path | None = None
     budget: list[str] | None = None  # what --harness-budget scaled, once the profile is fitted
+    memory: MemoryPlan | None = None  # the memory plan, made at session start (plan_memory)
 
     @classmethod
     def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
@@ -90,6 +105,43 @@ class HarnessSession:
             self.claimed_run_dir = candidate
         return self.claimed_run_dir
 
+    def facts(self) -> ModelFacts:
+        """The size of the model under test: the built folder once there is one, else the source."""
+        found = cached_path(self.plan, self.store)
+        return model_facts(found if found is not None else self.source.path)
+
+    def model_bytes(self) -> int:
+        """The built model's weight bytes: measured once built, else predicted from the source."""
+        found = cached_path(self.plan, self.store)
+        if found is not None:
+            return model_facts(found).weight_bytes
+        return built_bytes(self.config.precision, model_facts(self.source.path))
+
+    def plan_memory(self, longest_prompt: int | None, available: Available | None = None) -> MemoryPlan:
+        """Each phase's predicted peak against the memory this run may use (``--harness-memory`` or what the machine
+        has): the conversion and build when they will run, the reference, and each shipped suite with prompts of up
+        to ``longest_prompt`` tokens."""
+        available = available or available_memory(self.config.memory, self.config.origins.get("memory", ""))
+        must: list[Need] = []
+        source = model_facts(self.source.path)
+        if self.plan.needs_build and cached_path(self.plan, self.store) is None:
+            source_bytes = source.weight_bytes
+            if self.source.kind is SourceKind.GGUF:
+                if self.store.lookup("hf", self.plan.convert_key) is None:
+                    must.append(conversion_need(source))
+                source_bytes = 4 * (source.parameters or 0)  # converted to fp32
+            must.append(build_need(self.config.precision, source, source_bytes))
+        facts, model_bytes = self.facts(), self.model_bytes()
+        longest = longest_prompt or facts.context_length - CONTEXT_MARGIN
+        suites = [suite_need(path.name, facts, model_bytes, longest) for path in sorted(suites_dir().glob("test_*.py"))]
+        if self.reference_source is None:
+            self.memory = plan(available, must, suites)
+        else:
+            precision, reference = choose_reference(self.config.reference_precision,
+                                                    model_facts(self.reference_source.path), model_bytes, available)
+            self.memory = plan(available, must, suites, reference, precision)
+        return self.memory
+
     def header_lines(self) -> list[str]:
         src, plan = self.source, self.plan
         default = ", embedded default" if src.is_default else ""
@@ -115,6 +167,7 @@ class HarnessSession:
             f"harness: cpu {machine['cpu']}, {machine['cores']} cores, instruction set {machine['isa']} "
             f"({machine['isa_flags'] or 'flags unknown'})",
             f"harness: compute {compute}",
+            *(self.memory.lines() if self.memory else []),
             f"harness: reports {self.run_dir}",
         ]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.budget import parse_duration
+from harness.capacity.memory import parse_size
 from harness.errors import ConfigError
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
@@ -23,6 +24,7 @@ REGISTERED = ("profile", "builder")
 BUILTIN_NAMES: Mapping[str, tuple[str, ...]] = {"profile": ("smoke", "full"), "builder": ("olive", "model-builder")}
 INJECTION_POLICIES = ("warn", "fail")
 UNSTABLE_POLICIES = ("warn", "fail")
+REFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
 ACCURACY_LEVEL_CHOICES = ("0", "1", "2", "3", "4")  # onnxruntime's MatMulNBits accuracy_level values
 TABLES = ("model_config", "gates")  # [tool.harness.<name>] sub-tables, passed through as mappings
 PATH_METAVARS = ("PATH", "DIR", "FILE")  # settings whose values are paths
@@ -152,12 +154,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reference", "--reference", "Hugging Face folder or GGUF file of the reference model for the "
             "parity suite (default: the source model when it is one of those)", _existing_path,
             lambda: None, "PATH"),
+    Setting("reference_precision", "--reference-precision", "the parity reference's precision: fp32 (exact), bf16 "
+            "(half the memory; adds a KL of about 0.001 nats against fp32 on the default model) or auto (default: "
+            "fp32 when the memory plan fits it, else bf16)", _choice(REFERENCE_PRECISIONS), lambda: "auto", "NAME"),
     Setting("profile", "--harness-profile", "sample counts: smoke (fast, for CI of this repo) or "
             "full (for gating a release; default), or one a conftest adds (pytest_harness_profiles)", _name,
             lambda: "full", "NAME"),
     Setting("budget", "--harness-budget", "a time budget for the run (e.g. 150s, 2.5m): the profile's sample "
             "counts are scaled to the model's measured speed, never below what their statistics need, and the "
             "run says what it cut (default: no budget)", parse_duration, lambda: None, "DURATION"),
+    Setting("memory", "--harness-memory", "the memory this run may use (e.g. 8GiB, 7.5GB), for a runner of known "
+            "size; the memory plan checks each phase's predicted peak against it (default: what this machine has "
+            "available, within its control group's limit)", parse_size, lambda: None, "SIZE"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
             "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
     Setting("baseline", "--harness-baseline", "compare this run's token and quality metrics with an earlier run: "
@@ -184,8 +192,10 @@ class HarnessConfig:
     injection_policy: str
     cases: tuple[Path, ...]
     reference: Path | None
+    reference_precision: str
     profile: str
     budget: float | None  # seconds
+    memory: int | None  # bytes: --harness-memory
     cache_dir: Path
     reports_dir: Path
     baseline: Path | None

@@ -203,6 +203,7 @@ class ReferenceData:
     vocab_size: int
     max_new_tokens: int  # longest greedy answer asked of either model
     source: str  # the reference folder, for messages
+    precision: str = "fp32"  # the reference's weights and compute: fp32, or bf16 where the memory plan chose it
 
 
 # -- measuring a built model -----------------------------------------------------------------------

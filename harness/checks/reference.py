@@ -118,7 +118,7 @@ def _eval_prompt(entry: object, where: str) -> EvalPrompt:
 
 # -- the request: the eval set as the built model's token ids ----------------------------------------
 def make_request(runtime: Runtime, eval_set: EvalSet, max_new_tokens: int = MAX_NEW_TOKENS,
-                 k: int = TOP_K) -> dict[str, Any]:
+                 k: int = TOP_K, precision: str = "fp32") -> dict[str, Any]:
     context = runtime.info.context_length
     items: list[dict[str, Any]] = []
     for entry in eval_set.items:
@@ -132,8 +132,9 @@ def make_request(runtime: Runtime, eval_set: EvalSet, max_new_tokens: int = MAX_
             raise ParityError(f"eval item {entry.id!r} has {len(ids)} tokens; it needs "
                               f"{shortest} to {room} for this model's context of {context}")
         items.append({"id": entry.id, "kind": kind, "text": text, "token_ids": ids})
-    return {"items": items, "max_new_tokens": max_new_tokens, "top_k": k,
-            "eos_token_ids": list(runtime.info.eos_token_ids), "vocab_size": runtime.info.vocab_size}
+    request = {"items": items, "max_new_tokens": max_new_tokens, "top_k": k,
+               "eos_token_ids": list(runtime.info.eos_token_ids), "vocab_size": runtime.info.vocab_size}
+    return request if precision == "fp32" else {**request, "precision": precision}  # fp32 keeps its cache keys
 
 
 def reference_vocab_size(folder: Path) -> int | None:
@@ -146,14 +147,15 @@ def reference_vocab_size(folder: Path) -> int | None:
 
 
 def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir: Path, logs: Path,
-                   progress: Progress) -> ReferenceData:
-    """The reference's answers for ``eval_set`` read as ``runtime``'s token ids (computed once, cached)."""
+                   progress: Progress, precision: str = "fp32") -> ReferenceData:
+    """The reference's answers for ``eval_set`` read as ``runtime``'s token ids (computed once, cached), with its
+    weights and compute at ``precision``: fp32 (exact), or bf16 (half the memory)."""
     ref_vocab, vocab = reference_vocab_size(folder), runtime.info.vocab_size
     if ref_vocab is not None and vocab and ref_vocab != vocab:
         raise ParityError(f"the reference {folder} has a vocabulary of {ref_vocab} tokens (config.json) "
                           f"but the built model has {vocab} (genai_config.json); parity compares next-token "
                           "distributions over one vocabulary: pass --reference the model this one was built from")
-    request = make_request(runtime, eval_set)
+    request = make_request(runtime, eval_set, precision=precision)
     encoded = json.dumps(request, sort_keys=True).encode()
     key = combine([("reference", content_hash(folder, HashMemo(cache_dir / "hashes.json"))),
                    ("request", hashlib.sha256(encoded).hexdigest()), ("recipe", RECIPE_VERSION),
@@ -161,7 +163,7 @@ def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir:
     log = logs / f"reference-{key[:12]}.log"
 
     def compute(out: Path) -> None:
-        progress(f"computing the reference's next-token distributions (transformers, fp32, CPU) from {folder}")
+        progress(f"computing the reference's next-token distributions (transformers, {precision}, CPU) from {folder}")
         (out / REQUEST).write_bytes(encoded)
         code = run_logged([sys.executable, "-m", "harness.checks.reference", str(folder), str(out)], log, cwd=out,
                           label="reference model", progress=progress)
@@ -183,14 +185,19 @@ def load_reference(folder: Path) -> ReferenceData:
                           top_log_probs=arrays[f"{index}.top_log_probs"],
                           target_log_probs=arrays[f"{index}.target_log_probs"])
             for index, entry in enumerate(manifest["items"]))
-    return ReferenceData(items, int(manifest["vocab_size"]), int(manifest["max_new_tokens"]), manifest["source"])
+    return ReferenceData(items, int(manifest["vocab_size"]), int(manifest["max_new_tokens"]), manifest["source"],
+                         manifest.get("precision", "fp32"))
 
 
 # -- the child process: transformers, fp32, CPU ------------------------------------------------------
-class ReferenceModel:
-    """The reference loaded once with transformers (fp32, CPU, no gradients)."""
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # the reference's precision -> torch's dtype
 
-    def __init__(self, folder: Path) -> None:
+
+class ReferenceModel:
+    """The reference loaded once with transformers (fp32 or bf16, CPU, no gradients). Weights stored at that dtype
+    are mapped from the safetensors files, not copied."""
+
+    def __init__(self, folder: Path, precision: str = "fp32") -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -198,7 +205,7 @@ class ReferenceModel:
         # Half the cores: with every core, torch's threads spin against the pytest process and other jobs;
         # on a busy 2-core machine a 152-token forward pass took 2 to 8 s on 2 threads, 0.6 to 0.8 s on 1.
         torch.set_num_threads(max(1, usable_cores() // 2))
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, PRECISIONS[precision]))
         self._model: Any = cast(Any, model).eval()  # inference mode (no dropout)
 
     def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
@@ -225,7 +232,8 @@ class ReferenceModel:
 
 def compute_reference(folder: Path, out: Path) -> None:
     request = json.loads((out / REQUEST).read_text(encoding="utf-8"))
-    model = ReferenceModel(folder)
+    precision = request.get("precision", "fp32")
+    model = ReferenceModel(folder, precision)
     arrays: dict[str, Any] = {}
     items: list[dict[str, Any]] = []
     vocab = 0
@@ -250,7 +258,7 @@ def compute_reference(folder: Path, out: Path) -> None:
         print(f"{entry['id']}: {len(ids)} tokens, {len(targets)} scored", flush=True)
     np.savez(out / ARRAYS, **arrays)
     manifest = {"vocab_size": vocab, "max_new_tokens": request["max_new_tokens"], "source": str(folder),
-                "items": items}
+                "precision": precision, "items": items}
     (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
 
 

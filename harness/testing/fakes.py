@@ -52,10 +52,13 @@ CHATML = (
 
 
 def write_hf_folder(path: Path) -> Path:
-    """A tiny folder that source detection accepts as a Hugging Face model."""
+    """A tiny folder that source detection accepts as a Hugging Face model: a config and one 16-parameter tensor."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps({"model_type": "llama", "eos_token_id": EOS}))
-    (path / "model.safetensors").write_bytes(b"not really weights")
+    (path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "eos_token_id": EOS, "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "vocab_size": 256, "max_position_embeddings": 256}))
+    header = json.dumps({"embed.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}).encode()
+    (path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(64))
     (path / "tokenizer.json").write_text("{}")
     return path
 

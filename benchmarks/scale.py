@@ -1,0 +1,284 @@
+"""What each phase of a validation costs at the sizes users bring: wall time and the peak RSS of the whole process tree.
+
+    python benchmarks/scale.py models [SHAPE ...] [--context N]    # make seeded random-init models (cached)
+    python benchmarks/scale.py measure MODEL [--phases ...] [--reference HF] [--out FILE]
+    python benchmarks/scale.py fit FILE                             # the README's table and the fitted costs
+
+``models`` writes ``harness.testing.random_models`` shapes (bf16 safetensors, a real tokenizer and chat
+template) under ``<cache>/scale-models/``. ``measure`` runs each phase of one model in a process of its own and
+polls the RSS of that process and all its children 20 times a second (anonymous and file-backed apart: the
+model builder and transformers memory-map safetensors, whose pages the kernel can drop under pressure):
+
+- ``convert``: a GGUF source to a Hugging Face folder (``python -m harness.build.convert``);
+- ``build-int4``, ``build-int8``: the harness's model-builder build, with its two-token check;
+- ``reference``: the parity suite's fp32 reference (the eval set and the shipped cases' prompts);
+- ``load``: loading the built model and answering one prompt;
+- ``suite:<file>``: each shipped suite alone at the smoke profile, in a warm cache.
+
+Each row (JSON lines, appended to ``--out``) names the model's parameter count, context and vocabulary, the host's
+CPU and the date. ``fit`` prints per phase the least-squares cost in bytes per parameter and seconds per
+parameter-token, and the table the README shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MB = 1024**2
+SUITES = ("test_generation.py", "test_template.py", "test_cases.py", "test_foundry_local.py", "test_parity.py",
+          "test_benchmarks.py", "test_input_length.py", "test_memory.py", "test_malformed.py", "test_fuzz.py")
+PHASES = ("convert", "build-int4", "build-int8", "reference", "load", *(f"suite:{name}" for name in SUITES))
+
+
+# -- measuring a process tree ------------------------------------------------------------------------------
+class TreePeak:
+    """Polls the RSS of a process and its descendants (psutil) and keeps the peaks of their sums."""
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.peak = self.peak_anonymous = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._done.is_set():
+            total = anonymous = 0
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                processes = []
+            for process in processes:
+                try:
+                    memory = process.memory_info()
+                except psutil.Error:
+                    continue
+                total += memory.rss
+                anonymous += memory.rss - memory.shared
+            self.peak, self.peak_anonymous = max(self.peak, total), max(self.peak_anonymous, anonymous)
+            self._done.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``command`` (output to ``log``); its wall time, exit code and the peaks of its process tree."""
+    started = time.perf_counter()
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        process = subprocess.Popen(list(command), cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        peaks = TreePeak(process.pid)
+        code = process.wait()
+        peaks.stop()
+    return {"wall_s": round(time.perf_counter() - started, 1), "exit": code, "peak_mb": round(peaks.peak / MB),
+            "peak_anonymous_mb": round(peaks.peak_anonymous / MB)}
+
+
+# -- what a model is ---------------------------------------------------------------------------------------
+def describe(model: Path) -> dict[str, Any]:
+    """Parameters, context and vocabulary of a source (Hugging Face folder, GGUF or built folder)."""
+    from harness.capacity.model_facts import model_facts
+
+    facts = model_facts(model)
+    return {"model": str(model), "name": model.name, "kind": facts.kind, "parameters": facts.parameters,
+            "context": facts.context_length, "vocab": facts.vocab_size, "weight_bytes": facts.weight_bytes}
+
+
+def host() -> dict[str, Any]:
+    from harness.provenance import machine_fingerprint
+
+    machine = machine_fingerprint()
+    return {"cpu": machine["cpu"], "cores": machine["cores"], "isa": machine["isa"],
+            "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version()}
+
+
+# -- the phases ------------------------------------------------------------------------------------------
+def phase_command(phase: str, model: Path, reference: Path | None, cache: Path, work: Path) -> list[str]:
+    python = [sys.executable, str(Path(__file__).resolve())]
+    if phase.startswith("suite:"):
+        suite = phase.split(":", 1)[1]
+        return [sys.executable, "-m", "pytest", f"suites/{suite}", f"--model={model}", "--harness-profile=smoke",
+                "-q", "-p", "no:cacheprovider", f"--harness-reports={work / 'reports'}",
+                *([f"--reference={reference}"] if reference else [])]
+    return [*python, "_phase", phase, str(model), "--cache", str(cache),
+            *(["--reference", str(reference)] if reference else [])]
+
+
+def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> None:
+    """One phase, in this process (``measure`` runs it as ``scale.py _phase``)."""
+    os.environ["HARNESS_CACHE_DIR"] = str(cache)
+    from harness.build.buildlog import Progress
+    from harness.builtins import make_builder
+    from harness.session import HarnessSession
+    from harness.settings import resolve
+
+    progress: Progress = lambda message: print(f"harness: {message}", flush=True)  # noqa: E731
+    precision = phase.removeprefix("build-") if phase.startswith("build-") else "int4"
+    with tempfile.TemporaryDirectory() as reports:
+        config = resolve({"model": str(model), "precision": precision, "reports_dir": reports,
+                          **({"reference": str(reference)} if reference else {})}, os.environ, None, {}, "", ROOT)
+        session = HarnessSession.open(config, make_builder(config))
+        if phase == "convert":
+            session.reference_folder(progress)
+        elif phase.startswith("build-"):
+            session.prepare(progress)
+        elif phase == "load":
+            from harness.runtime import GenAIRuntime, SearchOptions
+
+            runtime = GenAIRuntime(session.prepare(progress).path)
+            print(runtime.generate("Hello.", SearchOptions(max_new_tokens=8)).output_tokens, flush=True)
+        elif phase == "reference":
+            from harness.checks.cases import default_case_paths, load_cases
+            from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
+            from harness.runtime import GenAIRuntime
+
+            runtime = GenAIRuntime(session.prepare(progress).path)
+            folder = session.reference_folder(progress)
+            assert folder is not None, "no reference: pass --reference"
+            cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in load_cases(default_case_paths())]
+            eval_set = load_eval_set().with_prompts(cases)
+            reference_data(folder, runtime, eval_set, cache, Path(reports), progress)
+        else:
+            raise SystemExit(f"unknown phase {phase}")
+
+
+def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: Path, out: Path) -> None:
+    facts, machine = describe(model), host()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        for phase in phases:
+            if phase == "convert" and facts["kind"] != "gguf":
+                continue
+            log = out.with_suffix(".log")
+            env = {**os.environ, "HARNESS_CACHE_DIR": str(cache)}
+            row = {**facts, **machine, "phase": phase,
+                   **measured(phase_command(phase, model, reference, cache, work), log, env)}
+            print(json.dumps(row), flush=True)
+            with out.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+# -- random-init models -----------------------------------------------------------------------------------
+def default_cache() -> Path:
+    from harness.settings import SETTINGS_BY_NAME
+
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or SETTINGS_BY_NAME["cache_dir"].default())
+
+
+def tokenizer_folder(cache: Path, shape: str) -> Path:
+    """A real tokenizer for the shape: Qwen2.5's (its GGUF, from the package registry) for qwen2 and llama shapes,
+    SmolLM2's (the default model) for phi3, whose own vocabulary (32k) is nearer SmolLM2's (49k)."""
+    from harness.build.sources import default_model_path
+    from tests.e2e.test_builders import qwen_gguf
+
+    gguf = default_model_path() if shape.startswith("phi3") else qwen_gguf(cache)
+    target = cache / "scale-models" / f"tokenizer-{gguf.stem}"
+    if not (target / "tokenizer.json").is_file():
+        from transformers import AutoConfig, AutoTokenizer
+
+        target.mkdir(parents=True, exist_ok=True)
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(target)
+        AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(target)
+    return target
+
+
+def make_models(shapes: Sequence[str], context: int | None, cache: Path) -> list[Path]:
+    from harness.testing.random_models import SHAPES, make_random_model
+
+    made = []
+    for name in shapes:
+        shape = SHAPES[name]
+        folder = cache / "scale-models" / f"{name}-ctx{context or shape.context_length}-seed0"
+        if not (folder / "config.json").is_file():
+            started = time.perf_counter()
+            make_random_model(shape, folder, tokenizer_folder(cache, name), context)
+            print(f"made {folder} in {time.perf_counter() - started:.0f} s", flush=True)
+        made.append(folder)
+        print(folder)
+    return made
+
+
+# -- fitting ----------------------------------------------------------------------------------------------
+def fit(rows: list[dict[str, Any]]) -> str:
+    """Per phase: the fitted bytes per parameter (peak = a + b * parameters) and seconds per parameter
+    (wall = c + d * parameters), then every row."""
+    import numpy as np
+
+    lines = ["| phase | models | peak GB = a + b x params: a GB, b bytes/param | wall s = c + d x params: c s, "
+             "d s per B params |", "|---|---:|---|---|"]
+    for phase in dict.fromkeys(row["phase"] for row in rows):
+        chosen = [row for row in rows if row["phase"] == phase and row["exit"] == 0]
+        params = np.array([row["parameters"] for row in chosen], dtype=float)
+        if len(set(params)) < 2:
+            continue
+        design = np.stack([np.ones_like(params), params], axis=1)
+        (a, b), *_ = np.linalg.lstsq(design, np.array([row["peak_mb"] * MB for row in chosen]), rcond=None)
+        (c, d), *_ = np.linalg.lstsq(design, np.array([row["wall_s"] for row in chosen]), rcond=None)
+        lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} B/param | {c:.0f} s + "
+                     f"{d * 1e9:.0f} s/B params |")
+    lines += ["", "| model | params | context | phase | wall s | peak GB | anonymous GB |",
+              "|---|---:|---:|---|---:|---:|---:|"]
+    for row in rows:
+        status = "" if row["exit"] == 0 else f" (exit {row['exit']})"
+        lines.append(f"| {row['name']} | {row['parameters'] / 1e9:.2f} B | {row['context']} | {row['phase']}{status} | "
+                     f"{row['wall_s']:.0f} | {row['peak_mb'] / 1024:.2f} | {row['peak_anonymous_mb'] / 1024:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    models = commands.add_parser("models", help="make the random-init models")
+    models.add_argument("shapes", nargs="*", default=["qwen2.5-0.5b", "qwen2.5-1.5b", "phi3.5-mini"])
+    models.add_argument("--context", type=int, default=None)
+    run = commands.add_parser("measure", help="measure each phase of one model")
+    run.add_argument("model", type=Path)
+    run.add_argument("--phases", nargs="+", default=list(PHASES))
+    run.add_argument("--reference", type=Path, default=None)
+    run.add_argument("--out", type=Path, default=ROOT / "reports" / "scale.jsonl")
+    fitted = commands.add_parser("fit", help="fit the costs and print the table")
+    fitted.add_argument("file", type=Path)
+    phase = commands.add_parser("_phase")
+    phase.add_argument("phase")
+    phase.add_argument("model", type=Path)
+    phase.add_argument("--cache", type=Path, required=True)
+    phase.add_argument("--reference", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cache = default_cache()
+    if args.command == "models":
+        make_models(args.shapes, args.context, cache)
+    elif args.command == "measure":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        measure(args.model.resolve(), args.phases, args.reference, cache, args.out)
+    elif args.command == "fit":
+        print(fit([json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]))
+    else:
+        run_phase(args.phase, args.model, args.reference, args.cache)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,175 @@
+"""The memory plan: each phase's peak, predicted from the model's size before anything is spent, against what the
+run may use.
+
+Every cost is a straight line in the model's size, fitted to peaks ``benchmarks/scale.py`` measured (the whole
+process tree's RSS, polled) on real and seeded random-init models from 135M to 1.5B parameters; the README's
+"Scale" section has the table. A phase that must run and cannot fit stops the session before it starts, in one
+line: the phase, what it needs, what is available, and the way out. A suite that cannot fit skips with its need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.capacity.memory import Available, format_size
+from harness.capacity.model_facts import ModelFacts
+
+# -- the measured costs (bytes) -------------------------------------------------------------------------------
+# GGUF -> Hugging Face folder (harness.build.convert): python, torch and transformers, the tokenizer and the GGUF's
+# metadata, then one shard and one tensor at a time, dequantized to fp32 (the largest tensor twice: its row
+# chunks and the whole), with the GGUF's pages mapped. Measured: SmolLM2 1.13 GB, Qwen2.5-Coder-0.5B 2.17 GB.
+CONVERSION_BASE = 0.75e9
+CONVERSION_PER_LARGEST_TENSOR_BYTE = 2.0
+# The model builder (0.18) maps the source's safetensors, then holds the whole graph in fp32 (onnx_ir's to_proto)
+# while MatMulNBits quantizes it: base + bytes per parameter, plus the source's weights as mapped.
+BUILD_COSTS: Mapping[str, tuple[float, float]] = {"int4": (0.95e9, 4.93), "int8": (0.95e9, 5.3),
+                                                  "fp32": (0.95e9, 4.93), "fp16": (0.95e9, 4.93)}
+# A built model's weights on disk, per parameter: MatMulNBits int4 or int8 with their scales (an untied model keeps
+# its embedding table in fp32 besides), fp32 as is.
+BUILT_BYTES_PER_PARAMETER: Mapping[str, float] = {"int4": 0.62, "int8": 1.12, "fp32": 4.0, "fp16": 2.0}
+# The fp32 reference (transformers in a child process) beside the pytest process holding the built model: the
+# weights at the reference's dtype (mapped when the file has that dtype, else a converted copy), plus torch's own
+# and the logits of the longest eval item (a few copies of positions x vocabulary in fp32).
+REFERENCE_BASE = 0.6e9
+REFERENCE_LOGIT_COPIES = 4
+REFERENCE_LONGEST_ITEM = 400  # tokens: the longest shipped eval item with its greedy answer
+# Each shipped suite alone at the smoke profile: base + bytes per byte of the built model's weights (each suite
+# loads the model, its fp32-compute twin, a worker's or Foundry's copies), and the prefill of its longest prompt.
+SUITE_COSTS: Mapping[str, tuple[float, float]] = {
+    "test_generation.py": (0.45e9, 0.63), "test_template.py": (0.4e9, 0.25), "test_cases.py": (0.45e9, 0.7),
+    "test_foundry_local.py": (0.55e9, 2.6), "test_parity.py": (0.5e9, 1.0), "test_benchmarks.py": (0.45e9, 0.6),
+    "test_input_length.py": (0.45e9, 0.8), "test_memory.py": (0.6e9, 1.6), "test_malformed.py": (0.45e9, 0.65),
+    "test_fuzz.py": (0.4e9, 0.4), "test_precisions.py": (0.45e9, 1.0),
+}
+SUITE_PREFILL_TOKENS: Mapping[str, int] = {"test_benchmarks.py": 512, "test_malformed.py": 512}  # besides lengths
+
+
+def prefill_bytes(facts: ModelFacts, tokens: int) -> int:
+    """What a prompt of ``tokens`` adds while it is prefilled: its KV cache and a row of logits per token."""
+    return tokens * (facts.kv_bytes_per_token + facts.logits_bytes_per_token)
+
+
+# -- needs ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Need:
+    """One phase's predicted peak and how it was reckoned."""
+
+    phase: str  # "the int4 build", "the fp32 reference", "test_foundry_local.py"
+    bytes: int
+    basis: str  # the reckoning, in words
+    way_out: str  # what to do when it does not fit
+
+
+def _billions(count: float) -> str:
+    return f"{count / 1e9:.2f} B"
+
+
+def conversion_need(source: ModelFacts) -> Need:
+    need = (CONVERSION_BASE + CONVERSION_PER_LARGEST_TENSOR_BYTE * 4 * source.largest_tensor + source.weight_bytes)
+    return Need("the GGUF conversion", int(need),
+                f"one fp32 tensor at a time, the largest {format_size(4 * source.largest_tensor)}, with the "
+                f"{format_size(source.weight_bytes)} GGUF mapped",
+                "convert it where there is more memory (harness build) and pass the folder with --model")
+
+
+def build_need(precision: str, source: ModelFacts, source_bytes: int) -> Need:
+    """The model builder on a source of ``source_bytes`` of weights (a converted GGUF is fp32)."""
+    base, per_parameter = BUILD_COSTS[precision]
+    parameters = source.parameters or 0
+    need = base + per_parameter * parameters + source_bytes
+    return Need(f"the {precision} build", int(need),
+                f"the model builder holds {per_parameter:.1f} bytes a parameter for {_billions(parameters)} "
+                f"parameters, beside the {format_size(source_bytes)} source",
+                "build it where there is more memory (harness build --model=... on a larger machine) and pass "
+                "the built folder with --model")
+
+
+def built_bytes(precision: str, source: ModelFacts) -> int:
+    """The built model's weight bytes, predicted before the build."""
+    parameters = source.parameters or 0
+    untied = 0 if source.tied_embeddings else 3.4 * source.vocab_size * source.hidden_size  # an fp32 embedding
+    return int(BUILT_BYTES_PER_PARAMETER.get(precision, 4.0) * parameters + untied)
+
+
+def reference_need(reference: ModelFacts, precision: str, model_bytes: int) -> Need:
+    """The reference at ``precision`` (fp32 or bf16) beside the pytest process holding a model of ``model_bytes``."""
+    parameters = reference.parameters or 0
+    logits = REFERENCE_LOGIT_COPIES * REFERENCE_LONGEST_ITEM * reference.vocab_size * 4
+    per_parameter = 4 if precision == "fp32" else 2
+    need = REFERENCE_BASE + per_parameter * parameters + logits + SUITE_COSTS["test_parity.py"][1] * model_bytes
+    return Need(f"the {precision} reference", int(need),
+                f"{per_parameter} bytes a parameter for {_billions(parameters)} parameters and its logits, beside the "
+                "built model", "pass --reference-precision bf16 or a smaller --reference, or run the parity suite on "
+                "a larger machine")
+
+
+def choose_reference(setting: str, reference: ModelFacts, model_bytes: int, available: Available) -> tuple[str, Need]:
+    """The reference's precision and need: the precision set, or (``auto``) fp32 when it fits, else bf16."""
+    if setting != "auto":
+        return setting, reference_need(reference, setting, model_bytes)
+    exact = reference_need(reference, "fp32", model_bytes)
+    if exact.bytes <= available.bytes:
+        return "fp32", exact
+    return "bf16", reference_need(reference, "bf16", model_bytes)
+
+
+def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int) -> Need:
+    base, per_byte = SUITE_COSTS.get(suite, SUITE_COSTS["test_precisions.py"])
+    tokens = longest_prompt if suite == "test_input_length.py" else SUITE_PREFILL_TOKENS.get(suite, 128)
+    need = base + per_byte * model_bytes + prefill_bytes(facts, tokens)
+    return Need(suite, int(need), f"{per_byte:.1f} x the {format_size(model_bytes)} model and a {tokens}-token "
+                f"prefill", "pass --harness-memory if this machine has more, or run this suite on a larger machine")
+
+
+# -- the plan -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryPlan:
+    available: Available
+    must_run: tuple[Need, ...]  # phases this session cannot do without (the conversion, the build)
+    may_run: tuple[Need, ...] = ()  # phases that skip when they cannot fit (the reference, each suite)
+    suites: Mapping[str, Need] = field(default_factory=dict)
+    reference: Need | None = None  # the parity reference at the precision chosen (one of may_run)
+    reference_precision: str = "fp32"
+
+    def fits(self, need: Need) -> bool:
+        return need.bytes <= self.available.bytes
+
+    def refusal(self) -> str | None:
+        """One line for the first phase that must run and cannot fit (None: every one fits)."""
+        for need in self.must_run:
+            if not self.fits(need):
+                return self.too_big(need)
+        return None
+
+    def too_big(self, need: Need) -> str:
+        return (f"memory plan: {need.phase} needs about {format_size(need.bytes)} at its peak ({need.basis}), "
+                f"and {format_size(self.available.bytes)} is {self.available.source}; {need.way_out}")
+
+    def skip_reason(self, need: Need | None) -> str | None:
+        """Why a phase that may run skips (None: it fits, or it is not planned)."""
+        return None if need is None or self.fits(need) else self.too_big(need)
+
+    def lines(self) -> list[str]:
+        needs = [*self.must_run, *self.may_run]
+        if not needs:
+            return []
+        largest = max(needs, key=lambda need: need.bytes)
+        suites = [need for need in needs if need.phase.startswith("test_")]
+        shown = [need for need in needs if not need.phase.startswith("test_")]
+        parts = [f"{need.phase} {format_size(need.bytes)}" for need in shown]
+        if suites:
+            top = max(suites, key=lambda need: need.bytes)
+            parts.append(f"the suites up to {format_size(top.bytes)} ({top.phase})")
+        verdict = "fits" if self.fits(largest) else "does not fit"
+        skipped = [need.phase for need in self.may_run if not self.fits(need)]
+        tail = f"; will skip: {', '.join(skipped)}" if skipped else ""
+        return [f"harness: memory {format_size(self.available.bytes)} ({self.available.source}); plan: "
+                f"{', '.join(parts)}; peak {format_size(largest.bytes)}: {verdict}{tail}"]
+
+
+def plan(available: Available, must_run: Sequence[Need], suites: Sequence[Need], reference: Need | None = None,
+         reference_precision: str = "fp32") -> MemoryPlan:
+    may_run = (*([reference] if reference else []), *suites)
+    return MemoryPlan(available, tuple(must_run), may_run, {need.phase: need for need in suites}, reference,
+                      reference_precision)

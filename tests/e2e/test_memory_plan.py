@@ -1,0 +1,46 @@
+"""The memory plan on the real default model, under a real memory cap (a memory control group, else an address-space
+limit): a run the cap cannot hold is refused at start in one line, before anything is built; a run the plan admits
+under a cap of its predicted peak finishes, with nothing killed for memory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from harness.capacity.memory import Available
+from harness.session import HarnessSession
+from tests.e2e.support import ROOT, capped_run
+
+SUITES = ("test_generation.py", "test_foundry_local.py", "test_malformed.py")
+MB = 1024**2
+
+
+def pytest_command(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--harness-reports={tmp_path / 'reports'}",
+            *args]
+
+
+def test_a_run_the_cap_cannot_hold_is_refused_at_start_in_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"  # empty: the GGUF conversion and the build would run first
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(cache)}
+    run = capped_run(pytest_command(tmp_path, "suites/test_generation.py"), 600 * MB, env)
+    refusals = [line for line in run.output.splitlines() if "memory plan:" in line]
+    assert run.returncode == 4, run.output[-3000:]
+    assert len(refusals) == 1, run.output[-3000:]
+    assert refusals[0].startswith("ERROR: harness: memory plan: the GGUF conversion needs about "), refusals
+    assert any(words in refusals[0] for words in ("is the room under this control group's memory limit",
+                                                   "is the address-space limit")), refusals
+    assert "Traceback" not in run.output and run.oom_kills == 0
+    assert not list(cache.glob("hf/*")) and not list(cache.glob("onnx/*")), "something was built before the refusal"
+
+
+def test_a_run_the_plan_admits_finishes_under_a_cap_of_its_predicted_peak(built: HarnessSession,
+                                                                           tmp_path: Path) -> None:
+    memory = built.plan_memory(2048, Available(2**50, "unlimited"))  # the smoke profile's longest prompt
+    cap = max(memory.suites[name].bytes for name in SUITES)
+    selected = ["-k", "not test_invalid_setting or raw-top-k"]  # the input cases, and one raw setting
+    run = capped_run(pytest_command(tmp_path, *(f"suites/{name}" for name in SUITES), *selected), cap,
+                     cwd=ROOT)
+    assert run.oom_kills == 0 and run.returncode == 0, f"under {run.cap}:\n{run.output[-3000:]}"
+    assert "memory plan" not in run.output  # nothing skipped for memory: the cap is the plan's own figure

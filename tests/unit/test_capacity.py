@@ -1,0 +1,133 @@
+"""The memory plan's pieces without a model: sizes, what the machine has (control groups faked in a folder), model
+facts from metadata, and the plan's verdicts and lines."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from harness.capacity.memory import Available, available_memory, cgroup_room, format_size, parse_size
+from harness.capacity.model_facts import model_facts
+from harness.capacity.plan import Need, build_need, choose_reference, plan, suite_need
+from harness.errors import SourceError
+from harness.testing.fakes import write_genai_folder, write_hf_folder
+
+GB = 10**9
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("8GiB", 8 * 1024**3), ("8G", 8 * 1024**3), ("7.5GB", 7_500_000_000),
+                                                ("512MiB", 512 * 1024**2), ("1024", 1024), (" 2 gb ", 2 * GB)])
+def test_sizes_read_binary_and_decimal_units(raw: str, expected: int) -> None:
+    assert parse_size(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "0GB", "-1G", "8 parsecs", "G8", "eight"])
+def test_a_bad_size_says_what_a_size_looks_like(raw: str) -> None:
+    with pytest.raises(ValueError, match="is not a memory size above zero, e.g. 8GiB"):
+        parse_size(raw)
+
+
+def test_sizes_print_in_the_binary_units_they_are_written_in() -> None:
+    assert (format_size(8 * 1024**3), format_size(512 * 1024**2)) == ("8.0 GiB", "512 MiB")
+
+
+def fake_cgroups(tmp_path: Path, lines: str) -> Path:
+    (tmp_path / "cgroup").write_text(lines)
+    return tmp_path / "cgroup"
+
+
+def test_a_v2_limit_counts_inactive_page_cache_as_free(tmp_path: Path) -> None:
+    root = tmp_path / "fs"
+    group = root / "ci" / "job"
+    group.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("memory\n")
+    (group / "memory.max").write_text(f"{4 * GB}\n")
+    (group / "memory.current").write_text(f"{3 * GB}\n")
+    (group / "memory.stat").write_text(f"anon 100\ninactive_file {GB}\n")
+    (root / "ci" / "memory.max").write_text("max\n")  # an unlimited parent changes nothing
+    assert cgroup_room(fake_cgroups(tmp_path, "0::/ci/job\n"), root) == 2 * GB
+
+
+def test_a_v1_limit_and_its_hierarchical_limit(tmp_path: Path) -> None:
+    group = tmp_path / "fs" / "memory" / "runner"
+    group.mkdir(parents=True)
+    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # unlimited here...
+    (group / "memory.usage_in_bytes").write_text(f"{GB}\n")
+    (group / "memory.stat").write_text(f"hierarchical_memory_limit {3 * GB}\ntotal_inactive_file 0\n")  # ...not above
+    assert cgroup_room(fake_cgroups(tmp_path, "4:memory:/runner\n0::/\n"), tmp_path / "fs") == 2 * GB
+
+
+def test_no_limit_is_no_room_figure(tmp_path: Path) -> None:
+    group = tmp_path / "fs" / "memory" / "runner"
+    group.mkdir(parents=True)
+    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (group / "memory.usage_in_bytes").write_text(f"{GB}\n")
+    assert cgroup_room(fake_cgroups(tmp_path, "4:memory:/runner\n"), tmp_path / "fs") is None
+
+
+def test_a_stated_memory_wins_and_says_where_it_came_from() -> None:
+    assert available_memory(8 * GB, "the command line") == Available(
+        8 * GB, "what --harness-memory allows (from the command line)")
+    assert available_memory().bytes > 0
+
+
+def test_facts_come_from_the_safetensors_header_and_config(tmp_path: Path) -> None:
+    facts = model_facts(write_hf_folder(tmp_path / "hf"))
+    assert (facts.kind, facts.parameters, facts.largest_tensor, facts.vocab_size) == ("hf-folder", 16, 16, 256)
+    built = model_facts(write_genai_folder(tmp_path / "built", context_length=4096))
+    assert (built.kind, built.parameters, built.context_length) == ("onnx-genai", None, 4096)
+
+
+def test_a_corrupt_safetensors_file_is_one_line(tmp_path: Path) -> None:
+    folder = write_hf_folder(tmp_path / "hf")
+    (folder / "model.safetensors").write_bytes(b"not really weights")
+    with pytest.raises(SourceError, match=r"model.safetensors is not a safetensors file \(a header of \d+ bytes\); "
+                                          r"save the model again"):
+        model_facts(folder)
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", 5) + b"[1,2]")
+    with pytest.raises(SourceError, match="its header is not a table of tensors"):
+        model_facts(folder)
+
+
+def test_a_truncated_gguf_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + struct.pack("<Q", 10**6))
+    with pytest.raises(SourceError, match="its GGUF header cannot be read"):
+        model_facts(path)
+
+
+def test_the_plan_refuses_the_first_phase_that_cannot_fit_in_one_line(tmp_path: Path) -> None:
+    source = model_facts(write_hf_folder(tmp_path / "hf"))
+    big = Need("the int4 build", 12 * GIB, "the model builder holds 4.9 bytes a parameter", "build it elsewhere")
+    refused = plan(Available(8 * GIB, "available on this machine"), [big], [])
+    assert refused.refusal() == ("memory plan: the int4 build needs about 12.0 GiB at its peak (the model builder holds "
+                                 "4.9 bytes a parameter), and 8.0 GiB is available on this machine; build it elsewhere")
+    assert "\n" not in (refused.refusal() or "")
+    assert plan(Available(8 * GB, "x"), [build_need("int4", source, 64)], []).refusal() is None
+
+
+def test_suites_that_cannot_fit_skip_and_the_header_says_so(tmp_path: Path) -> None:
+    facts = model_facts(write_genai_folder(tmp_path / "built"))
+    suites = [suite_need("test_template.py", facts, GB, 2048), suite_need("test_foundry_local.py", facts, 5 * GB, 2048)]
+    memory = plan(Available(4 * GIB, "available on this machine"), [], suites)
+    assert memory.skip_reason(memory.suites["test_template.py"]) is None
+    reason = memory.skip_reason(memory.suites["test_foundry_local.py"])
+    assert reason is not None and reason.startswith("memory plan: test_foundry_local.py needs about ")
+    (line,) = memory.lines()
+    assert line.startswith("harness: memory 4.0 GiB (available on this machine); plan: the suites up to ")
+    assert line.endswith("does not fit; will skip: test_foundry_local.py")
+
+
+def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Path) -> None:
+    folder = write_hf_folder(tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 32}))
+    facts = model_facts(folder)
+    roomy, tight = Available(100 * GB, "x"), Available(1, "x")
+    assert choose_reference("auto", facts, 0, roomy)[0] == "fp32"
+    assert choose_reference("auto", facts, 0, tight)[0] == "bf16"
+    assert choose_reference("fp32", facts, 0, tight)[0] == "fp32"
