@@ -3,7 +3,8 @@
 One Foundry Local session (in-process, offline, with its own model cache) serves the module; it
 registers the deployment folder as is (and the fp32-compute twin's, when the model has one) and
 leaves no registration behind. Each chat is judged on every compute path: Foundry's answer must end
-its turn and match onnxruntime-genai's answer on the same path.
+its turn and match onnxruntime-genai's answer on the same path. Foundry holds one model at a time: it answers
+every chat on the model, then on the twin, so the module never holds a fourth copy of the weights.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import ComputePaths, Deployment, PathJudgement, PathVerdict, SearchOptions, Settle
+from harness import ComputePaths, Deployment, HarnessError, PathJudgement, PathVerdict, SearchOptions, Settle
 from harness.deploy.foundry import (
     TWIN_MODEL_ID,
+    FoundryAnswer,
     FoundryLocalSession,
     FoundryUnavailable,
     compare_answers,
@@ -38,12 +40,29 @@ def foundry(harness_deployment: Deployment, harness_twin_deployment: Deployment 
     twin = harness_twin_deployment.folder if harness_twin_deployment else None
     try:
         with FoundryLocalSession(harness_deployment.folder, cache, twin_folder=twin) as session:
-            session.load()
             yield session
     except FoundryUnavailable as exc:
         pytest.skip(str(exc))
     left = registered_model_ids(cache)  # fails the module's last test at teardown
     assert not left, f"Foundry Local kept registrations {left} in {cache} after the session closed"
+
+
+Answer = FoundryAnswer | HarnessError  # what Foundry said to a chat, or why it could not answer
+
+
+@pytest.fixture(scope="module")
+def foundry_answers(foundry: FoundryLocalSession) -> dict[tuple[str, str], Answer]:
+    """Every chat answered by each registered model, loaded one at a time: (model id, case id) -> answer."""
+    answers: dict[tuple[str, str], Answer] = {}
+    for model_id in foundry.folders:
+        foundry.load(model_id)
+        for case in CASES:
+            try:
+                answers[model_id, case["id"]] = foundry.chat(case["messages"], MAX_TOKENS, model_id)
+            except HarnessError as exc:  # the check of that chat reports it
+                answers[model_id, case["id"]] = exc
+        foundry.unload(model_id)
+    return answers
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +79,16 @@ def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession, harness_paths: ComputePaths,
+                                                 foundry_answers: dict[tuple[str, str], Answer],
                                                  forbidden_tokens: tuple[str, ...], case: dict[str, Any],
                                                  harness_verdict: Settle) -> None:
     messages = case["messages"]
     judgements = []
     for path, model_id in zip(harness_paths.paths, (foundry.model_id, TWIN_MODEL_ID), strict=False):
         direct = path.runtime.generate(messages, SearchOptions(max_new_tokens=MAX_TOKENS))
-        answer = foundry.chat(messages, MAX_TOKENS, model_id)
+        answer = foundry_answers[model_id, case["id"]]
+        if isinstance(answer, HarnessError):
+            raise answer
         problems = compare_answers(direct, answer, forbidden_tokens)
         detail = "; ".join(problems) + (
             f"\n  onnxruntime-genai ({direct.stop_reason}, {direct.output_tokens} tokens): {direct.text!r}"

@@ -143,10 +143,17 @@ class FoundryLocalSession:
         with _translated("listing the cached models"):
             return [str(model.id) for model in self._catalog.get_cached_models()]
 
-    def load(self) -> None:
-        for model_id, folder in self.folders.items():
-            with _translated(f"loading {folder}"):
-                self._registered(model_id).load()
+    def load(self, model_id: str | None = None) -> None:
+        """Load ``model_id`` (default: every registered model)."""
+        for loaded, folder in self.folders.items():
+            if model_id in (None, loaded):
+                with _translated(f"loading {folder}"):
+                    self._registered(loaded).load()
+
+    def unload(self, model_id: str) -> None:
+        """Give ``model_id``'s memory back (it stays registered)."""
+        with _translated(f"unloading {self.folders[model_id]}"):
+            self._registered(model_id).unload()
 
     def chat(self, messages: Sequence[Message], max_output_tokens: int, model_id: str | None = None) -> FoundryAnswer:
         """Answer greedily (temperature 0) in a new chat session, so no earlier turn leaks in."""

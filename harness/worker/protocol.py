@@ -12,7 +12,8 @@ pipe intact)::
 
 ``options`` go through the harness's ``SearchOptions`` (its own validation); ``raw`` goes straight to the
 engine (onnxruntime-genai's ``set_search_options``), so the runtime's own checks are exercised. A ``fill``
-prompt repeats a unit up to an exact token count (``tokens``, or the context length plus ``context_offset``).
+prompt repeats a unit up to an exact token count (``tokens``, or the context length plus ``context_offset``); a
+``past_context`` prompt (``{"past_context": "x"}``) repeats its unit until the text encodes past the context.
 The worker first sends a ready line (pid, the model's ``ModelInfo`` as JSON, whether it has a raw path).
 """
 
