@@ -24,6 +24,7 @@ _PUBLIC = {
     "ModelInfo": "harness.runtime", "Prompt": "harness.runtime", "Message": "harness.runtime",
     "Builder": "harness.build.builders", "PreparedModel": "harness.build.pipeline",
     "Deployment": "harness.deploy.folder",
+    "MemoryPlan": "harness.capacity.plan",
     "Case": "harness.checks.cases", "CaseSet": "harness.checks.cases",
     "ComputePaths": "harness.checks.stability", "PathJudgement": "harness.checks.stability",
     "PathVerdict": "harness.checks.stability",
@@ -35,6 +36,7 @@ __all__ = sorted(_PUBLIC)
 if TYPE_CHECKING:
     from harness.build.builders import Builder
     from harness.build.pipeline import PreparedModel
+    from harness.capacity.plan import MemoryPlan
     from harness.checks.cases import Case, CaseSet
     from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
     from harness.deploy.folder import Deployment

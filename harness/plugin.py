@@ -31,6 +31,7 @@ from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execu
 if TYPE_CHECKING:
     from harness.build.buildlog import Progress
     from harness.build.pipeline import PreparedModel
+    from harness.capacity.plan import MemoryPlan
     from harness.checks.cases import CaseSet
     from harness.checks.parity import ReferenceData
     from harness.checks.stability import ComputePaths, PathVerdict
@@ -422,6 +423,13 @@ def _decode_rate(runtime: Runtime, probes: int = 3) -> float:
         rates.append((probe.output_tokens - 1) / decoding if decoding > 0 and probe.output_tokens > 1
                      else float("inf"))
     return statistics.median(rates)
+
+
+@pytest.fixture(scope="session")
+def harness_memory_plan(pytestconfig: pytest.Config, harness_model: PreparedModel) -> MemoryPlan | None:
+    """The memory plan: each phase's predicted peak against what the run may use (``prompt_skip_reason(suite,
+    tokens)`` says whether a prompt of that length can be prefilled); None for a run without one."""
+    return _session(pytestconfig).memory
 
 
 @pytest.fixture(scope="session")

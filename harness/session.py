@@ -34,6 +34,7 @@ from harness.capacity.plan import (
     built_bytes,
     choose_reference,
     conversion_need,
+    longest_prompt_need,
     plan,
     suite_need,
 )
@@ -134,12 +135,12 @@ class HarnessSession:
         facts, model_bytes = self.facts(), self.model_bytes()
         longest = longest_prompt or facts.context_length - CONTEXT_MARGIN
         suites = [suite_need(path.name, facts, model_bytes, longest) for path in sorted(suites_dir().glob("test_*.py"))]
-        if self.reference_source is None:
-            self.memory = plan(available, must, suites)
-        else:
+        suites.append(longest_prompt_need(facts, model_bytes, longest))
+        precision, reference = "fp32", None
+        if self.reference_source is not None:
             precision, reference = choose_reference(self.config.reference_precision,
                                                     model_facts(self.reference_source.path), model_bytes, available)
-            self.memory = plan(available, must, suites, reference, precision)
+        self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
 
     def header_lines(self) -> list[str]:
@@ -180,6 +181,8 @@ class HarnessSession:
             built = prepare(self.plan, self.store, self.builder, claimed, progress)
             self.prepared = self._at_accuracy_level(built, progress)
             self.levels = dict(accuracy_levels(self.prepared.path))
+            if self.memory is not None and not self.cache_hit_at_start:  # the built model's size is known now
+                self.plan_memory(self.memory.longest_prompt, self.memory.available)
             if not self.cache_hit_at_start or self.config.accuracy_level is not None:  # else the header said it
                 progress(f"compute path: {describe_levels(self.levels)}")
             self.write_provenance()

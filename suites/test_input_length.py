@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import ContextOverflow, Gates, Generation, PreparedModel, Profile, Runtime
+from harness import ContextOverflow, Gates, Generation, MemoryPlan, PreparedModel, Profile, Runtime
 from harness.checks import lengths
 from harness.checks.output_format import answer_context, format_problems
 
 Measure = Callable[[int], tuple[lengths.LengthRun, Generation]]
+SUITE = "test_input_length.py"
 Record = Callable[[str, object], None]
 
 
@@ -36,8 +37,11 @@ def measured(harness_runtime: Runtime, text_ids: list[int]) -> Measure:
 
 
 @pytest.fixture(scope="module")
-def planned(harness_runtime: Runtime, harness_profile: Profile) -> list[int]:
-    return lengths.planned_lengths(harness_runtime.info.context_length, harness_profile.max_prompt_tokens)
+def planned(harness_runtime: Runtime, harness_profile: Profile, harness_memory_plan: MemoryPlan | None) -> list[int]:
+    """The lengths measured: the profile's, without those whose prefill the memory plan cannot fit."""
+    planned = lengths.planned_lengths(harness_runtime.info.context_length, harness_profile.max_prompt_tokens)
+    return [n for n in planned if harness_memory_plan is None
+            or harness_memory_plan.prompt_skip_reason(SUITE, n) is None]
 
 
 def gate(verdict: str | None, measured: Measure, planned: list[int], request: pytest.FixtureRequest) -> None:
@@ -50,11 +54,15 @@ def gate(verdict: str | None, measured: Measure, planned: list[int], request: py
 
 @pytest.mark.parametrize("length_id", lengths.LENGTH_IDS)
 def test_prompt_length_answers_in_good_form(
-    harness_runtime: Runtime, harness_profile: Profile, measured: Measure, record_property: Record, length_id: str
+    harness_runtime: Runtime, harness_profile: Profile, harness_memory_plan: MemoryPlan | None, measured: Measure,
+    record_property: Record, length_id: str
 ) -> None:
     n, why = lengths.resolve_length(length_id, harness_runtime.info.context_length, harness_profile.max_prompt_tokens)
     if n is None:
         pytest.skip(why)
+    too_big = harness_memory_plan.prompt_skip_reason(SUITE, n) if harness_memory_plan else None
+    if too_big is not None:
+        pytest.skip(too_big)
     run, generation = measured(n)
     for name, value in run.properties().items():
         record_property(name, value)

@@ -12,16 +12,20 @@ from typing import Any
 
 import pytest
 
-from harness import Profile
+from harness import MemoryPlan, Profile
 from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, ProbeCase
 from harness.robustness.prober import Prober
 
 
-def _check(prober: Prober, case: ProbeCase, profile: Profile, record_property: Callable[[str, object], None]) -> None:
-    longest = profile.max_prompt_tokens
-    if case.context_prefill and longest is not None and longest < prober.model.context_length - 1:
-        pytest.skip(f"needs a prompt of {prober.model.context_length - 1} tokens; the {profile.name} profile "
+def _check(prober: Prober, case: ProbeCase, profile: Profile, memory: MemoryPlan | None,
+           record_property: Callable[[str, object], None]) -> None:
+    longest, context = profile.max_prompt_tokens, prober.model.context_length
+    if case.context_prefill and longest is not None and longest < context - 1:
+        pytest.skip(f"needs a prompt of {context - 1} tokens; the {profile.name} profile "
                     f"stops at {longest} (the full profile runs it)")
+    too_big = memory.prompt_skip_reason("test_malformed.py", context - 1) if case.context_prefill and memory else None
+    if too_big is not None:
+        pytest.skip(too_big)
     if "raw" in case.resolve(prober.model) and not prober.has_raw_path:
         pytest.skip("the plugged-in runtime has no raw path (generate_raw): the engine's own checks of settings "
                     "sent unchecked are not exercised")
@@ -41,12 +45,12 @@ def _params(cases: tuple[ProbeCase, ...]) -> list[Any]:
 
 
 @pytest.mark.parametrize("case", _params(INPUT_CASES))
-def test_malformed_input(harness_prober: Prober, harness_profile: Profile,
+def test_malformed_input(harness_prober: Prober, harness_profile: Profile, harness_memory_plan: MemoryPlan | None,
                          record_property: Callable[[str, object], None], case: ProbeCase) -> None:
-    _check(harness_prober, case, harness_profile, record_property)
+    _check(harness_prober, case, harness_profile, harness_memory_plan, record_property)
 
 
 @pytest.mark.parametrize("case", _params(SETTING_CASES))
-def test_invalid_setting(harness_prober: Prober, harness_profile: Profile,
+def test_invalid_setting(harness_prober: Prober, harness_profile: Profile, harness_memory_plan: MemoryPlan | None,
                          record_property: Callable[[str, object], None], case: ProbeCase) -> None:
-    _check(harness_prober, case, harness_profile, record_property)
+    _check(harness_prober, case, harness_profile, harness_memory_plan, record_property)

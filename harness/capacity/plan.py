@@ -42,7 +42,10 @@ SUITE_COSTS: Mapping[str, tuple[float, float]] = {
     "test_input_length.py": (0.45e9, 0.8), "test_memory.py": (0.6e9, 1.6), "test_malformed.py": (0.45e9, 0.65),
     "test_fuzz.py": (0.4e9, 0.4), "test_precisions.py": (0.45e9, 1.0),
 }
-SUITE_PREFILL_TOKENS: Mapping[str, int] = {"test_benchmarks.py": 512, "test_malformed.py": 512}  # besides lengths
+# The longest prompt each suite prefills (the length suite's shortest: its longer ones are planned one by one).
+SUITE_PREFILL_TOKENS: Mapping[str, int] = {"test_benchmarks.py": 512, "test_malformed.py": 512,
+                                           "test_input_length.py": 16}
+LENGTH_SUITE = "test_input_length.py"
 
 
 def prefill_bytes(facts: ModelFacts, tokens: int) -> int:
@@ -114,12 +117,21 @@ def choose_reference(setting: str, reference: ModelFacts, model_bytes: int, avai
     return "bf16", reference_need(reference, "bf16", model_bytes)
 
 
-def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int) -> Need:
+def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int, force_prompt: bool = False
+               ) -> Need:
+    """A shipped suite's peak; its longest prompt is ``longest_prompt`` for the length suite (or ``force_prompt``),
+    else the suite's own."""
     base, per_byte = SUITE_COSTS.get(suite, SUITE_COSTS["test_precisions.py"])
-    tokens = longest_prompt if suite == "test_input_length.py" else SUITE_PREFILL_TOKENS.get(suite, 128)
+    tokens = longest_prompt if force_prompt else SUITE_PREFILL_TOKENS.get(suite, 128)
     need = base + per_byte * model_bytes + prefill_bytes(facts, tokens)
     return Need(suite, int(need), f"{per_byte:.1f} x the {format_size(model_bytes)} model and a {tokens}-token "
                 f"prefill", "pass --harness-memory if this machine has more, or run this suite on a larger machine")
+
+
+def longest_prompt_need(facts: ModelFacts, model_bytes: int, tokens: int) -> Need:
+    """The length suite's longest prompt (each longer length the plan cannot fit skips on its own)."""
+    need = suite_need(LENGTH_SUITE, facts, model_bytes, tokens, force_prompt=True)
+    return Need(f"a {tokens}-token prompt", need.bytes, need.basis, need.way_out)
 
 
 # -- the plan -------------------------------------------------------------------------------------------------
@@ -131,6 +143,9 @@ class MemoryPlan:
     suites: Mapping[str, Need] = field(default_factory=dict)
     reference: Need | None = None  # the parity reference at the precision chosen (one of may_run)
     reference_precision: str = "fp32"
+    facts: ModelFacts | None = None  # the model the suites run (for the needs of other prompt lengths)
+    model_bytes: int = 0
+    longest_prompt: int | None = None  # the profile's cap on prompts (None: the context)
 
     def fits(self, need: Need) -> bool:
         return need.bytes <= self.available.bytes
@@ -149,6 +164,13 @@ class MemoryPlan:
     def skip_reason(self, need: Need | None) -> str | None:
         """Why a phase that may run skips (None: it fits, or it is not planned)."""
         return None if need is None or self.fits(need) else self.too_big(need)
+
+    def prompt_skip_reason(self, suite: str, tokens: int) -> str | None:
+        """Why ``suite`` cannot prefill a prompt of ``tokens`` tokens (None: it fits)."""
+        if self.facts is None:
+            return None
+        need = suite_need(suite, self.facts, self.model_bytes, tokens, force_prompt=True)
+        return self.skip_reason(Need(f"{suite} with a {tokens}-token prompt", need.bytes, need.basis, need.way_out))
 
     def lines(self) -> list[str]:
         needs = [*self.must_run, *self.may_run]
@@ -169,7 +191,8 @@ class MemoryPlan:
 
 
 def plan(available: Available, must_run: Sequence[Need], suites: Sequence[Need], reference: Need | None = None,
-         reference_precision: str = "fp32") -> MemoryPlan:
+         reference_precision: str = "fp32", facts: ModelFacts | None = None, model_bytes: int = 0,
+         longest_prompt: int | None = None) -> MemoryPlan:
     may_run = (*([reference] if reference else []), *suites)
     return MemoryPlan(available, tuple(must_run), may_run, {need.phase: need for need in suites}, reference,
-                      reference_precision)
+                      reference_precision, facts, model_bytes, longest_prompt)
