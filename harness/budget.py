@@ -11,19 +11,32 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.profiles import Profile
+from harness.profiles import BUILTIN_PROFILES, Profile
+
+SMOKE = BUILTIN_PROFILES[0]
 
 # Measured on the default model (int4, cpu) on the CI machine kind (AMD EPYC, AVX-512, 2 cores) by
-# ``python benchmarks/budget_costs.py``, between the smoke (114 s) and the full profile (435 s) timed then;
-# a benchmark round and the fixed part then lost the one-token benchmark, its share of the benchmarks' time
-# (8.1 of 24.9 s in a smoke run) taken off: 3.662 -> 2.475 s a round, 32.8 -> 31.4 s.
-FIXED_SECONDS = 31.4
+# ``python benchmarks/budget_costs.py``: each shipped suite's seconds in a warm smoke run, and what each unit of a
+# sample count adds, between the smoke (114 s) and the full profile (435 s) timed then (a benchmark round lost
+# the one-token benchmark's share since: 3.662 -> 2.475 s).
+SMOKE_SUITE_SECONDS = {"test_benchmarks.py": 16.2, "test_cases.py": 10.5, "test_foundry_local.py": 7.9,
+                       "test_fuzz.py": 9.6, "test_generation.py": 0.7, "test_input_length.py": 10.9,
+                       "test_malformed.py": 16.3, "test_memory.py": 34.5, "test_parity.py": 8.8,
+                       "test_template.py": 0.1}
+OUTSIDE_SECONDS = 2.0  # the session outside its checks: collection, the cache lookup, the reports
 SECONDS_PER_UNIT = {"template_examples": 0.002854, "memory_generations": 0.4264, "load_cycles": 0.916,
-                    "foundry_cycles": 2.122, "fuzz_examples": 0.2988, "benchmark_rounds": 2.475,
-                    "max_prompt_tokens": 0.008531}  # per prompt token the length suite plans
+                    "foundry_cycles": 2.122, "fuzz_examples": 0.2988, "benchmark_rounds": 2.475}
+COUNT_SUITES = {"template_examples": "test_template.py", "memory_generations": "test_memory.py",
+                "load_cycles": "test_memory.py", "foundry_cycles": "test_memory.py", "fuzz_examples": "test_fuzz.py",
+                "benchmark_rounds": "test_benchmarks.py"}
+# A prompt of n tokens answered with the length suite's 32 tokens: prefill is linear in n, attention adds n^2;
+# fitted to the length suite's smoke (lengths up to 2,048 tokens: 10.9 s for 3,409) and full runs (up to 8,160: 53 s).
+SECONDS_PER_PROMPT_TOKEN = 2.73e-3
+SECONDS_PER_PROMPT_TOKEN_SQUARED = 2.97e-7
+DEFAULT_CONTEXT = 8192  # the default model's, whose smoke counts the suite seconds are for
 REFERENCE_DECODE_TPS = 170.0  # the default model's decode speed there
 MODEL_BOUND = 0.9  # share of a run that scales with the model's speed (generation, worker requests, loads)
 # The smallest count each statistic still works with.
@@ -68,26 +81,55 @@ def counts_of(profile: Profile, context_length: int) -> dict[str, int]:
     return counts
 
 
+def _speed_factor(decode_tps: float) -> float:
+    """How much longer a run takes on a model decoding ``decode_tps`` tokens/s than on the default model."""
+    return (1 - MODEL_BOUND) + MODEL_BOUND * REFERENCE_DECODE_TPS / max(decode_tps, 1e-6)
+
+
+def prompt_seconds(tokens: int) -> float:
+    """A prompt of ``tokens`` tokens prefilled and answered with 32 tokens, on the default model."""
+    return SECONDS_PER_PROMPT_TOKEN * tokens + SECONDS_PER_PROMPT_TOKEN_SQUARED * tokens**2
+
+
+def predict_suites(profile: Profile, context_length: int, decode_tps: float) -> dict[str, float]:
+    """Seconds each shipped suite takes: its smoke time on the default model, plus what each count adds or saves
+    against smoke, its prompts' own cost for the length suite (and the malformed suite's whole-context prompt, which
+    runs uncapped), scaled by the model's speed."""
+    from harness.checks.lengths import planned_lengths
+
+    counts, smoke = counts_of(profile, context_length), counts_of(SMOKE, DEFAULT_CONTEXT)
+    seconds = dict(SMOKE_SUITE_SECONDS)
+    for name, suite in COUNT_SUITES.items():
+        seconds[suite] += SECONDS_PER_UNIT[name] * (counts[name] - smoke[name])
+    cap = profile.max_prompt_tokens
+    seconds["test_input_length.py"] = sum(map(prompt_seconds, planned_lengths(context_length, cap)))
+    if cap is None or cap >= context_length - 1:
+        seconds["test_malformed.py"] += prompt_seconds(context_length - 1)
+    factor = _speed_factor(decode_tps)
+    return {suite: max(value, SMOKE_SUITE_SECONDS[suite] / 10) * factor for suite, value in seconds.items()}
+
+
 def predict(profile: Profile, context_length: int, decode_tps: float) -> float:
     """Seconds the profile takes on a model decoding ``decode_tps`` tokens/s."""
-    counts = counts_of(profile, context_length)
-    reference = FIXED_SECONDS + sum(SECONDS_PER_UNIT[name] * count for name, count in counts.items())
-    slowdown = REFERENCE_DECODE_TPS / max(decode_tps, 1e-6)
-    return reference * ((1 - MODEL_BOUND) + MODEL_BOUND * slowdown)
+    return OUTSIDE_SECONDS * _speed_factor(decode_tps) + sum(
+        predict_suites(profile, context_length, decode_tps).values())
 
 
 @dataclass(frozen=True)
 class Scaling:
     profile: Profile  # the sample counts to run
-    budget_s: float
+    budget_s: float  # what was left of the budget when the profile was fitted
     decode_tps: float  # this model's, measured at start
     predicted_s: float  # the unscaled profile's, at that speed
     scaled_s: float  # the scaled profile's
     factor: float  # 1: the profile fits the budget
     changes: tuple[str, ...]  # one line per count cut, with what it costs
+    suites: dict[str, float] = field(default_factory=dict)  # each shipped suite's predicted seconds, as scaled
+    spent_s: float = 0.0  # the budget spent before the fit (the build, the model's load)
 
     def lines(self) -> list[str]:
-        head = (f"budget {self.budget_s:g} s: the model decodes {self.decode_tps:.0f} tokens/s "
+        spent = f" ({self.spent_s:.0f} s spent building and loading)" if self.spent_s >= 1 else ""
+        head = (f"budget {self.budget_s + self.spent_s:g} s{spent}: the model decodes {self.decode_tps:.0f} tokens/s "
                 f"({self.decode_tps / REFERENCE_DECODE_TPS:.2f}x the default model's); the {self.profile.name} profile "
                 f"would take about {self.predicted_s:.0f} s")
         if self.factor >= 1:
@@ -124,11 +166,13 @@ def _largest_factor(fits: Callable[[float], bool]) -> float:
     return low
 
 
-def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int) -> Scaling:
-    """``profile`` with its sample counts scaled to finish near ``budget_s`` at ``decode_tps``."""
+def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int, spent_s: float = 0.0) -> Scaling:
+    """``profile`` with its sample counts scaled to finish near ``budget_s`` (what is left after ``spent_s``) at
+    ``decode_tps``."""
     predicted = predict(profile, context_length, decode_tps)
     if predicted <= budget_s:
-        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, ())
+        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (),
+                       predict_suites(profile, context_length, decode_tps), spent_s)
     factor = _largest_factor(lambda f: predict(_scaled(profile, f, context_length), context_length,
                                                decode_tps) <= budget_s)
     scaled = _scaled(profile, factor, context_length)
@@ -137,4 +181,4 @@ def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: in
                     for name in FLOORS
                     if (after := getattr(scaled, name)) != (before := getattr(profile, name)))
     return Scaling(scaled, budget_s, decode_tps, predicted, predict(scaled, context_length, decode_tps), factor,
-                   changes)
+                   changes, predict_suites(scaled, context_length, decode_tps), spent_s)

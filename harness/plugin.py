@@ -12,6 +12,7 @@ import functools
 import itertools
 import os
 import sys
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -398,13 +399,31 @@ def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfi
     from harness.budget import fit
 
     runtime: Runtime = request.getfixturevalue("harness_runtime")
-    scaling = fit(profile, harness_config.budget, _decode_rate(runtime), runtime.info.context_length)
+    harness = _session(request.config)
+    spent = time.monotonic() - harness.opened_at  # the build and the load count against the budget
+    scaling = fit(profile, harness_config.budget - spent, _decode_rate(runtime), runtime.info.context_length, spent)
     for line in scaling.lines():
         progress_writer(request.config)(line)
-    harness = _session(request.config)
     harness.budget = scaling.lines()
+    harness.scaling = scaling
     harness.write_provenance()
     return scaling.profile
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _harness_suite_start(request: pytest.FixtureRequest) -> None:
+    """With a budget, each shipped suite says when it starts: its predicted time and the budget left."""
+    harness = request.config.stash.get(SESSION_KEY, None)
+    if harness is None or harness.config.budget is None or request.path.parent != _shipped_suites():
+        return
+    request.getfixturevalue("harness_profile")  # the budget's fit, on the first suite
+    if harness.scaling is None:
+        return
+    left = harness.config.budget - (time.monotonic() - harness.opened_at)
+    predicted = harness.scaling.suites.get(request.path.name)
+    what = f"about {predicted:.0f} s predicted" if predicted is not None else "no prediction (not a timed suite)"
+    progress_writer(request.config)(f"{request.path.name}: {what}; {left:.0f} s of the "
+                                    f"{harness.config.budget:g} s budget left")
 
 
 def _decode_rate(runtime: Runtime, probes: int = 3) -> float:
