@@ -197,7 +197,7 @@ class Prober:
         self.tally[f"verdict_{verdict.status}"] += 1
         if verdict.known_issue:
             self.tally[f"known_issue_{verdict.known_issue}"] += 1
-        if verdict.status == "fail":
+        if verdict.status == "fail" or not outcome.reached_runtime:  # nothing reached the model: no state to check
             return Probe(request, outcome, verdict)
         recovery = self.recovery_problem()
         if recovery is not None:

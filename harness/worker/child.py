@@ -110,19 +110,28 @@ def build_prompt(runtime: Runtime, spec: Mapping[str, Any]) -> Any:
     raise WorkerError(f"worker request has no prompt (text, messages, fill or past_context): {dict(spec)!r}")
 
 
+def _rejection(exc: Exception, reached_runtime: bool = True) -> dict[str, Any]:
+    return {"kind": "rejected", "error": type(exc).__name__, "classes": [cls.__name__ for cls in type(exc).__mro__],
+            "message": str(exc), "reached_runtime": reached_runtime}
+
+
 def handle(runtime: Runtime, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Answer one request; any exception becomes a rejection naming its class (a crash ends the process)."""
+    """Answer one request; any exception becomes a rejection naming its class (a crash ends the process). Settings the
+    harness refuses (``SearchOptions``) are refused before the runtime sees anything: ``reached_runtime`` is false."""
+    try:
+        options = None if request.get("raw") is not None else SearchOptions(**request.get("options") or {})
+    except Exception as exc:
+        return _rejection(exc, reached_runtime=False)
     try:
         prompt = build_prompt(runtime, request.get("prompt", {}))
-        if request.get("raw") is not None:
+        if options is None:
             if not isinstance(runtime, RawRuntime):
                 raise WorkerError(f"{type(runtime).__name__} has no raw path (generate_raw)")
             generation = runtime.generate_raw(prompt, request["raw"], int(request.get("max_new_tokens", 8)))
         else:
-            generation = runtime.generate(prompt, SearchOptions(**request.get("options") or {}))
+            generation = runtime.generate(prompt, options)
     except Exception as exc:
-        return {"kind": "rejected", "error": type(exc).__name__,
-                "classes": [cls.__name__ for cls in type(exc).__mro__], "message": str(exc)}
+        return _rejection(exc)
     return {"kind": "answered", "text": generation.text, "token_ids": list(generation.token_ids),
             "prompt_tokens": generation.prompt_tokens, "prompt_text": runtime.decode(generation.prompt_token_ids),
             "stop_reason": generation.stop_reason, "seconds": generation.total_seconds}

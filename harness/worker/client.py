@@ -57,6 +57,7 @@ class Outcome:
     message: str = ""  # rejected: the exception's message; crashed / hung: what happened
     signal: str | None = None  # crashed by a signal: its name
     exit_code: int | None = None  # crashed: the process's return code
+    reached_runtime: bool = True  # rejected: False when the harness refused the settings before the runtime saw any
     stderr: str = field(default="", repr=False)  # crashed / hung: the worker's stderr during the request
 
     @property
@@ -221,7 +222,7 @@ class WorkerClient:
                             response["prompt_text"], response["stop_reason"])
             return Outcome("answered", seconds, answer=answer)
         return Outcome("rejected", seconds, error=response["error"], classes=tuple(response["classes"]),
-                       message=response["message"])
+                       message=response["message"], reached_runtime=bool(response.get("reached_runtime", True)))
 
     def stop(self) -> None:
         """Kill the worker (its whole process group) if it still runs, and reap it."""

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.builtins import builtin_gates
+from harness.gates import declare, resolve_gates
+from harness.robustness.prober import Prober
+from harness.runtime import read_model_info
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 from harness.worker.child import fill_text, handle, past_context_text, serve
 from harness.worker.client import WorkerClient, death
@@ -53,6 +57,29 @@ def test_handle_answers_and_rejects_in_process(folder: Path) -> None:
     assert no_prompt["error"] == "WorkerError" and "has no prompt" in no_prompt["message"]
     no_raw = handle(runtime, {"prompt": {"text": "hi"}, "raw": {"top_k": 1}})
     assert no_raw["error"] == "WorkerError" and "no raw path" in no_raw["message"]
+
+
+def test_settings_the_harness_refuses_never_reach_the_runtime(folder: Path) -> None:
+    refused = handle(FakeRuntime(folder), {"prompt": {"fill": " the", "tokens": 10}, "options": {"top_k": -1}})
+    assert refused["error"] == "InvalidSearchOption" and refused["reached_runtime"] is False
+    overflow = handle(FakeRuntime(folder, enforce_context=True), {"prompt": {"fill": " the", "context_offset": 1},
+                                                                  "options": {}})
+    assert overflow["error"] == "ContextOverflow" and overflow["reached_runtime"] is True
+
+
+def test_no_recovery_check_after_a_request_that_never_reached_the_runtime(client: WorkerClient, folder: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    gates = resolve_gates(declare([builtin_gates()]), [], {}, "", [], "")
+    prober = Prober(client, gates, read_model_info(folder))
+    prober.start()
+    sent: list[dict[str, object]] = []
+    real_request = client.request
+    monkeypatch.setattr(client, "request", lambda payload, timeout_s: sent.append(dict(payload)) or real_request(
+        payload, timeout_s))
+    prober.check({"prompt": {"text": "hi"}, "options": {"temperature": -1.0}}, "reject")
+    assert len(sent) == 1  # the request alone
+    prober.check({"prompt": {"text": "hi"}, "options": {"max_new_tokens": 2}}, "answer")
+    assert len(sent) == 3 and sent[2] == prober.known_good  # the request, then the recovery check
 
 
 def test_serve_answers_each_line_with_its_id(folder: Path) -> None:
