@@ -13,7 +13,9 @@ model builder and transformers memory-map safetensors, whose pages the kernel ca
 - ``build-int4``, ``build-int8``: the harness's model-builder build, with its two-token check;
 - ``reference``: the parity suite's fp32 reference (the eval set and the shipped cases' prompts);
 - ``load``: loading the built model and answering one prompt;
-- ``suite:<file>``: each shipped suite alone at the smoke profile, in a warm cache.
+- ``smoke``: every shipped suite in one session at the smoke profile, in a warm cache, as a user runs them, with a
+  row per suite (``smoke:<file>``: its time in the session, and the peak while it ran);
+- ``suite:<file>``: a suite alone in a session of its own (not in the default phases).
 
 Each row (JSON lines, appended to ``--out``) names the model's parameter count, context and vocabulary, the host's
 CPU and the date. ``fit`` prints per phase the least-squares cost in bytes per parameter and seconds per
@@ -42,7 +44,9 @@ if str(ROOT) not in sys.path:
 MB = 1024**2
 SUITES = ("test_generation.py", "test_template.py", "test_cases.py", "test_foundry_local.py", "test_parity.py",
           "test_benchmarks.py", "test_input_length.py", "test_memory.py", "test_malformed.py", "test_fuzz.py")
-PHASES = ("convert", "build-int4", "build-int8", "reference", "load", *(f"suite:{name}" for name in SUITES))
+PHASES = ("convert", "build-int4", "build-int8", "reference", "load", "smoke")
+# Each suite alone in a process of its own (``suite:<file>``), to see its own peak without the others' residue.
+ALONE = tuple(f"suite:{name}" for name in SUITES)
 
 
 # -- measuring a process tree ------------------------------------------------------------------------------
@@ -55,6 +59,7 @@ class TreePeak:
         self.root = psutil.Process(pid)
         self.interval_s = interval_s
         self.peak = self.peak_anonymous = 0
+        self.samples: list[tuple[float, int, int]] = []  # (time.time(), RSS, anonymous RSS) of the tree
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -76,14 +81,20 @@ class TreePeak:
                 total += memory.rss
                 anonymous += memory.rss - memory.shared
             self.peak, self.peak_anonymous = max(self.peak, total), max(self.peak_anonymous, anonymous)
+            self.samples.append((time.time(), total, anonymous))
             self._done.wait(self.interval_s)
+
+    def between(self, first: float, last: float) -> tuple[int, int]:
+        """The peaks (RSS, anonymous) of the samples taken from ``first`` to ``last`` (``time.time()``)."""
+        inside = [(total, anonymous) for moment, total, anonymous in self.samples if first <= moment <= last]
+        return max((t for t, _ in inside), default=0), max((a for _, a in inside), default=0)
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
 
 
-def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[dict[str, Any], TreePeak]:
     """Run ``command`` (output to ``log``); its wall time, exit code and the peaks of its process tree."""
     started = time.perf_counter()
     with log.open("a", encoding="utf-8") as handle:
@@ -94,7 +105,7 @@ def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = Non
         code = process.wait()
         peaks.stop()
     return {"wall_s": round(time.perf_counter() - started, 1), "exit": code, "peak_mb": round(peaks.peak / MB),
-            "peak_anonymous_mb": round(peaks.peak_anonymous / MB)}
+            "peak_anonymous_mb": round(peaks.peak_anonymous / MB)}, peaks
 
 
 # -- what a model is ---------------------------------------------------------------------------------------
@@ -118,6 +129,10 @@ def host() -> dict[str, Any]:
 # -- the phases ------------------------------------------------------------------------------------------
 def phase_command(phase: str, model: Path, reference: Path | None, cache: Path, work: Path) -> list[str]:
     python = [sys.executable, str(Path(__file__).resolve())]
+    if phase == "smoke":  # every shipped suite in one session, as a user runs them
+        return [sys.executable, "-m", "pytest", "suites", f"--model={model}", "--harness-profile=smoke", "-q",
+                "-p", "no:cacheprovider", "-p", "benchmarks.suite_profile", f"--harness-reports={work / 'reports'}",
+                *([f"--reference={reference}"] if reference else [])]
     if phase.startswith("suite:"):
         suite = phase.split(":", 1)[1]
         return [sys.executable, "-m", "pytest", f"suites/{suite}", f"--model={model}", "--harness-profile=smoke",
@@ -160,7 +175,9 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
             assert folder is not None, "no reference: pass --reference"
             cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in load_cases(default_case_paths())]
             eval_set = load_eval_set().with_prompts(cases)
-            reference_data(folder, runtime, eval_set, cache, Path(reports), progress)
+            precision = session.plan_memory(2048).reference_precision  # as the run would choose it
+            print(f"harness: reference precision {precision}", flush=True)
+            reference_data(folder, runtime, eval_set, cache, Path(reports), progress, precision)
         else:
             raise SystemExit(f"unknown phase {phase}")
 
@@ -173,12 +190,22 @@ def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: P
             if phase == "convert" and facts["kind"] != "gguf":
                 continue
             log = out.with_suffix(".log")
-            env = {**os.environ, "HARNESS_CACHE_DIR": str(cache)}
-            row = {**facts, **machine, "phase": phase,
-                   **measured(phase_command(phase, model, reference, cache, work), log, env)}
-            print(json.dumps(row), flush=True)
+            profile = work / f"{phase}.json"
+            env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_SUITE_PROFILE": str(profile),
+                   "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+            result, peaks = measured(phase_command(phase, model, reference, cache, work), log, env)
+            rows = [{**facts, **machine, "phase": phase, **result}]
+            if phase == "smoke" and profile.is_file():  # each suite within the session, as it ran there
+                for suite, totals in json.loads(profile.read_text(encoding="utf-8")).items():
+                    if "first_t" in totals:
+                        peak, anonymous = peaks.between(totals["first_t"], totals["last_t"])
+                        rows.append({**facts, **machine, "phase": f"smoke:{suite}", "exit": result["exit"],
+                                     "wall_s": round(totals["wall_s"], 1), "peak_mb": round(peak / MB),
+                                     "peak_anonymous_mb": round(anonymous / MB)})
             with out.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+                for row in rows:
+                    print(json.dumps(row), flush=True)
+                    handle.write(json.dumps(row) + "\n")
 
 
 # -- random-init models -----------------------------------------------------------------------------------

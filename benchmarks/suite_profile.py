@@ -4,7 +4,9 @@ Loaded with ``-p benchmarks.suite_profile``, it wraps the harness's expensive ca
 suite module whose test (or fixture set-up) was running: model loads, generation (prefill and decode),
 other model calls (score, logits, stream), the robustness worker's requests and starts, the fp32 reference,
 Foundry Local sessions, and child processes started. At the end it writes the totals as JSON to the file
-``HARNESS_SUITE_PROFILE`` names. Measurement only: nothing here is part of the harness.
+``HARNESS_SUITE_PROFILE`` names, with each suite's first and last moment (``time.time()``), so a poller outside
+the process (``benchmarks/scale.py``) can charge the memory it saw to the suite then running. Measurement only:
+nothing here is part of the harness.
 """
 
 from __future__ import annotations
@@ -79,11 +81,13 @@ def _suite(item: pytest.Item) -> str:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
     CURRENT[0] = _suite(item)
     started = time.perf_counter()
+    TOTALS[CURRENT[0]].setdefault("first_t", time.time())  # wall-clock bounds, for an outside memory poller
     try:
         return (yield)
     finally:
         TOTALS[CURRENT[0]]["wall_s"] += time.perf_counter() - started
         TOTALS[CURRENT[0]]["checks_n"] += 1
+        TOTALS[CURRENT[0]]["last_t"] = time.time()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

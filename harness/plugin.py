@@ -54,6 +54,7 @@ PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
 CHAT_MARKER = "harness_chat"
 CASES_MARKER = "harness_cases"
+NO_TWIN_FINDING = "no-fp32-twin"
 NO_CHAT_TEMPLATE = ("the model has no chat template (a base model): its chat checks are skipped, its raw-prompt "
                     "checks run")
 
@@ -524,8 +525,10 @@ def harness_runtime(harness_runtime_loader: ModelLoader, harness_model: Prepared
 
 
 class PathsFactory(Protocol):
-    def __call__(self, model: PreparedModel, loaded: Runtime | None = None) -> AbstractContextManager[ComputePaths]:
-        """The model (``loaded`` if it is already) and its twin as compute paths; what it loads closes on exit."""
+    def __call__(self, model: PreparedModel, loaded: Runtime | None = None,
+                 without_twin: str | None = None) -> AbstractContextManager[ComputePaths]:
+        """The model (``loaded`` if it is already) and its twin as compute paths (not the twin, for the reason
+        ``without_twin`` gives); what it loads closes on exit."""
         ...
 
 
@@ -541,7 +544,8 @@ def harness_paths_factory(pytestconfig: pytest.Config, harness_runtime_loader: M
     from harness.checks.stability import ComputePath, ComputePaths
 
     @contextlib.contextmanager
-    def open_paths(model: PreparedModel, loaded: Runtime | None = None) -> Iterator[ComputePaths]:
+    def open_paths(model: PreparedModel, loaded: Runtime | None = None,
+                   without_twin: str | None = None) -> Iterator[ComputePaths]:
         harness = _session(pytestconfig)
         opened: list[Runtime] = []
         try:
@@ -550,10 +554,10 @@ def harness_paths_factory(pytestconfig: pytest.Config, harness_runtime_loader: M
                 opened.append(loaded)
             paths = [ComputePath(_path_label(accuracy_levels(model.path)), loaded)]
             twin = harness.twin_of(model, progress_writer(pytestconfig))
-            if twin is not None:
+            if twin is not None and without_twin is None:
                 opened.append(harness_runtime_loader(twin))
                 paths.append(ComputePath(f"fp32-compute twin (accuracy_level {TWIN_LEVEL})", opened[-1]))
-            yield ComputePaths(tuple(paths))
+            yield ComputePaths(tuple(paths), without_twin if twin is not None else None)
         finally:
             for runtime in opened:
                 runtime.close()
@@ -561,12 +565,20 @@ def harness_paths_factory(pytestconfig: pytest.Config, harness_runtime_loader: M
     return open_paths
 
 
-@pytest.fixture(scope="session")
-def harness_paths(harness_runtime: Runtime, harness_model: PreparedModel,
+@pytest.fixture(scope="module")
+def harness_paths(request: pytest.FixtureRequest, harness_runtime: Runtime, harness_model: PreparedModel,
                   harness_paths_factory: PathsFactory) -> Iterator[ComputePaths]:
     """The runtimes greedy answers are judged on: the model under test (the ``harness_runtime`` fixture), and its
-    fp32-compute twin when the model's kernels depend on the CPU."""
-    with harness_paths_factory(harness_model, harness_runtime) as paths:
+    fp32-compute twin when the model's kernels depend on the CPU. The twin is loaded for the module that judges with
+    it and released after it; where the memory plan cannot fit it beside a shipped suite's other copies, the suite
+    judges the model as built alone and each verdict says so (finding ``no-fp32-twin``)."""
+    memory = _session(request.config).memory
+    without_twin = None
+    if memory is not None and request.path.parent == _shipped_suites():
+        without_twin = memory.twin_skip_reason(request.path.name)
+    with harness_paths_factory(harness_model, harness_runtime, without_twin) as paths:
+        if paths.without_twin is not None:
+            progress_writer(request.config)(f"{request.path.name}: no fp32-compute twin: {paths.without_twin}")
         yield paths
 
 
@@ -594,6 +606,9 @@ def harness_verdict(harness_paths: ComputePaths, record_property: Callable[[str,
 
     def settle(verdict: PathVerdict) -> None:
         record_property("compute_paths", {j.label: "passed" if j.passed else "failed" for j in verdict.judgements})
+        if harness_paths.without_twin is not None:
+            record_property(finding_property(NO_TWIN_FINDING, 1), f"judged as built only, on no fp32-compute twin "
+                            f"(the verdict may hang on a near-tie another CPU breaks): {harness_paths.without_twin}")
         built = verdict.judgements[0].answers
         margin = minimum_margin(built)
         if margin is not None:

@@ -47,6 +47,8 @@ from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.settings import HarnessConfig
 
+PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
+
 
 @dataclass
 class HarnessSession:
@@ -128,7 +130,8 @@ class HarnessSession:
         available = available or available_memory(self.config.memory, self.config.origins.get("memory", ""))
         must: list[Need] = []
         source = model_facts(self.source.path)
-        if self.plan.needs_build and cached_path(self.plan, self.store) is None:
+        measured_builder = self.builder.name in PLANNED_BUILDERS  # another builder's costs are its own
+        if self.plan.needs_build and measured_builder and cached_path(self.plan, self.store) is None:
             source_bytes = source.weight_bytes
             if self.source.kind is SourceKind.GGUF:
                 if self.store.lookup("hf", self.plan.convert_key) is None:

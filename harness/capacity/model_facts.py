@@ -190,11 +190,17 @@ def genai_folder_facts(folder: Path) -> ModelFacts:
     model = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
     decoder = model.get("decoder", {})
     weight_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.name.endswith((".onnx", ".onnx.data")))
+    try:  # the builders copy the source's config.json beside the model: whether its embeddings are tied
+        tied = bool(_text_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+                    .get("tie_word_embeddings", True))
+    except (OSError, ValueError, AttributeError):
+        tied = True
     return ModelFacts(
         kind="onnx-genai", parameters=None, weight_bytes=weight_bytes, largest_tensor=0,
         context_length=int(model.get("context_length", 0)), vocab_size=int(model.get("vocab_size", 0)),
         num_layers=int(decoder.get("num_hidden_layers", 0)), num_kv_heads=int(decoder.get("num_key_value_heads", 0)),
-        head_size=int(decoder.get("head_size", 0)), hidden_size=int(decoder.get("hidden_size", 0)))
+        head_size=int(decoder.get("head_size", 0)), tied_embeddings=tied,
+        hidden_size=int(decoder.get("hidden_size", 0)))
 
 
 def model_facts(path: Path) -> ModelFacts:

@@ -49,6 +49,7 @@ class ComputePaths:
     when the built model's kernels depend on the CPU (otherwise the model alone)."""
 
     paths: tuple[ComputePath, ...]
+    without_twin: str | None = None  # why the fp32-compute twin is not among them though the model has one
 
     @property
     def primary(self) -> Runtime:
