@@ -109,13 +109,27 @@ def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = Non
 
 
 # -- what a model is ---------------------------------------------------------------------------------------
-def describe(model: Path) -> dict[str, Any]:
-    """Parameters, context and vocabulary of a source (Hugging Face folder, GGUF or built folder)."""
+def describe(model: Path, cache: Path) -> dict[str, Any]:
+    """Parameters, context and vocabulary of a source (Hugging Face folder, GGUF or built folder), and the bytes of
+    its int4 build and of what a loaded copy keeps resident, once it is built in ``cache``."""
+    from harness.build.pipeline import cached_path
+    from harness.builtins import make_builder
     from harness.capacity.model_facts import model_facts
+    from harness.capacity.plan import resident_bytes
+    from harness.session import HarnessSession
+    from harness.settings import resolve
 
     facts = model_facts(model)
-    return {"model": str(model), "name": model.name, "kind": facts.kind, "parameters": facts.parameters,
-            "context": facts.context_length, "vocab": facts.vocab_size, "weight_bytes": facts.weight_bytes}
+    row = {"model": str(model), "name": model.name, "kind": facts.kind, "parameters": facts.parameters,
+           "context": facts.context_length, "vocab": facts.vocab_size, "weight_bytes": facts.weight_bytes}
+    config = resolve({"model": str(model), "cache_dir": str(cache)}, {}, None, {}, "", ROOT)
+    session = HarnessSession.open(config, make_builder(config))
+    built = cached_path(session.plan, session.store)
+    if built is not None:
+        built_facts = model_facts(built)
+        row.update(built_bytes=built_facts.weight_bytes,
+                   resident_bytes=resident_bytes(built_facts, built_facts.weight_bytes))
+    return row
 
 
 def host() -> dict[str, Any]:
@@ -183,10 +197,11 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
 
 
 def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: Path, out: Path) -> None:
-    facts, machine = describe(model), host()
+    machine = host()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         for phase in phases:
+            facts = describe(model, cache)  # again each phase: the built model's size, once built
             if phase == "convert" and facts["kind"] != "gguf":
                 continue
             log = out.with_suffix(".log")
@@ -250,22 +265,25 @@ def make_models(shapes: Sequence[str], context: int | None, cache: Path) -> list
 
 # -- fitting ----------------------------------------------------------------------------------------------
 def fit(rows: list[dict[str, Any]]) -> str:
-    """Per phase: the fitted bytes per parameter (peak = a + b * parameters) and seconds per parameter
-    (wall = c + d * parameters), then every row."""
+    """Per phase: the least-squares line of its peak and its wall time in the model's size (parameters for the
+    conversion, builds and reference; the built model's resident bytes for loading and the suites), then every row."""
     import numpy as np
 
-    lines = ["| phase | models | peak GB = a + b x params: a GB, b bytes/param | wall s = c + d x params: c s, "
-             "d s per B params |", "|---|---:|---|---|"]
+    lines = ["| phase | models | peak GB = a + b x size | wall s = c + d x size | size |", "|---|---:|---|---|---|"]
     for phase in dict.fromkeys(row["phase"] for row in rows):
-        chosen = [row for row in rows if row["phase"] == phase and row["exit"] == 0]
-        params = np.array([row["parameters"] for row in chosen], dtype=float)
-        if len(set(params)) < 2:
+        by_parameters = phase in ("convert", "reference") or phase.startswith("build")
+        key = "parameters" if by_parameters else "resident_bytes"
+        chosen = [row for row in rows if row["phase"] == phase and row.get(key) and row["peak_mb"] > 0]
+        sizes = np.array([row[key] for row in chosen], dtype=float)
+        if len(set(sizes)) < 2:
             continue
-        design = np.stack([np.ones_like(params), params], axis=1)
+        design = np.stack([np.ones_like(sizes), sizes], axis=1)
         (a, b), *_ = np.linalg.lstsq(design, np.array([row["peak_mb"] * MB for row in chosen]), rcond=None)
         (c, d), *_ = np.linalg.lstsq(design, np.array([row["wall_s"] for row in chosen]), rcond=None)
-        lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} B/param | {c:.0f} s + "
-                     f"{d * 1e9:.0f} s/B params |")
+        unit = "bytes a parameter" if by_parameters else "bytes a resident byte"
+        per = "s per B parameters" if by_parameters else "s per GB resident"
+        lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} {unit} | {c:.0f} s + {d * 1e9:.0f} "
+                     f"{per} | {key} |")
     lines += ["", "| model | params | context | phase | wall s | peak GB | anonymous GB |",
               "|---|---:|---:|---|---:|---:|---:|"]
     for row in rows:
@@ -301,7 +319,9 @@ def main(argv: list[str]) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         measure(args.model.resolve(), args.phases, args.reference, cache, args.out)
     elif args.command == "fit":
-        print(fit([json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]))
+        rows = [json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        sizes = {model: describe(Path(model), cache) for model in {row["model"] for row in rows}}
+        print(fit([{**sizes[row["model"]], **row} for row in rows]))
     else:
         run_phase(args.phase, args.model, args.reference, args.cache)
     return 0
