@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,10 +109,13 @@ def predict_suites(profile: Profile, context_length: int, decode_tps: float) -> 
     return {suite: max(value, SMOKE_SUITE_SECONDS[suite] / 10) * factor for suite, value in seconds.items()}
 
 
-def predict(profile: Profile, context_length: int, decode_tps: float) -> float:
-    """Seconds the profile takes on a model decoding ``decode_tps`` tokens/s."""
-    return OUTSIDE_SECONDS * _speed_factor(decode_tps) + sum(
-        predict_suites(profile, context_length, decode_tps).values())
+def predict(profile: Profile, context_length: int, decode_tps: float, suites: Collection[str] | None = None,
+            correction: float = 1.0) -> float:
+    """Seconds the profile takes on a model decoding ``decode_tps`` tokens/s: of ``suites`` (None: every shipped
+    suite), times ``correction`` (how the run's suites so far went against their prediction)."""
+    predicted = predict_suites(profile, context_length, decode_tps)
+    chosen = predicted if suites is None else {name: predicted[name] for name in suites if name in predicted}
+    return (OUTSIDE_SECONDS * _speed_factor(decode_tps) + sum(chosen.values())) * correction
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,10 @@ class Scaling:
     factor: float  # 1: the profile fits the budget
     changes: tuple[str, ...]  # one line per count cut, with what it costs
     suites: dict[str, float] = field(default_factory=dict)  # each shipped suite's predicted seconds, as scaled
-    spent_s: float = 0.0  # the budget spent before the fit (the build, the model's load)
+    spent_s: float = 0.0  # the budget spent before the fit (the build, the model's load, the speed probe)
 
     def lines(self) -> list[str]:
-        spent = f" ({self.spent_s:.0f} s spent building and loading)" if self.spent_s >= 1 else ""
+        spent = f" ({self.spent_s:.0f} s spent before the first check)" if self.spent_s >= 1 else ""
         head = (f"budget {self.budget_s + self.spent_s:g} s{spent}: the model decodes {self.decode_tps:.0f} tokens/s "
                 f"({self.decode_tps / REFERENCE_DECODE_TPS:.2f}x the default model's); the {self.profile.name} profile "
                 f"would take about {self.predicted_s:.0f} s")
@@ -166,19 +169,70 @@ def _largest_factor(fits: Callable[[float], bool]) -> float:
     return low
 
 
-def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int, spent_s: float = 0.0) -> Scaling:
-    """``profile`` with its sample counts scaled to finish near ``budget_s`` (what is left after ``spent_s``) at
-    ``decode_tps``."""
-    predicted = predict(profile, context_length, decode_tps)
+def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int, spent_s: float = 0.0,
+        suites: Collection[str] | None = None, correction: float = 1.0) -> Scaling:
+    """``profile`` with its sample counts scaled so that ``suites`` (None: every shipped suite) finish near
+    ``budget_s`` (what is left after ``spent_s``) at ``decode_tps``, their prediction times ``correction``."""
+    def seconds(candidate: Profile) -> float:
+        return predict(candidate, context_length, decode_tps, suites, correction)
+
+    predicted = seconds(profile)
+    per_suite = {name: value * correction for name, value in predict_suites(profile, context_length,
+                                                                            decode_tps).items()}
     if predicted <= budget_s:
-        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (),
-                       predict_suites(profile, context_length, decode_tps), spent_s)
-    factor = _largest_factor(lambda f: predict(_scaled(profile, f, context_length), context_length,
-                                               decode_tps) <= budget_s)
+        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (), per_suite, spent_s)
+    factor = _largest_factor(lambda f: seconds(_scaled(profile, f, context_length)) <= budget_s)
     scaled = _scaled(profile, factor, context_length)
     changes = tuple(f"{name} {'the context' if before is None else before} -> {after}: "
                     f"{_cost(name, before or context_length, after)}"
                     for name in FLOORS
                     if (after := getattr(scaled, name)) != (before := getattr(profile, name)))
-    return Scaling(scaled, budget_s, decode_tps, predicted, predict(scaled, context_length, decode_tps), factor,
-                   changes, predict_suites(scaled, context_length, decode_tps), spent_s)
+    per_suite = {name: value * correction for name, value in predict_suites(scaled, context_length,
+                                                                            decode_tps).items()}
+    return Scaling(scaled, budget_s, decode_tps, predicted, seconds(scaled), factor, changes, per_suite, spent_s)
+
+
+@dataclass
+class BudgetClock:
+    """``--harness-budget`` through a run. Before each suite the sample counts are fitted again to what is left of
+    the budget, for the suites still to run, their prediction corrected by how the suites so far went against
+    theirs: a model whose answers run longer than the default model's is caught up with, not overrun."""
+
+    budget_s: float
+    opened_at: float  # time.monotonic() when the run started: the build and the load count too
+    decode_tps: float
+    profile: Profile  # the profile as registered, before any cut
+    context_length: int
+    suites: tuple[str, ...]  # the suite modules this run holds, in order
+    scaling: Scaling | None = None  # the latest fit
+    started: dict[str, float] = field(default_factory=dict)  # suite -> when it started (monotonic)
+    predicted: dict[str, float] = field(default_factory=dict)  # suite -> seconds predicted at its start
+    took: dict[str, float] = field(default_factory=dict)  # suite -> seconds it took
+
+    def correction(self) -> float:
+        """Seconds the finished suites took over the seconds predicted for them (1 before any finished); a suite
+        predicted under a second says too little to count."""
+        done = [name for name in self.took if self.predicted.get(name, 0.0) >= 1.0]
+        if not done:
+            return 1.0
+        ratio = sum(self.took[name] for name in done) / sum(self.predicted[name] for name in done)
+        return min(max(ratio, 0.5), 4.0)
+
+    def enter(self, suite: str, now: float) -> list[str]:
+        """Suite ``suite`` starts at ``now``: the previous one is timed, the counts refitted; the lines to print."""
+        if self.started:
+            previous = next(reversed(self.started))
+            self.took.setdefault(previous, now - self.started[previous])
+        self.started[suite] = now
+        spent = now - self.opened_at
+        remaining = [name for name in self.suites if name not in self.started or name == suite]
+        first = self.scaling is None
+        self.scaling = fit(self.profile, self.budget_s - spent, self.decode_tps, self.context_length, spent,
+                           remaining, self.correction())
+        self.predicted[suite] = self.scaling.suites.get(suite, 0.0)
+        lines = self.scaling.lines() if first else []
+        if suite in SMOKE_SUITE_SECONDS:
+            corrected = f", x{self.correction():.2f} after the suites so far" if self.took else ""
+            lines.append(f"{suite}: about {self.predicted[suite]:.0f} s predicted{corrected}; "
+                         f"{self.budget_s - spent:.0f} s of the {self.budget_s:g} s budget left")
+        return lines

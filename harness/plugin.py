@@ -30,6 +30,7 @@ from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execu
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
 # the environment loads it) must stay cheap; benchmarks/plugin_import.py measures it.
 if TYPE_CHECKING:
+    from harness.budget import BudgetClock
     from harness.build.buildlog import Progress
     from harness.build.pipeline import PreparedModel
     from harness.capacity.plan import MemoryPlan
@@ -248,6 +249,14 @@ def progress_writer(config: pytest.Config) -> Progress:
     return write
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The shipped suites this run holds, in order (a time budget plans for them alone)."""
+    harness = config.stash.get(SESSION_KEY, None)
+    if harness is not None:
+        harness.suite_modules = tuple(dict.fromkeys(item.path.name for item in items
+                                                    if item.path.parent == _shipped_suites()))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> None:
     """Build the model right after the header, so a failure is one line, not one error per test."""
@@ -391,40 +400,45 @@ def harness_cases(pytestconfig: pytest.Config) -> CaseSet:
     return _cases(pytestconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfig) -> Profile:
-    """Sample counts for this run's profile (smoke, full, or one a conftest adds), fitted to --harness-budget."""
+    """Sample counts for this run's profile (smoke, full, or one a conftest adds); with --harness-budget, fitted
+    again before each module to what is left of the budget (module-scoped: a count read in one module holds there)."""
     profile = request.config.stash[PROFILES_KEY][harness_config.profile]
     if harness_config.budget is None:
         return profile
-    from harness.budget import fit
+    clock = _budget_clock(request)
+    return clock.scaling.profile if clock.scaling is not None else profile
 
-    runtime: Runtime = request.getfixturevalue("harness_runtime")
+
+def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
+    """The run's budget clock, made on first use: it measures the model's decode speed once."""
+    from harness.budget import SMOKE_SUITE_SECONDS, BudgetClock
+
     harness = _session(request.config)
-    spent = time.monotonic() - harness.opened_at  # the build and the load count against the budget
-    scaling = fit(profile, harness_config.budget - spent, _decode_rate(runtime), runtime.info.context_length, spent)
-    for line in scaling.lines():
-        progress_writer(request.config)(line)
-    harness.budget = scaling.lines()
-    harness.scaling = scaling
-    harness.write_provenance()
-    return scaling.profile
+    if harness.clock is None:
+        runtime: Runtime = request.getfixturevalue("harness_runtime")
+        profile = request.config.stash[PROFILES_KEY][harness.config.profile]
+        assert harness.config.budget is not None
+        suites = harness.suite_modules or tuple(SMOKE_SUITE_SECONDS)  # a run of own suites alone: as a whole one
+        harness.clock = BudgetClock(harness.config.budget, harness.opened_at, _decode_rate(runtime), profile,
+                                    runtime.info.context_length, suites)
+    return harness.clock
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _harness_suite_start(request: pytest.FixtureRequest) -> None:
-    """With a budget, each shipped suite says when it starts: its predicted time and the budget left."""
+    """With a budget, each module starts on the budget's clock: the previous one is timed, the counts fitted again to
+    what is left, and a shipped suite says what it should take and how much of the budget is left."""
     harness = request.config.stash.get(SESSION_KEY, None)
-    if harness is None or harness.config.budget is None or request.path.parent != _shipped_suites():
+    if harness is None or harness.config.budget is None:
         return
-    request.getfixturevalue("harness_profile")  # the budget's fit, on the first suite
-    if harness.scaling is None:
-        return
-    left = harness.config.budget - (time.monotonic() - harness.opened_at)
-    predicted = harness.scaling.suites.get(request.path.name)
-    what = f"about {predicted:.0f} s predicted" if predicted is not None else "no prediction (not a timed suite)"
-    progress_writer(request.config)(f"{request.path.name}: {what}; {left:.0f} s of the "
-                                    f"{harness.config.budget:g} s budget left")
+    clock = _budget_clock(request)
+    lines = clock.enter(request.path.name, time.monotonic())
+    for line in lines:
+        progress_writer(request.config)(line)
+    harness.budget = [*(harness.budget or []), *lines]
+    harness.write_provenance()
 
 
 def _decode_rate(runtime: Runtime, probes: int = 3) -> float:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.budget import Scaling
+from harness.budget import BudgetClock
 from harness.build.builders import Builder
 from harness.build.buildlog import Progress
 from harness.build.cache import ModelStore
@@ -68,7 +68,8 @@ class HarnessSession:
     claimed_run_dir: Path | None = None
     budget: list[str] | None = None  # what --harness-budget scaled, once the profile is fitted
     memory: MemoryPlan | None = None  # the memory plan, made at session start (plan_memory)
-    scaling: Scaling | None = None  # what --harness-budget predicted and cut, once the profile is fitted
+    clock: BudgetClock | None = None  # --harness-budget through the run, once the first module starts
+    suite_modules: tuple[str, ...] = ()  # the shipped suite modules this run holds, in order (after collection)
     opened_at: float = field(default_factory=time.monotonic)  # where a time budget starts counting
 
     @classmethod

@@ -6,7 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from harness.budget import FLOORS, MODEL_BOUND, REFERENCE_DECODE_TPS, SECONDS_PER_UNIT, fit, parse_duration, predict
+from harness.budget import (
+    FLOORS,
+    MODEL_BOUND,
+    OUTSIDE_SECONDS,
+    REFERENCE_DECODE_TPS,
+    SECONDS_PER_UNIT,
+    BudgetClock,
+    fit,
+    parse_duration,
+    predict,
+    predict_suites,
+)
 from harness.builtins import BUILTIN_PROFILES
 from harness.checks.lengths import LENGTHS
 
@@ -45,9 +56,9 @@ def test_the_prediction_adds_each_count_at_its_measured_cost() -> None:
 
 
 def test_a_model_ten_times_slower_is_scaled_to_finish_near_the_budget_and_says_what_it_costs() -> None:
-    scaling = fit(SMOKE, 700, REFERENCE_DECODE_TPS / 10, CONTEXT)
+    scaling = fit(SMOKE, 1000, REFERENCE_DECODE_TPS / 10, CONTEXT)
     assert scaling.predicted_s > 900 and 0 < scaling.factor < 1
-    assert 650 < scaling.scaled_s <= 700  # near the budget, not far under it
+    assert 950 < scaling.scaled_s <= 1000  # near the budget, not far under it
     assert scaling.scaled_s == pytest.approx(predict(scaling.profile, CONTEXT, REFERENCE_DECODE_TPS / 10))
     profile = scaling.profile
     assert all(FLOORS[name] <= getattr(profile, name) <= getattr(SMOKE, name) for name in FLOORS)
@@ -68,3 +79,33 @@ def test_a_budget_below_the_floors_runs_the_floors_and_says_so() -> None:
     assert scaling.lines()[0].endswith(f"every sample count at its floor, about {scaling.scaled_s:.0f} s: the budget "
                                        "is too short for it")
     assert "  max_prompt_tokens the context -> 256: prompts above 256 tokens go untested" in scaling.lines()
+
+
+def test_a_run_of_some_suites_is_planned_for_those_alone() -> None:
+    some = ("test_generation.py", "test_fuzz.py")
+    assert predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS, some) < predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS) / 3
+    suites = predict_suites(SMOKE, CONTEXT, REFERENCE_DECODE_TPS)
+    assert predict(SMOKE, CONTEXT, REFERENCE_DECODE_TPS, some, correction=2.0) == pytest.approx(
+        2 * (OUTSIDE_SECONDS + suites["test_generation.py"] + suites["test_fuzz.py"]))
+
+
+def test_the_clock_refits_what_is_left_after_each_suite_with_the_correction_it_learnt() -> None:
+    suites = ("test_benchmarks.py", "test_cases.py", "test_memory.py", "test_fuzz.py")
+    tps = REFERENCE_DECODE_TPS / 4
+    clock = BudgetClock(720.0, 0.0, tps, SMOKE, CONTEXT, suites)
+    first = clock.enter("test_benchmarks.py", 10.0)
+    assert first[0].startswith("budget 720 s (10 s spent before the first check): the model decodes ")
+    assert first[-1].startswith("test_benchmarks.py: about ") and first[-1].endswith("710 s of the 720 s budget left")
+    planned = clock.scaling
+    assert planned is not None and planned.profile.memory_generations == SMOKE.memory_generations  # it fits
+    took = 3 * clock.predicted["test_benchmarks.py"]  # the model answers three times longer than predicted
+    lines = clock.enter("test_cases.py", 10.0 + took)
+    assert clock.took["test_benchmarks.py"] == pytest.approx(took)
+    assert clock.correction() == pytest.approx(3.0)
+    assert lines == [f"test_cases.py: about {clock.predicted['test_cases.py']:.0f} s predicted, x3.00 after the "
+                     f"suites so far; {720 - 10 - took:.0f} s of the 720 s budget left"]
+    refit = clock.scaling
+    assert refit is not None and refit.profile.memory_generations < SMOKE.memory_generations  # caught up with
+    left = 720 - 10 - took
+    assert refit.scaled_s <= left and refit.scaled_s == pytest.approx(
+        predict(refit.profile, CONTEXT, tps, ("test_cases.py", "test_memory.py", "test_fuzz.py"), 3.0))
