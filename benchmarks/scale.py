@@ -175,10 +175,7 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
         elif phase.startswith("build-"):
             session.prepare(progress)
         elif phase == "load":
-            from harness.runtime import GenAIRuntime, SearchOptions
-
-            runtime = GenAIRuntime(session.prepare(progress).path)
-            print(runtime.generate("Hello.", SearchOptions(max_new_tokens=8)).output_tokens, flush=True)
+            speeds(session.prepare(progress).path, Path(os.environ["HARNESS_SCALE_SPEEDS"]))
         elif phase == "reference":
             from harness.checks.cases import default_case_paths, load_cases
             from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
@@ -196,6 +193,25 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
             raise SystemExit(f"unknown phase {phase}")
 
 
+def speeds(built: Path, out: Path) -> None:
+    """Load the built model and time it: decode tokens/s (32 tokens, the median of three after a warm-up) and
+    prefill tokens/s of a 512-token prompt; written as JSON to ``out``."""
+    import statistics
+
+    from harness.checks import lengths
+    from harness.runtime import GenAIRuntime, SearchOptions
+
+    runtime = GenAIRuntime(built)
+    runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
+    fixed = SearchOptions(max_new_tokens=32, min_new_tokens=32, margins=False)
+    decode = statistics.median((g.output_tokens - 1) / (g.total_seconds - g.ttft)
+                               for g in (runtime.generate("Tell me about the sea.", fixed) for _ in range(3)))
+    prompt = lengths.prompt_of_tokens(runtime, lengths.source_ids(runtime, 512), 512)
+    prefill = runtime.generate(prompt, SearchOptions(max_new_tokens=1, margins=False)).prefill_seconds
+    out.write_text(json.dumps({"decode_tokens_per_s": round(decode, 2),
+                               "prefill_tokens_per_s": round(512 / prefill, 1)}))
+
+
 def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: Path, out: Path) -> None:
     machine = host()
     with tempfile.TemporaryDirectory() as scratch:
@@ -207,8 +223,11 @@ def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: P
             log = out.with_suffix(".log")
             profile = work / f"{phase}.json"
             env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_SUITE_PROFILE": str(profile),
+                   "HARNESS_SCALE_SPEEDS": str(work / "speeds.json"),
                    "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
             result, peaks = measured(phase_command(phase, model, reference, cache, work), log, env)
+            if phase == "load" and (work / "speeds.json").is_file():
+                result.update(json.loads((work / "speeds.json").read_text(encoding="utf-8")))
             rows = [{**facts, **machine, "phase": phase, **result}]
             if phase == "smoke" and profile.is_file():  # each suite within the session, as it ran there
                 for suite, totals in json.loads(profile.read_text(encoding="utf-8")).items():
