@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 # The modules whose checks read gates; each declares them in a GATES tuple beside the check.
 GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.memory", "harness.checks.lengths",
-                "harness.robustness.catalog", "harness.checks.bench", "harness.report.compare")
+                "harness.robustness.catalog", "harness.checks.bench", "harness.report.compare",
+                "harness.deploy.foundry")
 
 
 def builtin_gates() -> list[Gate]:

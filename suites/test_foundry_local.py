@@ -9,13 +9,14 @@ every chat on the model, then on the twin, so the module never holds a fourth co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from harness import ComputePaths, Deployment, HarnessError, PathJudgement, PathVerdict, SearchOptions, Settle
+from harness import ComputePaths, Deployment, Gates, HarnessError, PathJudgement, PathVerdict, SearchOptions, Settle
+from harness.capacity.model_facts import model_facts
 from harness.deploy.foundry import (
     TWIN_MODEL_ID,
     FoundryAnswer,
@@ -29,6 +30,7 @@ from harness.locations import fixtures_dir
 
 CASES: list[dict[str, Any]] = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
 MAX_TOKENS = 96  # short answers end their turn well before this
+CHAT_LENGTH = 1024  # the KV cache Foundry reserves for these chats (their prompts and answers hold a few hundred)
 pytestmark = pytest.mark.harness_chat  # chats: skipped for a base model without a chat template
 
 
@@ -39,7 +41,7 @@ def foundry(harness_deployment: Deployment, harness_twin_deployment: Deployment 
     cache = tmp_path_factory.mktemp("foundry-cache")
     twin = harness_twin_deployment.folder if harness_twin_deployment else None
     try:
-        with FoundryLocalSession(harness_deployment.folder, cache, twin_folder=twin) as session:
+        with FoundryLocalSession(harness_deployment.folder, cache, twin_folder=twin, max_length=CHAT_LENGTH) as session:
             yield session
     except FoundryUnavailable as exc:
         pytest.skip(str(exc))
@@ -69,6 +71,21 @@ def foundry_answers(foundry: FoundryLocalSession) -> dict[tuple[str, str], Answe
 def forbidden_tokens(foundry: FoundryLocalSession) -> tuple[str, ...]:
     """The tokenizer's control tokens: never part of an answer."""
     return control_tokens(foundry.model_folder)
+
+
+def test_kv_cache_reserved_for_each_chat_fits_the_gate(harness_deployment: Deployment, harness_gates: Gates,
+                                                       record_property: Callable[[str, object], None]) -> None:
+    """Foundry Local reserves the KV cache of the deployment's context length for every chat (the checks here register
+    a copy capped to what their chats need, so that this costs the run nothing)."""
+    facts = model_facts(harness_deployment.folder)  # its genai_config.json, as Foundry reads it
+    reserved = facts.context_length * facts.kv_bytes_per_token / 1024**3
+    record_property("foundry_kv_cache_gib", round(reserved, 3))
+    assert harness_gates.check("foundry_kv_cache_gib_max", reserved), (
+        f"Foundry Local reserves {reserved:.1f} GiB of KV cache for each chat of this deployment: model.context_length "
+        f"{facts.context_length} in its genai_config.json x {facts.kv_bytes_per_token / 1024:.0f} KiB a token "
+        f"({facts.num_layers} layers of fp32 keys and values); {harness_gates.describe('foundry_kv_cache_gib_max')}. "
+        "Set max_length in [tool.harness.model_config] (or the ModelConfig of your inference_model.json) to the "
+        "longest conversation your app holds: the deployment's genai_config.json takes it")
 
 
 def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:

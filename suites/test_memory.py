@@ -25,6 +25,7 @@ PROMPTS = [
 ]
 OPTIONS = SearchOptions(max_new_tokens=16)
 FOUNDRY_CHATS_PER_CYCLE = 2
+FOUNDRY_CHAT_LENGTH = 512  # the KV cache Foundry reserves per chat: the short chats need little (see the Foundry suite)
 Record = Callable[[str, object], None]
 
 
@@ -123,7 +124,8 @@ def test_foundry_local_session_churn_memory_reaches_a_plateau(
     try:
         with memory.MemorySampler() as sampler:
             for i in range(cycles):  # a new manager, registration, load and chat sessions each cycle
-                with FoundryLocalSession(harness_deployment.folder, tmp_path / "foundry-cache") as session:
+                with FoundryLocalSession(harness_deployment.folder, tmp_path / "foundry-cache",
+                                         max_length=FOUNDRY_CHAT_LENGTH) as session:
                     session.load()
                     for k in range(FOUNDRY_CHATS_PER_CYCLE):
                         session.chat(PROMPTS[(i + k) % len(PROMPTS)], OPTIONS.max_new_tokens)

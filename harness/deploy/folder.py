@@ -112,15 +112,38 @@ def load_user_document(path: Path) -> dict[str, Any]:
 
 
 def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any]) -> Deployment:
+    """The model's files (hard links) and ``inference_model.json`` in ``root/models/custom/<name>/``; a ModelConfig
+    max_length below the model's context goes into the folder's genai_config.json too (a copy): Foundry Local 2.2 reads
+    that file, and reserves the KV cache of its ``model.context_length`` for every chat."""
     folder = root / "models" / "custom" / name
+    max_length = document.get("ModelConfig", {}).get("max_length") if isinstance(document.get("ModelConfig"),
+                                                                                 dict) else None
+    copy_with_max_length(model, folder, max_length if isinstance(max_length, int) else None)
+    (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Deployment(folder, document)
+
+
+def copy_with_max_length(model: Path, folder: Path, max_length: int | None) -> Path:
+    """The model's files linked into ``folder`` (an earlier copy there goes), its genai_config.json rewritten with
+    ``model.context_length`` and ``search.max_length`` at most ``max_length`` (None, or a larger one: linked as is)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    config_path = model / "genai_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    settings = config.get("model") if isinstance(config, dict) else None
+    context = settings.get("context_length") if isinstance(settings, dict) else None
+    lower = max_length is not None and max_length > 0 and isinstance(context, int) and max_length < context
     for item in model.iterdir():
-        if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL):
+        if item.is_file() and item.name not in (MANIFEST, INFERENCE_MODEL) and not (lower and item == config_path):
             link_or_copy(item, folder / item.name)
-    (folder / INFERENCE_MODEL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return Deployment(folder, document)
+    if lower:
+        assert isinstance(settings, dict) and max_length is not None
+        settings["context_length"] = max_length
+        search = config.setdefault("search", {})
+        search["max_length"] = min(int(search.get("max_length", max_length)), max_length)
+        (folder / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
+    return folder
 
 
 def schema_errors(document: object) -> list[str]:

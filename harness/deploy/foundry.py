@@ -17,10 +17,20 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
+from harness.deploy.folder import copy_with_max_length
 from harness.errors import HarnessError, RuntimeFailure
+from harness.gates import Gate
 from harness.runtime import Generation, Message
 from harness.text import first_difference
 
+GATES: tuple[Gate, ...] = (
+    Gate("foundry_kv_cache_gib_max", 2.0, "max", " GiB",
+         "KV cache Foundry Local reserves for each chat of the deployment: model.context_length in its "
+         "genai_config.json times the bytes of a token's keys and values (fp32 on CPU), a quarter of the 8 GB the "
+         "deployment guide's readers have. Measured: the default model 0.35 GiB (8,192 x 45 KiB), Qwen2.5-0.5B 0.75 "
+         "GiB (32,768 x 24 KiB), the default model at a 131,072 context 5.6 GiB (a chat took 11 s, 0.3 s with a "
+         "1,024 context)"),
+)
 APP_NAME = "onnx-slm-harness"
 REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations
 TWIN_MODEL_ID = "harness-model-fp32-compute:1"
@@ -93,14 +103,23 @@ def registered_model_ids(cache_dir: Path) -> list[str]:
 
 class FoundryLocalSession:
     """One Foundry Local manager with ``model_folder`` registered as ``model_id`` (``name:version``), and
-    ``twin_folder`` (the fp32-compute twin) as ``TWIN_MODEL_ID`` when given."""
+    ``twin_folder`` (the fp32-compute twin) as ``TWIN_MODEL_ID`` when given.
+
+    Foundry Local reserves the KV cache of the model's ``context_length`` for every chat (a 128k context is 5.6 GiB for
+    the default model's shape, and a chat took 11 s instead of 0.3): with ``max_length``, each folder is registered as
+    a copy whose genai_config.json holds at most that (the files linked), which answers alike and costs what the
+    chats need."""
 
     def __init__(self, model_folder: Path, cache_dir: Path, model_id: str = "harness-model:1",
-                 twin_folder: Path | None = None) -> None:
+                 twin_folder: Path | None = None, max_length: int | None = None) -> None:
         self.model_folder = model_folder
         self.cache_dir = cache_dir
         self.model_id = model_id
-        self.folders = {model_id: model_folder, **({TWIN_MODEL_ID: twin_folder} if twin_folder else {})}
+        folders = {model_id: model_folder, **({TWIN_MODEL_ID: twin_folder} if twin_folder else {})}
+        if max_length is not None:
+            folders = {key: copy_with_max_length(folder, cache_dir / "registered" / key.replace(":", "-"), max_length)
+                       for key, folder in folders.items()}
+        self.folders = folders
         self._manager: Any = None
         self._catalog: Any = None
         self._models: dict[str, Any] = {}  # registered id -> the SDK's model

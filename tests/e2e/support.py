@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,10 +13,23 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import make_builder
+from harness.fsutil import link_or_copy
 from harness.session import HarnessSession
 from harness.settings import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def with_context(built: Path, target: Path, context: int) -> Path:
+    """A copy of a built model folder (the weights linked) whose genai_config.json states another context length."""
+    target.mkdir(parents=True)
+    for item in built.iterdir():
+        if item.is_file() and item.name != "genai_config.json":
+            link_or_copy(item, target / item.name)
+    config = json.loads((built / "genai_config.json").read_text())
+    config["model"]["context_length"] = config["search"]["max_length"] = context
+    (target / "genai_config.json").write_text(json.dumps(config))
+    return target
 
 
 def open_session(reports: Path) -> HarnessSession:

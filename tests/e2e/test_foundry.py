@@ -12,7 +12,9 @@ import pytest
 from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable, compare_answers, registered_model_ids
 from harness.deploy.templates import control_tokens
 from harness.errors import RuntimeFailure
+from harness.locations import suites_dir
 from harness.runtime import GenAIRuntime, SearchOptions
+from tests.e2e.support import with_context
 
 pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")
 
@@ -76,3 +78,23 @@ def test_missing_sdk_is_reported_as_unavailable(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(FoundryUnavailable, match=r"^Foundry Local is not available here: "), \
             FoundryLocalSession(tmp_path, tmp_path):
         pass
+
+
+def test_a_128k_context_fails_the_kv_cache_gate_until_the_deployment_states_a_shorter_one(
+        pytester: pytest.Pytester, built_path: Path) -> None:
+    """Foundry Local reserves the KV cache of the deployed context for every chat: 5.6 GiB at 128k for this model's
+    shape. The suite's own chats run on a capped copy (fast), the gate fails, and [tool.harness.model_config]
+    max_length puts a shorter context into the deployment's genai_config.json."""
+    long = with_context(built_path, pytester.path / "context-128k", 131072)
+    suite = str(suites_dir() / "test_foundry_local.py")
+    args = (f"--model={long}", f"--harness-reports={pytester.path / 'reports'}", "-p", "no:cacheprovider", suite)
+    failed = pytester.runpytest(*args)
+    failed.assert_outcomes(passed=9, failed=1)
+    failed.stdout.fnmatch_lines(["*Foundry Local reserves 5.6 GiB of KV cache for each chat of this deployment: "
+                                 "model.context_length 131072 in its genai_config.json x 45 KiB a token (30 layers *"])
+    (pytester.path / "pyproject.toml").write_text("[tool.harness.model_config]\nmax_length = 8192\n")
+    passed = pytester.runpytest(*args, "-c", str(pytester.path / "pyproject.toml"))
+    passed.assert_outcomes(passed=10)
+    configs = [json.loads(path.read_text()) for path in (pytester.path / "reports").glob(
+        "*/foundry/models/custom/*/genai_config.json")]
+    assert sorted(config["model"]["context_length"] for config in configs) == [8192, 131072]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.fsutil import link_or_copy
 from harness.robustness.catalog import INPUT_CASES, SETTING_CASES
-from tests.e2e.support import ROOT
+from tests.e2e.support import ROOT, with_context
 
 MALFORMED = str(ROOT / "suites" / "test_malformed.py")
 FUZZ = str(ROOT / "suites" / "test_fuzz.py")
@@ -98,14 +97,7 @@ def test_prompts_past_a_128k_context_are_refused_from_their_token_count(pytester
     """The default model as a 128k-context model (its genai_config changed on a copy, the weights linked): every
     prompt built to pass the context, and one of exactly the context, is refused before any prefill, within the base
     time limit (a prefill of 131,072 tokens would take minutes here and count as hung)."""
-    long = pytester.path / "context-128k"
-    long.mkdir()
-    for item in built_path.iterdir():
-        if item.is_file() and item.name != "genai_config.json":
-            link_or_copy(item, long / item.name)
-    config = json.loads((built_path / "genai_config.json").read_text())
-    config["model"]["context_length"] = config["search"]["max_length"] = 131072
-    (long / "genai_config.json").write_text(json.dumps(config))
+    long = with_context(built_path, pytester.path / "context-128k", 131072)
     selected = "past-context or fills-context or over-context"
     result, _ = run(pytester, long, MALFORMED, "--gate", "robustness_timeout_s=10", "-k", selected)
     assert result.ret == 0 and result.parseoutcomes()["passed"] == 5, result.stdout.str()[-3000:]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.build.buildlog import fail
-from harness.deploy.folder import build_document, model_config
+from harness.deploy.folder import build_document, copy_with_max_length, model_config, write_deployment
 from harness.deploy.templates import TemplateError, derive_prompt_template, first_difference, jinja_renderer
 from harness.errors import ConfigError
 from harness.testing.fakes import CHATML, write_genai_folder
@@ -57,3 +57,19 @@ def test_first_difference() -> None:
     assert first_difference("abc", "abd") == 2
     assert first_difference("ab", "abc") == 2
     assert first_difference("same", "same") == 4
+
+
+def test_a_shorter_model_config_max_length_goes_into_the_deployed_genai_config(tmp_path: Path) -> None:
+    """Foundry Local reads genai_config.json and reserves its context's KV cache for every chat."""
+    model = write_genai_folder(tmp_path / "model", context_length=4096)
+    config = json.loads((model / "genai_config.json").read_text())
+    (model / "genai_config.json").write_text(json.dumps({**config, "search": {"max_length": 4096, "top_k": 5}}))
+    as_built = write_deployment(model, tmp_path / "plain", "m", {"ModelConfig": {"max_length": 4096}})
+    assert (as_built.folder / "genai_config.json").stat().st_ino == (model / "genai_config.json").stat().st_ino
+    shorter = write_deployment(model, tmp_path / "short", "m", {"ModelConfig": {"max_length": 1024}})
+    deployed = json.loads((shorter.folder / "genai_config.json").read_text())
+    assert (deployed["model"]["context_length"], deployed["search"]) == (1024, {"max_length": 1024, "top_k": 5})
+    assert json.loads((model / "genai_config.json").read_text())["model"]["context_length"] == 4096  # untouched
+    assert (shorter.folder / "model.onnx").stat().st_ino == (model / "model.onnx").stat().st_ino  # weights linked
+    again = copy_with_max_length(model, shorter.folder, 2048)  # an earlier copy there is replaced
+    assert json.loads((again / "genai_config.json").read_text())["model"]["context_length"] == 2048
