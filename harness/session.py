@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.budget import BudgetClock
@@ -133,20 +133,20 @@ class HarnessSession:
         source = model_facts(self.source.path)
         measured_builder = self.builder.name in PLANNED_BUILDERS  # another builder's costs are its own
         if self.plan.needs_build and measured_builder and cached_path(self.plan, self.store) is None:
-            source_bytes = source.weight_bytes
-            if self.source.kind is SourceKind.GGUF:
-                if self.store.lookup("hf", self.plan.convert_key) is None:
-                    must.append(conversion_need(source))
-                source_bytes = 4 * (source.parameters or 0)  # converted to fp32
-            must.append(build_need(self.config.precision, source, source_bytes))
+            if self.source.kind is SourceKind.GGUF and self.store.lookup("hf", self.plan.convert_key) is None:
+                must.append(conversion_need(source))
+            must.append(build_need(self.config.precision, source))
         facts, model_bytes = self.facts(), self.model_bytes()
         longest = longest_prompt or facts.context_length - CONTEXT_MARGIN
         suites = [suite_need(path.name, facts, model_bytes, longest) for path in sorted(suites_dir().glob("test_*.py"))]
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:
-            precision, reference = choose_reference(self.config.reference_precision,
-                                                    model_facts(self.reference_source.path), model_bytes, available)
+            reference_facts = model_facts(self.reference_source.path)
+            if self.reference_source.kind is SourceKind.GGUF:  # the reference reads its fp32 conversion
+                reference_facts = replace(reference_facts, weight_bytes=4 * (reference_facts.parameters or 0))
+            precision, reference = choose_reference(self.config.reference_precision, reference_facts, facts,
+                                                    model_bytes, available)
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
 

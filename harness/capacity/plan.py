@@ -21,37 +21,62 @@ from harness.capacity.model_facts import ModelFacts
 # chunks and the whole), with the GGUF's pages mapped. Measured: SmolLM2 1.13 GB, Qwen2.5-Coder-0.5B 2.17 GB.
 CONVERSION_BASE = 0.75e9
 CONVERSION_PER_LARGEST_TENSOR_BYTE = 2.0
-# The model builder (0.18) maps the source's safetensors, then holds the whole graph in fp32 (onnx_ir's to_proto)
-# while MatMulNBits quantizes it: base + bytes per parameter, plus the source's weights as mapped.
-BUILD_COSTS: Mapping[str, tuple[float, float]] = {"int4": (0.95e9, 4.93), "int8": (0.95e9, 5.3),
+# The model builder (0.18) holds the whole graph in fp32 (onnx_ir's to_proto) while MatMulNBits quantizes it:
+# anonymous memory of base + bytes per parameter (measured: 1.5B 8.6 GB, 3.9B 20.4 GB); the source's safetensors are
+# mapped besides, read once tensor by tensor, and the kernel drops those pages under pressure (the 3.9B build ran in
+# a 22 GiB control group at a 23.4 GB tree peak), so they are not counted.
+BUILD_COSTS: Mapping[str, tuple[float, float]] = {"int4": (0.95e9, 4.93), "int8": (0.95e9, 6.2),
                                                   "fp32": (0.95e9, 4.93), "fp16": (0.95e9, 4.93)}
 # A built model's weights on disk, per parameter: MatMulNBits int4 or int8 with their scales (an untied model keeps
 # its embedding table in fp32 besides), fp32 as is.
 BUILT_BYTES_PER_PARAMETER: Mapping[str, float] = {"int4": 0.62, "int8": 1.12, "fp32": 4.0, "fp16": 2.0}
-# The fp32 reference (transformers in a child process) beside the pytest process holding the built model: the
-# weights at the reference's dtype (mapped when the file has that dtype, else a converted copy), plus torch's own
-# and the logits of the longest eval item (a few copies of positions x vocabulary in fp32).
+# The reference (transformers in a child process): torch's own, the weights at its precision (mapped from a file of
+# that dtype, else converted beside the mapped file), and the logits of the longest eval item (a few copies of
+# positions x vocabulary in fp32); the pytest process holds the built model meanwhile.
 REFERENCE_BASE = 0.6e9
 REFERENCE_LOGIT_COPIES = 4
 REFERENCE_LONGEST_ITEM = 400  # tokens: the longest shipped eval item with its greedy answer
-# One more loaded copy of the built model (its fp32-compute twin, a worker's, Foundry's): base + bytes per resident
-# byte of its weights (MatMulNBits keeps its weights prepacked). Measured as what the twin adds to the generation
-# suite: 0.40 GB on Qwen2.5-Coder-0.5B, 1.02 GB on a 1.5B model.
-COPY_BASE, COPY_PER_BYTE = 0.1e9, 0.94
+# A smoke session's pytest process before any model: pytest, the harness, onnxruntime, and Foundry Local's library
+# once a suite loaded it (the default model's suites peak at 0.39 GB before the Foundry suite, 0.56 to 0.91 after).
+SESSION_BASE = 0.45e9
+# Loading a copy of the built model, its peak while MatMulNBits prepacks the weights: base + bytes per resident byte
+# (the template suite alone: 0.59 GB on Qwen2.5-Coder-0.5B, 1.65 GB on a 1.5B model).
+LOAD_BASE, LOAD_PER_BYTE = 0.08e9, 1.60
+# A copy that stays loaded beside it (the fp32-compute twin): what the twin adds to the generation suite, 0.40 GB on
+# Qwen2.5-Coder-0.5B, 1.02 GB on a 1.5B model.
+COPY_BASE, COPY_PER_BYTE = 0.1e9, 0.93
+WORKER_BASE = 0.25e9  # a worker process's own Python and onnxruntime (the robustness worker, the precision probe)
+
+
+@dataclass(frozen=True)
+class SuiteShape:
+    """What a shipped suite holds at its peak besides the session's model: copies kept loaded beside it (the twin),
+    copies loaded at a time (a worker's, Foundry's, a load cycle's), the processes they run in, and its longest
+    prompt (its KV cache and logits) or, for Foundry, the KV cache it reserves for a chat."""
+
+    held: int = 0
+    loaded: int = 0
+    processes: int = 0
+    prompt_tokens: int = 128
+    reserved_tokens: int = 0
+
+
+SUITES: Mapping[str, SuiteShape] = {
+    "test_benchmarks.py": SuiteShape(prompt_tokens=512),
+    "test_cases.py": SuiteShape(held=1),
+    "test_foundry_local.py": SuiteShape(held=1, loaded=1, reserved_tokens=1024),
+    "test_fuzz.py": SuiteShape(loaded=1, processes=1),
+    "test_generation.py": SuiteShape(held=1),
+    "test_input_length.py": SuiteShape(prompt_tokens=16),  # its longer prompts are planned one by one
+    "test_malformed.py": SuiteShape(loaded=1, processes=1, prompt_tokens=512),
+    "test_memory.py": SuiteShape(loaded=1, reserved_tokens=512),
+    "test_parity.py": SuiteShape(prompt_tokens=REFERENCE_LONGEST_ITEM),
+    "test_precisions.py": SuiteShape(held=1, loaded=1, processes=1),
+    "test_template.py": SuiteShape(),
+}
 # The suites that judge greedy answers on the twin too (it loads for their module, and is left out where it cannot
 # fit: the suite then judges the model as built alone).
-TWIN_SUITES = ("test_generation.py", "test_cases.py", "test_foundry_local.py", "test_precisions.py")
-# Each shipped suite in a smoke session: base + bytes per resident byte of the built model's weights (the model, its
-# twin, a worker's or Foundry's copies), plus the prefill of its longest prompt.
-SUITE_COSTS: Mapping[str, tuple[float, float]] = {
-    "test_generation.py": (0.45e9, 0.63), "test_template.py": (0.4e9, 0.25), "test_cases.py": (0.45e9, 0.7),
-    "test_foundry_local.py": (0.55e9, 2.6), "test_parity.py": (0.5e9, 1.0), "test_benchmarks.py": (0.45e9, 0.6),
-    "test_input_length.py": (0.45e9, 0.8), "test_memory.py": (0.6e9, 1.6), "test_malformed.py": (0.45e9, 0.65),
-    "test_fuzz.py": (0.4e9, 0.4), "test_precisions.py": (0.45e9, 1.0),
-}
-# The longest prompt each suite prefills (the length suite's shortest: its longer ones are planned one by one).
-SUITE_PREFILL_TOKENS: Mapping[str, int] = {"test_benchmarks.py": 512, "test_malformed.py": 512,
-                                           "test_input_length.py": 16}
+TWIN_SUITES = tuple(name for name, shape in SUITES.items() if shape.held)
 LENGTH_SUITE = "test_input_length.py"
 
 
@@ -63,8 +88,13 @@ def resident_bytes(facts: ModelFacts, model_bytes: int) -> int:
 
 
 def copy_bytes(facts: ModelFacts, model_bytes: int) -> int:
-    """What one more loaded copy of the model holds."""
+    """What one more copy of the model, kept loaded beside it, holds."""
     return int(COPY_BASE + COPY_PER_BYTE * resident_bytes(facts, model_bytes))
+
+
+def load_bytes(facts: ModelFacts, model_bytes: int) -> int:
+    """A copy of the model at its peak while it loads."""
+    return int(LOAD_BASE + LOAD_PER_BYTE * resident_bytes(facts, model_bytes))
 
 
 def prefill_bytes(facts: ModelFacts, tokens: int) -> int:
@@ -95,16 +125,14 @@ def conversion_need(source: ModelFacts) -> Need:
                 "convert it where there is more memory (harness build) and pass the folder with --model")
 
 
-def build_need(precision: str, source: ModelFacts, source_bytes: int) -> Need:
-    """The model builder on a source of ``source_bytes`` of weights (a converted GGUF is fp32)."""
+def build_need(precision: str, source: ModelFacts) -> Need:
+    """The model builder at ``precision`` on a source of ``source.parameters``."""
     base, per_parameter = BUILD_COSTS[precision]
     parameters = source.parameters or 0
-    need = base + per_parameter * parameters + source_bytes
-    return Need(f"the {precision} build", int(need),
+    return Need(f"the {precision} build", int(base + per_parameter * parameters),
                 f"the model builder holds {per_parameter:.1f} bytes a parameter for {_billions(parameters)} "
-                f"parameters, beside the {format_size(source_bytes)} source",
-                "build it where there is more memory (harness build --model=... on a larger machine) and pass "
-                "the built folder with --model")
+                "parameters", "build it where there is more memory (harness build --model=... on a larger machine) "
+                "and pass the built folder with --model")
 
 
 def built_bytes(precision: str, source: ModelFacts) -> int:
@@ -114,39 +142,46 @@ def built_bytes(precision: str, source: ModelFacts) -> int:
     return int(BUILT_BYTES_PER_PARAMETER.get(precision, 4.0) * parameters + untied)
 
 
-def reference_need(reference: ModelFacts, precision: str, model_bytes: int) -> Need:
-    """The reference at ``precision`` (fp32 or bf16) beside the pytest process holding a model of ``model_bytes``."""
+def reference_need(reference: ModelFacts, precision: str, facts: ModelFacts, model_bytes: int) -> Need:
+    """The reference at ``precision`` (fp32 or bf16) beside the pytest process holding the built model."""
     parameters = reference.parameters or 0
-    logits = REFERENCE_LOGIT_COPIES * REFERENCE_LONGEST_ITEM * reference.vocab_size * 4
     per_parameter = 4 if precision == "fp32" else 2
-    need = REFERENCE_BASE + per_parameter * parameters + logits + SUITE_COSTS["test_parity.py"][1] * model_bytes
+    stored = reference.weight_bytes / parameters if parameters else per_parameter
+    converted = abs(stored - per_parameter) > 0.5  # loaded at another dtype: a copy beside the mapped file
+    weights = per_parameter * parameters + (reference.weight_bytes if converted else 0)
+    logits = REFERENCE_LOGIT_COPIES * REFERENCE_LONGEST_ITEM * reference.vocab_size * 4
+    need = REFERENCE_BASE + weights + logits + SESSION_BASE + load_bytes(facts, model_bytes)
+    how = f"converted from the {stored:.0f}-byte file beside it" if converted else "mapped from its file"
     return Need(f"the {precision} reference", int(need),
-                f"{per_parameter} bytes a parameter for {_billions(parameters)} parameters and its logits, beside the "
-                "built model", "pass --reference-precision bf16 or a smaller --reference, or run the parity suite on "
-                "a larger machine")
+                f"{per_parameter} bytes a parameter for {_billions(parameters)} parameters, {how}, and its logits, "
+                "beside the built model", "pass --reference-precision bf16 or a smaller --reference, or run the "
+                "parity suite once on a larger machine and copy its cached reference (<cache>/reference/) here")
 
 
-def choose_reference(setting: str, reference: ModelFacts, model_bytes: int, available: Available) -> tuple[str, Need]:
+def choose_reference(setting: str, reference: ModelFacts, facts: ModelFacts, model_bytes: int,
+                     available: Available) -> tuple[str, Need]:
     """The reference's precision and need: the precision set, or (``auto``) fp32 when it fits, else bf16."""
     if setting != "auto":
-        return setting, reference_need(reference, setting, model_bytes)
-    exact = reference_need(reference, "fp32", model_bytes)
+        return setting, reference_need(reference, setting, facts, model_bytes)
+    exact = reference_need(reference, "fp32", facts, model_bytes)
     if exact.bytes <= available.bytes:
         return "fp32", exact
-    return "bf16", reference_need(reference, "bf16", model_bytes)
+    return "bf16", reference_need(reference, "bf16", facts, model_bytes)
 
 
 def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int, force_prompt: bool = False
                ) -> Need:
-    """A shipped suite's peak; its longest prompt is ``longest_prompt`` for the length suite (or ``force_prompt``),
-    else the suite's own."""
-    base, per_byte = SUITE_COSTS.get(suite, SUITE_COSTS["test_precisions.py"])
-    tokens = longest_prompt if force_prompt else SUITE_PREFILL_TOKENS.get(suite, 128)
-    resident = resident_bytes(facts, model_bytes)
-    need = base + per_byte * resident + prefill_bytes(facts, tokens)
-    return Need(suite, int(need), f"{per_byte:.1f} x the model's {format_size(resident)} of resident weights and a "
-                f"{tokens}-token prefill", "pass --harness-memory if this machine has more, or run this suite on a "
-                "larger machine")
+    """A shipped suite's peak in a session: the session's own, the model loaded, what the suite holds besides
+    (``SUITES``), and its longest prompt (``longest_prompt`` for the length suite, or with ``force_prompt``)."""
+    shape = SUITES.get(suite, SuiteShape())
+    tokens = longest_prompt if force_prompt else shape.prompt_tokens
+    need = (SESSION_BASE + load_bytes(facts, model_bytes) + shape.held * copy_bytes(facts, model_bytes)
+            + shape.loaded * load_bytes(facts, model_bytes) + shape.processes * WORKER_BASE
+            + prefill_bytes(facts, tokens) + shape.reserved_tokens * facts.kv_bytes_per_token)
+    copies = 1 + shape.held + shape.loaded
+    return Need(suite, int(need), f"{copies} {'copy' if copies == 1 else 'copies'} of the model's "
+                f"{format_size(resident_bytes(facts, model_bytes))} of resident weights and a {tokens}-token prompt",
+                "pass --harness-memory if this machine has more, or run this suite on a larger machine")
 
 
 def longest_prompt_need(facts: ModelFacts, model_bytes: int, tokens: int) -> Need:

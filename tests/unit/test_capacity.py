@@ -108,7 +108,7 @@ def test_the_plan_refuses_the_first_phase_that_cannot_fit_in_one_line(tmp_path: 
                                  "holds 4.9 bytes a parameter), and 8.0 GiB is available on this machine; build it "
                                  "elsewhere")
     assert "\n" not in (refused.refusal() or "")
-    assert plan(Available(8 * GB, "x"), [build_need("int4", source, 64)], []).refusal() is None
+    assert plan(Available(8 * GB, "x"), [build_need("int4", source)], []).refusal() is None
 
 
 def test_suites_that_cannot_fit_skip_and_the_header_says_so(tmp_path: Path) -> None:
@@ -129,6 +129,6 @@ def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Pa
     (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 32}))
     facts = model_facts(folder)
     roomy, tight = Available(100 * GB, "x"), Available(1, "x")
-    assert choose_reference("auto", facts, 0, roomy)[0] == "fp32"
-    assert choose_reference("auto", facts, 0, tight)[0] == "bf16"
-    assert choose_reference("fp32", facts, 0, tight)[0] == "fp32"
+    assert choose_reference("auto", facts, facts, 0, roomy)[0] == "fp32"
+    assert choose_reference("auto", facts, facts, 0, tight)[0] == "bf16"
+    assert choose_reference("fp32", facts, facts, 0, tight)[0] == "fp32"
