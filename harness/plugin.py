@@ -421,8 +421,9 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
         profile = request.config.stash[PROFILES_KEY][harness.config.profile]
         assert harness.config.budget is not None
         suites = harness.suite_modules or tuple(SMOKE_SUITE_SECONDS)  # a run of own suites alone: as a whole one
+        cold = {"test_parity.py": harness.reference_seconds()} if "test_parity.py" in suites else {}
         harness.clock = BudgetClock(harness.config.budget, harness.opened_at, _decode_rate(runtime), profile,
-                                    runtime.info.context_length, suites)
+                                    runtime.info.context_length, suites, cold)
     return harness.clock
 
 

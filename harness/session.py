@@ -5,15 +5,16 @@ Kept free of pytest hooks so that it can be driven (and tested) without a pytest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.budget import BudgetClock
+from harness.budget import REFERENCE_SECONDS_PER_PARAMETER, BudgetClock
 from harness.build.builders import Builder
 from harness.build.buildlog import Progress
-from harness.build.cache import ModelStore
+from harness.build.cache import MANIFEST, ModelStore
 from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
 from harness.build.hashing import HashMemo
 from harness.build.pipeline import (
@@ -149,6 +150,25 @@ class HarnessSession:
                                                     model_bytes, available)
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
+
+    def reference_seconds(self) -> float:
+        """What computing the parity reference will add to this run: none once the cache holds one for this
+        reference, else its predicted time (``budget.REFERENCE_SECONDS_PER_PARAMETER``)."""
+        reference = self.reference_source
+        if reference is None:
+            return 0.0
+        folder = reference.path
+        if reference.kind is SourceKind.GGUF:  # the reference reads its conversion
+            plan = self.plan if reference == self.source else make_plan(
+                reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
+            folder = self.store.entry("hf", plan.convert_key)
+        precision = self.memory.reference_precision if self.memory else "fp32"
+        for entry in (self.store.root / "reference").glob(f"*/{MANIFEST}"):
+            with contextlib.suppress(OSError, ValueError):
+                metadata = json.loads(entry.read_text(encoding="utf-8"))
+                if metadata.get("reference") == str(folder) and metadata.get("precision", "fp32") == precision:
+                    return 0.0
+        return REFERENCE_SECONDS_PER_PARAMETER * (model_facts(reference.path).parameters or 0)
 
     def header_lines(self) -> list[str]:
         src, plan = self.source, self.plan

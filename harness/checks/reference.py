@@ -170,7 +170,8 @@ def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir:
         if code != 0:
             raise fail("reference model", log, code)
 
-    result = ModelStore(cache_dir).get_or_build("reference", key, compute, {"reference": str(folder)})
+    result = ModelStore(cache_dir).get_or_build("reference", key, compute, {"reference": str(folder),
+                                                                           "precision": precision})
     if not result.hit:
         progress(f"reference computed in {result.seconds:.1f} s -> {result.path}")
     return load_reference(result.path)
