@@ -133,10 +133,14 @@ class Scaling:
     changes: tuple[str, ...]  # one line per count cut, with what it costs
     suites: dict[str, float] = field(default_factory=dict)  # each shipped suite's predicted seconds, as scaled
     spent_s: float = 0.0  # the budget spent before the fit (the build, the model's load, the speed probe)
+    reserved_s: float = 0.0  # the budget kept for work no count changes (a reference to compute)
 
     def lines(self) -> list[str]:
-        spent = f" ({self.spent_s:.0f} s spent before the first check)" if self.spent_s >= 1 else ""
-        head = (f"budget {self.budget_s + self.spent_s:g} s{spent}: the model decodes {self.decode_tps:.0f} tokens/s "
+        notes = [f"{self.spent_s:.0f} s spent before the first check" if self.spent_s >= 1 else "",
+                 f"{self.reserved_s:.0f} s kept for the parity reference" if self.reserved_s >= 1 else ""]
+        noted = f" ({', '.join(note for note in notes if note)})" if any(notes) else ""
+        total = round(self.budget_s + self.spent_s + self.reserved_s, 3)
+        head = (f"budget {total:g} s{noted}: the model decodes {self.decode_tps:.0f} tokens/s "
                 f"({self.decode_tps / REFERENCE_DECODE_TPS:.2f}x the default model's); the {self.profile.name} profile "
                 f"would take about {self.predicted_s:.0f} s")
         if self.factor >= 1:
@@ -174,9 +178,10 @@ def _largest_factor(fits: Callable[[float], bool]) -> float:
 
 
 def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int, spent_s: float = 0.0,
-        suites: Collection[str] | None = None, correction: float = 1.0) -> Scaling:
+        suites: Collection[str] | None = None, correction: float = 1.0, reserved_s: float = 0.0) -> Scaling:
     """``profile`` with its sample counts scaled so that ``suites`` (None: every shipped suite) finish near
-    ``budget_s`` (what is left after ``spent_s``) at ``decode_tps``, their prediction times ``correction``."""
+    ``budget_s`` (what is left after ``spent_s`` and ``reserved_s``) at ``decode_tps``, their prediction times
+    ``correction``."""
     def seconds(candidate: Profile) -> float:
         return predict(candidate, context_length, decode_tps, suites, correction)
 
@@ -184,7 +189,7 @@ def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: in
     per_suite = {name: value * correction for name, value in predict_suites(profile, context_length,
                                                                             decode_tps).items()}
     if predicted <= budget_s:
-        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (), per_suite, spent_s)
+        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (), per_suite, spent_s, reserved_s)
     factor = _largest_factor(lambda f: seconds(_scaled(profile, f, context_length)) <= budget_s)
     scaled = _scaled(profile, factor, context_length)
     changes = tuple(f"{name} {'the context' if before is None else before} -> {after}: "
@@ -193,7 +198,8 @@ def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: in
                     if (after := getattr(scaled, name)) != (before := getattr(profile, name)))
     per_suite = {name: value * correction for name, value in predict_suites(scaled, context_length,
                                                                             decode_tps).items()}
-    return Scaling(scaled, budget_s, decode_tps, predicted, seconds(scaled), factor, changes, per_suite, spent_s)
+    return Scaling(scaled, budget_s, decode_tps, predicted, seconds(scaled), factor, changes, per_suite, spent_s,
+                   reserved_s)
 
 
 @dataclass
@@ -234,7 +240,7 @@ class BudgetClock:
         first = self.scaling is None
         cold = sum(self.cold_s.get(name, 0.0) for name in remaining)  # not scaled: the counts do not change it
         self.scaling = fit(self.profile, self.budget_s - spent - cold, self.decode_tps, self.context_length, spent,
-                           remaining, self.correction())
+                           remaining, self.correction(), cold)
         self.predicted[suite] = self.scaling.suites.get(suite, 0.0) + self.cold_s.get(suite, 0.0)
         lines = self.scaling.lines() if first else []
         if suite in SMOKE_SUITE_SECONDS:
