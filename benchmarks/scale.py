@@ -288,7 +288,8 @@ def fit(rows: list[dict[str, Any]]) -> str:
     conversion, builds and reference; the built model's resident bytes for loading and the suites), then every row."""
     import numpy as np
 
-    lines = ["| phase | models | peak GB = a + b x size | wall s = c + d x size | size |", "|---|---:|---|---|---|"]
+    lines = ["| phase | models | peak GB = a + b x size | anonymous GB = a + b x size | wall s = c + d x size | size |",
+             "|---|---:|---|---|---|---|"]
     for phase in dict.fromkeys(row["phase"] for row in rows):
         by_parameters = phase in ("convert", "reference") or phase.startswith("build")
         key = "parameters" if by_parameters else "resident_bytes"
@@ -298,11 +299,12 @@ def fit(rows: list[dict[str, Any]]) -> str:
             continue
         design = np.stack([np.ones_like(sizes), sizes], axis=1)
         (a, b), *_ = np.linalg.lstsq(design, np.array([row["peak_mb"] * MB for row in chosen]), rcond=None)
+        (e, f), *_ = np.linalg.lstsq(design, np.array([row["peak_anonymous_mb"] * MB for row in chosen]), rcond=None)
         (c, d), *_ = np.linalg.lstsq(design, np.array([row["wall_s"] for row in chosen]), rcond=None)
         unit = "bytes a parameter" if by_parameters else "bytes a resident byte"
         per = "s per B parameters" if by_parameters else "s per GB resident"
-        lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} {unit} | {c:.0f} s + {d * 1e9:.0f} "
-                     f"{per} | {key} |")
+        lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} {unit} | {e / 1e9:.2f} GB + {f:.2f} "
+                     f"{unit} | {c:.0f} s + {d * 1e9:.0f} {per} | {key} |")
     lines += ["", "| model | params | context | phase | wall s | peak GB | anonymous GB |",
               "|---|---:|---:|---|---:|---:|---:|"]
     for row in rows:
