@@ -428,18 +428,29 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _harness_suite_start(request: pytest.FixtureRequest) -> None:
-    """With a budget, each module starts on the budget's clock: the previous one is timed, the counts fitted again to
-    what is left, and a shipped suite says what it should take and how much of the budget is left."""
+def _harness_module_start(request: pytest.FixtureRequest) -> None:
+    """Before each module: with a budget, the module starts on the budget's clock (the previous one is timed, the
+    counts fitted again to what is left, and a shipped suite says what it should take and how much of the budget is
+    left); and a shipped suite whose copies the memory plan cannot fit beside the session's model runs with it
+    released (it loads again when a check next uses it)."""
     harness = request.config.stash.get(SESSION_KEY, None)
-    if harness is None or harness.config.budget is None:
+    if harness is None:
         return
-    clock = _budget_clock(request)
-    lines = clock.enter(request.path.name, time.monotonic())
-    for line in lines:
-        progress_writer(request.config)(line)
-    harness.budget = [*(harness.budget or []), *lines]
-    harness.write_provenance()
+    progress = progress_writer(request.config)
+    if harness.config.budget is not None:
+        lines = _budget_clock(request).enter(request.path.name, time.monotonic())
+        for line in lines:
+            progress(line)
+        harness.budget = [*(harness.budget or []), *lines]
+        harness.write_provenance()
+    from harness.runtime import ReleasableRuntime
+
+    runtime = harness.runtime
+    reason = harness.memory.release_reason(request.path.name) if harness.memory is not None else None
+    if reason and request.path.parent == _shipped_suites() and isinstance(runtime, ReleasableRuntime) \
+            and runtime.loaded:
+        runtime.release()
+        progress(f"{request.path.name}: the session's model released while it runs: {reason}")
 
 
 def _decode_rate(runtime: Runtime, probes: int = 3) -> float:
@@ -532,9 +543,12 @@ def harness_worker_runtime(pytestconfig: pytest.Config) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def harness_runtime(harness_runtime_loader: ModelLoader, harness_model: PreparedModel) -> Iterator[Runtime]:
-    """The model loaded once for the whole session."""
+def harness_runtime(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader,
+                    harness_model: PreparedModel) -> Iterator[Runtime]:
+    """The model loaded once for the whole session (released while a suite runs copies the memory plan cannot fit
+    beside it; it loads again when a check next uses it)."""
     loaded = harness_runtime_loader(harness_model)
+    _session(pytestconfig).runtime = loaded
     yield loaded
     loaded.close()
 

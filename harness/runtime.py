@@ -181,6 +181,16 @@ class ReusingRuntime(Runtime, Protocol):
 
 
 @runtime_checkable
+class ReleasableRuntime(Runtime, Protocol):
+    """A runtime that can free its model between requests and load it again on the next (the memory plan releases
+    the session's model while a suite loads another copy it could not hold beside it)."""
+
+    loaded: bool
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
 class RawRuntime(Runtime, Protocol):
     """A runtime with a raw path: settings straight to the engine, unchecked by the harness (the robustness
     suite's raw-settings cases skip without it)."""
@@ -274,22 +284,48 @@ def run_generator(generator: Any, prompt_ids: Sequence[int], max_new_tokens: int
 
 
 class GenAIRuntime:
-    """The real runtime: an ``onnxruntime_genai.Model`` loaded once and reused for every request."""
+    """The real runtime: an ``onnxruntime_genai.Model`` loaded once and reused for every request. ``release()`` gives
+    its memory back; the next request loads it again (the memory plan releases the session's model while a suite
+    loads another copy it could not hold beside it)."""
 
     def __init__(self, path: Path, ep: str = "cpu") -> None:
         import onnxruntime_genai as og
 
         self._og = og
         self.info = read_model_info(path)
-        try:
-            config = og.Config(str(path))
-            if ep != "cpu":
-                config.clear_providers()
-                config.append_provider(ep)
-            self._model = og.Model(config)
-            self._tokenizer = og.Tokenizer(self._model)
-        except RuntimeError as exc:
-            raise translate_error(exc, f"loading {path}") from exc
+        self._path, self._ep = path, ep
+        self._loaded: tuple[Any, Any] | None = None
+        self._load()
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            og = self._og
+            try:
+                config = og.Config(str(self._path))
+                if self._ep != "cpu":
+                    config.clear_providers()
+                    config.append_provider(self._ep)
+                model = og.Model(config)
+                self._loaded = (model, og.Tokenizer(model))
+            except RuntimeError as exc:
+                raise translate_error(exc, f"loading {self._path}") from exc
+        return self._loaded
+
+    @property
+    def _model(self) -> Any:
+        return self._load()[0]
+
+    @property
+    def _tokenizer(self) -> Any:
+        return self._load()[1]
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def release(self) -> None:
+        """Free the model (the next request loads it again)."""
+        self._loaded = None
 
     # -- text <-> tokens -------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -405,8 +441,7 @@ class GenAIRuntime:
         return GenAIReusedGenerator(self, options, max_prompt_tokens)
 
     def close(self) -> None:
-        self._tokenizer = None
-        self._model = None
+        self.release()
 
 
 class GenAIReusedGenerator:

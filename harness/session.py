@@ -46,6 +46,7 @@ from harness.deploy.templates import TemplateError
 from harness.errors import SourceError
 from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
+from harness.runtime import Runtime
 from harness.settings import HarnessConfig
 
 PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
@@ -70,6 +71,7 @@ class HarnessSession:
     budget: list[str] | None = None  # what --harness-budget scaled, once the profile is fitted
     memory: MemoryPlan | None = None  # the memory plan, made at session start (plan_memory)
     clock: BudgetClock | None = None  # --harness-budget through the run, once the first module starts
+    runtime: Runtime | None = None  # the session's loaded model, once a check asked for it
     suite_modules: tuple[str, ...] = ()  # the shipped suite modules this run holds, in order (after collection)
     opened_at: float = field(default_factory=time.monotonic)  # where a time budget starts counting
 

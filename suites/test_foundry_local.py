@@ -95,10 +95,12 @@ def test_registered_model_is_listed(foundry: FoundryLocalSession) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
-def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession, harness_paths: ComputePaths,
+def test_foundry_answers_like_onnxruntime_genai(foundry: FoundryLocalSession,
                                                  foundry_answers: dict[tuple[str, str], Answer],
-                                                 forbidden_tokens: tuple[str, ...], case: dict[str, Any],
-                                                 harness_verdict: Settle) -> None:
+                                                 harness_paths: ComputePaths, forbidden_tokens: tuple[str, ...],
+                                                 case: dict[str, Any], harness_verdict: Settle) -> None:
+    # Foundry answers first (its models loaded one at a time, the session's model perhaps released), then the
+    # session's model and its twin answer the same chats.
     messages = case["messages"]
     judgements = []
     for path, model_id in zip(harness_paths.paths, (foundry.model_id, TWIN_MODEL_ID), strict=False):

@@ -1,5 +1,8 @@
 """Long-run memory: many generations (or load cycles) must reach a plateau, not keep growing.
 
+The load and Foundry Local cycles run first: where the memory plan cannot fit their copies beside the session's model,
+that model is released while they run, and the generation tests load it again after them.
+
 Each test marks this process's RSS and USS once per generation or cycle, drops the warm-up, and
 fails only when the Theil-Sen slope AND the growth over the last half of the run are both over
 their gates (an arena that grows and stops passes). The series go into the run's results.
@@ -15,6 +18,7 @@ import pytest
 from harness import Deployment, Gates, PreparedModel, Profile, Prompt, Runtime, SearchOptions
 from harness.checks import memory
 from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable
+from harness.runtime import read_chat_template
 
 # Short questions, cycled: the same work in every round, so only a leak moves the series.
 PROMPTS = [
@@ -30,9 +34,10 @@ Record = Callable[[str, object], None]
 
 
 @pytest.fixture(scope="module")
-def prompts(harness_runtime: Runtime) -> list[Prompt]:
-    """The chats, or their text for a base model without a chat template: the workload is what matters here."""
-    if harness_runtime.info.chat_template is None:
+def prompts(harness_model: PreparedModel) -> list[Prompt]:
+    """The chats, or their text for a base model without a chat template: the workload is what matters here. (Read
+    from the model's folder, not its runtime: the load and Foundry cycles may run with the session's model released.)"""
+    if read_chat_template(harness_model.path) is None:
         return [chat[-1]["content"] for chat in PROMPTS]
     return list(PROMPTS)
 
@@ -56,45 +61,6 @@ def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str
     if verdict is not None:
         request.node.add_report_section("call", "memory series", memory.series_section(trend, uss))
         pytest.fail(verdict, pytrace=False)
-
-
-def test_reused_generator_memory_reaches_a_plateau(
-    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
-    record_property: Record, request: pytest.FixtureRequest,
-) -> None:
-    rendered = [prompt if isinstance(prompt, str) else harness_runtime.chat_prompt(prompt) for prompt in prompts]
-    longest = max(len(harness_runtime.encode(text)) for text in rendered)
-    try:
-        reused = memory.open_reused_generator(harness_runtime, OPTIONS, longest)
-    except memory.ReuseUnsupported as exc:
-        pytest.skip(str(exc))
-    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
-    try:
-        with memory.MemorySampler() as sampler:
-            for i in range(total):
-                reused.generate(prompts[i % len(prompts)])
-                sampler.mark()
-        drifted = [i for i, prompt in enumerate(prompts)
-                   if reused.generate(prompt).token_ids != harness_runtime.generate(prompt, OPTIONS).token_ids]
-    finally:
-        reused.close()
-    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
-          record_property, request, total)
-    assert not drifted, (f"after {total} requests the reused generator answers prompts {drifted} differently "
-                         "from a fresh generator: rewinding leaves state behind")
-
-
-def test_fresh_generator_per_request_memory_reaches_a_plateau(
-    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
-    record_property: Record, request: pytest.FixtureRequest,
-) -> None:
-    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
-    with memory.MemorySampler() as sampler:
-        for i in range(total):
-            harness_runtime.generate(prompts[i % len(prompts)], OPTIONS)
-            sampler.mark()
-    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
-          record_property, request, total)
 
 
 def test_model_load_unload_memory_reaches_a_plateau(
@@ -134,3 +100,42 @@ def test_foundry_local_session_churn_memory_reaches_a_plateau(
         pytest.skip(str(exc))
     judge(sampler, memory.WARMUP_CYCLES, "Foundry Local cycle", "memory_slope_kb_per_cycle_max", harness_gates,
           record_property, request, cycles * FOUNDRY_CHATS_PER_CYCLE)
+
+
+def test_reused_generator_memory_reaches_a_plateau(
+    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
+    record_property: Record, request: pytest.FixtureRequest,
+) -> None:
+    rendered = [prompt if isinstance(prompt, str) else harness_runtime.chat_prompt(prompt) for prompt in prompts]
+    longest = max(len(harness_runtime.encode(text)) for text in rendered)
+    try:
+        reused = memory.open_reused_generator(harness_runtime, OPTIONS, longest)
+    except memory.ReuseUnsupported as exc:
+        pytest.skip(str(exc))
+    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
+    try:
+        with memory.MemorySampler() as sampler:
+            for i in range(total):
+                reused.generate(prompts[i % len(prompts)])
+                sampler.mark()
+        drifted = [i for i, prompt in enumerate(prompts)
+                   if reused.generate(prompt).token_ids != harness_runtime.generate(prompt, OPTIONS).token_ids]
+    finally:
+        reused.close()
+    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+          record_property, request, total)
+    assert not drifted, (f"after {total} requests the reused generator answers prompts {drifted} differently "
+                         "from a fresh generator: rewinding leaves state behind")
+
+
+def test_fresh_generator_per_request_memory_reaches_a_plateau(
+    harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
+    record_property: Record, request: pytest.FixtureRequest,
+) -> None:
+    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
+    with memory.MemorySampler() as sampler:
+        for i in range(total):
+            harness_runtime.generate(prompts[i % len(prompts)], OPTIONS)
+            sampler.mark()
+    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+          record_property, request, total)

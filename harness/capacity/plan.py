@@ -22,11 +22,12 @@ from harness.capacity.model_facts import ModelFacts
 CONVERSION_BASE = 0.75e9
 CONVERSION_PER_LARGEST_TENSOR_BYTE = 2.0
 # The model builder (0.18) holds the whole graph in fp32 (onnx_ir's to_proto) while MatMulNBits quantizes it:
-# anonymous memory of base + bytes per parameter (measured: 1.5B 8.6 GB, 3.9B 20.4 GB); the source's safetensors are
+# anonymous memory of base + bytes per parameter (int4, measured: 0.13B 1.1 GiB, 0.63B 3.8 GiB, 1.5B 8.4 GiB, 3.9B
+# 19.9 GiB; int8 up to 10.4 GiB at 1.5B); the source's safetensors are
 # mapped besides, read once tensor by tensor, and the kernel drops those pages under pressure (the 3.9B build ran in
-# a 22 GiB control group at a 23.4 GB tree peak), so they are not counted.
-BUILD_COSTS: Mapping[str, tuple[float, float]] = {"int4": (0.95e9, 4.93), "int8": (0.95e9, 6.2),
-                                                  "fp32": (0.95e9, 4.93), "fp16": (0.95e9, 4.93)}
+# a 22 GiB control group at a 22.9 GiB tree peak), so they are not counted.
+BUILD_COSTS: Mapping[str, tuple[float, float]] = {"int4": (0.85e9, 5.31), "int8": (0.55e9, 6.98),
+                                                  "fp32": (0.85e9, 5.31), "fp16": (0.85e9, 5.31)}
 # A built model's weights on disk, per parameter: MatMulNBits int4 or int8 with their scales (an untied model keeps
 # its embedding table in fp32 besides), fp32 as is.
 BUILT_BYTES_PER_PARAMETER: Mapping[str, float] = {"int4": 0.62, "int8": 1.12, "fp32": 4.0, "fp16": 2.0}
@@ -36,14 +37,16 @@ BUILT_BYTES_PER_PARAMETER: Mapping[str, float] = {"int4": 0.62, "int8": 1.12, "f
 REFERENCE_BASE = 0.6e9
 REFERENCE_LOGIT_COPIES = 4
 REFERENCE_LONGEST_ITEM = 400  # tokens: the longest shipped eval item with its greedy answer
-# A smoke session's pytest process before any model: pytest, the harness, onnxruntime, and Foundry Local's library
-# once a suite loaded it (the default model's suites peak at 0.39 GB before the Foundry suite, 0.56 to 0.91 after).
-SESSION_BASE = 0.45e9
+# A smoke session's pytest process besides its models: pytest, the harness, onnxruntime, Foundry Local's library once
+# a suite loaded it, and what the heap keeps (Qwen2.5-Coder-0.5B's template suite, its model alone, peaks at 1.26 GiB
+# at the end of a smoke session, 0.6 GiB in a session of its own).
+SESSION_BASE = 0.7e9
 # Loading a copy of the built model, its peak while MatMulNBits prepacks the weights: base + bytes per resident byte
-# (the template suite alone: 0.59 GB on Qwen2.5-Coder-0.5B, 1.65 GB on a 1.5B model).
-LOAD_BASE, LOAD_PER_BYTE = 0.08e9, 1.60
-# A copy that stays loaded beside it (the fp32-compute twin): what the twin adds to the generation suite, 0.40 GB on
-# Qwen2.5-Coder-0.5B, 1.02 GB on a 1.5B model.
+# (a process loading it: 241 MiB for the default model, 581 MiB for Qwen2.5-Coder-0.5B, 1.59 GiB at 1.5B, 3.90 GiB at
+# 3.9B; the fit is within 35 MB of each).
+LOAD_BASE, LOAD_PER_BYTE = 0.1e9, 1.70
+# A copy that stays loaded beside it (the fp32-compute twin): what the twin adds to the generation suite, 413 MiB on
+# Qwen2.5-Coder-0.5B, 1021 MiB at 1.5B, 1.87 GiB at 3.9B.
 COPY_BASE, COPY_PER_BYTE = 0.1e9, 0.93
 WORKER_BASE = 0.25e9  # a worker process's own Python and onnxruntime (the robustness worker, the precision probe)
 
@@ -51,26 +54,30 @@ WORKER_BASE = 0.25e9  # a worker process's own Python and onnxruntime (the robus
 @dataclass(frozen=True)
 class SuiteShape:
     """What a shipped suite holds at its peak besides the session's model: copies kept loaded beside it (the twin),
-    copies loaded at a time (a worker's, Foundry's, a load cycle's), the processes they run in, and its longest
-    prompt (its KV cache and logits) or, for Foundry, the KV cache it reserves for a chat."""
+    copies loaded at a time (a worker's, Foundry's, a load cycle's), the processes they run in, its longest prompt
+    (its KV cache, and its logits, ``logit_copies`` times) and the KV cache Foundry reserves for a chat; and whether
+    those loaded copies can do without the session's model (``alone``: it is released while they run)."""
 
     held: int = 0
     loaded: int = 0
     processes: int = 0
     prompt_tokens: int = 128
     reserved_tokens: int = 0
+    logit_copies: int = 1
+    alone: bool = False
 
 
 SUITES: Mapping[str, SuiteShape] = {
     "test_benchmarks.py": SuiteShape(prompt_tokens=512),
     "test_cases.py": SuiteShape(held=1),
-    "test_foundry_local.py": SuiteShape(held=1, loaded=1, reserved_tokens=1024),
-    "test_fuzz.py": SuiteShape(loaded=1, processes=1),
+    "test_foundry_local.py": SuiteShape(held=1, loaded=1, reserved_tokens=1024, alone=True),
+    "test_fuzz.py": SuiteShape(loaded=1, processes=1, alone=True),
     "test_generation.py": SuiteShape(held=1),
     "test_input_length.py": SuiteShape(prompt_tokens=16),  # its longer prompts are planned one by one
-    "test_malformed.py": SuiteShape(loaded=1, processes=1, prompt_tokens=512),
-    "test_memory.py": SuiteShape(loaded=1, reserved_tokens=512),
-    "test_parity.py": SuiteShape(prompt_tokens=REFERENCE_LONGEST_ITEM),
+    "test_malformed.py": SuiteShape(loaded=1, processes=1, prompt_tokens=512, alone=True),
+    "test_memory.py": SuiteShape(loaded=1, reserved_tokens=512, alone=True),
+    # its logits() of each eval item, and the log-probabilities taken from them
+    "test_parity.py": SuiteShape(prompt_tokens=REFERENCE_LONGEST_ITEM, logit_copies=3),
     "test_precisions.py": SuiteShape(held=1, loaded=1, processes=1),
     "test_template.py": SuiteShape(),
 }
@@ -97,9 +104,9 @@ def load_bytes(facts: ModelFacts, model_bytes: int) -> int:
     return int(LOAD_BASE + LOAD_PER_BYTE * resident_bytes(facts, model_bytes))
 
 
-def prefill_bytes(facts: ModelFacts, tokens: int) -> int:
+def prefill_bytes(facts: ModelFacts, tokens: int, logit_copies: int = 1) -> int:
     """What a prompt of ``tokens`` adds while it is prefilled: its KV cache and a row of logits per token."""
-    return tokens * (facts.kv_bytes_per_token + facts.logits_bytes_per_token)
+    return tokens * (facts.kv_bytes_per_token + logit_copies * facts.logits_bytes_per_token)
 
 
 # -- needs ----------------------------------------------------------------------------------------------------
@@ -169,18 +176,21 @@ def choose_reference(setting: str, reference: ModelFacts, facts: ModelFacts, mod
     return "bf16", reference_need(reference, "bf16", facts, model_bytes)
 
 
-def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int, force_prompt: bool = False
-               ) -> Need:
+def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int, force_prompt: bool = False,
+               released: bool = False) -> Need:
     """A shipped suite's peak in a session: the session's own, the model loaded, what the suite holds besides
-    (``SUITES``), and its longest prompt (``longest_prompt`` for the length suite, or with ``force_prompt``)."""
+    (``SUITES``), and its longest prompt (``longest_prompt`` for the length suite, or with ``force_prompt``); with
+    ``released``, the larger of its copies without the session's model and the session's model with its twin."""
     shape = SUITES.get(suite, SuiteShape())
     tokens = longest_prompt if force_prompt else shape.prompt_tokens
-    need = (SESSION_BASE + load_bytes(facts, model_bytes) + shape.held * copy_bytes(facts, model_bytes)
-            + shape.loaded * load_bytes(facts, model_bytes) + shape.processes * WORKER_BASE
-            + prefill_bytes(facts, tokens) + shape.reserved_tokens * facts.kv_bytes_per_token)
+    load, prompt = load_bytes(facts, model_bytes), prefill_bytes(facts, tokens, shape.logit_copies)
+    own = (shape.loaded * load + shape.processes * WORKER_BASE + shape.reserved_tokens * facts.kv_bytes_per_token)
+    with_model = load + shape.held * copy_bytes(facts, model_bytes)
+    need = SESSION_BASE + prompt + (max(own, with_model) if released else own + with_model)
     copies = 1 + shape.held + shape.loaded
-    return Need(suite, int(need), f"{copies} {'copy' if copies == 1 else 'copies'} of the model's "
-                f"{format_size(resident_bytes(facts, model_bytes))} of resident weights and a {tokens}-token prompt",
+    how = (f"{copies} {'copy' if copies == 1 else 'copies'} of the model's "
+           f"{format_size(resident_bytes(facts, model_bytes))} of resident weights and a {tokens}-token prompt")
+    return Need(suite, int(need), how + (", the session's model released" if released else ""),
                 "pass --harness-memory if this machine has more, or run this suite on a larger machine")
 
 
@@ -218,19 +228,40 @@ class MemoryPlan:
                 f"and {format_size(self.available.bytes)} is {self.available.source}; {need.way_out}")
 
     def skip_reason(self, need: Need | None) -> str | None:
-        """Why a phase that may run skips (None: it fits, or it is not planned); a suite that judges on the
-        fp32-compute twin skips only when it cannot fit without the twin either."""
+        """Why a phase that may run skips (None: it fits, or it is not planned); a suite skips only when it cannot fit
+        with the session's model released either (where its copies can do without it), nor without the twin."""
         if need is None or self.fits(need):
             return None
-        if need.phase in TWIN_SUITES and self.fits(self._without_twin(need)):
+        released = self.released_need(need.phase)
+        if released is not None and self.fits(released):
             return None
-        return self.too_big(need)
+        fallback = released or need
+        if need.phase in TWIN_SUITES and self.fits(self._without_twin(fallback)):
+            return None
+        return self.too_big(fallback)
+
+    def released_need(self, suite: str) -> Need | None:
+        """``suite``'s need with the session's model released while its own copies run (None where they cannot do
+        without it)."""
+        if self.facts is None or not SUITES.get(suite, SuiteShape()).alone:
+            return None
+        return suite_need(suite, self.facts, self.model_bytes, self.longest_prompt or 0, released=True)
+
+    def release_reason(self, suite: str) -> str | None:
+        """Why the session's model is released before ``suite`` (None: it fits beside it)."""
+        need, released = self.suites.get(suite), self.released_need(suite)
+        if need is None or released is None or self.fits(need) or not self.fits(released):
+            return None
+        return (f"{suite} needs {format_size(need.bytes)} beside the session's model and {format_size(released.bytes)} "
+                f"with it released; {format_size(self.available.bytes)} is {self.available.source}")
 
     def twin_skip_reason(self, suite: str) -> str | None:
         """Why ``suite`` judges without the fp32-compute twin (None: the twin fits beside the rest)."""
         need = self.suites.get(suite)
-        if need is None or suite not in TWIN_SUITES or self.fits(need):
+        released = self.released_need(suite)
+        if need is None or suite not in TWIN_SUITES or self.fits(need) or (released and self.fits(released)):
             return None
+        need = released or need
         return (f"the memory plan gives {suite} {format_size(need.bytes)} with the twin ({need.basis}) and "
                 f"{format_size(self._without_twin(need).bytes)} without it; {format_size(self.available.bytes)} is "
                 f"{self.available.source}")

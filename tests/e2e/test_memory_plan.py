@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from harness.capacity.memory import Available
+from harness.capacity.memory import GIB, Available
+from harness.capacity.model_facts import model_facts
+from harness.capacity.plan import suite_need
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, capped_run
 
@@ -44,3 +46,21 @@ def test_a_run_the_plan_admits_finishes_under_a_cap_of_its_predicted_peak(built:
                      cwd=ROOT)
     assert run.oom_kills == 0 and run.returncode == 0, f"under {run.cap}:\n{run.output[-3000:]}"
     assert "memory plan" not in run.output  # nothing skipped for memory: the cap is the plan's own figure
+
+
+def test_a_suite_whose_copies_cannot_sit_beside_the_session_model_runs_with_it_released(
+        built: HarnessSession, tmp_path: Path) -> None:
+    """Between the malformed suite's need beside the session's model and its need with that model released: the
+    generation suite loads the model, the malformed suite runs with it released (its worker holds its own copy)."""
+    assert built.prepared is not None
+    facts, size = model_facts(built.prepared.path), model_facts(built.prepared.path).weight_bytes
+    beside = suite_need("test_malformed.py", facts, size, 2048).bytes
+    alone = suite_need("test_malformed.py", facts, size, 2048, released=True).bytes
+    generation = suite_need("test_generation.py", facts, size, 2048).bytes
+    memory = max(alone, generation) + (beside - max(alone, generation)) // 2
+    assert max(alone, generation) < memory < beside
+    run = capped_run(pytest_command(tmp_path, "suites/test_generation.py", "suites/test_malformed.py", "-k",
+                                    "test_generation or emoji or cjk", f"--harness-memory={memory}"), 4 * GIB)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "harness: test_malformed.py: the session's model released while it runs: test_malformed.py needs " \
+           in run.output, run.output[-3000:]

@@ -132,3 +132,22 @@ def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Pa
     assert choose_reference("auto", facts, facts, 0, roomy)[0] == "fp32"
     assert choose_reference("auto", facts, facts, 0, tight)[0] == "bf16"
     assert choose_reference("fp32", facts, facts, 0, tight)[0] == "fp32"
+
+
+def test_a_suite_whose_copies_can_do_without_the_session_model_runs_with_it_released(tmp_path: Path) -> None:
+    facts = model_facts(write_genai_folder(tmp_path / "built"))
+    size = 2 * GIB  # a 3.8B model's int4 weights
+    suites = [suite_need(name, facts, size, 2048) for name in ("test_malformed.py", "test_foundry_local.py",
+                                                               "test_cases.py")]
+    needs = {need.phase: need for need in suites}
+    released = suite_need("test_malformed.py", facts, size, 2048, released=True)
+    assert released.bytes < needs["test_malformed.py"].bytes
+    memory = plan(Available(released.bytes + 1, "x"), [], suites, facts=facts, model_bytes=size, longest_prompt=2048)
+    assert memory.skip_reason(needs["test_malformed.py"]) is None  # it runs, the session's model released
+    reason = memory.release_reason("test_malformed.py")
+    assert reason is not None and reason.startswith("test_malformed.py needs ") and "with it released" in reason
+    assert memory.release_reason("test_cases.py") is None  # its checks use the session's model: nothing to release
+    assert memory.skip_reason(needs["test_cases.py"]) is None  # it runs, without its twin
+    assert memory.twin_skip_reason("test_cases.py") is not None
+    roomy = plan(Available(10**15, "x"), [], suites, facts=facts, model_bytes=size, longest_prompt=2048)
+    assert roomy.release_reason("test_malformed.py") is None  # it fits beside the model: nothing released
