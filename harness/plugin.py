@@ -428,7 +428,7 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _harness_module_start(request: pytest.FixtureRequest) -> None:
+def harness_module_start(request: pytest.FixtureRequest) -> None:
     """Before each module: with a budget, the module starts on the budget's clock (the previous one is timed, the
     counts fitted again to what is left, and a shipped suite says what it should take and how much of the budget is
     left); and a shipped suite whose copies the memory plan cannot fit beside the session's model runs with it
