@@ -56,11 +56,10 @@ EXPECTED: Mapping[Expect, str] = {
 CASE_TOKENS = 8  # output tokens asked for in every case: enough to check the answer's form, cheap
 RAW_MAX_LENGTH = 64  # raw requests: a small max_length keeps the runtime's buffers small
 FLOOD = 512  # characters in the moderate floods (one token each on the default model: ~2 s of prefill)
-# A prompt whose answer leads every runner-up by a wide margin on every CPU (see the README).
-KNOWN_GOOD: Request = {"prompt": {"messages": [{"role": "user", "content": "Which city is the capital of Germany?"}]},
-                       "options": {"max_new_tokens": CASE_TOKENS}}
-KNOWN_GOOD_RAW: Request = {"prompt": {"text": "The capital of Germany is"},  # for a base model: no chat template
-                           "options": {"max_new_tokens": CASE_TOKENS}}
+# After every request, this must get the worker's first answer to it, token for token: its state is intact. A short
+# raw continuation (no chat template, whose default system prompt can be 30 tokens: Qwen2.5's) keeps the check cheap;
+# its answer is compared with the same worker's, so it need not be robust across CPUs.
+KNOWN_GOOD: Request = {"prompt": {"text": "The capital of Germany is"}, "options": {"max_new_tokens": CASE_TOKENS}}
 
 
 # -- request builders ----------------------------------------------------------------------------------

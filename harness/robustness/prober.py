@@ -18,7 +18,6 @@ from harness.gates import Gates
 from harness.robustness.catalog import (
     EXPECTED,
     KNOWN_GOOD,
-    KNOWN_GOOD_RAW,
     KNOWN_ISSUES,
     Expect,
     KnownIssue,
@@ -125,16 +124,14 @@ class Prober:
     gates: Gates
     model: ModelInfo
     baseline: Answer | None = None
-    known_good: Request = field(default_factory=lambda: KNOWN_GOOD)  # KNOWN_GOOD_RAW for a base model
+    known_good: Request = field(default_factory=lambda: KNOWN_GOOD)
     tally: Counter[str] = field(default_factory=Counter)
     runtime: str | None = None  # the worker's runtime factory (None: onnxruntime-genai's)
 
     @classmethod
     def open(cls, model_path: Path, ep: str, gates: Gates, runtime: str | None = None) -> Prober:
         info = read_model_info(model_path)
-        known_good = KNOWN_GOOD if info.chat_template is not None else KNOWN_GOOD_RAW
-        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, known_good=known_good,
-                     runtime=runtime)
+        prober = cls(WorkerClient.for_model(model_path, ep, runtime), gates, info, runtime=runtime)
         try:
             prober.start()
         except BaseException:

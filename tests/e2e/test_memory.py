@@ -49,7 +49,7 @@ def test_a_64_kb_leak_per_generation_of_the_real_model_fails_in_smoke(built_path
                                                                      pytester: pytest.Pytester) -> None:
     result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator", *plug_in(pytester, "LeakPerGeneration"))
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation "
+    result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 6 warm-up, slope * KB/generation "
                                  "(limit 16), still * MB over the last 20 (limit 0.5)"])
     # 20 generations x 64 KB = 1.25 MB at least; the real runtime's own allocations come on top.
     tail = re.search(r"still ([\d.]+) MB over the last 20", result.stdout.str())
@@ -93,5 +93,5 @@ def test_a_budget_fits_the_smoke_profile_to_the_slower_fp32_build_and_still_catc
                                  "the smoke profile would take about * s: every sample count at its floor, about * s: "
                                  "the budget is too short for it",
                                  "harness:   memory_generations 40 -> 20: *"])
-    result.stdout.fnmatch_lines(["RSS grew * MB over 20 generations after 10 warm-up, slope * KB/generation "
+    result.stdout.fnmatch_lines(["RSS grew * MB over 20 generations after 6 warm-up, slope * KB/generation "
                                  "(limit 16)*"])

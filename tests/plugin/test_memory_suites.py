@@ -81,19 +81,19 @@ def test_a_64_kb_per_generation_leak_fails_in_smoke(
     result.assert_outcomes(passed=1, failed=2, deselected=1)  # load cycles: one generation each, 64 KB/cycle
     result.stdout.fnmatch_lines([
         "*test_reused_generator_memory_reaches_a_plateau*",
-        "RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation (limit 16), "
+        "RSS grew * MB over 40 generations after 6 warm-up, slope * KB/generation (limit 16), "
         "still 1.* MB over the last 20 (limit 0.5)",
         "*- Captured memory series call -*",
-        "one point per generation, after returning freed heap to the OS; the first 10 are warm-up, not fitted",
+        "one point per generation, after returning freed heap to the OS; the first 6 are warm-up, not fitted",
         "RSS MB:",
         "     1: *",
         "*test_fresh_generator_per_request_memory_reaches_a_plateau*",
-        "RSS grew * MB over 40 generations after 10 warm-up, slope * KB/generation (limit 16), *",
+        "RSS grew * MB over 40 generations after 6 warm-up, slope * KB/generation (limit 16), *",
     ])
 
 
 def test_an_arena_like_plateau_passes(pytester: pytest.Pytester, suites: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """1 MB per generation until generation 20 (10 past the warm-up), then nothing: the slope fit
+    """1 MB per generation until generation 20 (14 past the warm-up), then nothing: the slope fit
     and the flat last half both say plateau."""
     monkeypatch.setenv("FAKE_LEAK_PER_CALL", str(MB))
     monkeypatch.setenv("FAKE_LEAK_STOPS_AFTER", "20")
@@ -107,7 +107,7 @@ def test_the_same_growth_without_the_plateau_fails(
     monkeypatch.setenv("FAKE_LEAK_PER_CALL", str(MB))
     result = run(pytester, suites / "test_memory.py", "-k", "reused")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 10 warm-up, slope 10??.? KB/generation *"])
+    result.stdout.fnmatch_lines(["RSS grew * MB over 40 generations after 6 warm-up, slope 10??.? KB/generation *"])
 
 
 def test_a_leak_per_model_load_fails(pytester: pytest.Pytester, suites: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +124,7 @@ def test_a_reused_generator_that_keeps_state_fails(
     monkeypatch.setenv("FAKE_REUSE_STATE", "1")
     result = run(pytester, suites / "test_memory.py", "-k", "reused")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["*after 50 requests the reused generator answers prompts [[]0, 1, 2, 3[]] differently "
+    result.stdout.fnmatch_lines(["*after 46 requests the reused generator answers prompts [[]0, 1, 2, 3[]] differently "
                                  "from a fresh generator*"])
 
 
