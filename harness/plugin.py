@@ -421,7 +421,11 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
         profile = request.config.stash[PROFILES_KEY][harness.config.profile]
         assert harness.config.budget is not None
         suites = harness.suite_modules or tuple(SMOKE_SUITE_SECONDS)  # a run of own suites alone: as a whole one
-        cold = {"test_parity.py": harness.reference_seconds()} if "test_parity.py" in suites else {}
+        memory = harness.memory
+        if memory is not None:  # the suites the memory plan skips take no time
+            suites = tuple(name for name in suites if memory.skip_reason(memory.suites.get(name)) is None)
+        parity = "test_parity.py" in suites and (memory is None or memory.skip_reason(memory.reference) is None)
+        cold = {"test_parity.py": harness.reference_seconds()} if parity else {}
         harness.clock = BudgetClock(harness.config.budget, harness.opened_at, _decode_rate(runtime), profile,
                                     runtime.info.context_length, suites, cold)
     return harness.clock
