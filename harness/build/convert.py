@@ -7,7 +7,7 @@ The tensors stream: each is read from the memory-mapped GGUF, dequantized and re
 support (its tensor processors and name map, the code ``from_pretrained(gguf_file=...)`` runs), and written into
 safetensors shards of at most ``SHARD_BYTES``, so the conversion holds one shard and one tensor at a time whatever
 the model's size. Loading the whole model (``from_pretrained``), then copying it into a plain model to save it,
-held several fp32 copies: Qwen2.5-Coder-0.5B's conversion peaked at 5.23 GB that way, 2.17 GB streamed (the same
+held several fp32 copies: Qwen2.5-Coder-0.5B's conversion peaked at 5230 MiB that way, 2169 MiB streamed (the same
 tensors, bit for bit; ``/proc`` RSS of the process, polled). The weights are written in fp32, the exact value of
 every dequantized weight.
 """

@@ -109,7 +109,7 @@ def available_memory(stated: int | None = None, origin: str = "") -> Available:
     """What the run may hold in all (this process included, as the plan's needs are whole peaks): ``stated``
     (``--harness-memory``, from ``origin``), else the least of the machine's figures."""
     if stated is not None:
-        return Available(stated, f"what --harness-memory allows{f' (from {origin})' if origin else ''}")
+        return Available(stated, f"what --harness-memory allows{f', from {origin}' if origin else ''}")
     import psutil
 
     held = int(psutil.Process().memory_info().rss)  # what this process has already: part of every peak

@@ -81,8 +81,9 @@ def test_corrupted_state_is_caught_on_the_real_model(
     result, outcomes = run(pytester, built_path, MALFORMED, "-k", "right-to-left or emoji or cjk")
     assert outcomes["FAILED"] == {_id("test_malformed_input", "right-to-left")}
     result.assert_outcomes(passed=2, failed=1)
+    # The known-good request is a raw continuation with an 8-token limit: the corrupted answers lose their first token.
     result.stdout.fnmatch_lines(["right-to-left: state corrupted: afterwards the known-good prompt got answered 7 "
-                                 "tokens (eos): * instead of 'The capital of Germany is Berlin.' *"])
+                                 "tokens (length): * instead of * (tokens *); the input itself: answered, *"])
 
 
 def test_the_fuzzers_pass_on_the_default_model(pytester: pytest.Pytester, built_path: Path) -> None:

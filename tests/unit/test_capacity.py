@@ -71,7 +71,7 @@ def test_no_limit_is_no_room_figure(tmp_path: Path) -> None:
 
 def test_a_stated_memory_wins_and_says_where_it_came_from() -> None:
     assert available_memory(8 * GB, "the command line") == Available(
-        8 * GB, "what --harness-memory allows (from the command line)")
+        8 * GB, "what --harness-memory allows, from the command line")
     assert available_memory().bytes > 0
 
 
