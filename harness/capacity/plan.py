@@ -118,6 +118,7 @@ class Need:
     bytes: int
     basis: str  # the reckoning, in words
     way_out: str  # what to do when it does not fit
+    adjusted: str = ""  # how the session fits it: "the session's model released", "without the twin"
 
 
 def _billions(count: float) -> str:
@@ -191,7 +192,8 @@ def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: 
     how = (f"{copies} {'copy' if copies == 1 else 'copies'} of the model's "
            f"{format_size(resident_bytes(facts, model_bytes))} of resident weights and a {tokens}-token prompt")
     return Need(suite, int(need), how + (", the session's model released" if released else ""),
-                "pass --harness-memory if this machine has more, or run this suite on a larger machine")
+                "pass --harness-memory if this machine has more, or run this suite on a larger machine",
+                "the session's model released" if released else "")
 
 
 def longest_prompt_need(facts: ModelFacts, model_bytes: int, tokens: int) -> Need:
@@ -227,18 +229,23 @@ class MemoryPlan:
         return (f"memory plan: {need.phase} needs about {format_size(need.bytes)} at its peak ({need.basis}), "
                 f"and {format_size(self.available.bytes)} is {self.available.source}; {need.way_out}")
 
-    def skip_reason(self, need: Need | None) -> str | None:
-        """Why a phase that may run skips (None: it fits, or it is not planned); a suite skips only when it cannot fit
-        with the session's model released either (where its copies can do without it), nor without the twin."""
-        if need is None or self.fits(need):
-            return None
+    def as_run(self, need: Need) -> Need | None:
+        """``need`` as the session runs it: whole where it fits, else with the session's model released (where the
+        suite's copies can do without it), else without the twin (for a suite that judges on it); None: it skips."""
+        if self.fits(need):
+            return need
         released = self.released_need(need.phase)
         if released is not None and self.fits(released):
+            return released
+        if need.phase in TWIN_SUITES and self.fits(lean := self._without_twin(released or need)):
+            return lean
+        return None
+
+    def skip_reason(self, need: Need | None) -> str | None:
+        """Why a phase that may run skips (None: it runs, or it is not planned)."""
+        if need is None or self.as_run(need) is not None:
             return None
-        fallback = released or need
-        if need.phase in TWIN_SUITES and self.fits(self._without_twin(fallback)):
-            return None
-        return self.too_big(fallback)
+        return self.too_big(self.released_need(need.phase) or need)
 
     def released_need(self, suite: str) -> Need | None:
         """``suite``'s need with the session's model released while its own copies run (None where they cannot do
@@ -268,7 +275,8 @@ class MemoryPlan:
 
     def _without_twin(self, need: Need) -> Need:
         saved = copy_bytes(self.facts, self.model_bytes) if self.facts is not None else 0
-        return Need(need.phase, need.bytes - saved, need.basis, need.way_out)
+        adjusted = ", ".join(part for part in (need.adjusted, "without the twin") if part)
+        return Need(need.phase, need.bytes - saved, need.basis, need.way_out, adjusted)
 
     def prompt_skip_reason(self, suite: str, tokens: int) -> str | None:
         """Why ``suite`` cannot prefill a prompt of ``tokens`` tokens (None: it fits)."""
@@ -278,21 +286,27 @@ class MemoryPlan:
         return self.skip_reason(Need(f"{suite} with a {tokens}-token prompt", need.bytes, need.basis, need.way_out))
 
     def lines(self) -> list[str]:
+        """The header's line: each phase's peak as it will run, the largest, and what skips."""
         needs = [*self.must_run, *self.may_run]
         if not needs:
             return []
-        largest = max(needs, key=lambda need: need.bytes)
-        suites = [need for need in needs if need.phase.startswith("test_")]
-        shown = [need for need in needs if not need.phase.startswith("test_")]
-        parts = [f"{need.phase} {format_size(need.bytes)}" for need in shown]
-        if suites:
+        running = [as_run for as_run in map(self.as_run, needs) if as_run is not None]
+        skipped = [need for need in self.may_run if self.as_run(need) is None]
+        parts = [f"{need.phase} {format_size(need.bytes)}" for need in running if not need.phase.startswith("test_")]
+        if suites := [need for need in running if need.phase.startswith("test_")]:
             top = max(suites, key=lambda need: need.bytes)
-            parts.append(f"the suites up to {format_size(top.bytes)} ({top.phase})")
-        verdict = "fits" if self.fits(largest) else "does not fit"
-        skipped = [need.phase for need in self.may_run if not self.fits(need)]
-        tail = f"; will skip: {', '.join(skipped)}" if skipped else ""
-        return [f"harness: memory {format_size(self.available.bytes)} ({self.available.source}); plan: "
-                f"{', '.join(parts)}; peak {format_size(largest.bytes)}: {verdict}{tail}"]
+            how = f", {top.adjusted}" if top.adjusted else ""
+            parts.append(f"the suites up to {format_size(top.bytes)} ({top.phase}{how})")
+        peak = max((need.bytes for need in running), default=0)
+        if any(not self.fits(need) for need in self.must_run):
+            verdict = ": does not fit"
+        elif skipped:
+            verdict = f"; cannot fit, so will skip: {', '.join(f'{n.phase} ({format_size(n.bytes)})' for n in skipped)}"
+        else:
+            verdict = ": fits"
+        planned = f"{', '.join(parts)}; peak {format_size(peak)}" if running else "nothing fits"
+        memory = f"{format_size(self.available.bytes)} ({self.available.source})"
+        return [f"harness: memory {memory}; plan: {planned}{verdict}"]
 
 
 def plan(available: Available, must_run: Sequence[Need], suites: Sequence[Need], reference: Need | None = None,

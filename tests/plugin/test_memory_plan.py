@@ -45,10 +45,10 @@ def test_the_header_prints_the_plan_and_a_suite_it_cannot_fit_skips(pytester: py
                                 "peak *: fits"])
     assert roomy.ret == 0
     tight = run(pytester, model, "--harness-memory=1MiB")
-    tight.stdout.fnmatch_lines(["harness: memory 1 MiB (what --harness-memory allows (from the command line)); "
-                                "plan: *; peak *: does not fit; will skip: *test_generation.py*"])
+    tight.stdout.fnmatch_lines(["harness: memory 1 MiB (what --harness-memory allows, from the command line); "
+                                "plan: *; cannot fit, so will skip: *test_generation.py*"])
     tight.stdout.fnmatch_lines(["SKIPPED * memory plan: test_generation.py needs about * at its peak (*), and 1 "
-                                "MiB is what --harness-memory allows (from the command line); pass --harness-memory "
+                                "MiB is what --harness-memory allows, from the command line; pass --harness-memory "
                                 "if this machine has more, or run this suite on a larger machine"])
     assert tight.parseoutcomes() == {"skipped": 4}
 
@@ -64,7 +64,7 @@ def test_a_suite_without_room_for_the_twin_judges_the_model_as_built_and_says_so
     assert result.ret == 0 and result.parseoutcomes() == {"passed": 4}
     result.stdout.fnmatch_lines(["harness: test_generation.py: no fp32-compute twin: the memory plan gives "
                                  "test_generation.py * with the twin (*) and * without it; * is what "
-                                 "--harness-memory allows (from the command line)"])
+                                 "--harness-memory allows, from the command line"])
     result.stdout.fnmatch_lines(["*= harness: findings =*", "FINDING no-fp32-twin *test_generation.py::*",
                                  "  judged as built only, on no fp32-compute twin (the verdict may hang on a near-tie "
                                  "another CPU breaks): the memory plan gives *"])

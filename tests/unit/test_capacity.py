@@ -4,6 +4,7 @@ facts from metadata, and the plan's verdicts and lines."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_suites_that_cannot_fit_skip_and_the_header_says_so(tmp_path: Path) -> N
     assert reason is not None and reason.startswith("memory plan: test_foundry_local.py needs about ")
     (line,) = memory.lines()
     assert line.startswith("harness: memory 4.0 GiB (available on this machine); plan: the suites up to ")
-    assert line.endswith("does not fit; will skip: test_foundry_local.py")
+    assert re.search(r"cannot fit, so will skip: test_foundry_local.py \(\d+\.\d GiB\)$", line), line
 
 
 def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Path) -> None:
@@ -151,3 +152,9 @@ def test_a_suite_whose_copies_can_do_without_the_session_model_runs_with_it_rele
     assert memory.twin_skip_reason("test_cases.py") is not None
     roomy = plan(Available(10**15, "x"), [], suites, facts=facts, model_bytes=size, longest_prompt=2048)
     assert roomy.release_reason("test_malformed.py") is None  # it fits beside the model: nothing released
+    # The header says what the session does: the suites that run released or without the twin are not "skipped".
+    (line,) = memory.lines()
+    skipped = [need.phase for need in suites if memory.skip_reason(need) is not None]
+    assert skipped == re.findall(r"(test_\w+\.py) \(", line.partition("so will skip: ")[2])
+    assert "test_malformed.py" not in skipped and "test_cases.py" not in skipped
+    assert f"peak {format_size(max(released.bytes, memory.as_run(needs['test_cases.py']).bytes))}" in line, line
