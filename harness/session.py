@@ -140,8 +140,8 @@ class HarnessSession:
                 must.append(conversion_need(source))
             must.append(build_need(self.config.precision, source))
         facts, model_bytes = self.facts(), self.model_bytes()
-        longest = longest_prompt or facts.context_length - CONTEXT_MARGIN
-        suites = [suite_need(path.name, facts, model_bytes, longest) for path in sorted(suites_dir().glob("test_*.py"))]
+        longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
+        suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:

@@ -10,7 +10,7 @@ line: the phase, what it needs, what is available, and the way out. A suite that
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.capacity.memory import Available, format_size
 from harness.capacity.model_facts import ModelFacts
@@ -118,7 +118,14 @@ class Need:
     bytes: int
     basis: str  # the reckoning, in words
     way_out: str  # what to do when it does not fit
-    adjusted: str = ""  # how the session fits it: "the session's model released", "without the twin"
+    released: bool = False  # the session's model released while the suite's own copies run
+    twin: bool = True  # the suite's fp32-compute twin loaded (for a suite that judges on it)
+
+    @property
+    def adjusted(self) -> str:
+        """How the session makes it fit, in words ("" as planned)."""
+        return ", ".join(part for part, applies in (("the session's model released", self.released),
+                                                    ("without the twin", not self.twin)) if applies)
 
 
 def _billions(count: float) -> str:
@@ -146,8 +153,12 @@ def build_need(precision: str, source: ModelFacts) -> Need:
 def built_bytes(precision: str, source: ModelFacts) -> int:
     """The built model's weight bytes, predicted before the build."""
     parameters = source.parameters or 0
-    untied = 0 if source.tied_embeddings else 3.4 * source.vocab_size * source.hidden_size  # an fp32 embedding
-    return int(BUILT_BYTES_PER_PARAMETER.get(precision, 4.0) * parameters + untied)
+    per_parameter = BUILT_BYTES_PER_PARAMETER.get(precision, 4.0)
+    # An untied model's embedding table is not quantized: it stays fp32, per_parameter's share of it besides.
+    quantized = precision in ("int4", "int8")
+    untied = 0 if source.tied_embeddings or not quantized else (4.0 - per_parameter) * source.vocab_size * \
+        source.hidden_size
+    return int(per_parameter * parameters + untied)
 
 
 def reference_need(reference: ModelFacts, precision: str, facts: ModelFacts, model_bytes: int) -> Need:
@@ -159,11 +170,12 @@ def reference_need(reference: ModelFacts, precision: str, facts: ModelFacts, mod
     weights = per_parameter * parameters + (reference.weight_bytes if converted else 0)
     logits = REFERENCE_LOGIT_COPIES * REFERENCE_LONGEST_ITEM * reference.vocab_size * 4
     need = REFERENCE_BASE + weights + logits + SESSION_BASE + load_bytes(facts, model_bytes)
-    how = f"converted from the {stored:.0f}-byte file beside it" if converted else "mapped from its file"
+    how = (f"converted beside its file of {stored:.0f} bytes a parameter" if converted else "mapped from its file")
+    half = "pass --reference-precision bf16, " if precision == "fp32" and stored < 3 else ""  # a bf16 file: mapped
     return Need(f"the {precision} reference", int(need),
                 f"{per_parameter} bytes a parameter for {_billions(parameters)} parameters, {how}, and its logits, "
-                "beside the built model", "pass --reference-precision bf16 or a smaller --reference, or run the "
-                "parity suite once on a larger machine and copy its cached reference (<cache>/reference/) here")
+                f"beside the built model", f"{half}pass a smaller --reference, or run the parity suite once on a "
+                "larger machine and copy its cached reference (<cache>/reference/) here")
 
 
 def choose_reference(setting: str, reference: ModelFacts, facts: ModelFacts, model_bytes: int,
@@ -171,35 +183,36 @@ def choose_reference(setting: str, reference: ModelFacts, facts: ModelFacts, mod
     """The reference's precision and need: the precision set, or (``auto``) fp32 when it fits, else bf16."""
     if setting != "auto":
         return setting, reference_need(reference, setting, facts, model_bytes)
-    exact = reference_need(reference, "fp32", facts, model_bytes)
-    if exact.bytes <= available.bytes:
+    exact, half = (reference_need(reference, precision, facts, model_bytes) for precision in ("fp32", "bf16"))
+    if exact.bytes <= available.bytes or half.bytes >= exact.bytes:  # bf16 from a fp32 file adds a copy
         return "fp32", exact
-    return "bf16", reference_need(reference, "bf16", facts, model_bytes)
+    return "bf16", half
 
 
-def suite_need(suite: str, facts: ModelFacts, model_bytes: int, longest_prompt: int, force_prompt: bool = False,
-               released: bool = False) -> Need:
+def suite_need(suite: str, facts: ModelFacts, model_bytes: int, prompt_tokens: int | None = None,
+               released: bool = False, twin: bool = True) -> Need:
     """A shipped suite's peak in a session: the session's own, the model loaded, what the suite holds besides
-    (``SUITES``), and its longest prompt (``longest_prompt`` for the length suite, or with ``force_prompt``); with
-    ``released``, the larger of its copies without the session's model and the session's model with its twin."""
+    (``SUITES``; the twin only with ``twin``), and a prompt of ``prompt_tokens`` (None: the suite's longest); with
+    ``released``, the larger of its own copies without the session's model and the session's model with its twin."""
     shape = SUITES.get(suite, SuiteShape())
-    tokens = longest_prompt if force_prompt else shape.prompt_tokens
+    tokens = shape.prompt_tokens if prompt_tokens is None else prompt_tokens
     load, prompt = load_bytes(facts, model_bytes), prefill_bytes(facts, tokens, shape.logit_copies)
     own = (shape.loaded * load + shape.processes * WORKER_BASE + shape.reserved_tokens * facts.kv_bytes_per_token)
-    with_model = load + shape.held * copy_bytes(facts, model_bytes)
+    held = shape.held if twin else 0
+    with_model = load + held * copy_bytes(facts, model_bytes)
     need = SESSION_BASE + prompt + (max(own, with_model) if released else own + with_model)
-    copies = 1 + shape.held + shape.loaded
+    copies = 1 + held + shape.loaded
     how = (f"{copies} {'copy' if copies == 1 else 'copies'} of the model's "
            f"{format_size(resident_bytes(facts, model_bytes))} of resident weights and a {tokens}-token prompt")
     return Need(suite, int(need), how + (", the session's model released" if released else ""),
-                "pass --harness-memory if this machine has more, or run this suite on a larger machine",
-                "the session's model released" if released else "")
+                "pass --harness-memory if this machine has more, or run this suite on a larger machine", released,
+                twin or not shape.held)
 
 
 def longest_prompt_need(facts: ModelFacts, model_bytes: int, tokens: int) -> Need:
     """The length suite's longest prompt (each longer length the plan cannot fit skips on its own)."""
-    need = suite_need(LENGTH_SUITE, facts, model_bytes, tokens, force_prompt=True)
-    return Need(f"a {tokens}-token prompt", need.bytes, need.basis, need.way_out)
+    need = suite_need(LENGTH_SUITE, facts, model_bytes, tokens)
+    return replace(need, phase=f"a {tokens}-token prompt")
 
 
 # -- the plan -------------------------------------------------------------------------------------------------
@@ -229,61 +242,54 @@ class MemoryPlan:
         return (f"memory plan: {need.phase} needs about {format_size(need.bytes)} at its peak ({need.basis}), "
                 f"and {format_size(self.available.bytes)} is {self.available.source}; {need.way_out}")
 
-    def as_run(self, need: Need) -> Need | None:
-        """``need`` as the session runs it: whole where it fits, else with the session's model released (where the
-        suite's copies can do without it), else without the twin (for a suite that judges on it); None: it skips."""
-        if self.fits(need):
-            return need
-        released = self.released_need(need.phase)
-        if released is not None and self.fits(released):
-            return released
-        if need.phase in TWIN_SUITES and self.fits(lean := self._without_twin(released or need)):
-            return lean
+    def as_run(self, need: Need, prompt_tokens: int | None = None) -> Need | None:
+        """``need`` as the session runs it (a suite's, with a prompt of ``prompt_tokens``; None: its longest): whole
+        where it fits, else with the session's model released (where the suite's own copies can do without it), else
+        without the twin (for a suite that judges on it), else both; None: it skips."""
+        shape = SUITES.get(need.phase)
+        if self.fits(need) or shape is None or self.facts is None:
+            return need if self.fits(need) else None
+        for released, twin in ((True, True), (False, False), (True, False)):  # released; no twin; both
+            if (released and not shape.alone) or (not twin and not shape.held):
+                continue
+            variant = suite_need(need.phase, self.facts, self.model_bytes, prompt_tokens, released, twin)
+            if self.fits(variant):
+                return variant
         return None
 
     def skip_reason(self, need: Need | None) -> str | None:
         """Why a phase that may run skips (None: it runs, or it is not planned)."""
         if need is None or self.as_run(need) is not None:
             return None
-        return self.too_big(self.released_need(need.phase) or need)
-
-    def released_need(self, suite: str) -> Need | None:
-        """``suite``'s need with the session's model released while its own copies run (None where they cannot do
-        without it)."""
-        if self.facts is None or not SUITES.get(suite, SuiteShape()).alone:
-            return None
-        return suite_need(suite, self.facts, self.model_bytes, self.longest_prompt or 0, released=True)
+        return self.too_big(need)
 
     def release_reason(self, suite: str) -> str | None:
-        """Why the session's model is released before ``suite`` (None: it fits beside it)."""
-        need, released = self.suites.get(suite), self.released_need(suite)
-        if need is None or released is None or self.fits(need) or not self.fits(released):
+        """Why the session's model is released before ``suite`` (None: it is not)."""
+        need = self.suites.get(suite)
+        as_run = self.as_run(need) if need is not None else None
+        if need is None or as_run is None or not as_run.released:
             return None
-        return (f"{suite} needs {format_size(need.bytes)} beside the session's model and {format_size(released.bytes)} "
+        return (f"{suite} needs {format_size(need.bytes)} beside the session's model and {format_size(as_run.bytes)} "
                 f"with it released; {format_size(self.available.bytes)} is {self.available.source}")
 
     def twin_skip_reason(self, suite: str) -> str | None:
         """Why ``suite`` judges without the fp32-compute twin (None: the twin fits beside the rest)."""
         need = self.suites.get(suite)
-        released = self.released_need(suite)
-        if need is None or suite not in TWIN_SUITES or self.fits(need) or (released and self.fits(released)):
+        as_run = self.as_run(need) if need is not None else None
+        if need is None or as_run is None or as_run.twin:
             return None
-        need = released or need
         return (f"the memory plan gives {suite} {format_size(need.bytes)} with the twin ({need.basis}) and "
-                f"{format_size(self._without_twin(need).bytes)} without it; {format_size(self.available.bytes)} is "
+                f"{format_size(as_run.bytes)} without it; {format_size(self.available.bytes)} is "
                 f"{self.available.source}")
-
-    def _without_twin(self, need: Need) -> Need:
-        saved = copy_bytes(self.facts, self.model_bytes) if self.facts is not None else 0
-        adjusted = ", ".join(part for part in (need.adjusted, "without the twin") if part)
-        return Need(need.phase, need.bytes - saved, need.basis, need.way_out, adjusted)
 
     def prompt_skip_reason(self, suite: str, tokens: int) -> str | None:
         """Why ``suite`` cannot prefill a prompt of ``tokens`` tokens (None: it fits)."""
         if self.facts is None:
             return None
-        need = suite_need(suite, self.facts, self.model_bytes, tokens, force_prompt=True)
-        return self.skip_reason(Need(f"{suite} with a {tokens}-token prompt", need.bytes, need.basis, need.way_out))
+        need = suite_need(suite, self.facts, self.model_bytes, tokens)
+        if self.as_run(need, tokens) is not None:
+            return None
+        return self.too_big(replace(need, phase=f"{suite} with a {tokens}-token prompt"))
 
     def lines(self) -> list[str]:
         """The header's line: each phase's peak as it will run, the largest, and what skips."""

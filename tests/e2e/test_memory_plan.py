@@ -54,9 +54,9 @@ def test_a_suite_whose_copies_cannot_sit_beside_the_session_model_runs_with_it_r
     generation suite loads the model, the malformed suite runs with it released (its worker holds its own copy)."""
     assert built.prepared is not None
     facts, size = model_facts(built.prepared.path), model_facts(built.prepared.path).weight_bytes
-    beside = suite_need("test_malformed.py", facts, size, 2048).bytes
-    alone = suite_need("test_malformed.py", facts, size, 2048, released=True).bytes
-    generation = suite_need("test_generation.py", facts, size, 2048).bytes
+    beside = suite_need("test_malformed.py", facts, size).bytes
+    alone = suite_need("test_malformed.py", facts, size, released=True).bytes
+    generation = suite_need("test_generation.py", facts, size).bytes
     memory = max(alone, generation) + (beside - max(alone, generation)) // 2
     assert max(alone, generation) < memory < beside
     run = capped_run(pytest_command(tmp_path, "suites/test_generation.py", "suites/test_malformed.py", "-k",

@@ -58,7 +58,7 @@ def test_a_suite_without_room_for_the_twin_judges_the_model_as_built_and_says_so
     assert run(pytester, model).ret == 0  # builds into the cache
     built = built_folder(pytester)
     facts, size = model_facts(built), model_facts(built).weight_bytes
-    need = suite_need("test_generation.py", facts, size, 2048).bytes
+    need = suite_need("test_generation.py", facts, size).bytes
     between = need - copy_bytes(facts, size) // 2  # room for the model, not for its twin beside it
     result = run(pytester, model, f"--harness-memory={between}")
     assert result.ret == 0 and result.parseoutcomes() == {"passed": 4}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_the_plan_refuses_the_first_phase_that_cannot_fit_in_one_line(tmp_path: 
 
 def test_suites_that_cannot_fit_skip_and_the_header_says_so(tmp_path: Path) -> None:
     facts = model_facts(write_genai_folder(tmp_path / "built"))
-    suites = [suite_need("test_template.py", facts, GB, 2048), suite_need("test_foundry_local.py", facts, 5 * GB, 2048)]
+    suites = [suite_need("test_template.py", facts, GB), suite_need("test_foundry_local.py", facts, 5 * GB)]
     memory = plan(Available(4 * GIB, "available on this machine"), [], suites)
     assert memory.skip_reason(memory.suites["test_template.py"]) is None
     reason = memory.skip_reason(memory.suites["test_foundry_local.py"])
@@ -133,15 +134,22 @@ def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Pa
     assert choose_reference("auto", facts, facts, 0, roomy)[0] == "fp32"
     assert choose_reference("auto", facts, facts, 0, tight)[0] == "bf16"
     assert choose_reference("fp32", facts, facts, 0, tight)[0] == "fp32"
+    # A reference stored in fp32 (a GGUF's conversion): bf16 would be a copy beside the mapped file, more, not less.
+    fp32_file, bf16_file = (replace(facts, parameters=10**9, weight_bytes=size) for size in (4 * 10**9, 2 * 10**9))
+    precision, need = choose_reference("auto", fp32_file, facts, 0, tight)
+    assert precision == "fp32" and not need.way_out.startswith("pass --reference-precision bf16")
+    precision, need = choose_reference("auto", bf16_file, facts, 0, tight)
+    assert precision == "bf16" and "mapped from its file" in need.basis
+    assert choose_reference("fp32", bf16_file, facts, 0, tight)[1].way_out.startswith("pass --reference-precision bf16")
 
 
 def test_a_suite_whose_copies_can_do_without_the_session_model_runs_with_it_released(tmp_path: Path) -> None:
     facts = model_facts(write_genai_folder(tmp_path / "built"))
     size = 2 * GIB  # a 3.8B model's int4 weights
-    suites = [suite_need(name, facts, size, 2048) for name in ("test_malformed.py", "test_foundry_local.py",
+    suites = [suite_need(name, facts, size) for name in ("test_malformed.py", "test_foundry_local.py",
                                                                "test_cases.py")]
     needs = {need.phase: need for need in suites}
-    released = suite_need("test_malformed.py", facts, size, 2048, released=True)
+    released = suite_need("test_malformed.py", facts, size, released=True)
     assert released.bytes < needs["test_malformed.py"].bytes
     memory = plan(Available(released.bytes + 1, "x"), [], suites, facts=facts, model_bytes=size, longest_prompt=2048)
     assert memory.skip_reason(needs["test_malformed.py"]) is None  # it runs, the session's model released
@@ -158,3 +166,36 @@ def test_a_suite_whose_copies_can_do_without_the_session_model_runs_with_it_rele
     assert skipped == re.findall(r"(test_\w+\.py) \(", line.partition("so will skip: ")[2])
     assert "test_malformed.py" not in skipped and "test_cases.py" not in skipped
     assert f"peak {format_size(max(released.bytes, memory.as_run(needs['test_cases.py']).bytes))}" in line, line
+
+
+def test_a_long_prompt_of_a_suite_that_can_release_the_session_model_runs_released(tmp_path: Path) -> None:
+    """The malformed suite's whole-context prompt is planned as the suite is: with the session's model released."""
+    facts = model_facts(write_genai_folder(tmp_path / "built", context_length=32768))
+    size, tokens = 2 * GIB, 32767
+    beside = suite_need("test_malformed.py", facts, size, tokens)
+    alone = suite_need("test_malformed.py", facts, size, tokens, released=True)
+    memory = plan(Available(alone.bytes, "x"), [], [suite_need("test_malformed.py", facts, size)], facts=facts,
+                  model_bytes=size)
+    assert alone.bytes < beside.bytes and memory.prompt_skip_reason("test_malformed.py", tokens) is None
+    tight = replace(memory, available=Available(alone.bytes - 1, "x"))
+    reason = tight.prompt_skip_reason("test_malformed.py", tokens)
+    assert reason is not None
+    assert reason.startswith(f"memory plan: test_malformed.py with a {tokens}-token prompt needs")
+
+
+def test_without_the_twin_is_reckoned_not_subtracted(tmp_path: Path) -> None:
+    """A suite's peak without the twin is reckoned from its shape (released too, where its copies can do without the
+    session's model), and the session both releases and drops the twin when only that fits; below it, it skips."""
+    facts = model_facts(write_genai_folder(tmp_path / "built"))
+    size = 2 * GIB
+    released = suite_need("test_foundry_local.py", facts, size, released=True)
+    lean = suite_need("test_foundry_local.py", facts, size, released=True, twin=False)
+    assert lean.bytes <= released.bytes and not lean.twin and lean.adjusted == "the session's model released, " \
+        "without the twin"
+    memory = plan(Available(lean.bytes, "x"), [], [suite_need("test_foundry_local.py", facts, size)], facts=facts,
+                  model_bytes=size)
+    assert memory.as_run(memory.suites["test_foundry_local.py"]) == lean
+    assert memory.twin_skip_reason("test_foundry_local.py") is not None
+    assert memory.release_reason("test_foundry_local.py") is not None
+    below = replace(memory, available=Available(lean.bytes - 1, "x"))
+    assert below.skip_reason(below.suites["test_foundry_local.py"]) is not None
