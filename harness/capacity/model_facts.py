@@ -204,9 +204,14 @@ def genai_folder_facts(folder: Path) -> ModelFacts:
 
 
 def model_facts(path: Path) -> ModelFacts:
-    """The facts of a model source or built folder (see ``harness.build.sources`` for what is accepted)."""
-    if path.is_file():
-        return gguf_facts(path)
-    if (path / "genai_config.json").is_file():
-        return genai_folder_facts(path)
-    return hf_folder_facts(path)
+    """The facts of a model source or built folder (see ``harness.build.sources`` for what is accepted); a config
+    that cannot be read, or holds a field of the wrong type, is one line."""
+    try:
+        if path.is_file():
+            return gguf_facts(path)
+        if (path / "genai_config.json").is_file():
+            return genai_folder_facts(path)
+        return hf_folder_facts(path)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SourceError(f"{path}: its size cannot be read from its metadata ({type(exc).__name__}: {exc}); fix its "
+                          "config.json (or genai_config.json), or save the model again") from None

@@ -85,7 +85,7 @@ def past_context_text(runtime: Runtime, unit: str) -> str:
         raise WorkerError("a past-context prompt needs a non-empty unit to repeat")
     context = runtime.info.context_length
     repeats = 2 * (context + 1)
-    for _ in range(16):
+    for _ in range(5):  # up to 32 repeats a token (Qwen2.5 merges 8 x into one, SmolLM2 and Phi-3.5 4)
         text = unit * repeats
         if len(runtime.encode(text)) > context:
             return text

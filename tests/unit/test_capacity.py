@@ -199,3 +199,13 @@ def test_without_the_twin_is_reckoned_not_subtracted(tmp_path: Path) -> None:
     assert memory.release_reason("test_foundry_local.py") is not None
     below = replace(memory, available=Available(lean.bytes - 1, "x"))
     assert below.skip_reason(below.suites["test_foundry_local.py"]) is not None
+
+
+@pytest.mark.parametrize("field", ["max_position_embeddings", "hidden_size"])
+def test_a_config_field_of_the_wrong_type_is_one_line(tmp_path: Path, field: str) -> None:
+    folder = write_hf_folder(tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, field: None if field == "hidden_size" else "long"}))
+    with pytest.raises(SourceError, match=rf"^{folder}: its size cannot be read from its metadata \((TypeError|"
+                                          r"ValueError): .*\); fix its config.json"):
+        model_facts(folder)
