@@ -42,11 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MB = 1024**2
-SUITES = ("test_generation.py", "test_template.py", "test_cases.py", "test_foundry_local.py", "test_parity.py",
-          "test_benchmarks.py", "test_input_length.py", "test_memory.py", "test_malformed.py", "test_fuzz.py")
 PHASES = ("convert", "build-int4", "build-int8", "reference", "load", "smoke")
-# Each suite alone in a process of its own (``suite:<file>``), to see its own peak without the others' residue.
-ALONE = tuple(f"suite:{name}" for name in SUITES)
 
 
 # -- measuring a process tree ------------------------------------------------------------------------------
@@ -305,7 +301,7 @@ def fit(rows: list[dict[str, Any]]) -> str:
         per = "s per B parameters" if by_parameters else "s per GB resident"
         lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} {unit} | {e / 1e9:.2f} GB + {f:.2f} "
                      f"{unit} | {c:.0f} s + {d * 1e9:.0f} {per} | {key} |")
-    lines += ["", "| model | params | context | phase | wall s | peak GB | anonymous GB |",
+    lines += ["", "| model | params | context | phase | wall s | peak GiB | anonymous GiB |",
               "|---|---:|---:|---|---:|---:|---:|"]
     for row in rows:
         status = "" if row["exit"] == 0 else f" (exit {row['exit']})"

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.profiles import BUILTIN_PROFILES, Profile
 
-SMOKE = BUILTIN_PROFILES[0]
+SMOKE = next(profile for profile in BUILTIN_PROFILES if profile.name == "smoke")
 
 # Measured on the default model (int4, cpu) on the CI machine kind (AMD EPYC, AVX-512, 2 cores) by
 # ``python benchmarks/budget_costs.py``: each shipped suite's seconds in a warm smoke run, and what each unit of a
@@ -37,9 +37,9 @@ COUNT_SUITES = {"template_examples": "test_template.py", "memory_generations": "
 SECONDS_PER_PROMPT_TOKEN = 2.73e-3
 SECONDS_PER_PROMPT_TOKEN_SQUARED = 2.97e-7
 DEFAULT_CONTEXT = 8192  # the default model's, whose smoke counts the suite seconds are for
-# Computing the parity reference when it is not cached yet (benchmarks/scale.py, fp32, one thread): 50 s for the
-# default model (0.13 B parameters), 108 s for Qwen2.5-Coder-0.5B (0.63 B), 608 s for a 1.5B model whose random weights
-# answer every prompt to its 48-token limit.
+# Computing the parity reference when it is not cached yet (benchmarks/scale.py, fp32, one thread), an upper bound:
+# 400 s per billion parameters fits the default model (54 s predicted, 50 s measured) and a random-init 1.5B model
+# whose answers run to every 48-token limit (617 s, 608 s); Qwen2.5-Coder-0.5B's answers stop sooner (252 s, 108 s).
 REFERENCE_SECONDS_PER_PARAMETER = 400e-9
 REFERENCE_DECODE_TPS = 170.0  # the default model's decode speed there
 MODEL_BOUND = 0.9  # share of a run that scales with the model's speed (generation, worker requests, loads)
@@ -186,12 +186,9 @@ def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: in
         return predict(candidate, context_length, decode_tps, suites, correction)
 
     predicted = seconds(profile)
-    per_suite = {name: value * correction for name, value in predict_suites(profile, context_length,
-                                                                            decode_tps).items()}
-    if predicted <= budget_s:
-        return Scaling(profile, budget_s, decode_tps, predicted, predicted, 1.0, (), per_suite, spent_s, reserved_s)
-    factor = _largest_factor(lambda f: seconds(_scaled(profile, f, context_length)) <= budget_s)
-    scaled = _scaled(profile, factor, context_length)
+    factor = 1.0 if predicted <= budget_s else _largest_factor(
+        lambda f: seconds(_scaled(profile, f, context_length)) <= budget_s)
+    scaled = profile if factor >= 1 else _scaled(profile, factor, context_length)
     changes = tuple(f"{name} {'the context' if before is None else before} -> {after}: "
                     f"{_cost(name, before or context_length, after)}"
                     for name in FLOORS

@@ -26,10 +26,10 @@ from harness.text import first_difference
 GATES: tuple[Gate, ...] = (
     Gate("foundry_kv_cache_gib_max", 2.0, "max", " GiB",
          "KV cache Foundry Local reserves for each chat of the deployment: model.context_length in its "
-         "genai_config.json times the bytes of a token's keys and values (fp32 on CPU), a quarter of the 8 GB the "
-         "deployment guide's readers have. Measured: the default model 0.35 GiB (8,192 x 45 KiB), Qwen2.5-0.5B 0.75 "
-         "GiB (32,768 x 24 KiB), the default model at a 131,072 context 5.6 GiB (a chat took 11 s, 0.3 s with a "
-         "1,024 context)"),
+         "genai_config.json times the bytes of a token's keys and values (fp32 on CPU), a quarter of the 8 GB (taken "
+         "as GiB) the deployment guide's readers have. Measured: the default model 0.35 GiB (8,192 x 45 KiB), "
+         "Qwen2.5-0.5B 0.75 GiB (32,768 x 24 KiB), the default model at a 131,072 context 5.6 GiB (a chat took 11 s, "
+         "0.3 s with a 1,024 context)"),
 )
 APP_NAME = "onnx-slm-harness"
 REGISTRY_FILE = "foundry.local.modelinfo.json"  # where the SDK keeps a cache dir's registrations
