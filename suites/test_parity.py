@@ -5,11 +5,13 @@ ratio, mean and 95th-percentile KL(reference || built) of the next-token distrib
 agreement. The whole set must too: the texts plus the reference's greedy answers to the eval
 prompts and to the prompts of this run's cases (--cases).
 
-Where the two greedy answers part is recorded, not gated. The index is discrete and one near-tie
-moves it from the end of an answer to its start; its first-token signal is top-1 agreement at one
-position, which is gated over every position. Measured on the default model over 20 prompts: the
-int4 build's answers part at the first token on 4 (median token 6), a degraded build's on 12
-(median 0): apart here, but one or two near-ties would move a limit's verdict.
+Where the two greedy answers part is recorded, not gated: the first answer token the built model
+ranks another token first, fed the reference's answer (its own greedy answer is the same tokens up to
+there, so it parts there too; nothing is generated). The index is discrete and one near-tie moves it
+from the end of an answer to its start; its first-token signal is top-1 agreement at one position,
+which is gated over every position. Measured on the default model over 20 prompts: the int4 build's
+answers part at the first token on 4 (median token 6), a degraded build's on 12 (median 0): apart
+here, but one or two near-ties would move a limit's verdict.
 """
 
 from __future__ import annotations

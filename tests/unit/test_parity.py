@@ -160,10 +160,9 @@ def test_limits_at_the_gate_pass_and_an_override_moves_them() -> None:
 # -- measuring a (stub) runtime against reference data ---------------------------------------------
 @dataclass
 class StubRuntime:
-    """Just what parity uses: a fixed tokenizer, fixed logits per prefix, a fixed greedy answer."""
+    """Just what parity uses: a fixed tokenizer and fixed logits per prefix (a greedy answer is never generated)."""
 
     table: dict[tuple[int, ...], list[float]]  # logits after each prefix
-    answer: tuple[int, ...] = ()
     vocab: int = 4
 
     def __post_init__(self) -> None:
@@ -179,7 +178,7 @@ class StubRuntime:
         return np.array([self.table[tuple(token_ids[:i + 1])] for i in range(len(token_ids))], dtype=np.float32)
 
     def generate(self, prompt: str, options: SearchOptions) -> Generation:
-        return Generation(tuple(self.encode(prompt)), self.answer, "", "eos", 0.0, (), 0.0)
+        raise AssertionError("parity reads greedy divergence from the logits; it generates nothing")
 
 
 def reference_item(item_id: str, text: str, ids: tuple[int, ...], prompt_length: int | None,
@@ -198,7 +197,7 @@ TABLE = {(0,): [0.0, 3.0, 0.0, 0.0], (0, 1): [0.0, 0.0, 3.0, 0.0], (0, 1, 2): [0
 def test_measure_a_runtime_identical_to_the_reference() -> None:
     data = ReferenceData((reference_item("text-a", "0123", (0, 1, 2, 3), None, TABLE),
                           reference_item("prompt-b", "01", (0, 1, 2, 3), 2, TABLE)), 4, 8, "ref")
-    report = measure_parity(StubRuntime(TABLE, answer=(2, 3)), data)
+    report = measure_parity(StubRuntime(TABLE), data)
     assert report.item("text-a").figures.positions == 3 and report.item("prompt-b").figures.positions == 2
     assert report.overall.ppl_ratio == pytest.approx(1.0) and report.overall.kl_max == pytest.approx(0.0, abs=1e-6)
     assert report.overall.top1_agreement == 1.0
@@ -212,7 +211,7 @@ def test_measure_a_runtime_that_ranks_another_token_first() -> None:
     data = ReferenceData((reference_item("text-a", "0123", (0, 1, 2, 3), None, TABLE),
                           reference_item("prompt-b", "01", (0, 1, 2, 3), 2, TABLE)), 4, 8, "ref")
     other = {**TABLE, (0, 1): [0.0, 3.0, 0.0, 0.0]}  # after "01" it prefers 1 over 2
-    report = measure_parity(StubRuntime(other, answer=(1, 3)), data)
+    report = measure_parity(StubRuntime(other), data)
     answer = report.item("prompt-b").figures
     assert answer.top1_agreement == 0.5 and answer.ppl_ratio > 1.0 and answer.kl_max > 2.0
     assert report.item("text-a").figures.top1_agreement == pytest.approx(2 / 3)
