@@ -161,9 +161,7 @@ class HarnessSession:
             return 0.0
         folder = reference.path
         if reference.kind is SourceKind.GGUF:  # the reference reads its conversion
-            plan = self.plan if reference == self.source else make_plan(
-                reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
-            folder = self.store.entry("hf", plan.convert_key)
+            folder = self.store.entry("hf", self._reference_plan(reference).convert_key)
         precision = self.memory.reference_precision if self.memory else "fp32"
         for entry in (self.store.root / "reference").glob(f"*/{MANIFEST}"):
             with contextlib.suppress(OSError, ValueError):
@@ -263,10 +261,13 @@ class HarnessSession:
         reference = self.reference_source
         if reference is None or reference.kind is SourceKind.HF_FOLDER:
             return reference.path if reference else None
-        plan = self.plan if reference == self.source else make_plan(
-            reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
         log = self.claim_run_dir() / f"convert-{reference.name}.log"
-        return convert_source(plan, self.store, log, progress).path
+        return convert_source(self._reference_plan(reference), self.store, log, progress).path
+
+    def _reference_plan(self, reference: ModelSource) -> BuildPlan:
+        """The plan whose conversion a GGUF reference is read from (the session's own, for its own source)."""
+        return self.plan if reference == self.source else make_plan(
+            reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
 
     def deploy(self, progress: Progress) -> Deployment | None:
         """Lay out the Foundry Local folder; a template that cannot be derived is recorded, so the
