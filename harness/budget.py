@@ -29,6 +29,7 @@ SMOKE_SUITE_SECONDS = {"test_benchmarks.py": 16.2, "test_cases.py": 10.5, "test_
 OUTSIDE_SECONDS = 2.0  # the session outside its checks: collection, the cache lookup, the reports
 SECONDS_PER_UNIT = {"template_examples": 0.002854, "memory_generations": 0.4264, "load_cycles": 0.916,
                     "foundry_cycles": 2.122, "fuzz_examples": 0.2988, "benchmark_rounds": 2.475}
+LENGTH_SUITE = "test_input_length.py"  # the suite max_prompt_tokens drives
 COUNT_SUITES = {"template_examples": "test_template.py", "memory_generations": "test_memory.py",
                 "load_cycles": "test_memory.py", "foundry_cycles": "test_memory.py", "fuzz_examples": "test_fuzz.py",
                 "benchmark_rounds": "test_benchmarks.py"}
@@ -234,14 +235,29 @@ class BudgetClock:
         self.started[suite] = now
         spent = now - self.opened_at
         remaining = [name for name in self.suites if name not in self.started or name == suite]
-        first = self.scaling is None
+        before = self.scaling
         cold = sum(self.cold_s.get(name, 0.0) for name in remaining)  # not scaled: the counts do not change it
         self.scaling = fit(self.profile, self.budget_s - spent - cold, self.decode_tps, self.context_length, spent,
                            remaining, self.correction(), cold)
         self.predicted[suite] = self.scaling.suites.get(suite, 0.0) + self.cold_s.get(suite, 0.0)
-        lines = self.scaling.lines() if first else []
+        lines = self.scaling.lines() if before is None else []
         if suite in SMOKE_SUITE_SECONDS:
             corrected = f", x{self.correction():.2f} after the suites so far" if self.took else ""
             lines.append(f"{suite}: about {self.predicted[suite]:.0f} s predicted{corrected}; "
                          f"{self.budget_s - spent:.0f} s of the {self.budget_s:g} s budget left")
+        if before is not None:
+            lines += self._refit_lines(before, remaining, spent, cold)
+        return lines
+
+    def _refit_lines(self, before: Scaling, remaining: Collection[str], spent: float, cold: float) -> list[str]:
+        """What a refit changed in the counts of the suites still to run, and whether they overrun even so."""
+        assert self.scaling is not None
+        changed = [f"{name} {getattr(before.profile, name)} -> {getattr(self.scaling.profile, name)}"
+                   for name in FLOORS if COUNT_SUITES.get(name, LENGTH_SUITE) in remaining
+                   and getattr(before.profile, name) != getattr(self.scaling.profile, name)]
+        lines = [f"  counts refitted: {', '.join(changed)}"] if changed else []
+        finish = spent + cold + self.scaling.scaled_s
+        if finish > self.budget_s * 1.02:
+            lines.append(f"  even at these counts the run needs about {finish:.0f} s of the {self.budget_s:g} s "
+                         "budget: it will overrun")
         return lines

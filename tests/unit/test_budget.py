@@ -102,10 +102,21 @@ def test_the_clock_refits_what_is_left_after_each_suite_with_the_correction_it_l
     lines = clock.enter("test_cases.py", 10.0 + took)
     assert clock.took["test_benchmarks.py"] == pytest.approx(took)
     assert clock.correction() == pytest.approx(3.0)
-    assert lines == [f"test_cases.py: about {clock.predicted['test_cases.py']:.0f} s predicted, x3.00 after the "
-                     f"suites so far; {720 - 10 - took:.0f} s of the 720 s budget left"]
+    assert lines[0] == (f"test_cases.py: about {clock.predicted['test_cases.py']:.0f} s predicted, x3.00 after the "
+                        f"suites so far; {720 - 10 - took:.0f} s of the 720 s budget left")
+    assert lines[1].startswith(f"  counts refitted: memory_generations {SMOKE.memory_generations} -> ")
     refit = clock.scaling
     assert refit is not None and refit.profile.memory_generations < SMOKE.memory_generations  # caught up with
     left = 720 - 10 - took
     assert refit.scaled_s <= left and refit.scaled_s == pytest.approx(
         predict(refit.profile, CONTEXT, tps, ("test_cases.py", "test_memory.py", "test_fuzz.py"), 3.0))
+
+
+def test_a_refit_that_cannot_catch_up_says_the_run_will_overrun() -> None:
+    suites = ("test_cases.py", "test_memory.py", "test_fuzz.py")
+    clock = BudgetClock(300.0, 0.0, REFERENCE_DECODE_TPS, SMOKE, CONTEXT, suites)
+    clock.enter("test_cases.py", 0.0)
+    lines = clock.enter("test_memory.py", 290.0)  # the first suite took nearly all of it
+    assert lines[-1].startswith("  even at these counts the run needs about ") and lines[-1].endswith(
+        "s of the 300 s budget: it will overrun")
+    assert clock.scaling is not None and clock.scaling.profile.memory_generations == FLOORS["memory_generations"]
