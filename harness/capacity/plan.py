@@ -247,9 +247,11 @@ class MemoryPlan:
         """``need`` as the session runs it (a suite's, with a prompt of ``prompt_tokens``; None: its longest): whole
         where it fits, else with the session's model released (where the suite's own copies can do without it), else
         without the twin (for a suite that judges on it), else both; None: it skips."""
+        if self.fits(need):
+            return need
         shape = SUITES.get(need.phase)
-        if self.fits(need) or shape is None or self.facts is None:
-            return need if self.fits(need) else None
+        if shape is None or self.facts is None:
+            return None
         for released, twin in ((True, True), (False, False), (True, False)):  # released; no twin; both
             if (released and not shape.alone) or (not twin and not shape.held):
                 continue
