@@ -76,7 +76,10 @@ def cgroup_room(proc_self_cgroup: Path = Path("/proc/self/cgroup"), root: Path =
         return None
     rooms: list[int] = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:  # not a cgroup line (a kernel or sandbox that fills the file otherwise)
+            continue
+        _, controllers, path = fields
         if controllers == "":  # v2: the unified hierarchy (at the root, or under unified/ on a hybrid system)
             base = root if (root / "cgroup.controllers").is_file() else root / "unified"
             group = base / path.lstrip("/")

@@ -69,6 +69,7 @@ def test_no_limit_is_no_room_figure(tmp_path: Path) -> None:
     (group / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     (group / "memory.usage_in_bytes").write_text(f"{GB}\n")
     assert cgroup_room(fake_cgroups(tmp_path, "4:memory:/runner\n"), tmp_path / "fs") is None
+    assert cgroup_room(fake_cgroups(tmp_path, "not a cgroup line\n\n"), tmp_path / "fs") is None  # no traceback
 
 
 def test_a_stated_memory_wins_and_says_where_it_came_from() -> None:
