@@ -11,7 +11,7 @@ hair low, never high.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,6 @@ import numpy.typing as npt
 
 from harness.errors import HarnessError
 from harness.gates import Gate
-from harness.text import first_difference
 
 if TYPE_CHECKING:
     from harness.gates import Gates
@@ -94,12 +93,6 @@ def kl_divergence(ref_ids: npt.ArrayLike, ref_log_probs: npt.ArrayLike, candidat
     rest = np.where(p_rest > 0, p_rest * np.log(np.where(p_rest > 0, p_rest, 1.0) / q_rest), 0.0)
     result: Floats = np.maximum(listed + rest, 0.0)
     return result
-
-
-def first_divergence(reference: Sequence[int], candidate: Sequence[int]) -> int | None:
-    """Index of the first token where two sequences differ (one ending early counts); None if equal."""
-    position = first_difference(reference, candidate)
-    return None if position == len(reference) == len(candidate) else position
 
 
 @dataclass(frozen=True)
@@ -201,7 +194,7 @@ class ReferenceData:
 
     items: tuple[ReferenceItem, ...]
     vocab_size: int
-    max_new_tokens: int  # longest greedy answer asked of either model
+    max_new_tokens: int  # the token limit of the reference's greedy answers
     source: str  # the reference folder, for messages
     precision: str = "fp32"  # the reference's weights and compute: fp32, or bf16 where the memory plan chose it
 

@@ -18,7 +18,6 @@ from harness.checks.parity import (
     ParityError,
     ReferenceData,
     ReferenceItem,
-    first_divergence,
     gate_failures,
     kl_divergence,
     log_softmax,
@@ -107,18 +106,6 @@ def test_no_scored_position_is_a_clear_error() -> None:
     empty = np.array([])
     with pytest.raises(ParityError, match="no scored position"):
         Figures.of(empty, empty, empty, empty.astype(bool))
-
-
-@pytest.mark.parametrize(("reference", "candidate", "expected"), [
-    ([5, 6, 7], [5, 6, 7], None),
-    ([5, 6, 7], [5, 9, 7], 1),
-    ([5, 6, 7], [8], 0),
-    ([5, 6, 7], [5, 6], 2),  # the candidate stopped early
-    ([5, 6], [5, 6, 7], 2),  # the candidate went on
-    ([], [], None),
-])
-def test_first_divergence(reference: list[int], candidate: list[int], expected: int | None) -> None:
-    assert first_divergence(reference, candidate) == expected
 
 
 # -- gates and verdicts ----------------------------------------------------------------------------
