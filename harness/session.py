@@ -28,7 +28,7 @@ from harness.build.pipeline import (
 )
 from harness.build.sources import ModelSource, SourceKind, detect_source
 from harness.capacity.memory import Available, available_memory
-from harness.capacity.model_facts import ModelFacts, model_facts
+from harness.capacity.model_facts import model_facts
 from harness.capacity.plan import (
     MemoryPlan,
     Need,
@@ -115,37 +115,29 @@ class HarnessSession:
             self.claimed_run_dir = candidate
         return self.claimed_run_dir
 
-    def facts(self) -> ModelFacts:
-        """The size of the model under test: the built folder once there is one, else the source."""
-        found = cached_path(self.plan, self.store)
-        return model_facts(found if found is not None else self.source.path)
-
-    def model_bytes(self) -> int:
-        """The built model's weight bytes: measured once built, else predicted from the source."""
-        found = cached_path(self.plan, self.store)
-        if found is not None:
-            return model_facts(found).weight_bytes
-        return built_bytes(self.config.precision, model_facts(self.source.path))
-
     def plan_memory(self, longest_prompt: int | None, available: Available | None = None) -> MemoryPlan:
         """Each phase's predicted peak against the memory this run may use (``--harness-memory`` or what the machine
         has): the conversion and build when they will run, the reference, and each shipped suite with prompts of up
         to ``longest_prompt`` tokens."""
         available = available or available_memory(self.config.memory, self.config.origins.get("memory", ""))
         must: list[Need] = []
-        source = model_facts(self.source.path)
+        source = model_facts(self.source.path)  # each file's metadata read once: a GGUF header takes ~70 ms
+        built = cached_path(self.plan, self.store)
         measured_builder = self.builder.name in PLANNED_BUILDERS  # another builder's costs are its own
-        if self.plan.needs_build and measured_builder and cached_path(self.plan, self.store) is None:
+        if self.plan.needs_build and measured_builder and built is None:
             if self.source.kind is SourceKind.GGUF and self.store.lookup("hf", self.plan.convert_key) is None:
                 must.append(conversion_need(source))
             must.append(build_need(self.config.precision, source))
-        facts, model_bytes = self.facts(), self.model_bytes()
+        # The model under test: the built folder once there is one (measured), else the source (predicted).
+        facts = source if built is None or built == self.source.path else model_facts(built)
+        model_bytes = facts.weight_bytes if built is not None else built_bytes(self.config.precision, source)
         longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
         suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:
-            reference_facts = model_facts(self.reference_source.path)
+            reference_facts = source if self.reference_source == self.source else model_facts(
+                self.reference_source.path)
             if self.reference_source.kind is SourceKind.GGUF:  # the reference reads its fp32 conversion
                 reference_facts = replace(reference_facts, weight_bytes=4 * (reference_facts.parameters or 0))
             precision, reference = choose_reference(self.config.reference_precision, reference_facts, facts,
