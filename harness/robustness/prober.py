@@ -124,7 +124,6 @@ class Prober:
     gates: Gates
     model: ModelInfo
     baseline: Answer | None = None
-    known_good: Request = field(default_factory=lambda: KNOWN_GOOD)
     tally: Counter[str] = field(default_factory=Counter)
     runtime: str | None = None  # the worker's runtime factory (None: onnxruntime-genai's)
 
@@ -153,9 +152,9 @@ class Prober:
     def start(self) -> None:
         """Start the worker and take the known-good answer every later one must match."""
         self.client.start()
-        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
+        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
         if outcome.answer is None:
-            raise HarnessError(f"the model does not answer the known-good prompt {describe(self.known_good)}: "
+            raise HarnessError(f"the model does not answer the known-good prompt {describe(KNOWN_GOOD)}: "
                                f"{outcome.summary()}")
         self.baseline = outcome.answer
 
@@ -177,7 +176,7 @@ class Prober:
 
     def recovery_problem(self) -> str | None:
         """None if the known-good prompt still gets the run's first answer; else what it got (and restart)."""
-        outcome = self.client.request(self.known_good, self.timeout_for(self.known_good))
+        outcome = self.client.request(KNOWN_GOOD, self.timeout_for(KNOWN_GOOD))
         assert self.baseline is not None
         if outcome.answer is not None and outcome.answer.token_ids == self.baseline.token_ids:
             return None
