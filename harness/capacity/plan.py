@@ -68,6 +68,8 @@ class SuiteShape:
     alone: bool = False
 
 
+# reserved_tokens repeats the suites' own max_length for Foundry's chats (CHAT_LENGTH in test_foundry_local.py,
+# FOUNDRY_CHAT_LENGTH in test_memory.py): the plan cannot import the suites.
 SUITES: Mapping[str, SuiteShape] = {
     "test_benchmarks.py": SuiteShape(prompt_tokens=512),
     "test_cases.py": SuiteShape(held=1),
