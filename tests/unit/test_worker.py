@@ -13,6 +13,7 @@ import pytest
 
 from harness.builtins import builtin_gates
 from harness.gates import declare, resolve_gates
+from harness.robustness.catalog import KNOWN_GOOD
 from harness.robustness.prober import Prober
 from harness.runtime import read_model_info
 from harness.testing.fakes import FakeRuntime, write_genai_folder
@@ -79,7 +80,7 @@ def test_no_recovery_check_after_a_request_that_never_reached_the_runtime(client
     prober.check({"prompt": {"text": "hi"}, "options": {"temperature": -1.0}}, "reject")
     assert len(sent) == 1  # the request alone
     prober.check({"prompt": {"text": "hi"}, "options": {"max_new_tokens": 2}}, "answer")
-    assert len(sent) == 3 and sent[2] == prober.known_good  # the request, then the recovery check
+    assert len(sent) == 3 and sent[2] == KNOWN_GOOD  # the request, then the recovery check
 
 
 def test_serve_answers_each_line_with_its_id(folder: Path) -> None:
