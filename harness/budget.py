@@ -2,8 +2,9 @@
 
 A run's predicted duration is a fixed part plus, for each sample count, its cost per unit times the count, both
 measured on the default model (``benchmarks/budget_costs.py``), the model-bound share scaled by how much slower
-this model decodes. The counts then shrink by the largest common factor whose prediction fits the budget,
-never below the floor their statistic needs, and the run says what each cut costs.
+this model decodes, and the answer-bound suites' share by how much longer it answers (its ``Pace``, measured at
+start). The counts then shrink by the largest common factor whose prediction fits the budget, never below the
+floor their statistic needs, and the run says what each cut costs.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.profiles import BUILTIN_PROFILES, Profile
+
+if TYPE_CHECKING:
+    from harness.runtime import Runtime
 
 SMOKE = next(profile for profile in BUILTIN_PROFILES if profile.name == "smoke")
 
@@ -44,6 +48,18 @@ DEFAULT_CONTEXT = 8192  # the default model's, whose smoke counts the suite seco
 REFERENCE_SECONDS_PER_PARAMETER = 400e-9
 REFERENCE_DECODE_TPS = 170.0  # the default model's decode speed there
 MODEL_BOUND = 0.9  # share of a run that scales with the model's speed (generation, worker requests, loads)
+# Chats whose answer length says how long the model answers: the default model ends each turn in 8 and 11 tokens;
+# a model that runs on past ANSWER_PROBE_TOKENS is taken to run to the suites' limit (cases, Foundry and generation
+# answer within 96 tokens), which a random-init model does on every chat.
+PACE_CHATS = (({"role": "user", "content": "Which city is the capital of Germany?"},),
+              ({"role": "user", "content": "What is the biggest planet in our solar system?"},))
+ANSWER_PROBE_TOKENS = 24
+ANSWER_LIMIT = 96
+REFERENCE_ANSWER_TOKENS = 9.5  # the default model's mean over PACE_CHATS
+# Share of each answer-bound suite's time that grows with the answers' length, fitted to a random-init Qwen2.5-1.5B
+# smoke run (answers 10x the default model's: cases took 5.9x, Foundry 7.4x and generation 11x their time scaled
+# by decode speed alone; benchmarks/scale.py, 1,919 s) and checked on a Phi-3.5-mini one (cases 4.9x).
+ANSWER_SHARE = {"test_cases.py": 0.5, "test_foundry_local.py": 0.7, "test_generation.py": 1.0}
 # The smallest count each statistic still works with.
 FLOORS = {"template_examples": 5, "memory_generations": 20, "load_cycles": 3, "foundry_cycles": 2,
           "max_prompt_tokens": 256, "fuzz_examples": 5, "benchmark_rounds": 3}
@@ -56,6 +72,53 @@ def parse_duration(raw: str) -> float:
     if match is None or float(match.group(1)) <= 0:
         raise ValueError("is not a duration above zero, e.g. 150s, 2.5m or 1h")
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast the model decodes and how long it answers, measured at start (``measure_pace``)."""
+
+    decode_tps: float
+    answer_tokens: float = REFERENCE_ANSWER_TOKENS  # mean over PACE_CHATS, a run to the probe's limit as ANSWER_LIMIT
+
+    def slowdown(self) -> float:
+        """How much longer a run takes on this model than on the default model, from decode speed alone."""
+        return (1 - MODEL_BOUND) + MODEL_BOUND * REFERENCE_DECODE_TPS / max(self.decode_tps, 1e-6)
+
+    def verbosity(self) -> float:
+        """How many times the default model's length this model's answers run to."""
+        return self.answer_tokens / REFERENCE_ANSWER_TOKENS
+
+    def describe(self) -> str:
+        return (f"the model decodes {self.decode_tps:.0f} tokens/s ({self.decode_tps / REFERENCE_DECODE_TPS:.2f}x the "
+                f"default model's) and answers in {self.answer_tokens:.0f} tokens ({self.verbosity():.1f}x)")
+
+
+def measure_pace(runtime: Runtime, probes: int = 3) -> Pace:
+    """The loaded model's pace. Decode tokens/s: the median of three 32-token generations after a warm-up (one
+    varies by 15% on a shared host; about 0.7 s in all on the default model). Answer length: greedy answers to
+    PACE_CHATS, stopped at ANSWER_PROBE_TOKENS (0.5 s on the default model, 7 s on a 3.9B one that never stops)."""
+    import statistics
+
+    from harness.errors import RuntimeFailure
+    from harness.runtime import SearchOptions
+
+    runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
+    rates = []
+    for _ in range(probes):
+        probe = runtime.generate("Tell me about the sea.", SearchOptions(max_new_tokens=32, min_new_tokens=32,
+                                                                          margins=False))
+        decoding = probe.total_seconds - probe.ttft
+        rates.append((probe.output_tokens - 1) / decoding if decoding > 0 and probe.output_tokens > 1
+                     else float("inf"))
+    lengths = []
+    for chat in PACE_CHATS:
+        try:
+            answer = runtime.generate(chat, SearchOptions(max_new_tokens=ANSWER_PROBE_TOKENS, margins=False))
+        except RuntimeFailure:  # no chat template, or one that fails: the template suite says so; pace as default
+            return Pace(statistics.median(rates))
+        lengths.append(ANSWER_LIMIT if answer.stop_reason == "length" else answer.output_tokens)
+    return Pace(statistics.median(rates), statistics.mean(lengths))
 
 
 def _cost(name: str, before: int, after: int) -> str:
@@ -86,20 +149,15 @@ def counts_of(profile: Profile, context_length: int) -> dict[str, int]:
     return counts
 
 
-def _speed_factor(decode_tps: float) -> float:
-    """How much longer a run takes on a model decoding ``decode_tps`` tokens/s than on the default model."""
-    return (1 - MODEL_BOUND) + MODEL_BOUND * REFERENCE_DECODE_TPS / max(decode_tps, 1e-6)
-
-
 def prompt_seconds(tokens: int) -> float:
     """A prompt of ``tokens`` tokens prefilled and answered with 32 tokens, on the default model."""
     return SECONDS_PER_PROMPT_TOKEN * tokens + SECONDS_PER_PROMPT_TOKEN_SQUARED * tokens**2
 
 
-def predict_suites(profile: Profile, context_length: int, decode_tps: float) -> dict[str, float]:
+def predict_suites(profile: Profile, context_length: int, pace: Pace) -> dict[str, float]:
     """Seconds each shipped suite takes: its smoke time on the default model, plus what each count adds or saves
     against smoke, its prompts' own cost for the length suite (and the malformed suite's whole-context prompt, which
-    runs uncapped), scaled by the model's speed."""
+    runs uncapped), scaled by the model's speed, and an answer-bound suite's share by its answers' length."""
     from harness.checks.lengths import planned_lengths
 
     counts, smoke = counts_of(profile, context_length), counts_of(SMOKE, DEFAULT_CONTEXT)
@@ -110,24 +168,25 @@ def predict_suites(profile: Profile, context_length: int, decode_tps: float) -> 
     seconds["test_input_length.py"] = sum(map(prompt_seconds, planned_lengths(context_length, cap)))
     if cap is None or cap >= context_length - 1:
         seconds["test_malformed.py"] += prompt_seconds(context_length - 1)
-    factor = _speed_factor(decode_tps)
-    return {suite: max(value, SMOKE_SUITE_SECONDS[suite] / 10) * factor for suite, value in seconds.items()}
+    slowdown, longer = pace.slowdown(), pace.verbosity() - 1
+    return {suite: max(value, SMOKE_SUITE_SECONDS[suite] / 10) * slowdown * (1 + ANSWER_SHARE.get(suite, 0.0) * longer)
+            for suite, value in seconds.items()}
 
 
-def predict(profile: Profile, context_length: int, decode_tps: float, suites: Collection[str] | None = None,
+def predict(profile: Profile, context_length: int, pace: Pace, suites: Collection[str] | None = None,
             correction: float = 1.0) -> float:
-    """Seconds the profile takes on a model decoding ``decode_tps`` tokens/s: of ``suites`` (None: every shipped
-    suite), times ``correction`` (how the run's suites so far went against their prediction)."""
-    predicted = predict_suites(profile, context_length, decode_tps)
+    """Seconds the profile takes on a model of this ``pace``: of ``suites`` (None: every shipped suite), times
+    ``correction`` (how the run's suites so far went against their prediction)."""
+    predicted = predict_suites(profile, context_length, pace)
     chosen = predicted if suites is None else {name: predicted[name] for name in suites if name in predicted}
-    return (OUTSIDE_SECONDS * _speed_factor(decode_tps) + sum(chosen.values())) * correction
+    return (OUTSIDE_SECONDS * pace.slowdown() + sum(chosen.values())) * correction
 
 
 @dataclass(frozen=True)
 class Scaling:
     profile: Profile  # the sample counts to run
     budget_s: float  # what was left of the budget when the profile was fitted
-    decode_tps: float  # this model's, measured at start
+    pace: Pace  # this model's, measured at start
     predicted_s: float  # the unscaled profile's, at that speed
     scaled_s: float  # the scaled profile's
     factor: float  # 1: the profile fits the budget
@@ -141,9 +200,8 @@ class Scaling:
                  f"{self.reserved_s:.0f} s kept for the parity reference" if self.reserved_s >= 1 else ""]
         noted = f" ({', '.join(note for note in notes if note)})" if any(notes) else ""
         total = round(self.budget_s + self.spent_s + self.reserved_s, 3)
-        head = (f"budget {total:g} s{noted}: the model decodes {self.decode_tps:.0f} tokens/s "
-                f"({self.decode_tps / REFERENCE_DECODE_TPS:.2f}x the default model's); the {self.profile.name} profile "
-                f"would take about {self.predicted_s:.0f} s")
+        head = (f"budget {total:g} s{noted}: {self.pace.describe()}; the {self.profile.name} profile would take "
+                f"about {self.predicted_s:.0f} s")
         if self.factor >= 1:
             return [f"{head}: it fits, nothing scaled"]
         shown = math.floor(self.factor * 100) / 100  # 0.999 reads 0.99: something was cut
@@ -178,13 +236,13 @@ def _largest_factor(fits: Callable[[float], bool]) -> float:
     return low
 
 
-def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: int, spent_s: float = 0.0,
+def fit(profile: Profile, budget_s: float, pace: Pace, context_length: int, spent_s: float = 0.0,
         suites: Collection[str] | None = None, correction: float = 1.0, reserved_s: float = 0.0) -> Scaling:
     """``profile`` with its sample counts scaled so that ``suites`` (None: every shipped suite) finish near
-    ``budget_s`` (what is left after ``spent_s`` and ``reserved_s``) at ``decode_tps``, their prediction times
+    ``budget_s`` (what is left after ``spent_s`` and ``reserved_s``) at ``pace``, their prediction times
     ``correction``."""
     def seconds(candidate: Profile) -> float:
-        return predict(candidate, context_length, decode_tps, suites, correction)
+        return predict(candidate, context_length, pace, suites, correction)
 
     predicted = seconds(profile)
     factor = 1.0 if predicted <= budget_s else _largest_factor(
@@ -194,9 +252,8 @@ def fit(profile: Profile, budget_s: float, decode_tps: float, context_length: in
                     f"{_cost(name, before or context_length, after)}"
                     for name in FLOORS
                     if (after := getattr(scaled, name)) != (before := getattr(profile, name)))
-    per_suite = {name: value * correction for name, value in predict_suites(scaled, context_length,
-                                                                            decode_tps).items()}
-    return Scaling(scaled, budget_s, decode_tps, predicted, seconds(scaled), factor, changes, per_suite, spent_s,
+    per_suite = {name: value * correction for name, value in predict_suites(scaled, context_length, pace).items()}
+    return Scaling(scaled, budget_s, pace, predicted, seconds(scaled), factor, changes, per_suite, spent_s,
                    reserved_s)
 
 
@@ -208,7 +265,7 @@ class BudgetClock:
 
     budget_s: float
     opened_at: float  # time.monotonic() when the run started: the build and the load count too
-    decode_tps: float
+    pace: Pace
     profile: Profile  # the profile as registered, before any cut
     context_length: int
     suites: tuple[str, ...]  # the suite modules this run holds, in order
@@ -237,7 +294,7 @@ class BudgetClock:
         remaining = [name for name in self.suites if name not in self.started or name == suite]
         before = self.scaling
         cold = sum(self.cold_s.get(name, 0.0) for name in remaining)  # not scaled: the counts do not change it
-        self.scaling = fit(self.profile, self.budget_s - spent - cold, self.decode_tps, self.context_length, spent,
+        self.scaling = fit(self.profile, self.budget_s - spent - cold, self.pace, self.context_length, spent,
                            remaining, self.correction(), cold)
         self.predicted[suite] = self.scaling.suites.get(suite, 0.0) + self.cold_s.get(suite, 0.0)
         lines = self.scaling.lines() if before is None else []

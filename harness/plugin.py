@@ -412,8 +412,8 @@ def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfi
 
 
 def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
-    """The run's budget clock, made on first use: it measures the model's decode speed once."""
-    from harness.budget import SMOKE_SUITE_SECONDS, BudgetClock
+    """The run's budget clock, made on first use: it measures the model's pace once."""
+    from harness.budget import SMOKE_SUITE_SECONDS, BudgetClock, measure_pace
 
     harness = _session(request.config)
     if harness.clock is None:
@@ -426,7 +426,7 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
             suites = tuple(name for name in suites if memory.skip_reason(memory.suites.get(name)) is None)
         parity = "test_parity.py" in suites and (memory is None or memory.skip_reason(memory.reference) is None)
         cold = {"test_parity.py": harness.reference_seconds()} if parity else {}
-        harness.clock = BudgetClock(harness.config.budget, harness.opened_at, _decode_rate(runtime), profile,
+        harness.clock = BudgetClock(harness.config.budget, harness.opened_at, measure_pace(runtime), profile,
                                     runtime.info.context_length, suites, cold)
     return harness.clock
 
@@ -455,24 +455,6 @@ def harness_module_start(request: pytest.FixtureRequest) -> None:
             and runtime.loaded:
         runtime.release()
         progress(f"{request.path.name}: the session's model released while it runs: {reason}")
-
-
-def _decode_rate(runtime: Runtime, probes: int = 3) -> float:
-    """The loaded model's decode tokens/s: the median of three 32-token generations after a warm-up (one
-    varies by 15% on a shared host; about 0.7 s in all on the default model)."""
-    import statistics
-
-    from harness.runtime import SearchOptions
-
-    runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
-    rates = []
-    for _ in range(probes):
-        probe = runtime.generate("Tell me about the sea.", SearchOptions(max_new_tokens=32, min_new_tokens=32,
-                                                                          margins=False))
-        decoding = probe.total_seconds - probe.ttft
-        rates.append((probe.output_tokens - 1) / decoding if decoding > 0 and probe.output_tokens > 1
-                     else float("inf"))
-    return statistics.median(rates)
 
 
 @pytest.fixture(scope="session")

@@ -89,9 +89,9 @@ def test_a_budget_fits_the_smoke_profile_to_the_slower_fp32_build_and_still_catc
     result = run_suite(pytester, "test_memory.py", "-k", "fresh_generator", "--precision=fp32",
                        "--harness-budget=20s", *plug_in(pytester, "LeakPerGeneration"))
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["harness: budget 20 s*: the model decodes * tokens/s (0.*x the default model's); "
-                                 "the smoke profile would take about * s: every sample count at its floor, about * s: "
-                                 "the budget is too short for it",
+    result.stdout.fnmatch_lines(["harness: budget 20 s*: the model decodes * tokens/s (0.*x the default model's) and "
+                                 "answers in * tokens (*x); the smoke profile would take about * s: every sample "
+                                 "count at its floor, about * s: the budget is too short for it",
                                  "harness:   memory_generations 40 -> 20: *"])
     result.stdout.fnmatch_lines(["RSS grew * MB over 20 generations after 6 warm-up, slope * KB/generation "
                                  "(limit 16)*"])

@@ -159,9 +159,9 @@ def test_a_budget_fits_the_profile_to_a_slow_model_and_says_what_it_cut(pytester
         "    assert harness_profile.memory_generations == 20 and harness_profile.benchmark_rounds == 3\n")
     result = run(pytester, project, "own", "--harness-profile=smoke", "--harness-budget=10s")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["harness: budget 10 s*: the model decodes * tokens/s (0.* the default model's); "
-                                 "the smoke profile would take about * s: every sample count at its floor, about * s: "
-                                 "the budget is too short for it",
+    result.stdout.fnmatch_lines(["harness: budget 10 s*: the model decodes * tokens/s (0.* the default model's) and "
+                                 "answers in * tokens (*x); the smoke profile would take about * s: every sample "
+                                 "count at its floor, about * s: the budget is too short for it",
                                  "harness:   memory_generations 40 -> 20: the leak slope's 95% interval widens 2.8x"])
     provenance = json.loads(next((project / "reports").glob("*/provenance.json")).read_text())
     assert provenance["budget"][0].startswith("budget 10 s")
