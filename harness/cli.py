@@ -8,10 +8,13 @@
                                        another machine: pytest --model=FOLDER --reference=SOURCE
 
 Exit codes:
-    0  no regression (also when the runs were not compared because their key properties differ:
-       the reason is printed; and with --no-baseline-ok when there is no baseline yet)
-    1  a regression: a metric worse than its threshold and beyond the measurement noise
-    2  usage error: bad arguments, a missing, unreadable or empty baseline or run, a run compared with itself
+    0  no regression: every metric within its limit (and with --inconclusive=warn, the default, some inconclusive:
+       each is listed); with --no-baseline-ok also a comparison that compared nothing (no baseline yet, key
+       properties that differ, no metric in common: the reason is printed)
+    1  a regression: a check that passed in the baseline fails now, or a metric whose whole 95% interval is worse
+       than its threshold; with --inconclusive=fail also an inconclusive metric
+    2  usage error: bad arguments, a missing, unreadable or empty baseline or run, a run compared with itself, or
+       a comparison that compared nothing (without --no-baseline-ok)
     3  internal error: a bug in the harness (the traceback is printed)
 
 A closed pipe (``harness compare A B | head -1``) is not an error: the exit code stays the verdict's.
@@ -38,6 +41,7 @@ from harness.report.compare import (
     KEY_LABELS,
     METRICS,
     RESULTS_FILE,
+    VERDICTS,
     Run,
     Thresholds,
     compare_runs,
@@ -75,8 +79,8 @@ def _fraction(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0],
-                                     epilog="exit codes: 0 no regression, 1 regression, 2 usage error, "
-                                            "3 internal error", formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog="exit codes: 0 no regression, 1 regression, 2 usage error or "
+                                            "nothing compared, 3 internal error", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compare = commands.add_parser("compare", help="compare a run with a baseline run")
@@ -96,8 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     compare.add_argument("--all", action="store_true", help="also list the metrics that did not change")
     compare.add_argument("--no-baseline-ok", action="store_true",
-                         help="a BASELINE that does not exist or holds no run yet (a first CI run) is not compared, "
-                              "exit 0; without it that is a usage error (a mistyped path must not open the gate)")
+                         help="a comparison that compares nothing (a BASELINE that does not exist or holds no run "
+                              "yet, as in a first CI run; runs whose key properties differ; no metric in common) "
+                              "exits 0; without it that exits 2 (a mistyped path must not open the gate)")
+    compare.add_argument("--inconclusive", choices=("warn", "fail"), default="warn",
+                         help="what an inconclusive timing metric (its interval straddles the threshold, too few "
+                              "rounds, a machine not equally busy) does to the exit code: warn (0, listed) or "
+                              "fail (1)")
     history = commands.add_parser("history", help="trend table of the runs in a reports folder")
     history.add_argument("folder", type=Path, help="the reports folder (holds one folder per run)")
     history.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
@@ -200,24 +209,27 @@ def _compare(args: argparse.Namespace) -> Output:
         return EXIT_OK, [f"harness: not compared: no baseline yet ({args.baseline} holds no run)"]
     baseline, why = pick_baseline(args.baseline, current.key, before=current.started, exclude=current.path.parent)
     if baseline is None:
-        return EXIT_OK, [f"harness: not compared: {why}"]
+        return (EXIT_OK if args.no_baseline_ok else EXIT_USAGE), [f"harness: not compared: {why}"]
     if same_run(baseline, current):
         raise UsageError(f"{args.baseline} and {args.current} are the same run ({current.name}); compare it with "
                          "an earlier run")
     comparison = compare_runs(baseline, current,
                               Thresholds(args.timing_threshold, args.quality_threshold, args.busy_limit),
                               args.ignore_key)
-    code = EXIT_REGRESSION if comparison.regressions else EXIT_OK
+    code = {"regressed": EXIT_REGRESSION, "within": EXIT_OK,
+            "inconclusive": EXIT_REGRESSION if args.inconclusive == "fail" else EXIT_OK,
+            "not compared": EXIT_OK if args.no_baseline_ok else EXIT_USAGE}[comparison.verdict]
     if args.format == "json":
         return code, [json.dumps(comparison.to_dict(), indent=2)]
     if args.format == "markdown":
         return code, [markdown(comparison, everything=args.all).rstrip("\n")]
-    shown = [d for d in comparison.deltas if args.all or d.verdict != "unchanged"]
-    lines = [f"harness: {comparison.headline()}"]
-    lines += [f"  {delta.line()}" for delta in sorted(shown, key=lambda d: (d.verdict != "regression", d.test,
+    shown = [d for d in comparison.deltas if args.all or d.verdict != "within"]
+    lines = [f"harness: {comparison.headline()}", *(f"  BROKEN       {line}" for line in comparison.broken)]
+    lines += [f"  {delta.line()}" for delta in sorted(shown, key=lambda d: (VERDICTS.index(d.verdict), d.test,
                                                                              d.metric))]
     if len(shown) < len(comparison.deltas):
-        lines.append(f"  ({len(comparison.deltas) - len(shown)} unchanged metrics not listed; --all lists them)")
+        lines.append(f"  ({len(comparison.deltas) - len(shown)} metrics within their limit not listed; --all lists "
+                     "them)")
     lines += [f"  not compared: {reason}" for reason in comparison.uncompared]
     return code, lines
 

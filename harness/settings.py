@@ -172,6 +172,10 @@ SETTINGS: tuple[Setting, ...] = (
             "its folder, its results.json, or a folder of runs (the newest earlier one with the same model hash, "
             "precision, accuracy level, EP and machine); a regression beyond the noise fails the run, and an "
             "unreadable, empty or mistyped baseline stops it at start", _path, lambda: None, "PATH"),
+    Setting("inconclusive", "--inconclusive", "what an inconclusive comparison with the baseline (a timing whose "
+            "interval straddles its threshold, too few rounds, a machine not equally busy, or nothing compared) "
+            "does: warn (default: its own line and report section) or fail", _choice(UNSTABLE_POLICIES),
+            lambda: "warn", "NAME"),
     Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
             "under the rootdir)", _path, lambda: None, "DIR"),
 )
@@ -199,6 +203,7 @@ class HarnessConfig:
     cache_dir: Path
     reports_dir: Path
     baseline: Path | None
+    inconclusive: str
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
     model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]
     gate_table: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.gates], resolved by harness.gates

@@ -2,12 +2,14 @@
 
 A run is a ``results.json`` (see ``harness.report.results``). Two runs are compared only when their key
 properties match (model hash, precision, accuracy level, execution provider, machine); otherwise the comparison says
-which differ and compares nothing. Token metrics (TTFT, TPOT, tokens/s, latency) are noisy: each
-benchmark records its per-round values, and a change is a regression only when it is both larger than
-the threshold and outside the noise, that is when the 95% bootstrap interval of the relative
-difference of the medians lies entirely on the worse side of no change. Quality scores (perplexity
-ratio, KL divergence, top-1 agreement, case score) repeat exactly with greedy decoding, so they are
-compared with the threshold alone.
+which differ and compares nothing. A check that passed in the baseline and fails now is a regression.
+
+Token metrics (TTFT, TPOT, tokens/s, latency) are noisy: each benchmark records its per-round values, and the
+95% bootstrap interval of the relative difference of the medians decides between three outcomes. *Regression*:
+the whole interval is worse than the threshold. *Within*: none of it is. *Inconclusive*: it straddles the
+threshold, or the rounds are too few, or the machine was not equally busy; it is never a pass in disguise
+(``--inconclusive=fail`` fails the run on it). Quality scores (perplexity ratio, KL divergence, top-1 agreement,
+case score) repeat exactly with greedy decoding, so they are compared with the threshold alone.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from harness.errors import HarnessError
 from harness.gates import Gate, Gates
 
 FORMAT = "onnx-slm-harness-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a comparison verdict of within or inconclusive (1 said unchanged), broken checks
 RESULTS_FILE = "results.json"
 MIN_ROUNDS = 3  # fewer rounds give no usable noise estimate
 RESAMPLES = 2000
@@ -59,7 +61,9 @@ TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
 
 Kind = Literal["timing", "quality"]
-Change = Literal["regression", "improvement", "unchanged"]
+Change = Literal["regression", "improvement", "within", "inconclusive"]
+VERDICTS: tuple[Change, ...] = ("regression", "inconclusive", "improvement", "within")  # worst first
+BAD_OUTCOMES = ("failed", "error")
 
 
 @dataclass(frozen=True)
@@ -229,9 +233,13 @@ class Delta:
 
     def line(self) -> str:
         ci = f", 95% CI {percent_interval(self.change_ci)}" if self.change_ci else ""
-        return (f"{self.verdict.upper():11} {self.test} {self.metric}: {_number(self.baseline)} -> "
+        return (f"{self.verdict.upper():12} {self.test} {self.metric}: {_number(self.baseline)} -> "
                 f"{_number(self.current)} ({percent_change(self.change)}{ci}; limit {self.threshold:.0%} worse): "
                 f"{self.note}")
+
+    def short(self) -> str:
+        """The metric and the size of its change, for a banner."""
+        return f"{self.metric} {percent_change(self.change)} in {self.test}"
 
 
 @dataclass
@@ -241,40 +249,65 @@ class Comparison:
     reasons: list[str] = field(default_factory=list)  # why nothing was compared (empty: compared)
     deltas: list[Delta] = field(default_factory=list)
     uncompared: list[str] = field(default_factory=list)  # metrics left out, with why
+    broken: list[str] = field(default_factory=list)  # checks that passed in the baseline and fail now, with why
 
     @property
     def compared(self) -> bool:
-        return not self.reasons
+        """Whether anything was compared: the key properties match and at least one metric was."""
+        return not self.reasons and bool(self.deltas or self.broken)
 
     @property
     def regressions(self) -> list[Delta]:
         return [d for d in self.deltas if d.verdict == "regression"]
 
-    def headline(self) -> str:
+    @property
+    def inconclusive(self) -> list[Delta]:
+        return [d for d in self.deltas if d.verdict == "inconclusive"]
+
+    @property
+    def verdict(self) -> str:
+        """``regressed``, ``inconclusive``, ``within``, or ``not compared``."""
+        if self.regressions or self.broken:
+            return "regressed"
         if not self.compared:
-            return f"not compared with {self.baseline}: " + "; ".join(self.reasons)
-        counts = {v: sum(d.verdict == v for d in self.deltas) for v in ("regression", "improvement", "unchanged")}
-        verdict = "REGRESSION" if counts["regression"] else "no regression"
+            return "not compared"
+        return "inconclusive" if self.inconclusive else "within"
+
+    def why_not_compared(self) -> str:
+        return "; ".join(self.reasons) or (f"no metric of {self.current} has a counterpart in {self.baseline} "
+                                           "(do the two runs hold the same benchmark or quality checks?)")
+
+    def headline(self) -> str:
+        if self.verdict == "not compared":
+            return f"not compared with {self.baseline}: {self.why_not_compared()}"
+        counts = {v: sum(d.verdict == v for d in self.deltas) for v in VERDICTS}
+        word = {"regressed": "REGRESSION", "inconclusive": "INCONCLUSIVE", "within": "no regression"}[self.verdict]
+        broken = f", {len(self.broken)} check(s) that passed there fail now" if self.broken else ""
         left_out = f", {len(self.uncompared)} not compared" if self.uncompared else ""
-        return (f"{verdict}: {self.current} against {self.baseline}: {len(self.deltas)} metrics compared, "
-                f"{counts['regression']} worse, {counts['improvement']} better, {counts['unchanged']} unchanged"
-                f"{left_out}")
+        return (f"{word}: {self.current} against {self.baseline}: {len(self.deltas)} metrics compared, "
+                f"{counts['regression']} worse, {counts['inconclusive']} inconclusive, {counts['improvement']} "
+                f"better, {counts['within']} within their limit{broken}{left_out}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
-        """The inverse of ``to_dict`` (from a results.json's ``baseline``)."""
-        deltas = [Delta(**{**d, "change_ci": tuple(d["change_ci"]) if d.get("change_ci") else None,
+        """The inverse of ``to_dict`` (from a results.json's ``baseline``); a results file written before the
+        inconclusive outcome existed says ``unchanged`` for ``within``."""
+        deltas = [Delta(**{**d, "verdict": "within" if d["verdict"] == "unchanged" else d["verdict"],
+                           "change_ci": tuple(d["change_ci"]) if d.get("change_ci") else None,
                            "rounds": tuple(d["rounds"])}) for d in data.get("deltas", [])]
         return cls(str(data.get("baseline")), str(data.get("current")), list(data.get("reasons", [])), deltas,
-                   list(data.get("uncompared", [])))
+                   list(data.get("uncompared", [])), list(data.get("broken", [])))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline,
             "current": self.current,
+            "verdict": self.verdict,
             "compared": self.compared,
-            "reasons": list(self.reasons),
-            "regressions": len(self.regressions),
+            "reasons": [self.why_not_compared()] if self.verdict == "not compared" else [],
+            "regressions": len(self.regressions) + len(self.broken),
+            "inconclusive": len(self.inconclusive),
+            "broken": list(self.broken),
             "deltas": [asdict(d) for d in self.deltas],
             "uncompared": list(self.uncompared),
         }
@@ -312,6 +345,19 @@ def bootstrap_interval(baseline: Sequence[float], current: Sequence[float], resa
     return percentile(changes, tail), percentile(changes, 1 - tail)
 
 
+def timing_verdict(worse: tuple[float, float], threshold: float) -> tuple[Change, str]:
+    """The outcome of a timing change from the 95% interval of its worsening (a fraction of the baseline)."""
+    low, high = worse
+    if low > threshold:
+        return "regression", f"{low:.1%} to {high:.1%} worse: beyond the {threshold:.0%} limit"
+    if high < -threshold:
+        return "improvement", f"{-high:.1%} to {-low:.1%} better"
+    if high <= threshold:
+        return "within", f"at most {max(high, 0.0):.1%} worse: within the {threshold:.0%} limit"
+    return "inconclusive", (f"{low:.1%} to {high:.1%} worse: the interval straddles the {threshold:.0%} limit "
+                            "(more rounds, a quieter machine, or --harness-ab decide it)")
+
+
 def compare_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
                    thresholds: Thresholds) -> Delta:
     spec = METRICS[metric]
@@ -320,25 +366,29 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
     change = (cur - base) / base
     worse = _worsening(base, cur, spec.higher_is_better)
     interval: tuple[float, float] | None = None
-    beyond_noise = True
-    note = ""
+    verdict: Change
     if spec.kind == "timing":
         interval = bootstrap_interval(baseline, current)
-        low, high = interval
-        beyond_noise = not low <= 0 <= high
-        note = "" if beyond_noise else "within the noise of the rounds"
-    if worse > threshold and beyond_noise:
-        verdict: Change = "regression"
-        note = f"{worse:.1%} worse, beyond the noise" if interval else f"{worse:.1%} worse"
-    elif -worse > threshold and beyond_noise:
+        bounds = sorted(-bound if spec.higher_is_better else bound for bound in interval)
+        verdict, note = timing_verdict((bounds[0], bounds[1]), threshold)
+    elif worse > threshold:
+        verdict, note = "regression", f"{worse:.1%} worse"
+    elif -worse > threshold:
         verdict, note = "improvement", f"{-worse:.1%} better"
     else:
-        verdict = "unchanged"
-        if not note:
-            note = ("identical" if round(worse, 3) == 0 else
-                    f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit")
+        verdict = "within"
+        note = ("identical" if round(worse, 3) == 0 else
+                f"{abs(worse):.1%} {'worse' if worse > 0 else 'better'}, within the {threshold:.0%} limit")
     return Delta(test, metric, spec.kind, base, cur, change, interval, threshold, verdict, note,
                  (len(baseline), len(current)))
+
+
+def inconclusive_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
+                        thresholds: Thresholds, why: str) -> Delta:
+    """A timing metric whose rounds cannot decide: too few of them, or a machine not equally busy."""
+    base, cur = statistics.median(baseline), statistics.median(current)
+    return Delta(test, metric, "timing", base, cur, (cur - base) / base, None, thresholds.timing, "inconclusive",
+                 why, (len(baseline), len(current)))
 
 
 def _samples(test: Mapping[str, Any], metric: str) -> list[float] | None:
@@ -355,9 +405,17 @@ def _busy(baseline: Mapping[str, Any], current: Mapping[str, Any], limit: float)
     cur = float(current.get("metrics", {}).get(BUSY_METRIC, 0.0))
     if abs(cur - base) <= limit:
         return ""
-    return (f"{baseline['id']}: timings not compared, the machine was not equally busy: other processes used "
-            f"{base:.0f}% of its CPU during the baseline and {cur:.0f}% during this run (more than {limit:g} "
-            "points apart)")
+    return (f"the machine was not equally busy: other processes used {base:.0f}% of its CPU during the baseline and "
+            f"{cur:.0f}% during this run (more than {limit:g} points apart)")
+
+
+def _broken(test_id: str, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """Why a check that passed in the baseline fails now ("" if it does not)."""
+    if baseline.get("outcome") != "passed" or current.get("outcome") not in BAD_OUTCOMES:
+        return ""
+    message = str(current.get("message") or "").strip().splitlines()
+    return f"{test_id} passed in the baseline, {current['outcome']} now" + (f": {message[0][:200]}" if message
+                                                                            else "")
 
 
 def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Thresholds(),
@@ -368,19 +426,21 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Threshold
         return comparison
     base_tests, cur_tests = baseline.tests(), current.tests()
     for test_id in sorted(base_tests.keys() & cur_tests.keys()):
+        if broken := _broken(test_id, base_tests[test_id], cur_tests[test_id]):
+            comparison.broken.append(broken)
         busy = _busy(base_tests[test_id], cur_tests[test_id], thresholds.busy)
         for metric, spec in METRICS.items():
             base, cur = _samples(base_tests[test_id], metric), _samples(cur_tests[test_id], metric)
             if base is None or cur is None:
                 continue
-            if spec.kind == "timing" and busy:
-                if busy not in comparison.uncompared:
-                    comparison.uncompared.append(busy)
-            elif spec.kind == "timing" and min(len(base), len(cur)) < MIN_ROUNDS:
-                comparison.uncompared.append(f"{test_id} {metric}: {min(len(base), len(cur))} round(s), "
-                                             f"at least {MIN_ROUNDS} give a noise estimate")
-            elif statistics.median(base) == 0:
+            if statistics.median(base) == 0:
                 comparison.uncompared.append(f"{test_id} {metric}: the baseline is 0, no relative change")
+            elif spec.kind == "timing" and busy:
+                comparison.deltas.append(inconclusive_metric(test_id, metric, base, cur, thresholds, busy))
+            elif spec.kind == "timing" and min(len(base), len(cur)) < MIN_ROUNDS:
+                comparison.deltas.append(inconclusive_metric(
+                    test_id, metric, base, cur, thresholds,
+                    f"{min(len(base), len(cur))} round(s): at least {MIN_ROUNDS} give a noise estimate"))
             else:
                 comparison.deltas.append(compare_metric(test_id, metric, base, cur, thresholds))
     for test_id in sorted(base_tests.keys() - cur_tests.keys()):
@@ -390,19 +450,24 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Threshold
 
 
 def markdown(comparison: Comparison, everything: bool = False) -> str:
-    """The comparison as a markdown section (for summary.md and PR comments): the changed metrics, verdict
-    first so that it never scrolls off; ``everything`` adds the unchanged ones."""
+    """The comparison as a markdown section (for summary.md and PR comments): the checks that broke and the
+    metrics not within their limit, worst first so that they never scroll off; ``everything`` adds the rest."""
     lines = [f"### Compared with `{comparison.baseline}`", "", comparison.headline(), ""]
-    shown = [d for d in comparison.deltas if everything or d.verdict != "unchanged"]
+    if comparison.broken:
+        lines += [f"Checks that passed in the baseline and fail now ({len(comparison.broken)}):", "",
+                  *(f"- {line}" for line in comparison.broken), ""]
+    shown = [d for d in comparison.deltas if everything or d.verdict != "within"]
     if shown:
-        lines += ["| verdict | check | metric | baseline → this run | change (95% CI) |", "|---|---|---|---|---|"]
-        for d in sorted(shown, key=lambda d: (d.verdict != "regression", d.test, d.metric)):
+        lines += ["| verdict | check | metric | baseline → this run | change (95% CI) | why |",
+                  "|---|---|---|---|---|---|"]
+        for d in sorted(shown, key=lambda d: (VERDICTS.index(d.verdict), d.test, d.metric)):
             ci = f" ({percent_interval(d.change_ci)})" if d.change_ci else ""
-            verdict = f"**{d.verdict}**" if d.verdict == "regression" else d.verdict
+            verdict = f"**{d.verdict}**" if d.verdict in ("regression", "inconclusive") else d.verdict
             lines.append(f"| {verdict} | `{d.test}` | {d.metric} | {_number(d.baseline)} → {_number(d.current)} | "
-                         f"{percent_change(d.change)}{ci} |")
+                         f"{percent_change(d.change)}{ci} | {d.note} |")
     if len(shown) < len(comparison.deltas):
-        lines += ["", f"{len(comparison.deltas) - len(shown)} metrics unchanged (`harness compare --all` lists them)."]
+        lines += ["", f"{len(comparison.deltas) - len(shown)} metrics within their limit (`harness compare --all` "
+                  "lists them)."]
     if comparison.uncompared:
         items = "\n".join(f"- {reason}" for reason in comparison.uncompared)
         lines += ["", f"<details><summary>Not compared: {len(comparison.uncompared)} metric(s)</summary>", "",

@@ -17,8 +17,8 @@ BAD_OUTCOMES = ("failed", "error", "xpassed")
 
 @dataclass(frozen=True)
 class Verdict:
-    """The run's verdict: one word (``passed``, ``failed``, ``regressed``, ``unstable``, the CSS class too), its
-    headline in capitals, and the counts behind it."""
+    """The run's verdict: one word (``passed``, ``failed``, ``regressed``, ``inconclusive``, ``unstable``, the CSS
+    class too), its headline in capitals, and the counts behind it."""
 
     word: str
     headline: str
@@ -29,25 +29,46 @@ class Verdict:
         return f"{self.headline} ({self.counts})"
 
 
+def _worst_change(baseline: Mapping[str, Any]) -> str:
+    """What regressed, for the banner: the first check that broke, else the largest worsening metric."""
+    if baseline.get("broken"):
+        others = len(baseline["broken"]) - 1
+        check = str(baseline["broken"][0]).split(" passed in the baseline", 1)[0]
+        return f"{check} fails now" + (f" (and {others} more)" if others else "")
+    worse = [d for d in baseline.get("deltas", []) if d.get("verdict") == "regression"]
+    if not worse:
+        return ""
+    delta = max(worse, key=lambda d: abs(float(d["change"])))
+    more = f" (and {len(worse) - 1} more)" if len(worse) > 1 else ""
+    return f"{delta['metric']} {float(delta['change']):+.1%} in {delta['test']}{more}"
+
+
 def verdict_of(results: Mapping[str, Any]) -> Verdict:
     totals, status = results.get("totals", {}), results["run"].get("exit_status", 0)
     baseline = results.get("baseline") or {}
     counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no checks ran"
     bad = sum(totals.get(outcome, 0) for outcome in BAD_OUTCOMES)
     regressions = int(baseline.get("regressions", 0) or 0)
-    against = f" against {baseline.get('baseline')}" if regressions else ""
+    inconclusive = baseline.get("verdict") in ("inconclusive", "not compared")
+    against = f" against {baseline.get('baseline')}"
     if status == 5 or not counts_total(totals):
         return Verdict("failed", "NO CHECKS RAN", counts)
-    if bad or status not in (0, 1) or (status == 1 and not regressions):
+    if bad or status not in (0, 1) or (status == 1 and not regressions and not inconclusive):
         word = "failed"
     elif regressions:
         word = "regressed"
+    elif inconclusive:
+        word = "inconclusive"
     elif totals.get("unstable", 0):
         word = "unstable"
     else:
         word = "passed"
-    extra = f"; {regressions} metric(s) regressed{against}" if regressions and word != "regressed" else ""
-    headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}", "unstable": "PASSED with unstable verdicts",
+    extra = f"; {regressions} regression(s){against}" if regressions and word != "regressed" else ""
+    checks = "FAILED" if status == 1 else "PASSED"  # --inconclusive=fail
+    doubt = (f"NOT COMPARED with {baseline.get('baseline')}" if baseline.get("verdict") == "not compared"
+             else f"comparison INCONCLUSIVE{against}")
+    headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}: {_worst_change(baseline)}",
+                "inconclusive": f"{checks}, {doubt}", "unstable": "PASSED with unstable verdicts",
                 "passed": "PASSED"}[word]
     return Verdict(word, headline, f"{counts}{extra}")
 

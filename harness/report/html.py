@@ -16,11 +16,11 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;o
 th{white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .failed,.error,.xpassed,.regression,.regressed{color:#b00020;font-weight:bold}
-.passed,.improvement{color:#1b7f2a}.skipped,.xfailed{color:#777}.unstable{color:#a05a00;font-weight:bold}
+.passed,.improvement{color:#1b7f2a}.skipped,.xfailed{color:#777}.unstable,.inconclusive{color:#a05a00;font-weight:bold}
 .banner{padding:.8em 1.2em;border-radius:6px;color:#fff;font-size:1.4em;font-weight:bold;margin:0 0 1em}
 .banner small{display:block;font-size:.6em;font-weight:normal;margin-top:.3em}
 .banner.failed,.banner.regressed{background:#b00020;color:#fff}.banner.passed{background:#1b7f2a;color:#fff}
-.banner.unstable{background:#a05a00;color:#fff}
+.banner.unstable,.banner.inconclusive{background:#a05a00;color:#fff}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;padding:6px;font-size:13px;margin:.3em 0}
 details>summary{cursor:pointer}section{margin:1.5em 0}
 figure{margin:1.5em 0}figcaption{font-weight:bold}figcaption .note{display:block;font-weight:normal;font-size:13px}

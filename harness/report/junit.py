@@ -1,5 +1,6 @@
 """``junit.xml``: a run's checks as pytest's JUnit report names them, each with its recorded metrics as
-properties and the harness's own outcomes (unstable) as a property."""
+properties and the harness's own outcomes (unstable; a comparison's regressed, inconclusive or within) as
+properties."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ def _junit_names(nodeid: str) -> tuple[str, str]:
     return ".".join(parts[:-1]), parts[-1]
 
 
+def _comparison_properties(baseline: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Per check id, its comparison with the baseline as (``compare:METRIC``, ``VERDICT: why``) properties."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for line in baseline.get("broken", []):
+        check = str(line).split(" passed in the baseline", 1)[0]
+        found.setdefault(check, []).append(("compare:outcome", f"regression: {line}"))
+    for delta in baseline.get("deltas", []):
+        found.setdefault(str(delta["test"]), []).append((f"compare:{delta['metric']}",
+                                                         f"{delta['verdict']}: {delta.get('note', '')}"))
+    return found
+
+
 def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, str]) -> None:
     """A JUnit XML file of the checks, each with its recorded metrics as properties."""
     totals, run = results["totals"], results["run"]
@@ -29,17 +42,21 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
         "skipped": str(totals["skipped"] + totals["xfailed"]),
         "time": f"{run['duration_s']:.3f}", "timestamp": run["started"]})
     properties = ElementTree.SubElement(suite, "properties")
-    for name, value in (*results["key"].items(), ("run", run["id"]), ("profile", run["profile"])):
+    baseline = results.get("baseline") or {}
+    against = (("baseline", baseline.get("path")), ("comparison", baseline.get("verdict"))) if baseline else ()
+    for name, value in (*results["key"].items(), ("run", run["id"]), ("profile", run["profile"]), *against):
         ElementTree.SubElement(properties, "property", {"name": name, "value": str(value)})
+    verdicts = _comparison_properties(baseline)
     for check in results["tests"]:
         classname, name = _junit_names(check["nodeid"])
         case = ElementTree.SubElement(suite, "testcase", {"classname": classname, "name": name,
                                                           "time": f"{check['duration_s']:.3f}"})
         outcome_property = check["properties"].get(OUTCOME_PROPERTY)
         findings = check.get("findings", [])
-        if check["metrics"] or outcome_property or findings:
+        compared = verdicts.get(str(check["id"]), [])
+        if check["metrics"] or outcome_property or findings or compared:
             props = ElementTree.SubElement(case, "properties")
-            for metric, value in check["metrics"].items():
+            for metric, value in [*check["metrics"].items(), *compared]:
                 ElementTree.SubElement(props, "property", {"name": metric, "value": str(value)})
             for finding in findings:  # a finding shows whatever the outcome (a pass included)
                 ElementTree.SubElement(props, "property", {"name": f"{FINDING_PREFIX}{finding['kind']}",

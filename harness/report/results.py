@@ -228,14 +228,14 @@ class RunRecorder:
         if self.baseline is not None:
             self.comparison = compare_runs(self.baseline, Run(folder / RESULTS_FILE, results),
                                            Thresholds.from_gates(self.gates))
-            results["baseline"] = {"path": str(self.baseline.path), **self.comparison.to_dict()}
-            if self.comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+        elif self.baseline_note:
+            self.comparison = Comparison(str(self.session.config.baseline), results["run"]["id"], [self.baseline_note])
+        if self.comparison is not None:
+            path = self.baseline.path if self.baseline is not None else self.session.config.baseline
+            results["baseline"] = {"path": str(path), **self.comparison.to_dict()}
+            if self._fails_the_run(self.comparison) and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
                 results["run"]["exit_status"] = int(pytest.ExitCode.TESTS_FAILED)
-        elif self.baseline_note:
-            path = str(self.session.config.baseline)
-            self.comparison = Comparison(path, results["run"]["id"], [self.baseline_note])
-            results["baseline"] = {"path": path, **self.comparison.to_dict()}
         (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
         (folder / SUMMARY_FILE).write_text(summary_markdown(results, self.config.rootpath), encoding="utf-8")
         if not getattr(self.config.option, "xmlpath", None):
@@ -244,6 +244,11 @@ class RunRecorder:
         (folder / HTML_FILE).write_text(render_run(results, artefacts), encoding="utf-8")
         self.written = folder
 
+    def _fails_the_run(self, comparison: Comparison) -> bool:
+        """A regression fails the run; so does an inconclusive one (nothing compared too) with --inconclusive=fail."""
+        return comparison.verdict == "regressed" or (comparison.verdict in ("inconclusive", "not compared")
+                                                     and self.session.config.inconclusive == "fail")
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.written is None:
             return
@@ -251,11 +256,25 @@ class RunRecorder:
         junit = () if self.config is not None and getattr(self.config.option, "xmlpath", None) else (JUNIT_FILE,)
         files = (RESULTS_FILE, SUMMARY_FILE, HTML_FILE, *junit)
         write(f"harness: report {self.written} ({', '.join(files)})")
-        if self.comparison is not None:
-            write(f"harness: {self.comparison.headline()}", red=bool(self.comparison.regressions))
-            for delta in self.comparison.regressions:
-                write(f"harness:   {delta.line()}", red=True)
-            for reason in self.comparison.uncompared[:3]:
-                write(f"harness:   not compared: {reason}")
+        comparison = self.comparison
+        if comparison is None:
+            return
+        regressed, uncertain = comparison.verdict == "regressed", comparison.verdict in ("inconclusive",
+                                                                                         "not compared")
+        write(f"harness: {comparison.headline()}", red=regressed, yellow=uncertain)
+        for line in comparison.broken:
+            write(f"harness:   BROKEN       {line}", red=True)
+        for delta in comparison.regressions:
+            write(f"harness:   {delta.line()}", red=True)
+        for delta in comparison.inconclusive:
+            write(f"harness:   {delta.line()}", yellow=True)
+        for reason in comparison.uncompared[:3]:
+            write(f"harness:   not compared: {reason}")
+        # The last line (pytest's counts) says it too: "12 passed, 2 regressed, 1 inconclusive in 40s".
+        if regressed:
+            terminalreporter.stats.setdefault("regressed", []).extend(
+                [*comparison.broken, *comparison.regressions])
+        if comparison.inconclusive or comparison.verdict == "not compared":
+            terminalreporter.stats.setdefault("inconclusive", []).extend(comparison.inconclusive or [comparison])
 
 

@@ -145,15 +145,21 @@ def provenance_section(results: Mapping[str, Any], artefacts: Sequence[str]) -> 
 def baseline_section(baseline: Mapping[str, Any]) -> str:
     parts = [f"<section id=\"baseline\"><h2>Compared with {escape(str(baseline.get('baseline')))}</h2>"]
     if not baseline.get("compared"):
-        parts.append(f"<p>Not compared: {escape('; '.join(baseline.get('reasons', [])))}</p></section>")
+        parts.append(f"<p class=\"inconclusive\">Not compared: {escape('; '.join(baseline.get('reasons', [])))}</p>"
+                     "</section>")
         return "".join(parts)
-    deltas = sorted(baseline.get("deltas", []), key=lambda d: (d["verdict"] != "regression", d["verdict"]))
-    changed = [d for d in deltas if d["verdict"] != "unchanged"]
-    parts.append(f"<p>{len(deltas)} metrics compared: {len(changed)} changed beyond the noise and their limit, "
-                 f"{len(deltas) - len(changed)} unchanged.</p>")
+    if baseline.get("broken"):
+        items = "".join(f"<li>{escape(str(line))}</li>" for line in baseline["broken"])
+        parts.append(f"<p class=\"regressed\">Checks that passed in the baseline and fail now:</p><ul>{items}</ul>")
+    order = ("regression", "inconclusive", "improvement", "within", "unchanged")  # unchanged: an older results.json
+    deltas = sorted(baseline.get("deltas", []), key=lambda d: order.index(d["verdict"]))
+    counts = {verdict: sum(d["verdict"] == verdict for d in deltas) for verdict in order}
+    parts.append(f"<p>{len(deltas)} metrics compared: {counts['regression']} worse beyond their limit, "
+                 f"{counts['inconclusive']} inconclusive, {counts['improvement']} better, "
+                 f"{counts['within'] + counts['unchanged']} within their limit.</p>")
     rows = [[d["verdict"], d["test"], d["metric"], d["baseline"], d["current"], percent_change(d["change"]),
-             percent_interval(d["change_ci"]) if d.get("change_ci") else "exact"] for d in deltas]
-    parts.append(table(["verdict", "check", "metric", "baseline", "this run", "change", "95% CI"], rows,
+             percent_interval(d["change_ci"]) if d.get("change_ci") else "exact", d.get("note", "")] for d in deltas]
+    parts.append(table(["verdict", "check", "metric", "baseline", "this run", "change", "95% CI", "why"], rows,
                        [str(d["verdict"]) for d in deltas]))
     if baseline.get("uncompared"):
         items = "".join(f"<li>{escape(str(reason))}</li>" for reason in baseline["uncompared"])
@@ -292,8 +298,8 @@ def render_run(results: Mapping[str, Any], artefacts: Sequence[str] = ()) -> str
     gates = results.get("gates", {})
     plots = "".join([latency_plot(tests), tpot_plot(tests, gates), rss_plots(tests), parity_plot(tests, gates),
                      precision_plots(tests)])
-    body = [banner(results), failures_section(tests), findings_section(results), gated_metrics_section(results),
+    body = [banner(results), baseline_section(results["baseline"]) if results.get("baseline") else "",
+            failures_section(tests), findings_section(results), gated_metrics_section(results),
             f'<section id="plots"><h2>Plots</h2>{plots}</section>' if plots else "",
-            baseline_section(results["baseline"]) if results.get("baseline") else "",
             gates_section(results), provenance_section(results, artefacts), checks_section(tests)]
     return page(f"harness report {results['run']['id']}: {digest.verdict_of(results).word}", "".join(body), SCRIPT)

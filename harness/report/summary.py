@@ -1,7 +1,7 @@
 """``summary.md``: a run for a CI job summary or a pull-request comment, narrow enough not to scroll sideways.
 
-The verdict; the failures by cause with their full text; the findings; the baseline comparison's headline and
-regressions; a few key metrics. Paths are relative to the project (the folder pytest ran in).
+The verdict; the baseline comparison right after it (what regressed or is inconclusive); the failures by cause
+with their full text; the findings; a few key metrics. Paths are relative to the project (the folder pytest ran in).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def summary_markdown(results: Mapping[str, Any], root: Path | None = None) -> st
              f"accuracy level {levels} · cpu {provenance.get('machine', {}).get('isa', '?')} · "
              f"{run['duration_s']:.0f} s", "",
              f"Report: `{_relative(str(run['report_dir']), root)}/report.html`", ""]
-    for section in (_failures(results["tests"]), _findings(results), _comparison(results), _key_metrics(results)):
+    for section in (_comparison(results), _failures(results["tests"]), _findings(results), _key_metrics(results)):
         lines += section
     table, recommended = digest.precision_table(results["tests"])
     if table:

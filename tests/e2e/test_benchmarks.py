@@ -103,8 +103,9 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     if drift > TIMING_GATE.default:
         pytest.skip(f"the machine's speed drifted {drift:.0%} during the runs (bare-loop decode tokens/s "
                     f"{[round(p) for p in probes]}): runs made then do not compare")
-    reasons = [r for run in (unchanged, slowed) for r in compare_runs(load_run(baseline), load_run(run)).uncompared]
-    busy = [reason for reason in reasons if "timings not compared" in reason]
+    busy = [delta.note for run in (unchanged, slowed) for delta in compare_runs(load_run(baseline),
+                                                                                 load_run(run)).inconclusive
+            if "not equally busy" in delta.note]
     if busy:
         pytest.skip(f"no verdict while other processes' load changed: {busy[0]}")
     capsys.readouterr()
@@ -115,4 +116,4 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     print(out, f"machine speed probes {[round(p) for p in probes]}")
     assert same == cli.EXIT_OK, "two runs of the unchanged model were told apart"
     assert worse == cli.EXIT_REGRESSION
-    assert "REGRESSION  test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
+    assert "REGRESSION   test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out

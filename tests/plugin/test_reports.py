@@ -202,7 +202,7 @@ def test_compare_flags_a_slowed_runtime_and_not_an_unchanged_one(
     assert cli.main(["compare", str(baseline), str(slowed), *SLEEPS]) == cli.EXIT_REGRESSION
     out = capsys.readouterr().out
     assert out.startswith("harness: REGRESSION")
-    assert "REGRESSION  test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
+    assert "REGRESSION   test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
 
 
 @pytest.mark.serial  # timings
@@ -219,11 +219,14 @@ def test_baseline_option_fails_the_run_on_a_regression(
     slowed = run(pytester, env, *target, f"--harness-baseline={baseline}")
     assert slowed.ret == pytest.ExitCode.TESTS_FAILED
     slowed.assert_outcomes(passed=1)  # every check passed: the comparison alone fails the run
-    slowed.stdout.fnmatch_lines(["harness: REGRESSION: *", "harness:   REGRESSION  *decode_tokens_per_s*"])
+    slowed.stdout.fnmatch_lines(["harness: REGRESSION: *", "harness:   REGRESSION   *decode_tokens_per_s*",
+                                 "=* 1 passed, * regressed in *"])  # pytest's last line says it too
     data = results(latest(env))
     jsonschema.validate(data, SCHEMA)
     assert data["run"]["exit_status"] == 1 and data["baseline"]["regressions"] >= 1  # type: ignore[index]
-    assert "**regression**" in (latest(env) / "summary.md").read_text()
+    summary = (latest(env) / "summary.md").read_text()
+    assert "**regression**" in summary
+    assert re.match(rf"## REGRESSED against {baseline.name}: \w+ [+-]\d+\.\d% in test_benchmarks\.py::", summary)
 
 
 def test_runs_whose_key_differs_are_not_compared(pytester: pytest.Pytester, env: dict[str, Path],
@@ -231,13 +234,18 @@ def test_runs_whose_key_differs_are_not_compared(pytester: pytest.Pytester, env:
     int4 = bench(pytester, env)
     fp32 = bench(pytester, env, "--precision=fp32")
     capsys.readouterr()
-    assert cli.main(["compare", str(int4), str(fp32)]) == cli.EXIT_OK
+    assert cli.main(["compare", str(int4), str(fp32)]) == cli.EXIT_USAGE  # comparing nothing never opens the gate
     assert capsys.readouterr().out.startswith(
         f"harness: not compared with {int4.name}: precision differs (baseline 'int4', this run 'fp32')")
+    assert cli.main(["compare", str(int4), str(fp32), "--no-baseline-ok"]) == cli.EXIT_OK
     result = run(pytester, env, str(env["suite"] / "test_checks.py"), "-k", "passes", "--precision=fp32",
                  f"--harness-baseline={int4}")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["harness: not compared with *: precision differs*"])
+    result.stdout.fnmatch_lines(["harness: not compared with *: precision differs*", "=* 1 inconclusive *"])
+    assert (latest(env) / "summary.md").read_text().startswith(f"## PASSED, NOT COMPARED with {int4.name}")
+    strict = run(pytester, env, str(env["suite"] / "test_checks.py"), "-k", "passes", "--precision=fp32",
+                 f"--harness-baseline={int4}", "--inconclusive=fail")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_bad_baseline_is_one_line(pytester: pytest.Pytester, env: dict[str, Path]) -> None:

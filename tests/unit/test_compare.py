@@ -25,6 +25,7 @@ from harness.report.compare import (
     key_mismatches,
     key_of,
     load_run,
+    markdown,
     pick_baseline,
 )
 
@@ -48,7 +49,7 @@ def document(name: str, decode: list[float] | None = None, started: str = "2026-
                    "series": {"decode_tokens_per_s_rounds": decode}, "outcome": "passed"} for i in range(copies)]
     if quality is not None:
         tests.append({"id": "test_parity.py::test_parity", "metrics": quality, "series": {}, "outcome": "passed"})
-    return {"format": FORMAT, "schema_version": 1, "run": {"id": name, "started": started},
+    return {"format": FORMAT, "schema_version": 2, "run": {"id": name, "started": started},
             "key": key or KEY, "tests": tests, "totals": {"passed": len(tests)}}
 
 
@@ -74,18 +75,25 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_change() -> None:
 @pytest.mark.parametrize(
     ("current", "verdict"),
     [
-        (rounds(80, 0.05, seed=2), "regression"),  # decode tokens/s 20% lower
-        (rounds(100, 0.05, seed=2), "unchanged"),  # same distribution, other draws
+        (rounds(80, 0.05, seed=2), "regression"),  # decode tokens/s 20% lower: the whole interval beyond 10%
+        (rounds(100, 0.05, seed=2), "within"),  # same distribution, other draws
         (rounds(125, 0.05, seed=2), "improvement"),
-        (rounds(95, 0.005, seed=2), "unchanged"),  # significant but 5%: under the 10% limit
-        (rounds(85, 0.6, seed=2), "unchanged"),  # 15% lower median, but the rounds scatter +-60%: noise
+        (rounds(95, 0.005, seed=2), "within"),  # significant but 5%: under the 10% limit
+        (rounds(85, 0.6, seed=2), "inconclusive"),  # 15% lower median, but the rounds scatter +-60%
+        (rounds(89, 0.01, seed=2), "inconclusive"),  # about 11% lower: the interval straddles the 10% limit
     ],
-    ids=["20%-slower", "same", "faster", "small-but-real", "noisy"],
+    ids=["20%-slower", "same", "faster", "small-but-real", "noisy", "at-the-limit"],
 )
-def test_timing_verdict_needs_size_and_significance(current: list[float], verdict: str) -> None:
+def test_timing_verdict_is_regressed_within_or_inconclusive(current: list[float], verdict: str) -> None:
     delta = compare_metric(TEST, "decode_tokens_per_s", rounds(100, 0.05), current, Thresholds())
     assert delta.verdict == verdict, delta.line()
     assert delta.change_ci is not None and delta.rounds == (5, 5)
+
+
+def test_a_large_change_whose_interval_includes_no_change_is_inconclusive_never_unchanged() -> None:
+    delta = compare_metric(TEST, "latency_s", [1.0, 1.0, 1.0, 3.0, 3.0], [1.0, 3.0, 3.0, 3.0, 1.0], Thresholds())
+    assert delta.change == pytest.approx(2.0) and delta.change_ci is not None and delta.change_ci[0] <= 0
+    assert delta.verdict == "inconclusive" and "straddles the 10% limit" in delta.note
 
 
 def test_lower_is_better_metrics_regress_upwards() -> None:
@@ -93,7 +101,7 @@ def test_lower_is_better_metrics_regress_upwards() -> None:
     assert delta.verdict == "regression" and delta.change > 0.2
 
 
-@pytest.mark.parametrize(("current", "verdict"), [(1.05, "regression"), (1.01, "unchanged"), (0.9, "improvement")])
+@pytest.mark.parametrize(("current", "verdict"), [(1.05, "regression"), (1.01, "within"), (0.9, "improvement")])
 def test_quality_scores_use_the_threshold_alone(current: float, verdict: str) -> None:
     delta = compare_metric("q", "ppl_ratio", [1.0], [current], Thresholds())
     assert delta.verdict == verdict and delta.change_ci is None
@@ -101,7 +109,7 @@ def test_quality_scores_use_the_threshold_alone(current: float, verdict: str) ->
 
 def test_threshold_is_configurable() -> None:
     base, slow = rounds(100, 0.01), rounds(93, 0.01, seed=2)
-    assert compare_metric(TEST, "decode_tokens_per_s", base, slow, Thresholds()).verdict == "unchanged"
+    assert compare_metric(TEST, "decode_tokens_per_s", base, slow, Thresholds()).verdict == "within"
     assert compare_metric(TEST, "decode_tokens_per_s", base, slow, Thresholds(timing=0.05)).verdict == "regression"
 
 
@@ -110,7 +118,7 @@ def test_runs_with_other_key_properties_are_not_compared() -> None:
     other = {**KEY, "machine": "Intel Xeon, 8 cores", "ep": "cuda"}
     comparison = compare_runs(as_run(document("a", rounds(100, 0.05))),
                               as_run(document("b", rounds(50, 0.05), key=other)))
-    assert not comparison.compared and not comparison.deltas
+    assert not comparison.compared and not comparison.deltas and comparison.verdict == "not compared"
     assert comparison.reasons == ["execution provider differs (baseline 'cpu', this run 'cuda')",
                                   "machine differs (baseline 'AMD EPYC, 2 cores', this run 'Intel Xeon, 8 cores')"]
     assert comparison.headline().startswith("not compared with a: execution provider differs")
@@ -133,27 +141,55 @@ def test_accuracy_level_and_instruction_set_class_are_key_properties() -> None:
         "machine differs (baseline 'AMD EPYC, avx512-vnni, 2 cores', this run 'AMD EPYC, avx2, 2 cores')"]
 
 
-def test_too_few_rounds_and_missing_checks_are_listed_not_compared() -> None:
+def test_too_few_rounds_are_inconclusive_and_missing_checks_are_listed() -> None:
     comparison = compare_runs(as_run(document("a", [100.0, 101.0], quality={"kl_mean": 0.1})),
                               as_run(document("b", [60.0, 61.0])))
-    assert comparison.deltas == []
-    assert comparison.uncompared == [f"{TEST} decode_tokens_per_s: 2 round(s), at least 3 give a noise estimate",
-                                     "test_parity.py::test_parity: not in this run"]
+    assert [(d.verdict, d.note) for d in comparison.deltas] == [
+        ("inconclusive", "2 round(s): at least 3 give a noise estimate")]
+    assert comparison.uncompared == ["test_parity.py::test_parity: not in this run"]
+    assert comparison.verdict == "inconclusive" and comparison.headline().startswith("INCONCLUSIVE: b against a")
 
 
-def test_timings_from_an_unequally_busy_machine_are_not_compared_but_quality_is() -> None:
+def test_timings_from_an_unequally_busy_machine_are_inconclusive_but_quality_is_compared() -> None:
     baseline = as_run(document("a", rounds(100, 0.05), quality={"ppl_ratio": 1.0}, busy=3.0))
     busy = as_run(document("b", rounds(60, 0.05), busy=55.0, quality={"ppl_ratio": 1.5}))
     comparison = compare_runs(baseline, busy)
-    assert [(d.metric, d.verdict) for d in comparison.deltas] == [("ppl_ratio", "regression")]
-    assert comparison.uncompared == [f"{TEST}: timings not compared, the machine was not equally busy: other "
-                                     "processes used 3% of its CPU during the baseline and 55% during this run "
-                                     "(more than 15 points apart)"]
+    assert [(d.metric, d.verdict) for d in comparison.deltas] == [("decode_tokens_per_s", "inconclusive"),
+                                                                  ("ppl_ratio", "regression")]
+    assert comparison.deltas[0].note == ("the machine was not equally busy: other processes used 3% of its CPU during "
+                                         "the baseline and 55% during this run (more than 15 points apart)")
     relaxed = compare_runs(baseline, busy, Thresholds(busy=60.0))
     assert {d.metric: d.verdict for d in relaxed.deltas} == {"decode_tokens_per_s": "regression",
                                                              "ppl_ratio": "regression"}
     equally_busy = as_run(document("c", rounds(60, 0.05), busy=50.0))
-    assert [d.verdict for d in compare_runs(busy, equally_busy).deltas] == ["unchanged"]
+    assert [d.verdict for d in compare_runs(busy, equally_busy).deltas] == ["within"]
+
+
+def test_a_check_that_passed_in_the_baseline_and_fails_now_is_a_regression() -> None:
+    failing = document("b", rounds(100, 0.05, seed=7))
+    failing["tests"][0].update(outcome="failed", message="AssertionError: decode stalled\nmore")
+    comparison = compare_runs(as_run(document("a", rounds(100, 0.05))), as_run(failing))
+    assert comparison.broken == [f"{TEST} passed in the baseline, failed now: AssertionError: decode stalled"]
+    assert comparison.verdict == "regressed" and comparison.to_dict()["regressions"] == 1
+    assert "REGRESSION: b against a" in comparison.headline() and "1 check(s) that passed there fail now" in \
+        comparison.headline()
+    assert f"- {TEST} passed in the baseline, failed now" in markdown(comparison)
+    fixed = compare_runs(as_run(failing), as_run(document("c", rounds(100, 0.05))))  # the other way is no regression
+    assert fixed.broken == [] and fixed.verdict == "within"
+
+
+def test_runs_without_a_metric_in_common_compare_nothing() -> None:
+    comparison = compare_runs(as_run(document("a", quality={"kl_mean": 0.1})), as_run(document("b", [1.0, 2.0, 3.0])))
+    assert comparison.verdict == "not compared" and not comparison.compared
+    assert comparison.headline() == ("not compared with a: no metric of b has a counterpart in a (do the two runs "
+                                     "hold the same benchmark or quality checks?)")
+
+
+def test_an_older_results_file_reads_unchanged_as_within() -> None:
+    old = compare_runs(as_run(document("a", rounds(100, 0.05))), as_run(document("b", rounds(100, 0.05, 7)))).to_dict()
+    old["deltas"][0]["verdict"] = "unchanged"
+    assert [d.verdict for d in type(compare_runs(as_run(document("a")), as_run(document("b")))).from_dict(
+        old).deltas] == ["within"]
 
 
 def test_comparison_round_trips_through_its_dict() -> None:
@@ -169,7 +205,7 @@ def test_comparison_round_trips_through_its_dict() -> None:
         ("{not json", "is not readable JSON"),
         ('{"format": "pytest-benchmark"}', 'is not a harness results file (no "format": "onnx-slm-harness-results")'),
         (json.dumps({"format": FORMAT, "schema_version": 9}), "has results schema version 9; this harness reads up "
-                                                               "to 1: upgrade onnx-slm-harness to compare it"),
+                                                               "to 2: upgrade onnx-slm-harness to compare it"),
     ],
     ids=["no-results", "not-json", "other-format", "newer-schema"],
 )
@@ -240,7 +276,7 @@ def test_compare_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli.main(["compare", str(base), str(slow / "results.json")]) == cli.EXIT_REGRESSION
     out = capsys.readouterr().out
     assert "harness: no regression: same against base: 1 metrics compared" in out
-    assert f"REGRESSION  {TEST} decode_tokens_per_s" in out
+    assert f"REGRESSION   {TEST} decode_tokens_per_s" in out
     assert cli.main(["compare", str(base), str(tmp_path / "missing")]) == cli.EXIT_USAGE
     assert capsys.readouterr().err == (f"harness: {tmp_path / 'missing'}: no such file or folder; pass a run folder "
                                        "(reports/<run>/) or its results.json\n")
@@ -304,14 +340,28 @@ def test_compare_lists_changes_unless_asked_for_all(tmp_path: Path, capsys: pyte
     same = write_run(tmp_path, "same", decode=rounds(100, 0.05, seed=7))
     assert cli.main(["compare", str(base), str(same)]) == cli.EXIT_OK
     out = capsys.readouterr().out
-    assert "UNCHANGED" not in out and "(1 unchanged metrics not listed; --all lists them)" in out
+    assert "WITHIN" not in out and "(1 metrics within their limit not listed; --all lists them)" in out
     assert cli.main(["compare", str(base), str(same), "--all"]) == cli.EXIT_OK
-    assert f"UNCHANGED   {TEST} decode_tokens_per_s" in capsys.readouterr().out
+    assert f"WITHIN       {TEST} decode_tokens_per_s" in capsys.readouterr().out
+
+
+def test_inconclusive_warns_or_fails_and_nothing_compared_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
+    noisy = write_run(tmp_path, "noisy", decode=rounds(85, 0.6, seed=2))
+    assert cli.main(["compare", str(base), str(noisy)]) == cli.EXIT_OK
+    assert f"INCONCLUSIVE {TEST} decode_tokens_per_s" in capsys.readouterr().out
+    assert cli.main(["compare", str(base), str(noisy), "--inconclusive=fail"]) == cli.EXIT_REGRESSION
+    capsys.readouterr()
+    other = write_run(tmp_path, "other", quality={"kl_mean": 0.1})
+    assert cli.main(["compare", str(base), str(other)]) == cli.EXIT_USAGE
+    assert "harness: not compared with base: no metric of other has a counterpart" in capsys.readouterr().out
+    assert cli.main(["compare", str(base), str(other), "--no-baseline-ok"]) == cli.EXIT_OK
 
 
 def test_identical_values_read_as_no_change() -> None:
     delta = compare_metric("q", "ppl_ratio", [1.25], [1.25], Thresholds())
-    assert delta.verdict == "unchanged" and delta.note == "identical" and "(0%;" in delta.line()
+    assert delta.verdict == "within" and delta.note == "identical" and "(0%;" in delta.line()
 
 
 def test_a_closed_pipe_keeps_the_verdicts_exit_code(tmp_path: Path) -> None:

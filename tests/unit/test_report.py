@@ -38,7 +38,7 @@ def check(test_id: str, outcome: str = "passed", message: str | None = None, **p
 def results(*tests: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     outcomes = [t["outcome"] for t in tests]
     return {
-        "format": FORMAT, "schema_version": 1,
+        "format": FORMAT, "schema_version": 2,
         "run": {"id": "20261124-100000-model-int4", "started": "2026-11-24T10:00:00+00:00",
                 "finished": "2026-11-24T10:01:00+00:00", "duration_s": 60.0, "exit_status": 1 if "failed" in outcomes
                 else 0, "args": ["--model=model"], "profile": "smoke", "precision": "int4", "seed": None,
@@ -133,7 +133,8 @@ def test_summary_markdown() -> None:
         check("test_precisions.py::test_table", precision_table=PRECISIONS),
         baseline={"path": "a", **comparison.to_dict()}))
     lines = text.splitlines()
-    assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed; 1 metric(s) regressed against a)"
+    assert lines[0] == "## FAILED: model.gguf int4 (2 passed, 1 failed; 1 regression(s) against a)"
+    assert lines.index("### Compared with `a`") < lines.index("### Failures: 1 check, 1 cause")  # after the verdict
     assert "**AssertionError: verdict**" in lines and "1 check: `test_x.py::test_fails`" in lines
     assert "| decode tokens/s (median of the benchmarks) | 100 | |" in lines
     assert "| time to first token, 32-token prompt | 60 ms | |" in lines
@@ -165,6 +166,20 @@ def test_junit(tmp_path: Path) -> None:
     assert failure.text == "full traceback\nAssertionError: verdict"
     bench = suite.find("testcase[@name='test_generation_latency[prompt=32]']/properties")
     assert bench is not None and {p.get("name") for p in bench} >= {"ttft_s", "decode_tokens_per_s"}
+
+
+def test_junit_carries_the_comparisons_outcomes(tmp_path: Path) -> None:
+    """A CI that reads JUnit alone sees regressed and inconclusive, as it sees unstable."""
+    base = latency(32, 0.06, 140.0)
+    base["series"]["decode_tokens_per_s_rounds"] = [139.0, 140.0, 141.0, 140.5, 139.5]
+    comparison = compare_runs(Run(Path("a"), results(base)), Run(Path("b"), results(latency(32, 0.06, 100.0))))
+    path = tmp_path / "junit.xml"
+    write_junit(path, results(latency(32, 0.06, 100.0), baseline={"path": "a", **comparison.to_dict()}), {})
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.find("properties/property[@name='comparison']").get("value") == "regressed"  # type: ignore[union-attr]
+    decode = suite.find("testcase/properties/property[@name='compare:decode_tokens_per_s']")
+    assert decode is not None and str(decode.get("value")).startswith("regression: ")
 
 
 def test_schema_accepts_a_run_and_rejects_a_broken_one() -> None:
