@@ -80,7 +80,8 @@ def _fraction(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0],
                                      epilog="exit codes: 0 no regression, 1 regression, 2 usage error or "
-                                            "nothing compared, 3 internal error", formatter_class=argparse.RawDescriptionHelpFormatter)
+                                            "nothing compared, 3 internal error",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compare = commands.add_parser("compare", help="compare a run with a baseline run")

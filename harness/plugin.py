@@ -24,7 +24,16 @@ from harness import builtins, hookspecs
 from harness.errors import HarnessError, one_line
 from harness.locations import suites_dir
 from harness.profiles import Profile
-from harness.properties import OUTCOME_PROPERTY, UNSTABLE, finding_kind, finding_property
+from harness.properties import (
+    INCONCLUSIVE,
+    OUTCOME_PROPERTY,
+    UNSTABLE,
+    SoftVerdict,
+    finding_kind,
+    finding_property,
+    soft_section,
+    soft_verdict,
+)
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
@@ -293,39 +302,38 @@ def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """The one error path: a ``HarnessError`` raised by any fixture or check is its one line, not a traceback.
 
-    An unstable verdict (``UnstableVerdict``) fails the check with --unstable=fail; with warn it is its
-    own outcome: not failed, and never shown as a plain pass."""
+    A soft verdict (``SoftVerdict``: unstable, inconclusive) fails the check with --unstable=fail or
+    --inconclusive=fail; with warn it is its own outcome: not failed, and never shown as a plain pass."""
     report: pytest.TestReport = yield
     if call.excinfo is None or SESSION_KEY not in item.config.stash:
         return report
     if call.excinfo.errisinstance(HarnessError):
         report.longrepr = one_line(call.excinfo.value)
         return report
-    from harness.checks.stability import UNSTABLE_SECTION, UnstableVerdict
-
-    if not call.excinfo.errisinstance(UnstableVerdict):
+    if not call.excinfo.errisinstance(SoftVerdict):
         return report
-    message = str(call.excinfo.value)
-    report.user_properties.append((OUTCOME_PROPERTY, UNSTABLE))
+    verdict = call.excinfo.value
+    assert isinstance(verdict, SoftVerdict)
+    outcome, message = verdict.outcome, str(verdict)
+    report.user_properties.append((OUTCOME_PROPERTY, outcome))
     harness_config = item.config.stash.get(CONFIG_KEY, None)
-    if harness_config is not None and harness_config.unstable == "fail":
-        report.longrepr = f"{message}\n(--unstable=fail from {harness_config.origins['unstable']})"
+    if harness_config is not None and getattr(harness_config, outcome) == "fail":
+        report.longrepr = f"{message}\n(--{outcome}=fail from {harness_config.origins[outcome]})"
     else:
         report.outcome = "passed"
         report.longrepr = None
-        report.sections.append((UNSTABLE_SECTION, message))
+        report.sections.append((soft_section(outcome), message))
     return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport,
                              config: pytest.Config) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    if report.when != "call" or not report.passed or (OUTCOME_PROPERTY, UNSTABLE) not in report.user_properties:
-        return None  # the common case, without importing the stability module
-    from harness.checks.stability import unstable_message
-
-    if unstable_message(report) is not None:
-        return UNSTABLE, "U", ("UNSTABLE", {"yellow": True})
-    return None
+    if report.when != "call" or not report.passed:
+        return None
+    verdict = soft_verdict(report)
+    if verdict is None:
+        return None
+    return verdict[0], verdict[0][0].upper(), (verdict[0].upper(), {"yellow": True})
 
 
 def reported_findings(report: pytest.TestReport) -> list[tuple[str, str]]:
@@ -334,7 +342,7 @@ def reported_findings(report: pytest.TestReport) -> list[tuple[str, str]]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """List findings (whatever the checks' outcomes) and unstable verdicts, like pytest's short summary."""
+    """List findings (whatever the checks' outcomes) and soft verdicts, like pytest's short summary."""
     reports = [report for reports in terminalreporter.stats.values() for report in reports
                if isinstance(report, pytest.TestReport) and report.when == "call"]
     found = [(report.nodeid, kind, text) for report in reports for kind, text in reported_findings(report)]
@@ -343,19 +351,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for nodeid, kind, text in found:
             terminalreporter.write_line(f"FINDING {kind} {nodeid}")
             terminalreporter.write_line(f"  {text}")
-    unstable = [report for report in terminalreporter.stats.get(UNSTABLE, ()) if isinstance(report, pytest.TestReport)]
-    if not unstable:
-        return
-    from harness.checks.stability import unstable_message
+    for outcome, why in SOFT_EXPLAINED.items():
+        soft = [report for report in terminalreporter.stats.get(outcome, ()) if isinstance(report, pytest.TestReport)]
+        if not soft:
+            continue
+        terminalreporter.section(f"harness: {outcome} verdicts", sep="=", yellow=True)
+        terminalreporter.write_line(f"{why} (--{outcome}=fail makes them fail)")
+        for report in soft:
+            lines = (soft_verdict(report) or ("", ""))[1].splitlines()
+            terminalreporter.write_line(f"{outcome.upper()} {report.nodeid}")
+            for line in lines[:2]:
+                terminalreporter.write_line(f"  {line.strip()}")
 
-    terminalreporter.section("harness: unstable verdicts", sep="=", yellow=True)
-    terminalreporter.write_line("their compute paths disagree: each verdict hangs on a near-tie that another CPU "
-                                "may break either way (--unstable=fail makes them fail)")
-    for report in unstable:
-        lines = (unstable_message(report) or "").splitlines()
-        terminalreporter.write_line(f"UNSTABLE {report.nodeid}")
-        for line in lines[:2]:
-            terminalreporter.write_line(f"  {line.strip()}")
+
+SOFT_EXPLAINED = {UNSTABLE: "their compute paths disagree: each verdict hangs on a near-tie that another CPU may "
+                            "break either way",
+                  INCONCLUSIVE: "the measurement cannot decide: the timing's interval straddles its limit"}
 
 
 def _cases(config: pytest.Config) -> CaseSet:

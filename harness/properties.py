@@ -1,12 +1,38 @@
 """The names of the user properties the harness records on a check and reads back from its report: an outcome
-pytest has no word for (unstable), and findings. One place, so the recorder, the reports and JUnit agree;
-cheap to import (the plugin reads them in every run)."""
+pytest has no word for (unstable, inconclusive), and findings. One place, so the recorder, the reports and JUnit
+agree; cheap to import (the plugin reads them in every run)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 OUTCOME_PROPERTY = "harness_outcome"  # names an outcome pytest does not have
-UNSTABLE = "unstable"  # its value for an unstable verdict (stability.Outcome.UNSTABLE)
+UNSTABLE = "unstable"  # its value for an unstable verdict (compute paths disagree: stability.Outcome.UNSTABLE)
+INCONCLUSIVE = "inconclusive"  # its value for a timing the measurement cannot decide (harness.checks.ab)
+SOFT_OUTCOMES = (UNSTABLE, INCONCLUSIVE)  # each is also the name of the setting that says warn or fail
 FINDING_PREFIX = "harness_finding:"  # harness_finding:<kind>#<n> = the finding's text
+
+
+class SoftVerdict(Exception):
+    """Raised by a check whose verdict is neither a pass nor a failure; the plugin reports it as its own outcome
+    (``outcome``), or as a failure with ``--<outcome>=fail``."""
+
+    outcome: ClassVar[str]
+
+
+def soft_section(outcome: str) -> str:
+    """The report section holding a soft verdict's explanation."""
+    return f"harness: {outcome} verdict"
+
+
+def soft_verdict(report: object) -> tuple[str, str] | None:
+    """(outcome, explanation) of a report's soft verdict, or None when it had none."""
+    properties = getattr(report, "user_properties", ())
+    outcome = next((value for name, value in properties if name == OUTCOME_PROPERTY and value in SOFT_OUTCOMES), None)
+    if outcome is None:
+        return None
+    sections = getattr(report, "sections", ())
+    return outcome, next((text for title, text in sections if title == soft_section(outcome)), "")
 
 
 def finding_property(kind: str, index: int) -> str:

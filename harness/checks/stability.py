@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from harness.properties import OUTCOME_PROPERTY
+from harness.properties import UNSTABLE, SoftVerdict
 from harness.text import clip, first_difference
 
 if TYPE_CHECKING:
@@ -30,11 +30,13 @@ ANSWER_SHOWN = 200  # characters of an answer in a message
 class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
-    UNSTABLE = "unstable"
+    UNSTABLE = UNSTABLE
 
 
-class UnstableVerdict(Exception):
+class UnstableVerdict(SoftVerdict):
     """Raised by a check whose compute paths disagree; the plugin reports it per ``--unstable``."""
+
+    outcome = UNSTABLE
 
 
 @dataclass(frozen=True)
@@ -165,15 +167,3 @@ def _choice(answer: Generation, position: int, decode: Callable[[Sequence[int]],
 def minimum_margin(answers: Sequence[Generation]) -> float | None:
     margins = [m for answer in answers for m in answer.margins]
     return min(margins) if margins else None
-
-
-# -- how an unstable verdict travels in a pytest report (with --unstable=warn it is not a failure) --
-UNSTABLE_SECTION = "harness: unstable verdict"  # report section holding the verdict's explanation
-
-
-def unstable_message(report: object) -> str | None:
-    """The explanation of a report's unstable verdict, or None when the check was not unstable."""
-    properties = getattr(report, "user_properties", ())
-    if (OUTCOME_PROPERTY, Outcome.UNSTABLE.value) not in properties:
-        return None
-    return next((text for title, text in getattr(report, "sections", ()) if title == UNSTABLE_SECTION), "")

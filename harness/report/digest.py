@@ -49,7 +49,7 @@ def verdict_of(results: Mapping[str, Any]) -> Verdict:
     counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no checks ran"
     bad = sum(totals.get(outcome, 0) for outcome in BAD_OUTCOMES)
     regressions = int(baseline.get("regressions", 0) or 0)
-    inconclusive = baseline.get("verdict") in ("inconclusive", "not compared")
+    inconclusive = baseline.get("verdict") in ("inconclusive", "not compared") or bool(totals.get("inconclusive"))
     against = f" against {baseline.get('baseline')}"
     if status == 5 or not counts_total(totals):
         return Verdict("failed", "NO CHECKS RAN", counts)
@@ -66,7 +66,8 @@ def verdict_of(results: Mapping[str, Any]) -> Verdict:
     extra = f"; {regressions} regression(s){against}" if regressions and word != "regressed" else ""
     checks = "FAILED" if status == 1 else "PASSED"  # --inconclusive=fail
     doubt = (f"NOT COMPARED with {baseline.get('baseline')}" if baseline.get("verdict") == "not compared"
-             else f"comparison INCONCLUSIVE{against}")
+             else f"comparison INCONCLUSIVE{against}" if baseline.get("verdict") == "inconclusive"
+             else "timing INCONCLUSIVE")
     headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}: {_worst_change(baseline)}",
                 "inconclusive": f"{checks}, {doubt}", "unstable": "PASSED with unstable verdicts",
                 "passed": "PASSED"}[word]
@@ -143,7 +144,7 @@ class Finding:
 
 def findings_of(results: Mapping[str, Any]) -> list[Finding]:
     """Reported findings (``harness_finding``: the injection verdict, greedy divergence from the reference, ...),
-    known runtime issues (xfails) and unstable verdicts."""
+    known runtime issues (xfails), and unstable and inconclusive verdicts."""
     found: list[Finding] = []
     for test in results["tests"]:
         found += [Finding(f["kind"], test["id"], test["outcome"], f["text"]) for f in test.get("findings", [])]
@@ -154,6 +155,8 @@ def findings_of(results: Mapping[str, Any]) -> list[Finding]:
             text = str(test.get("message") or "") + (f"\nweakest decisions: {'; '.join(map(str, weakest[:3]))}"
                                                      if weakest else "")
             found.append(Finding("unstable verdict", test["id"], "unstable", text))
+        elif test["outcome"] == "inconclusive":
+            found.append(Finding("inconclusive timing", test["id"], "inconclusive", str(test.get("message") or "")))
     return found
 
 

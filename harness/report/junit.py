@@ -61,7 +61,7 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
             for finding in findings:  # a finding shows whatever the outcome (a pass included)
                 ElementTree.SubElement(props, "property", {"name": f"{FINDING_PREFIX}{finding['kind']}",
                                                            "value": finding["text"]})
-            if outcome_property:  # an outcome JUnit has no element for (unstable)
+            if outcome_property:  # an outcome JUnit has no element for (unstable, inconclusive)
                 ElementTree.SubElement(props, "property", {"name": OUTCOME_PROPERTY, "value": str(outcome_property)})
                 ElementTree.SubElement(case, "system-out").text = check["message"] or ""
         message = (check["message"] or "")[:MESSAGE_LIMIT]

@@ -26,10 +26,9 @@ from typing import Any
 
 import pytest
 
-from harness.checks.stability import unstable_message
 from harness.errors import PREFIX
 from harness.gates import Gates
-from harness.properties import finding_kind
+from harness.properties import SOFT_OUTCOMES, finding_kind, soft_verdict
 from harness.report.compare import (
     FORMAT,
     RESULTS_FILE,
@@ -49,7 +48,7 @@ from harness.runtime import finite_number
 from harness.session import HarnessSession
 
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "unstable")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", *SOFT_OUTCOMES)
 DETAILS_LIMIT = 20_000  # characters of a failure's full text kept in results.json
 
 
@@ -100,9 +99,10 @@ class CheckRecord:
         if report.failed:
             self.details += report.longreprtext
         if report.when == "call":
-            unstable = unstable_message(report)
-            if report.passed and unstable is not None:  # --unstable=warn: its own outcome, never a plain pass
-                self.outcome, self.message, self.details = "unstable", unstable[:MESSAGE_LIMIT], unstable
+            soft = soft_verdict(report)
+            if report.passed and soft is not None:  # --unstable/--inconclusive=warn: its own outcome, never a pass
+                self.outcome, explanation = soft
+                self.message, self.details = explanation[:MESSAGE_LIMIT], explanation
                 return
             if report.passed:
                 self.outcome = "xpassed" if xfail else "passed"

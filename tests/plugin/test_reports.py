@@ -145,7 +145,7 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     data = results(folder)
     jsonschema.validate(data, SCHEMA)
     assert data["totals"] == {"passed": 3, "failed": 1, "error": 0, "skipped": 2, "xfailed": 1, "xpassed": 0,
-                              "unstable": 0}
+                              "unstable": 0, "inconclusive": 0}
     assert data["key"]["precision"] == "int4" and data["run"]["profile"] == "smoke"  # type: ignore[index]
     tests = {t["id"]: t for t in data["tests"]}  # type: ignore[attr-defined]
     failed = tests["test_checks.py::test_fails"]
