@@ -36,12 +36,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import __version__
+from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
 from harness.report.compare import (
     KEY_LABELS,
     METRICS,
     RESULTS_FILE,
-    VERDICTS,
     Run,
     Thresholds,
     compare_runs,

@@ -550,6 +550,20 @@ def harness_runtime(pytestconfig: pytest.Config, harness_runtime_loader: ModelLo
     loaded.close()
 
 
+@pytest.fixture(scope="module")
+def harness_ab_runtime(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader) -> Iterator[Runtime | None]:
+    """The --harness-ab baseline model, loaded for the module that asks for it (closed at its end, so that it holds
+    memory only while the benchmarks run); None without the option."""
+    harness = _session(pytestconfig)
+    model = harness.prepare_ab(progress_writer(pytestconfig))
+    if model is None:
+        yield None
+        return
+    loaded = harness_runtime_loader(model)
+    yield loaded
+    loaded.close()
+
+
 class PathsFactory(Protocol):
     def __call__(self, model: PreparedModel, loaded: Runtime | None = None,
                  without_twin: str | None = None) -> AbstractContextManager[ComputePaths]:

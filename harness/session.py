@@ -27,7 +27,7 @@ from harness.build.pipeline import (
     prepare,
 )
 from harness.build.sources import ModelSource, SourceKind, detect_source
-from harness.capacity.memory import Available, available_memory
+from harness.capacity.memory import Available, available_memory, format_size
 from harness.capacity.model_facts import model_facts
 from harness.capacity.plan import (
     MemoryPlan,
@@ -36,8 +36,10 @@ from harness.capacity.plan import (
     built_bytes,
     choose_reference,
     conversion_need,
+    load_bytes,
     longest_prompt_need,
     plan,
+    resident_bytes,
     suite_need,
 )
 from harness.checks.lengths import CONTEXT_MARGIN
@@ -49,6 +51,7 @@ from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.runtime import Runtime
 from harness.settings import HarnessConfig
 
+AB_SUITE = "test_benchmarks.py"  # the suite that times the model under test against the --harness-ab baseline
 PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
 
 
@@ -61,6 +64,8 @@ class HarnessSession:
     store: ModelStore
     cache_hit_at_start: bool
     reference_source: ModelSource | None = None  # the fp32 model parity compares with (None: ONNX-only)
+    ab_source: ModelSource | None = None  # the baseline model the benchmarks time this one against (--harness-ab)
+    ab_model: PreparedModel | None = None
     started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     prepared: PreparedModel | None = None
     levels: dict[int, int] = field(default_factory=dict)  # MatMulNBits nodes per accuracy level, once prepared
@@ -88,7 +93,8 @@ class HarnessSession:
             if not reference.kind.needs_build:
                 raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
-        return cls(config, source, plan, builder, store, hit, reference)
+        ab = None if config.ab is None else _ab_source(config.ab)
+        return cls(config, source, plan, builder, store, hit, reference, ab)
 
     @property
     def precision_label(self) -> str:
@@ -133,6 +139,8 @@ class HarnessSession:
         model_bytes = facts.weight_bytes if built is not None else built_bytes(self.config.precision, source)
         longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
         suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
+        if self.ab_source is not None:  # the benchmarks hold the A/B baseline beside the model under test
+            suites = [self._with_ab(need) if need.phase == AB_SUITE else need for need in suites]
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:
@@ -144,6 +152,16 @@ class HarnessSession:
                                                     model_bytes, available)
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
+
+    def _with_ab(self, need: Need) -> Need:
+        """The benchmark suite's need with the --harness-ab baseline loaded beside the model under test."""
+        assert self.ab_source is not None
+        built = self.ab_model.path if self.ab_model is not None else (
+            None if self.ab_source.kind.needs_build else self.ab_source.path)
+        facts = model_facts(built or self.ab_source.path)
+        weights = facts.weight_bytes if built is not None else built_bytes(self.config.precision, facts)
+        return replace(need, bytes=need.bytes + load_bytes(facts, weights), basis=f"{need.basis}, and the A/B "
+                       f"baseline's {format_size(resident_bytes(facts, weights))} of resident weights")
 
     def reference_seconds(self) -> float:
         """What computing the parity reference will add to this run: none once the cache holds one for this
@@ -188,6 +206,8 @@ class HarnessSession:
             f"({machine['isa_flags'] or 'flags unknown'})",
             f"harness: compute {compute}",
             *(self.memory.lines() if self.memory else []),
+            *([f"harness: A/B: the benchmarks time this model against {self.ab_source.path} (--harness-ab)"]
+              if self.ab_source else []),
             f"harness: reports {self.run_dir}",
         ]
 
@@ -247,6 +267,17 @@ class HarnessSession:
                          HashMemo(self.config.cache_dir / "hashes.json"))
         return self._at_accuracy_level(prepare(plan, self.store, self.builder, self.claim_run_dir(), progress),
                                        progress)
+
+    def prepare_ab(self, progress: Progress) -> PreparedModel | None:
+        """The --harness-ab baseline, built (or found) like the model under test, at its accuracy level."""
+        if self.ab_source is None or self.ab_model is not None:
+            return self.ab_model
+        plan = make_plan(self.ab_source, self.config.precision, self.config.ep, self.builder,
+                         HashMemo(self.config.cache_dir / "hashes.json"))
+        built = prepare(plan, self.store, self.builder, self.claim_run_dir(), progress)
+        self.ab_model = self._at_accuracy_level(built, progress)
+        self.write_provenance()
+        return self.ab_model
 
     def reference_folder(self, progress: Progress) -> Path | None:
         """The reference model as a Hugging Face folder (a GGUF is converted once, cached)."""
@@ -313,6 +344,7 @@ class HarnessSession:
             "accuracy_levels": {str(level): count for level, count in sorted(self.levels.items())},
             "accuracy_level_setting": self.config.accuracy_level,
             "twin_model": str(self.twin_model.path) if self.twin_model else None,
+            "ab_model": str(self.ab_model.path) if self.ab_model else None,
             "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
             "foundry_local_folder": str(self.deployment.folder) if self.deployment else None,
             "budget": self.budget,
@@ -323,3 +355,19 @@ class HarnessSession:
 
     def write_provenance(self) -> None:
         (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance(), indent=2))
+
+
+def _ab_source(path: Path) -> ModelSource:
+    """The --harness-ab baseline: a model (built folder or source), or the model of a run's results.json, which must
+    still be where that run built it."""
+    results = path / "results.json" if path.is_dir() else path
+    if results.name != "results.json" or not results.is_file():
+        return detect_source(path, "--harness-ab")
+    from harness.report.compare import load_run  # the results format; read only for this option
+
+    run = load_run(results)
+    built = run.data.get("provenance", {}).get("built_model")
+    if not built or not Path(built).is_dir():
+        raise SourceError(f"--harness-ab {path}: the model run {run.name} tested is no longer at {built} (a cleared "
+                          "cache?); pass that model itself: --harness-ab=ITS_FOLDER_OR_SOURCE")
+    return detect_source(Path(built), "--harness-ab")

@@ -172,6 +172,11 @@ SETTINGS: tuple[Setting, ...] = (
             "its folder, its results.json, or a folder of runs (the newest earlier one with the same model hash, "
             "precision, accuracy level, EP and machine); a regression beyond the noise fails the run, and an "
             "unreadable, empty or mistyped baseline stops it at start", _path, lambda: None, "PATH"),
+    Setting("ab", "--harness-ab", "time this model against a baseline model in the same run: the baseline's built "
+            "folder, its source (built like this one), or a run's results.json whose model is still in the cache; "
+            "the benchmarks interleave the two, round by round, and a regression beyond the noise of the pairs "
+            "fails the run (the way to gate a new fine-tune against the one in production)", _existing_path,
+            lambda: None, "PATH"),
     Setting("inconclusive", "--inconclusive", "what an inconclusive comparison with the baseline (a timing whose "
             "interval straddles its threshold, too few rounds, a machine not equally busy, or nothing compared) "
             "does: warn (default: its own line and report section) or fail", _choice(UNSTABLE_POLICIES),
@@ -203,6 +208,7 @@ class HarnessConfig:
     cache_dir: Path
     reports_dir: Path
     baseline: Path | None
+    ab: Path | None
     inconclusive: str
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
     model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]

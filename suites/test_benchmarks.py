@@ -9,6 +9,11 @@ prompt prefilled, one token chosen), so no separate one-token benchmark is timed
 times); the token metrics, their p50/p90/p99, the model hash, precision and EP go into each
 benchmark's ``extra_info`` and, per round, into the run report, which ``harness compare`` and
 ``--harness-baseline`` read. Under xdist (``-n N``) this module runs on one worker, timed as usual.
+
+With ``--harness-ab=BASELINE`` each round also times the baseline model on the same prompt and settings, before
+or after this model's call in an order drawn per round (pytest-benchmark's setup and teardown, so its timer sees
+this model's call alone), for at least ``AB_MIN_PAIRS`` rounds. The paired ratios give the verdict
+(``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome (``--inconclusive``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,19 @@ from dataclasses import dataclass
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from harness import Gates, Generation, PreparedModel, Profile, Runtime, SearchOptions
+from harness import (
+    AB_MIN_PAIRS,
+    Gates,
+    Generation,
+    InconclusiveVerdict,
+    Pair,
+    PreparedModel,
+    Profile,
+    Runtime,
+    SearchOptions,
+    judge_pairs,
+    pair_orders,
+)
 from harness.checks import lengths
 from harness.checks.bench import (
     GATES,
@@ -39,6 +56,7 @@ WARMUP_ROUNDS = 1
 # Timing rounds: no margins (they are for verdicts over compute paths, and reading them costs ~0.5% a token).
 FIXED_LENGTH = SearchOptions(max_new_tokens=OUTPUT_TOKENS, min_new_tokens=OUTPUT_TOKENS, margins=False)
 CLOCK_GAP = GATES[0]
+TIMING_LIMIT = "regression_timing_max"  # the gate a timing change is judged by, between runs and within one (A/B)
 PASSAGE = (
     "Small language models answer questions on laptops, phones and edge devices without a network. "
     "Quantization shrinks their weights to four or eight bits, which saves memory and time but can "
@@ -51,6 +69,7 @@ class Measured:
     generations: list[Generation]  # the timed rounds (warm-up left out)
     wall_s: list[float]  # wall time around each of those calls
     resources: Resources
+    pairs: list[Pair]  # with --harness-ab: each timed round with the baseline's generation beside it
 
     @property
     def rounds(self) -> list[RoundMetrics]:
@@ -76,19 +95,53 @@ def _fits(runtime: Runtime, prompt_tokens: int, output_tokens: int) -> None:
 
 
 def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options: SearchOptions,
-             rounds: int) -> Measured:
+             rounds: int, baseline: Runtime | None = None) -> Measured:
     calls: list[tuple[Generation, float]] = []
+    theirs: list[Generation] = []
+    orders = pair_orders(rounds + WARMUP_ROUNDS) if baseline is not None else []
+    ours_first = iter(orders)
+    current_first = True
 
     def one_round() -> None:
         started = time.perf_counter()
         generation = runtime.generate(prompt, options)
         calls.append((generation, time.perf_counter() - started))
 
+    def before() -> None:  # untimed: the baseline's call when it runs first this round
+        nonlocal current_first
+        current_first = next(ours_first)
+        if baseline is not None and not current_first:
+            theirs.append(baseline.generate(prompt, options))
+
+    def after() -> None:  # untimed: the baseline's call when it runs second
+        if baseline is not None and current_first:
+            theirs.append(baseline.generate(prompt, options))
+
     with ResourceSampler() as sampler:
-        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=WARMUP_ROUNDS, iterations=1,
+                           **({"setup": before, "teardown": after} if baseline is not None else {}))
     timed = calls[WARMUP_ROUNDS:] if len(calls) == rounds + WARMUP_ROUNDS else calls  # one call if disabled
     assert sampler.result is not None
-    return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result)
+    pairs = [Pair(ours, base, current_first) for (ours, _), base, current_first
+             in zip(calls[WARMUP_ROUNDS:], theirs[WARMUP_ROUNDS:], orders[WARMUP_ROUNDS:], strict=False)]
+    return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result, pairs)
+
+
+def _judge_ab(measured: Measured, harness_gates: Gates, record_property: Callable[[str, object], None]) -> None:
+    """The A/B verdict: a regression fails the check, an inconclusive verdict is its own outcome."""
+    if not measured.pairs:
+        raise InconclusiveVerdict("no A/B pairs were timed (with --benchmark-disable each benchmark runs once)")
+    verdicts = judge_pairs(measured.pairs, harness_gates[TIMING_LIMIT])
+    record_property("ab_pairs", len(measured.pairs))
+    for verdict in verdicts:
+        record_property(f"ab_{verdict.metric}_ratio", verdict.ratio)
+        record_property(f"ab_{verdict.metric}_verdict", verdict.verdict)
+    lines = "\n".join(verdict.line() for verdict in verdicts)
+    limit = f"(gate {TIMING_LIMIT} {harness_gates[TIMING_LIMIT]:g}, {harness_gates.origins[TIMING_LIMIT]})"
+    worst = verdicts[0].verdict if verdicts else "inconclusive"
+    assert worst != "regression", f"slower than the A/B baseline {limit}:\n{lines}"
+    if worst == "inconclusive":
+        raise InconclusiveVerdict(f"the A/B pairs cannot decide {limit}:\n{lines}")
 
 
 def _record(benchmark: BenchmarkFixture, record_property: Callable[[str, object], None], measured: Measured,
@@ -139,11 +192,13 @@ def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Cal
 def test_generation_latency(
     benchmark: BenchmarkFixture, harness_runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
     harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
-    prompt_tokens: int,
+    harness_ab_runtime: Runtime | None, prompt_tokens: int,
 ) -> None:
     _fits(harness_runtime, prompt_tokens, OUTPUT_TOKENS)
-    measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIXED_LENGTH,
-                        harness_profile.benchmark_rounds)
+    rounds = harness_profile.benchmark_rounds if harness_ab_runtime is None else max(harness_profile.benchmark_rounds,
+                                                                                     AB_MIN_PAIRS)
+    measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIXED_LENGTH, rounds,
+                        harness_ab_runtime)
     produced = [g.output_tokens for g in measured.generations]
     assert all(n == OUTPUT_TOKENS for n in produced), (
         f"the runtime did not honour min_new_tokens = max_new_tokens = {OUTPUT_TOKENS}: the rounds produced "
@@ -152,3 +207,5 @@ def test_generation_latency(
     )
     _record(benchmark, record_property, measured, harness_model)
     _check_clocks(measured, harness_gates, record_property)
+    if harness_ab_runtime is not None:
+        _judge_ab(measured, harness_gates, record_property)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
+from harness.checks.timing import HIGHER_IS_BETTER, VERDICTS, Change, timing_verdict, worsening_interval
 from harness.errors import HarnessError
 from harness.gates import Gate, Gates
 
@@ -61,8 +62,6 @@ TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
 
 Kind = Literal["timing", "quality"]
-Change = Literal["regression", "improvement", "within", "inconclusive"]
-VERDICTS: tuple[Change, ...] = ("regression", "inconclusive", "improvement", "within")  # worst first
 BAD_OUTCOMES = ("failed", "error")
 
 
@@ -72,17 +71,10 @@ class MetricSpec:
     kind: Kind
 
 
-METRICS: dict[str, MetricSpec] = {
-    "ttft_s": MetricSpec(False, "timing"),
-    "tpot_s": MetricSpec(False, "timing"),
-    "latency_s": MetricSpec(False, "timing"),
-    "prefill_tokens_per_s": MetricSpec(True, "timing"),
-    "decode_tokens_per_s": MetricSpec(True, "timing"),
-    "ppl_ratio": MetricSpec(False, "quality"),
-    "kl_mean": MetricSpec(False, "quality"),
-    "top1_agreement": MetricSpec(True, "quality"),
-    "case_score": MetricSpec(True, "quality"),
-}
+KINDS: dict[str, Kind] = {"ttft_s": "timing", "tpot_s": "timing", "latency_s": "timing",
+                          "prefill_tokens_per_s": "timing", "decode_tokens_per_s": "timing", "ppl_ratio": "quality",
+                          "kl_mean": "quality", "top1_agreement": "quality", "case_score": "quality"}
+METRICS = {name: MetricSpec(name in HIGHER_IS_BETTER, kind) for name, kind in KINDS.items()}
 
 
 class CompareError(HarnessError):
@@ -345,19 +337,6 @@ def bootstrap_interval(baseline: Sequence[float], current: Sequence[float], resa
     return percentile(changes, tail), percentile(changes, 1 - tail)
 
 
-def timing_verdict(worse: tuple[float, float], threshold: float) -> tuple[Change, str]:
-    """The outcome of a timing change from the 95% interval of its worsening (a fraction of the baseline)."""
-    low, high = worse
-    if low > threshold:
-        return "regression", f"{low:.1%} to {high:.1%} worse: beyond the {threshold:.0%} limit"
-    if high < -threshold:
-        return "improvement", f"{-high:.1%} to {-low:.1%} better"
-    if high <= threshold:
-        return "within", f"at most {max(high, 0.0):.1%} worse: within the {threshold:.0%} limit"
-    return "inconclusive", (f"{low:.1%} to {high:.1%} worse: the interval straddles the {threshold:.0%} limit "
-                            "(more rounds, a quieter machine, or --harness-ab decide it)")
-
-
 def compare_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
                    thresholds: Thresholds) -> Delta:
     spec = METRICS[metric]
@@ -369,8 +348,7 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
     verdict: Change
     if spec.kind == "timing":
         interval = bootstrap_interval(baseline, current)
-        bounds = sorted(-bound if spec.higher_is_better else bound for bound in interval)
-        verdict, note = timing_verdict((bounds[0], bounds[1]), threshold)
+        verdict, note = timing_verdict(worsening_interval(interval, metric), threshold)
     elif worse > threshold:
         verdict, note = "regression", f"{worse:.1%} worse"
     elif -worse > threshold:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.capacity.memory import GIB, Available
 from harness.capacity.model_facts import model_facts
-from harness.capacity.plan import suite_need
+from harness.capacity.plan import load_bytes, suite_need
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, capped_run
 
@@ -64,3 +65,15 @@ def test_a_suite_whose_copies_cannot_sit_beside_the_session_model_runs_with_it_r
     assert run.returncode == 0, run.output[-3000:]
     assert "harness: test_malformed.py: the session's model released while it runs: test_malformed.py needs " \
            in run.output, run.output[-3000:]
+
+
+def test_the_ab_baseline_is_planned_beside_the_model_under_test(built: HarnessSession) -> None:
+    """--harness-ab loads a second model for the benchmarks: their need holds both."""
+    assert built.prepared is not None
+    unlimited = Available(2**50, "unlimited")
+    alone = built.plan_memory(2048, unlimited).suites["test_benchmarks.py"]
+    both = replace(built, ab_source=built.source, ab_model=built.prepared).plan_memory(2048, unlimited)
+    facts = model_facts(built.prepared.path)
+    assert both.suites["test_benchmarks.py"].bytes == alone.bytes + load_bytes(facts, facts.weight_bytes)
+    assert "and the A/B baseline's" in both.suites["test_benchmarks.py"].basis
+    assert both.suites["test_parity.py"] == built.plan_memory(2048, unlimited).suites["test_parity.py"]  # only there
