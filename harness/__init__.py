@@ -28,6 +28,7 @@ _PUBLIC = {
     "Case": "harness.checks.cases", "CaseSet": "harness.checks.cases",
     "Pair": "harness.checks.ab", "PairedVerdict": "harness.checks.ab", "InconclusiveVerdict": "harness.checks.ab",
     "judge_pairs": "harness.checks.ab", "pair_orders": "harness.checks.ab", "AB_MIN_PAIRS": "harness.checks.ab",
+    "Yardstick": "harness.checks.yardstick",
     "ComputePaths": "harness.checks.stability", "PathJudgement": "harness.checks.stability",
     "PathVerdict": "harness.checks.stability",
     "Settle": "harness.plugin", "ReportFinding": "harness.plugin", "PathsFactory": "harness.plugin",
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from harness.checks.ab import AB_MIN_PAIRS, InconclusiveVerdict, Pair, PairedVerdict, judge_pairs, pair_orders
     from harness.checks.cases import Case, CaseSet
     from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
+    from harness.checks.yardstick import Yardstick
     from harness.deploy.folder import Deployment
     from harness.errors import (
         ConfigError,

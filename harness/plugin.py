@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from harness.checks.cases import CaseSet
     from harness.checks.parity import ReferenceData
     from harness.checks.stability import ComputePaths, PathVerdict
+    from harness.checks.yardstick import Yardstick
     from harness.deploy.folder import Deployment
     from harness.gates import Gates
     from harness.hookspecs import BuilderFactory
@@ -562,6 +563,14 @@ def harness_ab_runtime(pytestconfig: pytest.Config, harness_runtime_loader: Mode
     loaded = harness_runtime_loader(model)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture(scope="session")
+def harness_yardstick() -> Yardstick:
+    """The machine yardstick: a fixed workload the benchmarks time beside each round (``harness.checks.yardstick``)."""
+    from harness.checks.yardstick import Yardstick
+
+    return Yardstick()
 
 
 class PathsFactory(Protocol):

@@ -10,10 +10,13 @@ times); the token metrics, their p50/p90/p99, the model hash, precision and EP g
 benchmark's ``extra_info`` and, per round, into the run report, which ``harness compare`` and
 ``--harness-baseline`` read. Under xdist (``-n N``) this module runs on one worker, timed as usual.
 
-With ``--harness-ab=BASELINE`` each round also times the baseline model on the same prompt and settings, before
-or after this model's call in an order drawn per round (pytest-benchmark's setup and teardown, so its timer sees
-this model's call alone), for at least ``AB_MIN_PAIRS`` rounds. The paired ratios give the verdict
-(``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome (``--inconclusive``).
+Before each round the machine yardstick (``Yardstick``: a fixed int4 workload) is timed, in pytest-benchmark's
+setup, outside its timer; ``harness compare`` divides each round's timings by it, so that the machine's speed
+changing between two runs cancels out. With ``--harness-ab=BASELINE`` each round also times the baseline model on
+the same prompt and settings, before or after this model's call in an order drawn per round (setup or teardown,
+so the timer sees this model's call alone), for at least ``AB_MIN_PAIRS`` rounds. The paired ratios give the
+verdict (``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome
+(``--inconclusive``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from harness import (
     Profile,
     Runtime,
     SearchOptions,
+    Yardstick,
     judge_pairs,
     pair_orders,
 )
@@ -70,6 +74,7 @@ class Measured:
     wall_s: list[float]  # wall time around each of those calls
     resources: Resources
     pairs: list[Pair]  # with --harness-ab: each timed round with the baseline's generation beside it
+    yardstick_s: list[float]  # the machine yardstick's time before each timed round
 
     @property
     def rounds(self) -> list[RoundMetrics]:
@@ -95,10 +100,11 @@ def _fits(runtime: Runtime, prompt_tokens: int, output_tokens: int) -> None:
 
 
 def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options: SearchOptions,
-             rounds: int, baseline: Runtime | None = None) -> Measured:
+             rounds: int, yardstick: Yardstick, baseline: Runtime | None = None) -> Measured:
     calls: list[tuple[Generation, float]] = []
     theirs: list[Generation] = []
-    orders = pair_orders(rounds + WARMUP_ROUNDS) if baseline is not None else []
+    yards: list[float] = []
+    orders = pair_orders(rounds + WARMUP_ROUNDS) if baseline is not None else [True] * (rounds + WARMUP_ROUNDS)
     ours_first = iter(orders)
     current_first = True
 
@@ -107,9 +113,10 @@ def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options
         generation = runtime.generate(prompt, options)
         calls.append((generation, time.perf_counter() - started))
 
-    def before() -> None:  # untimed: the baseline's call when it runs first this round
+    def before() -> None:  # untimed: the yardstick, and the baseline's call when it runs first this round
         nonlocal current_first
         current_first = next(ours_first)
+        yards.append(yardstick.seconds())
         if baseline is not None and not current_first:
             theirs.append(baseline.generate(prompt, options))
 
@@ -118,13 +125,13 @@ def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options
             theirs.append(baseline.generate(prompt, options))
 
     with ResourceSampler() as sampler:
-        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=WARMUP_ROUNDS, iterations=1,
-                           **({"setup": before, "teardown": after} if baseline is not None else {}))
+        benchmark.pedantic(one_round, setup=before, teardown=after, rounds=rounds, warmup_rounds=WARMUP_ROUNDS,
+                           iterations=1)
     timed = calls[WARMUP_ROUNDS:] if len(calls) == rounds + WARMUP_ROUNDS else calls  # one call if disabled
     assert sampler.result is not None
     pairs = [Pair(ours, base, current_first) for (ours, _), base, current_first
              in zip(calls[WARMUP_ROUNDS:], theirs[WARMUP_ROUNDS:], orders[WARMUP_ROUNDS:], strict=False)]
-    return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result, pairs)
+    return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result, pairs, yards[WARMUP_ROUNDS:])
 
 
 def _judge_ab(measured: Measured, harness_gates: Gates, record_property: Callable[[str, object], None]) -> None:
@@ -149,6 +156,8 @@ def _record(benchmark: BenchmarkFixture, record_property: Callable[[str, object]
     """Per-round series and medians into the run report; statistics and provenance into extra_info."""
     rounds = measured.rounds
     series = metric_rounds(rounds)
+    if len(measured.yardstick_s) == len(rounds):  # what harness compare normalizes the timings by
+        series["yardstick_s"] = measured.yardstick_s
     extra: dict[str, object] = {
         "prompt_tokens": rounds[0].prompt_tokens,
         "output_tokens": rounds[0].output_tokens,
@@ -192,13 +201,13 @@ def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Cal
 def test_generation_latency(
     benchmark: BenchmarkFixture, harness_runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
     harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
-    harness_ab_runtime: Runtime | None, prompt_tokens: int,
+    harness_ab_runtime: Runtime | None, harness_yardstick: Yardstick, prompt_tokens: int,
 ) -> None:
     _fits(harness_runtime, prompt_tokens, OUTPUT_TOKENS)
     rounds = harness_profile.benchmark_rounds if harness_ab_runtime is None else max(harness_profile.benchmark_rounds,
                                                                                      AB_MIN_PAIRS)
     measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIXED_LENGTH, rounds,
-                        harness_ab_runtime)
+                        harness_yardstick, harness_ab_runtime)
     produced = [g.output_tokens for g in measured.generations]
     assert all(n == OUTPUT_TOKENS for n in produced), (
         f"the runtime did not honour min_new_tokens = max_new_tokens = {OUTPUT_TOKENS}: the rounds produced "

@@ -18,7 +18,7 @@ import json
 import random
 import statistics
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ GATES = (
 )
 TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
+YARDSTICK = "yardstick_s"  # each benchmark round's machine-yardstick time (harness.checks.yardstick)
 
 Kind = Literal["timing", "quality"]
 BAD_OUTCOMES = ("failed", "error")
@@ -361,6 +362,31 @@ def compare_metric(test: str, metric: str, baseline: Sequence[float], current: S
                  (len(baseline), len(current)))
 
 
+def _yardsticks(baseline: Mapping[str, Any], current: Mapping[str, Any], base_rounds: int,
+                cur_rounds: int) -> tuple[list[float], list[float]] | None:
+    """Both runs' machine-yardstick timings, one per round (None unless both runs have them, round for round)."""
+    base, cur = _samples(baseline, YARDSTICK), _samples(current, YARDSTICK)
+    if base is None or cur is None or (len(base), len(cur)) != (base_rounds, cur_rounds) or min(base + cur) <= 0:
+        return None
+    return base, cur
+
+
+def compare_normalized(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
+                       yardsticks: tuple[Sequence[float], Sequence[float]], thresholds: Thresholds) -> Delta:
+    """A timing compared in the machine yardstick's units: each round's value over its round's yardstick time (a
+    rate times it), so that the machine's speed changing between the runs cancels out. The medians shown stay the
+    measured ones; the change and its interval are the normalized ones."""
+    higher = METRICS[metric].higher_is_better
+
+    def units(values: Sequence[float], yards: Sequence[float]) -> list[float]:
+        return [v * y if higher else v / y for v, y in zip(values, yards, strict=True)]
+
+    delta = compare_metric(test, metric, units(baseline, yardsticks[0]), units(current, yardsticks[1]), thresholds)
+    machine = statistics.median(yardsticks[1]) / statistics.median(yardsticks[0]) - 1
+    return replace(delta, baseline=statistics.median(baseline), current=statistics.median(current),
+                   note=f"{delta.note} (normalized: the machine yardstick ran {percent_change(machine)} in this run)")
+
+
 def inconclusive_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
                         thresholds: Thresholds, why: str) -> Delta:
     """A timing metric whose rounds cannot decide: too few of them, or a machine not equally busy."""
@@ -419,6 +445,9 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Threshold
                 comparison.deltas.append(inconclusive_metric(
                     test_id, metric, base, cur, thresholds,
                     f"{min(len(base), len(cur))} round(s): at least {MIN_ROUNDS} give a noise estimate"))
+            elif spec.kind == "timing" and (yards := _yardsticks(base_tests[test_id], cur_tests[test_id],
+                                                                 len(base), len(cur))):
+                comparison.deltas.append(compare_normalized(test_id, metric, base, cur, yards, thresholds))
             else:
                 comparison.deltas.append(compare_metric(test_id, metric, base, cur, thresholds))
     for test_id in sorted(base_tests.keys() - cur_tests.keys()):

@@ -22,6 +22,8 @@ SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_te
 DELAY = 0.002  # seconds per token of the baseline: 500 tokens/s
 CONFTEST = """
 import os
+
+import pytest
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 
@@ -37,6 +39,18 @@ def make_runtime(path, ep):
 
 def pytest_harness_runtime_factory(config):
     return make_runtime
+
+
+class SteadyYardstick:
+    '''The fakes sleep rather than compute, so the machine's speed does not move them: nor does it this.'''
+
+    def seconds(self):
+        return 0.01
+
+
+@pytest.fixture(scope="session")
+def harness_yardstick():
+    return SteadyYardstick()
 """
 
 

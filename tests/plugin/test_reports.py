@@ -30,6 +30,8 @@ SLEEPS = ("--busy-limit", "100")
 
 CONFTEST = """
 import os
+
+import pytest
 import time
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
@@ -57,6 +59,18 @@ def make_runtime(path, ep):
 
 def pytest_harness_runtime_factory(config):
     return make_runtime
+
+
+class SteadyYardstick:
+    '''The fakes sleep rather than compute, so the machine's speed does not move them: nor does it this.'''
+
+    def seconds(self):
+        return 0.01
+
+
+@pytest.fixture(scope="session")
+def harness_yardstick():
+    return SteadyYardstick()
 """
 
 CHECKS = """

@@ -41,12 +41,13 @@ def rounds(center: float, spread: float, count: int = 5, seed: int = 1) -> list[
 
 def document(name: str, decode: list[float] | None = None, started: str = "2026-11-24T10:00:00+00:00",
              key: dict[str, str] | None = None, quality: dict[str, float] | None = None,
-             busy: float = 2.0, copies: int = 1) -> dict[str, Any]:
+             busy: float = 2.0, copies: int = 1, yardstick: list[float] | None = None) -> dict[str, Any]:
     tests = []
     if decode is not None:
+        series = {"decode_tokens_per_s_rounds": decode, **({"yardstick_s_rounds": yardstick} if yardstick else {})}
         tests += [{"id": TEST if copies == 1 else f"{TEST}-{i}",
                    "metrics": {"decode_tokens_per_s": sorted(decode)[len(decode) // 2], "other_cpu_percent": busy},
-                   "series": {"decode_tokens_per_s_rounds": decode}, "outcome": "passed"} for i in range(copies)]
+                   "series": series, "outcome": "passed"} for i in range(copies)]
     if quality is not None:
         tests.append({"id": "test_parity.py::test_parity", "metrics": quality, "series": {}, "outcome": "passed"})
     return {"format": FORMAT, "schema_version": 2, "run": {"id": name, "started": started},
@@ -163,6 +164,22 @@ def test_timings_from_an_unequally_busy_machine_are_inconclusive_but_quality_is_
                                                              "ppl_ratio": "regression"}
     equally_busy = as_run(document("c", rounds(60, 0.05), busy=50.0))
     assert [d.verdict for d in compare_runs(busy, equally_busy).deltas] == ["within"]
+
+
+def test_the_machine_yardstick_cancels_the_machines_speed_between_runs() -> None:
+    """A machine 30% slower in the second run slows the model and the yardstick alike."""
+    steady, slow_machine = [0.010] * 5, [0.010 / 0.7] * 5
+    base = as_run(document("a", rounds(100, 0.02), yardstick=steady))
+    same_model = as_run(document("b", [v * 0.7 for v in rounds(100, 0.02, seed=4)], yardstick=slow_machine))
+    normalized = compare_runs(base, same_model).deltas[0]
+    assert normalized.verdict == "within", normalized.line()
+    assert normalized.note.endswith("(normalized: the machine yardstick ran +42.9% in this run)")
+    assert normalized.current == pytest.approx(70, rel=0.03)  # the medians shown stay the measured ones
+    raw = compare_runs(as_run(document("a", rounds(100, 0.02))),
+                       as_run(document("b", [v * 0.7 for v in rounds(100, 0.02, seed=4)]))).deltas[0]
+    assert raw.verdict == "regression"  # what the machine's slow-down looks like unnormalized
+    slowed = as_run(document("c", [v * 0.7 * 0.8 for v in rounds(100, 0.02, seed=4)], yardstick=slow_machine))
+    assert compare_runs(base, slowed).deltas[0].verdict == "regression"  # a real 20% on top of it
 
 
 def test_a_check_that_passed_in_the_baseline_and_fails_now_is_a_regression() -> None:
