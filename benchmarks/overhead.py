@@ -15,7 +15,6 @@ Decode tokens/s is (output tokens - 1) / (time of the last token - time of the f
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.checks.ab import median_interval
 from harness.checks.bench import RoundMetrics
 from harness.runtime import GenAIRuntime, SearchOptions
 
@@ -50,14 +50,9 @@ class Overhead:
 
     @property
     def interval(self) -> tuple[float, float]:
-        """A distribution-free interval of at least 95% for the median ratio (order statistics)."""
-        ordered = sorted(self.ratios)
-        count = len(ordered)
-        rank = 0  # the largest rank k with P(Binomial(n, 1/2) <= k - 1) <= 2.5%: [x_(k), x_(n-k+1)] covers 95%
-        while sum(math.comb(count, k) for k in range(rank + 1)) / 2**count <= 0.025:
-            rank += 1
-        cut = max(rank - 1, 0)  # below 6 pairs no interval reaches 95%: the whole range
-        return ordered[cut], ordered[count - 1 - cut]
+        """A distribution-free interval of at least 95% for the median ratio (order statistics); below 6 pairs,
+        where none reaches 95%, the whole range."""
+        return median_interval(self.ratios) or (min(self.ratios), max(self.ratios))
 
     def verdict(self, tolerance: float = TOLERANCE) -> str:
         """``within``, ``outside`` or ``inconclusive`` (see the module's docstring)."""

@@ -117,3 +117,48 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     assert same == cli.EXIT_OK, "two runs of the unchanged model were told apart"
     assert worse == cli.EXIT_REGRESSION
     assert "REGRESSION   test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
+
+
+AB_CONFTEST = """
+import os
+from pathlib import Path
+from harness.testing.faults import SlowedRuntime
+
+
+def make_runtime(path, ep):
+    slowed = Path(path).resolve() == Path(os.environ["AB_UNDER_TEST"]).resolve()
+    return SlowedRuntime(path, float(os.environ["AB_DELAY_S"]) if slowed else 0.0)
+
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
+"""
+
+
+def test_ab_on_the_real_model_never_passes_a_slow_down_nor_fails_an_unchanged_one(
+    pytester: pytest.Pytester, built_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--harness-ab with the default model against a copy of itself, then with a 25% longer TPOT (decode tokens/s
+    20% lower) in the model under test alone: the pairs share the machine, so the unchanged model is within or
+    inconclusive, never regressed, and the slowed one regressed or inconclusive, never within (the fakes' tests
+    pin the exact outcomes; ``benchmarks/timing_power.py`` counts them here)."""
+    pytester.makeconftest(AB_CONFTEST)
+    shutil.copy(suites_dir() / "test_benchmarks.py", pytester.path)
+    production = shutil.copytree(built_path, tmp_path / "production")
+    monkeypatch.setenv("AB_UNDER_TEST", str(built_path))
+
+    def ab(delay_s: float) -> tuple[pytest.RunResult, dict[str, object]]:
+        monkeypatch.setenv("AB_DELAY_S", str(delay_s))
+        result = pytester.runpytest(f"--model={built_path}", "--harness-profile=smoke", f"--harness-ab={production}",
+                                    "test_benchmarks.py::test_generation_latency[prompt=32]")
+        run = max((pytester.path / "reports").glob("*/results.json"), key=lambda p: p.stat().st_mtime_ns)
+        (test,) = json.loads(run.read_text())["tests"]
+        return result, test
+
+    unchanged, test = ab(0.0)
+    assert test["outcome"] in ("passed", "inconclusive"), unchanged.stdout.str()[-3000:]
+    assert test["metrics"]["ab_pairs"] == 10
+    tpot = float(statistics.median(test["series"]["tpot_s_rounds"]))
+    slowed, test = ab(tpot * SLOW_DOWN / (1 - SLOW_DOWN))
+    assert test["outcome"] in ("failed", "inconclusive"), slowed.stdout.str()[-3000:]
+    print(test["message"])
