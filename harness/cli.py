@@ -38,6 +38,7 @@ from pathlib import Path
 from harness import __version__
 from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
+from harness.report import digest
 from harness.report.compare import (
     KEY_LABELS,
     METRICS,
@@ -154,22 +155,25 @@ class History:
         """The table, with as many metric columns as fit in ``line_width`` characters (the rest are named)."""
         names = [clip(run.name, RUN_NAME_WIDTH, mark_counts=True) for run in self.runs]
         width = max(len(name) for name in names)
-        fixed = width + 2 + 5 + 14
+        fixed = width + 2 + 5 + 13 + 14
         shown = max(1, min(len(self.columns), (line_width - fixed) // 12)) if self.columns else 0
-        head = [f"{'run':{width}}  key  passed failed  " + "  ".join(f"{f'[{i}]':>10}" for i in range(1, shown + 1))]
+        head = [f"{'run':{width}}  key  {'verdict':12} passed failed  "
+                + "  ".join(f"{f'[{i}]':>10}" for i in range(1, shown + 1))]
         rows = []
         for run, name, key, values in zip(self.runs, names, self.keys, self.values, strict=True):
             totals = run.data.get("totals", {})
             failed = totals.get("failed", 0) + totals.get("error", 0)
             cells = "  ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values[:shown])
-            rows.append(f"{name:{width}}  {key:3}  {totals.get('passed', 0):6} {failed:6}  {cells}")
+            verdict = digest.verdict_of(run.data).word
+            rows.append(f"{name:{width}}  {key:3}  {verdict:12} {totals.get('passed', 0):6} {failed:6}  {cells}")
         trend = "  ".join(f"{_sparkline([row[i] for row in self.values]):>10}" for i in range(shown))
         legend = [clip(f"[{i}] {metric}  {test}", line_width, mark_counts=True)
                   for i, (metric, test) in enumerate(self.columns[:shown], start=1)]
         if shown < len(self.columns):
             legend.append(f"(+{len(self.columns) - shown} columns too wide to show: pick with --metric, --test)")
         keys = [clip(f"key {letter}: {text}", line_width, mark_counts=True) for letter, text in self.legend.items()]
-        return "\n".join([*head, *rows, f"{'trend':{width}}  {'':3}  {'':6} {'':6}  {trend}", "", *legend, *keys])
+        return "\n".join([*head, *rows, f"{'trend':{width}}  {'':3}  {'':12} {'':6} {'':6}  {trend}", "", *legend,
+                          *keys])
 
 
 def _sparkline(values: Sequence[float | None]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -75,10 +75,11 @@ def _marker(shape: str, x: float, y: float, colour: str, tooltip: str) -> str:
 def line_chart(chart_id: str, title: str, x_label: str, y_label: str, series: Sequence[Series], *,
                x_names: Mapping[float, str] | None = None, from_zero: bool = True, log_x: bool = False,
                gate: Series | None = None, links: Mapping[float, str] | None = None,
-               marked: Collection[float] = (), label_every: int = 1, note: str = "") -> str:
+               marked: Mapping[float, str] | None = None, label_every: int = 1, note: str = "") -> str:
     """An SVG line chart; each point a marker with a tooltip. ``from_zero`` False fits the y axis to the data (a
     drift of a few MB on a plateau of hundreds); ``log_x`` spaces powers of two evenly; ``gate`` is drawn as a
-    dashed limit line; ``links`` makes the x labels links; ``marked`` x values get a red line (a regression);
+    dashed limit line; ``links`` makes the x labels links; ``marked`` x values get a red line titled with their word
+    (a run that failed or regressed); an axis of values that are all at least 0 stays at or above 0;
     ``label_every`` labels every n-th named x value (the rest would overlap)."""
     points = [p for s in series for p in s.points] + list(gate.points if gate else ())
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -89,6 +90,8 @@ def line_chart(chart_id: str, title: str, x_label: str, y_label: str, series: Se
     else:
         x_ticks = _ticks(min(xs), max(xs))
     y_ticks = _ticks(min(0.0, *ys) if from_zero else min(ys), max(ys))
+    if min(ys) >= 0 and min(y_ticks) < 0:  # a rate or a time is never negative: neither is its axis
+        y_ticks = [0.0, *(tick for tick in y_ticks if tick > 0)]
     x0, x1, y0, y1 = min(x_ticks), max(x_ticks), min(y_ticks), max(y_ticks)
     scale = (lambda v: math.log2(v)) if log_x else (lambda v: v)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -121,10 +124,9 @@ def line_chart(chart_id: str, title: str, x_label: str, y_label: str, series: Se
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(gate.points))
         parts.append(f'<polyline class="gate" data-label="{escape(gate.label)}" fill="none" stroke="{GATE_COLOUR}" '
                      f'stroke-width="1.5" stroke-dasharray="4 4" points="{path}"/>')
-    for x in marked:
-        parts.append(f'<line class="regression" x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
-                     'stroke="#b00020" stroke-width="1" stroke-dasharray="2 2"><title>regressed against its '
-                     'baseline</title></line>')
+    for x, word in (marked or {}).items():
+        parts.append(f'<line class="{escape(word)}" x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
+                     f'stroke="#b00020" stroke-width="1" stroke-dasharray="2 2"><title>{escape(word)}</title></line>')
     for index, line in enumerate(series):
         colour, dash = PALETTE[index % len(PALETTE)], DASHES[index % len(DASHES)]
         shape = MARKERS[index % len(MARKERS)]

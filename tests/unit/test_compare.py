@@ -347,6 +347,23 @@ def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytes
     assert html.count('href="./run-20/report.html"') == 2  # the axis label and the runs table
 
 
+def test_history_draws_a_line_per_check_marks_failed_runs_and_lists_the_newest_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_run(tmp_path, "run-20", decode=rounds(100, 0.01), started="2026-11-20T10:00:00+00:00", copies=2)
+    failed = write_run(tmp_path, "run-21", decode=rounds(50, 0.01), started="2026-11-21T10:00:00+00:00", copies=2)
+    data = json.loads((failed / "results.json").read_text())
+    data["tests"][0]["outcome"], data["totals"], data["run"]["exit_status"] = "failed", {"passed": 1, "failed": 1}, 1
+    (failed / "results.json").write_text(json.dumps(data))
+    assert cli.main(["history", str(tmp_path)]) == cli.EXIT_OK
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert [row[:3] for row in rows] == [["run-20", "A", "passed"], ["run-21", "A", "failed"]]
+    html = (tmp_path / "history.html").read_text()
+    assert html.count('class="series"') == 2  # a line per check: never a median over whichever checks ran
+    assert html.count('<line class="failed"') == 1  # the failed run is marked, not left out
+    runs_table = html.split("Runs, newest first")[1]
+    assert runs_table.index("run-21") < runs_table.index("run-20")
+
+
 def test_history_of_a_folder_without_runs_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["history", str(tmp_path)]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.startswith(f"harness: {tmp_path} holds no run with a results.json")
@@ -400,7 +417,7 @@ def test_history_keeps_to_the_terminal_width(tmp_path: Path, monkeypatch: pytest
     assert cli.main(["history", str(tmp_path), "--no-plot"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert "(+2 columns too wide to show: pick with --metric, --test)" in lines
+    assert "(+3 columns too wide to show: pick with --metric, --test)" in lines  # the verdict column took one
 
 
 def test_version_and_gates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
