@@ -367,7 +367,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 SOFT_EXPLAINED = {UNSTABLE: "their compute paths disagree: each verdict hangs on a near-tie that another CPU may "
                             "break either way",
-                  INCONCLUSIVE: "the measurement cannot decide: the timing's interval straddles its limit"}
+                  INCONCLUSIVE: "the measurement cannot decide: a timing's interval straddles its limit, or the rounds "
+                                "are too few"}
 
 
 def _cases(config: pytest.Config) -> CaseSet:
