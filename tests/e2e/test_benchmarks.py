@@ -1,6 +1,6 @@
 """Benchmarks on the real default model: the harness measures decode speed as a bare onnxruntime-genai
-loop does, and ``harness compare`` flags a real 20% slow-down but not a second unchanged run (or, when
-the machine's speed or other processes' load changed between the runs, the test is skipped with the figures)."""
+loop does; ``harness compare`` never passes a real 20% slow-down nor fails a second unchanged run (each may be
+inconclusive); ``--harness-ab`` times the model against a copy of itself in one run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from benchmarks.overhead import TOLERANCE, bare_decode_rate, measure
 from harness import cli
 from harness.locations import suites_dir
-from harness.report.compare import TIMING_GATE, compare_runs, load_run
+from harness.report.compare import compare_runs, load_run
 from harness.testing.faults import SlowedRuntime
 
 pytestmark = pytest.mark.serial  # timings: another test on the other core would move them
@@ -72,26 +72,22 @@ def machine_speed(built_path: Path) -> Callable[[], float]:
     return lambda: statistics.median(bare_decode_rate(model, ids, 64) for _ in range(3))
 
 
-def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
+def test_compare_never_passes_a_real_slow_down_nor_fails_an_unchanged_run(
     pytester: pytest.Pytester, built_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], machine_speed: Callable[[], float],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Runs A (unchanged), S (slowed 20%), B (unchanged), with the machine's speed probed around each.
-
-    On a machine shared with other jobs the speed can drift by 25% between two runs of one model
-    (measured: 156 then 195 decode tokens/s); no comparison of runs can tell that from the model, so
-    when the probes spread more than the timing threshold the test is skipped with them.
-    """
+    """Runs A (unchanged), S (slowed 20%), B (unchanged), compared through the machine yardstick. On a shared
+    machine whose speed drifts between runs no comparison can always tell, but it must never toss a coin: the
+    unchanged pair is within or inconclusive (exit 0), the slowed pair regressed or inconclusive, so that
+    ``--inconclusive=fail`` fails it (how often each happens: ``benchmarks/timing_power.py``)."""
     pytester.makeconftest(CONFTEST)
     shutil.copy(suites_dir() / "test_benchmarks.py", pytester.path)
     monkeypatch.delenv("SLOW_DELAY_S", raising=False)
-    probes = [machine_speed()]
 
     def bench() -> Path:
         result = pytester.runpytest(f"--model={built_path}", "--harness-profile=smoke",
                                     "test_benchmarks.py::test_generation_latency[prompt=32]")
         result.assert_outcomes(passed=1)
-        probes.append(machine_speed())
         return max((pytester.path / "reports").glob("*/results.json"), key=lambda p: p.stat().st_mtime_ns).parent
 
     baseline = bench()
@@ -99,24 +95,16 @@ def test_compare_flags_a_real_slow_down_and_not_an_unchanged_run(
     slowed = bench()
     monkeypatch.delenv("SLOW_DELAY_S")
     unchanged = bench()
-    drift = max(probes) / min(probes) - 1
-    if drift > TIMING_GATE.default:
-        pytest.skip(f"the machine's speed drifted {drift:.0%} during the runs (bare-loop decode tokens/s "
-                    f"{[round(p) for p in probes]}): runs made then do not compare")
-    busy = [delta.note for run in (unchanged, slowed) for delta in compare_runs(load_run(baseline),
-                                                                                 load_run(run)).inconclusive
-            if "not equally busy" in delta.note]
-    if busy:
-        pytest.skip(f"no verdict while other processes' load changed: {busy[0]}")
     capsys.readouterr()
     same = cli.main(["compare", str(baseline), str(unchanged)])
     print(capsys.readouterr().out)
-    worse = cli.main(["compare", str(baseline), str(slowed)])
+    worse = cli.main(["compare", str(baseline), str(slowed), "--inconclusive=fail"])
     out = capsys.readouterr().out
-    print(out, f"machine speed probes {[round(p) for p in probes]}")
+    print(out)
     assert same == cli.EXIT_OK, "two runs of the unchanged model were told apart"
-    assert worse == cli.EXIT_REGRESSION
-    assert "REGRESSION   test_benchmarks.py::test_generation_latency[prompt=32] decode_tokens_per_s" in out
+    assert worse == cli.EXIT_REGRESSION, "a 20% slow-down passed as within its limit"
+    assert "normalized: the machine yardstick ran" in out
+    assert compare_runs(load_run(baseline), load_run(slowed)).verdict in ("regressed", "inconclusive")
 
 
 AB_CONFTEST = """
