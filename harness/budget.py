@@ -194,11 +194,12 @@ class Scaling:
     changes: tuple[str, ...]  # one line per count cut, with what it costs
     suites: dict[str, float] = field(default_factory=dict)  # each shipped suite's predicted seconds, as scaled
     spent_s: float = 0.0  # the budget spent before the fit (the build, the model's load, the speed probe)
-    reserved_s: float = 0.0  # the budget kept for work no count changes (a reference to compute)
+    reserved_s: float = 0.0  # the budget kept for work no count changes (a reference to compute, an A/B baseline)
 
     def lines(self) -> list[str]:
         notes = [f"{self.spent_s:.0f} s spent before the first check" if self.spent_s >= 1 else "",
-                 f"{self.reserved_s:.0f} s kept for the parity reference" if self.reserved_s >= 1 else ""]
+                 f"{self.reserved_s:.0f} s kept for work no count changes (a parity reference to compute, an A/B "
+                 "baseline to time)" if self.reserved_s >= 1 else ""]
         noted = f" ({', '.join(note for note in notes if note)})" if any(notes) else ""
         total = round(self.budget_s + self.spent_s + self.reserved_s, 3)
         head = (f"budget {total:g} s{noted}: {self.pace.describe()}; the {self.profile.name} profile would take "
@@ -258,6 +259,16 @@ def fit(profile: Profile, budget_s: float, pace: Pace, context_length: int, spen
                    reserved_s)
 
 
+def ab_seconds(profile: Profile, context_length: int, pace: Pace) -> float:
+    """What ``--harness-ab`` adds to the benchmark suite: its rounds raised to the A/B floor, each timing the
+    baseline too (taken as fast as the model under test)."""
+    from harness.checks.ab import AB_MIN_PAIRS
+
+    pairs = replace(profile, benchmark_rounds=max(profile.benchmark_rounds, AB_MIN_PAIRS))
+    suite = "test_benchmarks.py"
+    return 2 * predict_suites(pairs, context_length, pace)[suite] - predict_suites(profile, context_length, pace)[suite]
+
+
 @dataclass
 class BudgetClock:
     """``--harness-budget`` through a run. Before each suite the sample counts are fitted again to what is left of
@@ -270,7 +281,7 @@ class BudgetClock:
     profile: Profile  # the profile as registered, before any cut
     context_length: int
     suites: tuple[str, ...]  # the suite modules this run holds, in order
-    cold_s: Mapping[str, float] = field(default_factory=dict)  # seconds a suite adds to compute what is not cached
+    cold_s: Mapping[str, float] = field(default_factory=dict)  # seconds a suite adds that its counts do not change
     scaling: Scaling | None = None  # the latest fit
     started: dict[str, float] = field(default_factory=dict)  # suite -> when it started (monotonic)
     predicted: dict[str, float] = field(default_factory=dict)  # suite -> seconds predicted at its start

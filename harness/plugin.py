@@ -426,7 +426,7 @@ def harness_profile(request: pytest.FixtureRequest, harness_config: HarnessConfi
 
 def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
     """The run's budget clock, made on first use: it measures the model's pace once."""
-    from harness.budget import SMOKE_SUITE_SECONDS, BudgetClock, measure_pace
+    from harness.budget import SMOKE_SUITE_SECONDS, BudgetClock, ab_seconds, measure_pace
 
     harness = _session(request.config)
     if harness.clock is None:
@@ -439,8 +439,10 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
             suites = tuple(name for name in suites if memory.skip_reason(memory.suites.get(name)) is None)
         parity = "test_parity.py" in suites and (memory is None or memory.skip_reason(memory.reference) is None)
         cold = {"test_parity.py": harness.reference_seconds()} if parity else {}
-        harness.clock = BudgetClock(harness.config.budget, harness.opened_at, measure_pace(runtime), profile,
-                                    runtime.info.context_length, suites, cold)
+        pace, context = measure_pace(runtime), runtime.info.context_length
+        if harness.ab_source is not None and "test_benchmarks.py" in suites:
+            cold["test_benchmarks.py"] = ab_seconds(profile, context, pace)
+        harness.clock = BudgetClock(harness.config.budget, harness.opened_at, pace, profile, context, suites, cold)
     return harness.clock
 
 

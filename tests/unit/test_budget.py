@@ -19,6 +19,7 @@ from harness.budget import (
     SECONDS_PER_UNIT,
     BudgetClock,
     Pace,
+    ab_seconds,
     fit,
     measure_pace,
     parse_duration,
@@ -162,3 +163,12 @@ def test_the_pace_is_measured_from_the_models_own_answers(tmp_path: Path) -> Non
             raise RuntimeFailure("the model has no chat template", "")
 
     assert measure_pace(NoTemplate(folder, never_stops=True)).answer_tokens == REFERENCE_ANSWER_TOKENS  # as default
+
+
+def test_an_ab_run_adds_the_baselines_rounds_to_the_benchmarks() -> None:
+    """--harness-ab raises the benchmarks to 10 pairs and times the baseline in each: at smoke's 5 rounds that is
+    2 x the 10-round suite, less the 5-round suite already planned."""
+    suites = predict_suites(SMOKE, CONTEXT, DEFAULT_PACE)
+    ten = predict_suites(replace(SMOKE, benchmark_rounds=10), CONTEXT, DEFAULT_PACE)["test_benchmarks.py"]
+    assert ab_seconds(SMOKE, CONTEXT, DEFAULT_PACE) == pytest.approx(2 * ten - suites["test_benchmarks.py"])
+    assert ab_seconds(SMOKE, CONTEXT, DEFAULT_PACE) > suites["test_benchmarks.py"]
