@@ -260,3 +260,11 @@ class FakeReusedGenerator:
 
     def close(self) -> None:
         self.previous = ""
+
+
+class SteadyYardstick:
+    """The machine yardstick for the fakes: they sleep rather than compute, so the machine's speed does not move
+    them, nor does it this (a real yardstick would add the machine's noise to their comparisons)."""
+
+    def seconds(self) -> float:
+        return 0.01

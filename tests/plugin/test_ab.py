@@ -25,7 +25,7 @@ import itertools
 import os
 
 import pytest
-from harness.testing.fakes import FakeBuilder, FakeRuntime
+from harness.testing.fakes import FakeBuilder, FakeRuntime, SteadyYardstick
 
 
 def pytest_harness_builders(config):
@@ -52,13 +52,6 @@ def make_runtime(path, ep):
 
 def pytest_harness_runtime_factory(config):
     return make_runtime
-
-
-class SteadyYardstick:
-    '''The fakes sleep rather than compute, so the machine's speed does not move them: nor does it this.'''
-
-    def seconds(self):
-        return 0.01
 
 
 @pytest.fixture(scope="session")
