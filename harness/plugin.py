@@ -180,6 +180,16 @@ def _shipped_suites() -> Path:
     return suites_dir().resolve()
 
 
+def _model_of_run(path: Path) -> Path | None:
+    """--harness-ab's model when it names a run (its folder or results.json); None when it names a model."""
+    from harness.report.compare import model_of_run
+
+    try:
+        return model_of_run(path)
+    except HarnessError as exc:
+        raise HarnessError(f"--harness-ab {exc}") from None
+
+
 def _check_ep(ep: str) -> None:
     if ep == "cpu":
         return  # every onnxruntime build has it; skip importing onnxruntime at start-up
@@ -215,7 +225,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_ep(harness_config.ep)
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
         config.stash[FACTORY_KEY] = _runtime_factory(config)
-        harness = HarnessSession.open(harness_config, builders[harness_config.builder](harness_config))
+        ab_model = None if harness_config.ab is None else _model_of_run(harness_config.ab)
+        harness = HarnessSession.open(harness_config, builders[harness_config.builder](harness_config), ab_model)
         refusal = harness.plan_memory(profiles[harness_config.profile].max_prompt_tokens).refusal()
         if refusal is not None:
             raise HarnessError(refusal)

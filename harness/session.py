@@ -81,8 +81,10 @@ class HarnessSession:
     opened_at: float = field(default_factory=time.monotonic)  # where a time budget starts counting
 
     @classmethod
-    def open(cls, config: HarnessConfig, builder: Builder) -> HarnessSession:
-        """Detect the source and plan the build; raises SourceError / ConfigError on bad input."""
+    def open(cls, config: HarnessConfig, builder: Builder, ab_model: Path | None = None) -> HarnessSession:
+        """Detect the source and plan the build; raises SourceError / ConfigError on bad input. ``ab_model``: the
+        --harness-ab baseline's model when ``config.ab`` names a run rather than a model
+        (``harness.report.compare.model_of_run``)."""
         source = detect_source(config.model)
         store = ModelStore(config.cache_dir)
         plan = make_plan(source, config.precision, config.ep, builder, HashMemo(config.cache_dir / "hashes.json"))
@@ -93,7 +95,8 @@ class HarnessSession:
             if not reference.kind.needs_build:
                 raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
-        ab = None if config.ab is None else _ab_source(config.ab)
+        ab_path = ab_model or config.ab
+        ab = None if ab_path is None else detect_source(ab_path, "--harness-ab")
         return cls(config, source, plan, builder, store, hit, reference, ab)
 
     @property
@@ -355,19 +358,3 @@ class HarnessSession:
 
     def write_provenance(self) -> None:
         (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance(), indent=2))
-
-
-def _ab_source(path: Path) -> ModelSource:
-    """The --harness-ab baseline: a model (built folder or source), or the model of a run's results.json, which must
-    still be where that run built it."""
-    results = path / "results.json" if path.is_dir() else path
-    if results.name != "results.json" or not results.is_file():
-        return detect_source(path, "--harness-ab")
-    from harness.report.compare import load_run  # the results format; read only for this option
-
-    run = load_run(results)
-    built = run.data.get("provenance", {}).get("built_model")
-    if not built or not Path(built).is_dir():
-        raise SourceError(f"--harness-ab {path}: the model run {run.name} tested is no longer at {built} (a cleared "
-                          "cache?); pass that model itself: --harness-ab=ITS_FOLDER_OR_SOURCE")
-    return detect_source(Path(built), "--harness-ab")

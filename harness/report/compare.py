@@ -146,6 +146,20 @@ def load_run(path: Path) -> Run:
     return Run(file, data)
 
 
+def model_of_run(path: Path) -> Path | None:
+    """The model a run tested, when ``path`` is a run (its folder or its results.json; None when it is not), which
+    must still be where that run had it built (``--harness-ab=RUN``)."""
+    results = path / RESULTS_FILE if path.is_dir() else path
+    if results.name != RESULTS_FILE or not results.is_file():
+        return None
+    run = load_run(results)
+    built = run.data.get("provenance", {}).get("built_model")
+    if not built or not Path(built).is_dir():
+        raise CompareError(f"{path}: the model run {run.name} tested is no longer at {built} (a cleared cache?); "
+                           "pass that model itself: --harness-ab=ITS_FOLDER_OR_SOURCE")
+    return Path(built)
+
+
 def find_runs(folder: Path) -> tuple[list[Run], list[str]]:
     """Every readable run directly under ``folder`` (oldest first), and one line per unreadable one."""
     runs: list[Run] = []
