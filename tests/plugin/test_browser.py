@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from tests.plugin.test_reports import CHECKS, env, latest, run  # noqa: F401  (env is a fixture)
+from tests.plugin.test_reports import BENCHMARKS, CHECKS, SLOWED, env, latest, run  # noqa: F401  (env: a fixture)
 
 BROWSERS = ("chromium-headless-shell", "chromium")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,6 +37,9 @@ window.addEventListener('load', () => {
     banner_colour: d.querySelector('#verdict') ? w.getComputedStyle(d.querySelector('#verdict')).backgroundColor : '',
     failures: text('#failures'), failures_seen: seen(d.querySelector('#failures pre')),
     findings: text('#findings'), findings_seen: seen(d.querySelector('#findings')),
+    baseline: text('#baseline'), baseline_seen: seen(d.querySelector('#baseline')),
+    sections: [...d.querySelectorAll('section')].filter(seen).sort((a, b) => a.getBoundingClientRect().top -
+      b.getBoundingClientRect().top).map(e => e.id),
     plots: [...d.querySelectorAll('figure svg')].filter(seen).length,
     links: [...d.querySelectorAll('a')].map(a => a.getAttribute('href'))};
   if (w.harnessFilter) {
@@ -108,6 +111,23 @@ def test_a_failing_run_reads_verdict_first_in_a_browser(pytester: pytest.Pyteste
     assert int(str(seen["plots"])) >= 3  # latency, RSS, precision bars: laid out, not hidden
     assert seen["rows_after_filter"] == 1  # the outcome filter leaves the one failed check
     assert all("://" not in str(link) for link in seen["links"]), seen["links"]  # type: ignore[attr-defined]
+    assert proxy[1:] == [], f"the report made network requests: {proxy[1:]}"
+
+
+def test_a_regressed_run_names_the_change_and_shows_the_comparison_next(
+        pytester: pytest.Pytester, env: dict[str, Path], proxy: list[bytes],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    target = (str(env["suite"] / BENCHMARKS.name), "-k", "test_generation_latency and 32")
+    run(pytester, env, *target)
+    baseline = latest(env)
+    monkeypatch.setenv("FAKE_DELAY", str(SLOWED))
+    run(pytester, env, *target, f"--harness-baseline={baseline}", "--gate=compare_other_cpu_diff_max=100")
+    seen = probe(latest(env) / "report.html", proxy)
+    assert str(seen["banner"]).startswith(f"REGRESSED against {baseline.name}: ") and seen["banner_seen"]
+    assert "% in test_benchmarks.py::test_generation_latency[prompt=32]" in str(seen["banner"])
+    assert seen["banner_colour"] == "rgb(176, 0, 32)"  # red
+    assert seen["baseline_seen"] and "regression" in str(seen["baseline"])
+    assert seen["sections"][0] == "baseline", seen["sections"]  # type: ignore[index]  # right under the banner
     assert proxy[1:] == [], f"the report made network requests: {proxy[1:]}"
 
 
