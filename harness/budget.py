@@ -98,7 +98,8 @@ class Pace:
 def measure_pace(runtime: Runtime, probes: int = 3) -> Pace:
     """The loaded model's pace. Decode tokens/s: the median of three 32-token generations after a warm-up (one
     varies by 15% on a shared host; about 0.7 s in all on the default model). Answer length: greedy answers to
-    PACE_CHATS, stopped at ANSWER_PROBE_TOKENS (0.5 s on the default model, 7 s on a 3.9B one that never stops)."""
+    PACE_CHATS, stopped at ANSWER_PROBE_TOKENS (0.5 s on the default model; 48 tokens at 6 tokens/s on a random-init
+    3.9B model that never ends its turn)."""
     import statistics
 
     from harness.errors import RuntimeFailure
