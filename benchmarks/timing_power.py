@@ -11,8 +11,9 @@ generated tokens, a warm-up round):
 - **history**: a baseline run of 5 rounds (the smoke profile's), then a run of 5 rounds of the model under test,
   each round after a machine-yardstick timing, compared by ``harness compare``'s own ``compare_runs``: once on the
   raw timings and once normalized by the yardstick (what the benchmarks record);
-- **A/B**: 10 interleaved pairs of the model under test and a second instance of the unchanged model, in a random
-  order per pair, judged by ``judge_pairs`` (what ``--harness-ab`` does).
+- **A/B**: 10 interleaved pairs of the model under test and a second instance of the unchanged model, loaded after
+  it, in a random order per pair, the model under test's rounds alternating its copy loaded before the baseline and
+  one loaded after it (what ``--harness-ab`` does: ``ABModels``), judged by ``judge_pairs``.
 
 A verdict is the comparison's: regressed when any timing metric regressed, else inconclusive when any was, else
 within. ``loaded`` runs it all again beside a noisy neighbour this script starts: a process that burns one of the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import statistics
 import subprocess
@@ -103,13 +105,15 @@ def as_run(name: str, test: dict[str, Any], yardstick: bool) -> Run:
 class Models:
     current: SlowedRuntime  # the model under test: its delay per token is the slow-down
     baseline: GenAIRuntime  # a second instance of the unchanged model, for A/B
+    current_after: SlowedRuntime  # the model under test loaded again after the baseline, as ABModels has it
     yardstick: Yardstick
     prompt: str
     tpot_s: float
 
     def slow(self, slow_down: float) -> None:
         """Lower decode tokens/s by ``slow_down``: 1 / (tpot + delay) = (1 - slow_down) / tpot."""
-        self.current.delay_per_token_s = self.tpot_s * slow_down / (1 - slow_down)
+        for runtime in (self.current, self.current_after):
+            runtime.delay_per_token_s = self.tpot_s * slow_down / (1 - slow_down)
 
 
 def history_trial(models: Models) -> dict[str, Any]:
@@ -130,9 +134,10 @@ def history_trial(models: Models) -> dict[str, Any]:
 
 def ab_trial(models: Models, pairs: int = AB_MIN_PAIRS) -> dict[str, Any]:
     """``pairs`` interleaved rounds of the model under test and the baseline, judged on the paired ratios."""
-    models.current.generate(models.prompt, OPTIONS)
-    models.baseline.generate(models.prompt, OPTIONS)
-    timed = interleaved(lambda: models.current.generate(models.prompt, OPTIONS),
+    copies = itertools.cycle((models.current, models.current_after))  # the suite alternates them
+    for runtime in (models.current, models.current_after, models.baseline):
+        runtime.generate(models.prompt, OPTIONS)
+    timed = interleaved(lambda: next(copies).generate(models.prompt, OPTIONS),
                         lambda: models.baseline.generate(models.prompt, OPTIONS), pairs)
     verdicts = judge_pairs(timed, Thresholds().timing)
     worst = verdicts[0].verdict
@@ -143,11 +148,12 @@ def ab_trial(models: Models, pairs: int = AB_MIN_PAIRS) -> dict[str, Any]:
 
 def open_models(model_dir: Path) -> Models:
     current, baseline = SlowedRuntime(model_dir, 0.0), GenAIRuntime(model_dir)
+    current_after = SlowedRuntime(model_dir, 0.0)
     prompt = current.decode(current.encode("The history of the printing press " * 16)[:32])
     for _ in range(3):
         current.generate(prompt, OPTIONS)
     tpot = statistics.median(g.tpot or 0.0 for g in (current.generate(prompt, OPTIONS) for _ in range(7)))
-    return Models(current, baseline, Yardstick(), prompt, tpot)
+    return Models(current, baseline, current_after, Yardstick(), prompt, tpot)
 
 
 def table(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -26,8 +26,8 @@ _PUBLIC = {
     "Deployment": "harness.deploy.folder",
     "MemoryPlan": "harness.capacity.plan",
     "Case": "harness.checks.cases", "CaseSet": "harness.checks.cases",
-    "Pair": "harness.checks.ab", "PairedVerdict": "harness.checks.ab", "InconclusiveVerdict": "harness.checks.ab",
-    "judge_pairs": "harness.checks.ab", "pair_orders": "harness.checks.ab", "AB_MIN_PAIRS": "harness.checks.ab",
+    **{name: "harness.checks.ab" for name in ("ABModels", "Pair", "PairedVerdict", "InconclusiveVerdict",
+                                              "judge_pairs", "pair_orders", "AB_MIN_PAIRS")},
     "Yardstick": "harness.checks.yardstick",
     "ComputePaths": "harness.checks.stability", "PathJudgement": "harness.checks.stability",
     "PathVerdict": "harness.checks.stability",
@@ -40,7 +40,15 @@ if TYPE_CHECKING:
     from harness.build.builders import Builder
     from harness.build.pipeline import PreparedModel
     from harness.capacity.plan import MemoryPlan
-    from harness.checks.ab import AB_MIN_PAIRS, InconclusiveVerdict, Pair, PairedVerdict, judge_pairs, pair_orders
+    from harness.checks.ab import (
+        AB_MIN_PAIRS,
+        ABModels,
+        InconclusiveVerdict,
+        Pair,
+        PairedVerdict,
+        judge_pairs,
+        pair_orders,
+    )
     from harness.checks.cases import Case, CaseSet
     from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
     from harness.checks.yardstick import Yardstick

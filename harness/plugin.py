@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from harness.build.buildlog import Progress
     from harness.build.pipeline import PreparedModel
     from harness.capacity.plan import MemoryPlan
+    from harness.checks.ab import ABModels
     from harness.checks.cases import CaseSet
     from harness.checks.parity import ReferenceData
     from harness.checks.stability import ComputePaths, PathVerdict
@@ -566,17 +567,25 @@ def harness_runtime(pytestconfig: pytest.Config, harness_runtime_loader: ModelLo
 
 
 @pytest.fixture(scope="module")
-def harness_ab_runtime(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader) -> Iterator[Runtime | None]:
-    """The --harness-ab baseline model, loaded for the module that asks for it (closed at its end, so that it holds
-    memory only while the benchmarks run); None without the option."""
-    harness = _session(pytestconfig)
-    model = harness.prepare_ab(progress_writer(pytestconfig))
+def harness_ab(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader,
+               harness_model: PreparedModel) -> Iterator[ABModels | None]:
+    """The --harness-ab baseline, and a second copy of the model under test loaded after it (``ABModels``), for the
+    module that asks (closed at its end, so that they hold memory only while the benchmarks run); None without the
+    option."""
+    from harness.checks.ab import ABModels
+    from harness.runtime import SearchOptions
+
+    model = _session(pytestconfig).prepare_ab(progress_writer(pytestconfig))
     if model is None:
         yield None
         return
-    loaded = harness_runtime_loader(model)
-    yield loaded
-    loaded.close()
+    baseline = harness_runtime_loader(model)
+    after = harness_runtime_loader(harness_model)
+    for runtime in (baseline, after):  # a first generation is slower: none of them is timed
+        runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
+    yield ABModels(baseline, after)
+    after.close()
+    baseline.close()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from harness.build.pipeline import (
 )
 from harness.build.sources import ModelSource, SourceKind, detect_source
 from harness.capacity.memory import Available, available_memory, format_size
-from harness.capacity.model_facts import model_facts
+from harness.capacity.model_facts import ModelFacts, model_facts
 from harness.capacity.plan import (
     MemoryPlan,
     Need,
@@ -143,7 +143,7 @@ class HarnessSession:
         longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
         suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
         if self.ab_source is not None:  # the benchmarks hold the A/B baseline beside the model under test
-            suites = [self._with_ab(need) if need.phase == AB_SUITE else need for need in suites]
+            suites = [self._with_ab(need, facts, model_bytes) if need.phase == AB_SUITE else need for need in suites]
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:
@@ -156,15 +156,17 @@ class HarnessSession:
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
 
-    def _with_ab(self, need: Need) -> Need:
-        """The benchmark suite's need with the --harness-ab baseline loaded beside the model under test."""
+    def _with_ab(self, need: Need, facts: ModelFacts, model_bytes: int) -> Need:
+        """The benchmark suite's need with the --harness-ab baseline, and a second copy of the model under test
+        (``ABModels``), loaded beside the session's model."""
         assert self.ab_source is not None
         built = self.ab_model.path if self.ab_model is not None else (
             None if self.ab_source.kind.needs_build else self.ab_source.path)
-        facts = model_facts(built or self.ab_source.path)
-        weights = facts.weight_bytes if built is not None else built_bytes(self.config.precision, facts)
-        return replace(need, bytes=need.bytes + load_bytes(facts, weights), basis=f"{need.basis}, and the A/B "
-                       f"baseline's {format_size(resident_bytes(facts, weights))} of resident weights")
+        baseline = model_facts(built or self.ab_source.path)
+        weights = baseline.weight_bytes if built is not None else built_bytes(self.config.precision, baseline)
+        return replace(need, bytes=need.bytes + load_bytes(baseline, weights) + load_bytes(facts, model_bytes),
+                       basis=f"{need.basis}, the A/B baseline's {format_size(resident_bytes(baseline, weights))} of "
+                             "resident weights and a second copy of the model's")
 
     def reference_seconds(self) -> float:
         """What computing the parity reference will add to this run: none once the cache holds one for this

@@ -14,7 +14,8 @@ Before each round the machine yardstick (``Yardstick``: a fixed int4 workload) i
 setup, outside its timer; ``harness compare`` divides each round's timings by it, so that the machine's speed
 changing between two runs cancels out. With ``--harness-ab=BASELINE`` each round also times the baseline model on
 the same prompt and settings, before or after this model's call in an order drawn per round (setup or teardown,
-so the timer sees this model's call alone), for at least ``AB_MIN_PAIRS`` rounds. The paired ratios give the
+so the timer sees this model's call alone), for at least ``AB_MIN_PAIRS`` rounds; this model's rounds alternate its
+copy loaded before the baseline and one loaded after it (``ABModels``). The paired ratios give the
 verdict (``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome
 (``--inconclusive``).
 """
@@ -31,6 +32,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from harness import (
     AB_MIN_PAIRS,
+    ABModels,
     Gates,
     Generation,
     InconclusiveVerdict,
@@ -100,7 +102,10 @@ def _fits(runtime: Runtime, prompt_tokens: int, output_tokens: int) -> None:
 
 
 def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options: SearchOptions,
-             rounds: int, yardstick: Yardstick, baseline: Runtime | None = None) -> Measured:
+             rounds: int, yardstick: Yardstick, ab: ABModels | None = None) -> Measured:
+    # With A/B, rounds alternate the model's copy loaded before the baseline and the one loaded after it.
+    copies = (runtime,) if ab is None else (runtime, ab.current_after)
+    baseline = None if ab is None else ab.baseline
     calls: list[tuple[Generation, float]] = []
     theirs: list[Generation] = []
     yards: list[float] = []
@@ -109,8 +114,9 @@ def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options
     current_first = True
 
     def one_round() -> None:
+        model = copies[len(calls) % len(copies)]
         started = time.perf_counter()
-        generation = runtime.generate(prompt, options)
+        generation = model.generate(prompt, options)
         calls.append((generation, time.perf_counter() - started))
 
     def before() -> None:  # untimed: the yardstick, and the baseline's call when it runs first this round
@@ -201,13 +207,13 @@ def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Cal
 def test_generation_latency(
     benchmark: BenchmarkFixture, harness_runtime: Runtime, prompt_of: Callable[[int], str], harness_profile: Profile,
     harness_model: PreparedModel, harness_gates: Gates, record_property: Callable[[str, object], None],
-    harness_ab_runtime: Runtime | None, harness_yardstick: Yardstick, prompt_tokens: int,
+    harness_ab: ABModels | None, harness_yardstick: Yardstick, prompt_tokens: int,
 ) -> None:
     _fits(harness_runtime, prompt_tokens, OUTPUT_TOKENS)
-    rounds = harness_profile.benchmark_rounds if harness_ab_runtime is None else max(harness_profile.benchmark_rounds,
-                                                                                     AB_MIN_PAIRS)
+    rounds = harness_profile.benchmark_rounds if harness_ab is None else max(harness_profile.benchmark_rounds,
+                                                                             AB_MIN_PAIRS)
     measured = _measure(benchmark, harness_runtime, prompt_of(prompt_tokens), FIXED_LENGTH, rounds,
-                        harness_yardstick, harness_ab_runtime)
+                        harness_yardstick, harness_ab)
     produced = [g.output_tokens for g in measured.generations]
     assert all(n == OUTPUT_TOKENS for n in produced), (
         f"the runtime did not honour min_new_tokens = max_new_tokens = {OUTPUT_TOKENS}: the rounds produced "
@@ -216,5 +222,5 @@ def test_generation_latency(
     )
     _record(benchmark, record_property, measured, harness_model)
     _check_clocks(measured, harness_gates, record_property)
-    if harness_ab_runtime is not None:
+    if harness_ab is not None:
         _judge_ab(measured, harness_gates, record_property)

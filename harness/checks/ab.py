@@ -19,11 +19,22 @@ from dataclasses import dataclass
 from harness.checks.bench import METRICS, RoundMetrics
 from harness.checks.timing import VERDICTS, Change, timing_verdict, worsening_interval
 from harness.properties import INCONCLUSIVE, SoftVerdict
-from harness.runtime import Generation
+from harness.runtime import Generation, Runtime
 
 AB_MIN_PAIRS = 10  # rounds an A/B benchmark runs at least: 6 is the fewest with a 95% interval, 10 narrows it
 CONFIDENCE = 0.95
 SEED = 20261206  # the order of each pair: random, and the same in every run
+
+
+@dataclass(frozen=True)
+class ABModels:
+    """What an A/B benchmark times: the baseline, and the model under test a second time, loaded after the baseline
+    (the session's copy was loaded before it). Rounds alternate the two copies of the model under test, so that the
+    load order's own effect cancels: of two copies of one model in one process, the one loaded later decoded 2 to 8%
+    faster here, in every order tried (``benchmarks/timing_power.py``'s A/A trials)."""
+
+    baseline: Runtime
+    current_after: Runtime
 
 
 class InconclusiveVerdict(SoftVerdict):

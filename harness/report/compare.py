@@ -339,15 +339,20 @@ def _worsening(baseline: float, current: float, higher_is_better: bool) -> float
 
 
 def bootstrap_interval(baseline: Sequence[float], current: Sequence[float], resamples: int = RESAMPLES,
-                       confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+                       confidence: float = CONFIDENCE, seed: int = 0,
+                       scales: tuple[Sequence[float], Sequence[float]] | None = None) -> tuple[float, float]:
     """Percentile interval of (median(current) - median(baseline)) / median(baseline), resampling the
-    rounds of each run independently; seeded, so one pair of runs always gives one answer."""
+    rounds of each run independently; seeded, so one pair of runs always gives one answer. With ``scales`` (each
+    run's yardstick rounds), each median is first divided by its run's median yardstick time, those rounds
+    resampled too, so that the yardstick's own spread widens the interval."""
     rng = random.Random(seed)
-    changes = sorted(
-        (statistics.median(rng.choices(current, k=len(current))) - (base := statistics.median(
-            rng.choices(baseline, k=len(baseline))))) / base
-        for _ in range(resamples)
-    )
+
+    def median_of(values: Sequence[float], scale: Sequence[float] | None) -> float:
+        value = statistics.median(rng.choices(values, k=len(values)))
+        return value / statistics.median(rng.choices(scale, k=len(scale))) if scale else value
+
+    base_scale, cur_scale = scales or (None, None)
+    changes = sorted(median_of(current, cur_scale) / median_of(baseline, base_scale) - 1 for _ in range(resamples))
     tail = (1 - confidence) / 2
     return percentile(changes, tail), percentile(changes, 1 - tail)
 
@@ -387,18 +392,22 @@ def _yardsticks(baseline: Mapping[str, Any], current: Mapping[str, Any], base_ro
 
 def compare_normalized(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
                        yardsticks: tuple[Sequence[float], Sequence[float]], thresholds: Thresholds) -> Delta:
-    """A timing compared in the machine yardstick's units: each round's value over its round's yardstick time (a
-    rate times it), so that the machine's speed changing between the runs cancels out. The medians shown stay the
-    measured ones; the change and its interval are the normalized ones."""
+    """A timing compared in the machine yardstick's units: each run's median over its median yardstick time (a
+    rate times it), so that the machine's speed changing between the runs cancels out, with the yardstick rounds'
+    spread in the interval. The medians shown stay the measured ones; the change and its interval are the
+    normalized ones."""
     higher = METRICS[metric].higher_is_better
-
-    def units(values: Sequence[float], yards: Sequence[float]) -> list[float]:
-        return [v * y if higher else v / y for v, y in zip(values, yards, strict=True)]
-
-    delta = compare_metric(test, metric, units(baseline, yardsticks[0]), units(current, yardsticks[1]), thresholds)
-    machine = statistics.median(yardsticks[1]) / statistics.median(yardsticks[0]) - 1
-    return replace(delta, baseline=statistics.median(baseline), current=statistics.median(current),
-                   note=f"{delta.note} (normalized: the machine yardstick ran {percent_change(machine)} in this run)")
+    base_y, cur_y = yardsticks
+    # a rate times the yardstick's time is a time divided by it, inverted: resample the inverse for rates
+    scales = ([1 / y for y in base_y], [1 / y for y in cur_y]) if higher else (base_y, cur_y)
+    delta = compare_metric(test, metric, baseline, current, thresholds)
+    interval = bootstrap_interval(baseline, current, scales=scales)
+    ratio = statistics.median(scales[1]) / statistics.median(scales[0])
+    change = (statistics.median(current) / statistics.median(baseline)) / ratio - 1
+    verdict, note = timing_verdict(worsening_interval(interval, metric), thresholds.timing)
+    machine = statistics.median(cur_y) / statistics.median(base_y) - 1
+    return replace(delta, change=change, change_ci=interval, verdict=verdict,
+                   note=f"{note} (normalized: the machine yardstick ran {percent_change(machine)} in this run)")
 
 
 def inconclusive_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],

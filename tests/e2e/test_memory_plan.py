@@ -68,12 +68,13 @@ def test_a_suite_whose_copies_cannot_sit_beside_the_session_model_runs_with_it_r
 
 
 def test_the_ab_baseline_is_planned_beside_the_model_under_test(built: HarnessSession) -> None:
-    """--harness-ab loads a second model for the benchmarks: their need holds both."""
+    """--harness-ab loads the baseline and a second copy of the model under test for the benchmarks."""
     assert built.prepared is not None
     unlimited = Available(2**50, "unlimited")
     alone = built.plan_memory(2048, unlimited).suites["test_benchmarks.py"]
     both = replace(built, ab_source=built.source, ab_model=built.prepared).plan_memory(2048, unlimited)
     facts = model_facts(built.prepared.path)
-    assert both.suites["test_benchmarks.py"].bytes == alone.bytes + load_bytes(facts, facts.weight_bytes)
-    assert "and the A/B baseline's" in both.suites["test_benchmarks.py"].basis
+    assert both.suites["test_benchmarks.py"].bytes == alone.bytes + 2 * load_bytes(facts, facts.weight_bytes)
+    assert "the A/B baseline's 83 MiB of resident weights and a second copy of the model's" in both.suites[
+        "test_benchmarks.py"].basis
     assert both.suites["test_parity.py"] == built.plan_memory(2048, unlimited).suites["test_parity.py"]  # only there
