@@ -29,9 +29,9 @@ SEED = 20261206  # the order of each pair: random, and the same in every run
 @dataclass(frozen=True)
 class ABModels:
     """What an A/B benchmark times: the baseline, and the model under test a second time, loaded after the baseline
-    (the session's copy was loaded before it). Rounds alternate the two copies of the model under test, so that the
-    load order's own effect cancels: of two copies of one model in one process, the one loaded later decoded 2 to 8%
-    faster here, in every order tried (``benchmarks/timing_power.py``'s A/A trials)."""
+    (the session's copy was loaded before it). Rounds alternate the two copies of the model under test: copies of one
+    model in one process decode at speeds of their own, up to 12% apart here (``benchmarks/load_order.py``), a fixed
+    offset the pairs cannot see as noise, and two copies average it down."""
 
     baseline: Runtime
     current_after: Runtime
