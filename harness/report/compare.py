@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.checks import yardstick
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.checks.timing import HIGHER_IS_BETTER, VERDICTS, Change, timing_verdict, worsening_interval
 from harness.errors import HarnessError
@@ -60,7 +61,7 @@ GATES = (
 )
 TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
-YARDSTICK = "yardstick_s"  # each benchmark round's machine-yardstick time (harness.checks.yardstick)
+YARDSTICK = yardstick.METRIC  # each benchmark round's machine-yardstick time
 
 Kind = Literal["timing", "quality"]
 BAD_OUTCOMES = ("failed", "error")
