@@ -65,6 +65,7 @@ YARDSTICK = yardstick.METRIC  # each benchmark round's machine-yardstick time
 
 Kind = Literal["timing", "quality"]
 BAD_OUTCOMES = ("failed", "error")
+BROKEN_MARK = " passed in the baseline"  # what a line of Comparison.broken says after the check's id
 
 
 @dataclass(frozen=True)
@@ -245,10 +246,6 @@ class Delta:
                 f"{_number(self.current)} ({percent_change(self.change)}{ci}; limit {self.threshold:.0%} worse): "
                 f"{self.note}")
 
-    def short(self) -> str:
-        """The metric and the size of its change, for a banner."""
-        return f"{self.metric} {percent_change(self.change)} in {self.test}"
-
 
 @dataclass
 class Comparison:
@@ -359,16 +356,20 @@ def bootstrap_interval(baseline: Sequence[float], current: Sequence[float], resa
 
 
 def compare_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
-                   thresholds: Thresholds) -> Delta:
+                   thresholds: Thresholds, scales: tuple[Sequence[float], Sequence[float]] | None = None) -> Delta:
+    """One metric's verdict; a timing's ``scales`` (each run's yardstick rounds, see ``bootstrap_interval``) make
+    its change and interval the normalized ones, while the medians stay the measured ones."""
     spec = METRICS[metric]
     threshold = thresholds.of(spec.kind)
     base, cur = statistics.median(baseline), statistics.median(current)
     change = (cur - base) / base
+    if scales is not None:
+        change = (cur / base) / (statistics.median(scales[1]) / statistics.median(scales[0])) - 1
     worse = _worsening(base, cur, spec.higher_is_better)
     interval: tuple[float, float] | None = None
     verdict: Change
     if spec.kind == "timing":
-        interval = bootstrap_interval(baseline, current)
+        interval = bootstrap_interval(baseline, current, scales=scales)
         verdict, note = timing_verdict(worsening_interval(interval, metric), threshold)
     elif worse > threshold:
         verdict, note = "regression", f"{worse:.1%} worse"
@@ -401,14 +402,10 @@ def compare_normalized(test: str, metric: str, baseline: Sequence[float], curren
     base_y, cur_y = yardsticks
     # a rate times the yardstick's time is a time divided by it, inverted: resample the inverse for rates
     scales = ([1 / y for y in base_y], [1 / y for y in cur_y]) if higher else (base_y, cur_y)
-    delta = compare_metric(test, metric, baseline, current, thresholds)
-    interval = bootstrap_interval(baseline, current, scales=scales)
-    ratio = statistics.median(scales[1]) / statistics.median(scales[0])
-    change = (statistics.median(current) / statistics.median(baseline)) / ratio - 1
-    verdict, note = timing_verdict(worsening_interval(interval, metric), thresholds.timing)
+    delta = compare_metric(test, metric, baseline, current, thresholds, scales)
     machine = statistics.median(cur_y) / statistics.median(base_y) - 1
-    return replace(delta, change=change, change_ci=interval, verdict=verdict,
-                   note=f"{note} (normalized: the machine yardstick ran {percent_change(machine)} in this run)")
+    return replace(delta, note=f"{delta.note} (normalized: the machine yardstick ran {percent_change(machine)} in "
+                               "this run)")
 
 
 def inconclusive_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],
@@ -442,8 +439,12 @@ def _broken(test_id: str, baseline: Mapping[str, Any], current: Mapping[str, Any
     if baseline.get("outcome") != "passed" or current.get("outcome") not in BAD_OUTCOMES:
         return ""
     message = str(current.get("message") or "").strip().splitlines()
-    return f"{test_id} passed in the baseline, {current['outcome']} now" + (f": {message[0][:200]}" if message
-                                                                            else "")
+    return f"{test_id}{BROKEN_MARK}, {current['outcome']} now" + (f": {message[0][:200]}" if message else "")
+
+
+def broken_check(line: str) -> str:
+    """The check id a line of ``Comparison.broken`` names."""
+    return line.split(BROKEN_MARK, 1)[0]
 
 
 def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Thresholds(),

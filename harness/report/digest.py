@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.report.compare import broken_check
 from harness.text import clip
 
 Test = Mapping[str, Any]
@@ -33,7 +34,7 @@ def _worst_change(baseline: Mapping[str, Any]) -> str:
     """What regressed, for the banner: the first check that broke, else the largest worsening metric."""
     if baseline.get("broken"):
         others = len(baseline["broken"]) - 1
-        check = str(baseline["broken"][0]).split(" passed in the baseline", 1)[0]
+        check = broken_check(str(baseline["broken"][0]))
         return f"{check} fails now" + (f" (and {others} more)" if others else "")
     worse = [d for d in baseline.get("deltas", []) if d.get("verdict") == "regression"]
     if not worse:

@@ -10,6 +10,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from harness.properties import FINDING_PREFIX, OUTCOME_PROPERTY
+from harness.report.compare import broken_check
 
 MESSAGE_LIMIT = 4000  # characters of a failure message kept in the report files
 
@@ -25,7 +26,7 @@ def _comparison_properties(baseline: Mapping[str, Any]) -> dict[str, list[tuple[
     """Per check id, its comparison with the baseline as (``compare:METRIC``, ``VERDICT: why``) properties."""
     found: dict[str, list[tuple[str, str]]] = {}
     for line in baseline.get("broken", []):
-        check = str(line).split(" passed in the baseline", 1)[0]
+        check = broken_check(str(line))
         found.setdefault(check, []).append(("compare:outcome", f"regression: {line}"))
     for delta in baseline.get("deltas", []):
         found.setdefault(str(delta["test"]), []).append((f"compare:{delta['metric']}",
