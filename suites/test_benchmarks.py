@@ -11,12 +11,12 @@ benchmark's ``extra_info`` and, per round, into the run report, which ``harness 
 ``--harness-baseline`` read. Under xdist (``-n N``) this module runs on one worker, timed as usual.
 
 Before each round the machine yardstick (``Yardstick``: a fixed int4 workload) is timed, in pytest-benchmark's
-setup, outside its timer; ``harness compare`` divides each round's timings by it, so that the machine's speed
-changing between two runs cancels out. With ``--harness-ab=BASELINE`` each round also times the baseline model on
-the same prompt and settings, before or after this model's call in an order drawn per round (setup or teardown,
-so the timer sees this model's call alone), for at least ``AB_MIN_PAIRS`` rounds; this model's rounds alternate its
-copy loaded before the baseline and one loaded after it (``ABModels``). The paired ratios give the
-verdict (``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome
+setup, outside its timer; ``harness compare`` divides each run's median timings by the run's median yardstick time,
+so that the machine's speed changing between two runs cancels out. With ``--harness-ab=BASELINE`` each round also
+times the baseline model on the same prompt and settings, before or after this model's call in an order drawn per
+round (setup or teardown, so the timer sees this model's call alone), for at least ``AB_MIN_PAIRS`` rounds; this
+model's rounds alternate its copy loaded before the baseline and one loaded after it (``ABModels``). The paired
+ratios give the verdict (``judge_pairs``): a regression fails the check, an inconclusive one is its own outcome
 (``--inconclusive``).
 """
 
@@ -135,7 +135,7 @@ def _measure(benchmark: BenchmarkFixture, runtime: Runtime, prompt: str, options
                            iterations=1)
     timed = calls[WARMUP_ROUNDS:] if len(calls) == rounds + WARMUP_ROUNDS else calls  # one call if disabled
     assert sampler.result is not None
-    pairs = [Pair(ours, base, current_first) for (ours, _), base, current_first
+    pairs = [Pair(ours, base, first) for (ours, _), base, first
              in zip(calls[WARMUP_ROUNDS:], theirs[WARMUP_ROUNDS:], orders[WARMUP_ROUNDS:], strict=False)]
     return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result, pairs, yards[WARMUP_ROUNDS:])
 
