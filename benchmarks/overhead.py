@@ -125,9 +125,10 @@ def default_model_dir() -> Path:
     from harness.session import HarnessSession
     from harness.settings import resolve
 
-    config = resolve({"reports_dir": tempfile.mkdtemp(prefix="overhead-")}, os.environ, None, {}, "", ROOT)
-    session = HarnessSession.open(config, make_builder(config))
-    return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
+    with tempfile.TemporaryDirectory(prefix="overhead-") as reports:  # the build's log only: the model is cached
+        config = resolve({"reports_dir": reports}, os.environ, None, {}, "", ROOT)
+        session = HarnessSession.open(config, make_builder(config))
+        return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 
 
 def main() -> int:
