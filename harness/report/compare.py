@@ -404,8 +404,8 @@ def compare_normalized(test: str, metric: str, baseline: Sequence[float], curren
     scales = ([1 / y for y in base_y], [1 / y for y in cur_y]) if higher else (base_y, cur_y)
     delta = compare_metric(test, metric, baseline, current, thresholds, scales)
     machine = statistics.median(cur_y) / statistics.median(base_y) - 1
-    return replace(delta, note=f"{delta.note} (normalized: the machine yardstick ran {percent_change(machine)} in "
-                               "this run)")
+    return replace(delta, note=f"{delta.note} (normalized: the machine yardstick's time "
+                               f"{percent_change(machine)} in this run)")
 
 
 def inconclusive_metric(test: str, metric: str, baseline: Sequence[float], current: Sequence[float],

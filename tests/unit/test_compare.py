@@ -173,7 +173,7 @@ def test_the_machine_yardstick_cancels_the_machines_speed_between_runs() -> None
     same_model = as_run(document("b", [v * 0.7 for v in rounds(100, 0.02, seed=4)], yardstick=slow_machine))
     normalized = compare_runs(base, same_model).deltas[0]
     assert normalized.verdict == "within", normalized.line()
-    assert normalized.note.endswith("(normalized: the machine yardstick ran +42.9% in this run)")
+    assert normalized.note.endswith("(normalized: the machine yardstick's time +42.9% in this run)")
     assert normalized.current == pytest.approx(70, rel=0.03)  # the medians shown stay the measured ones
     raw = compare_runs(as_run(document("a", rounds(100, 0.02))),
                        as_run(document("b", [v * 0.7 for v in rounds(100, 0.02, seed=4)]))).deltas[0]
