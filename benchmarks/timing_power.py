@@ -2,6 +2,7 @@
 
     python benchmarks/timing_power.py                       # 20 trials per case, quiet then loaded (about 45 min)
     python benchmarks/timing_power.py --trials 5 --load quiet --out power.jsonl
+    python benchmarks/timing_power.py --table power.jsonl more.jsonl  # the table of saved trials, merged
 
 Each trial compares the default model (int4, built or found in the cache as a session does) with itself,
 unchanged or slowed by 10% or 20% in decode tokens/s (``SlowedRuntime``: a fixed delay after each token, set from
@@ -179,7 +180,13 @@ def main() -> int:
     parser.add_argument("--load", default="quiet,loaded", help="quiet, loaded or both (comma-separated)")
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="append each trial as a JSON line")
+    parser.add_argument("--table", type=Path, nargs="+", default=None, metavar="JSONL",
+                        help="print the table of trials saved by --out (several runs merge) and run nothing")
     args = parser.parse_args()
+    if args.table:
+        rows = [json.loads(line) for path in args.table for line in path.read_text(encoding="utf-8").splitlines()]
+        print("\n".join(table(rows)))
+        return 0
     models = open_models(args.model_dir or default_model_dir())
     delays = [round(models.tpot_s * s / (1 - s) * 1e3, 3) for s in SLOW_DOWNS]
     print(f"TPOT {models.tpot_s * 1e3:.2f} ms: delays {delays} ms per token", flush=True)
