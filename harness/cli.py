@@ -13,9 +13,11 @@ Exit codes:
        properties that differ, no metric in common: the reason is printed)
     1  a regression: a check that passed in the baseline fails now, or a metric whose whole 95% interval is worse
        than its threshold; with --inconclusive=fail also an inconclusive metric
-    2  usage error: bad arguments, a missing, unreadable or empty baseline or run, a run compared with itself, or
-       a comparison that compared nothing (without --no-baseline-ok)
-    3  internal error: a bug in the harness (the traceback is printed)
+    2  usage error, one line on stderr: bad arguments, a missing, unreadable or empty baseline or run, one that does
+       not follow the results schema (the line names the field), a run compared with itself, a --plot or --out
+       folder that does not exist or cannot be written, or a comparison that compared nothing (without
+       --no-baseline-ok)
+    3  internal error: a bug in the harness (the traceback is printed); bad input never exits 3
 
 A closed pipe (``harness compare A B | head -1``) is not an error: the exit code stays the verdict's.
 """
@@ -34,6 +36,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, NoReturn
 
 from harness import __version__
 from harness.checks.timing import VERDICTS
@@ -68,21 +71,51 @@ class UsageError(HarnessError):
 Output = tuple[int, list[str]]  # a command's exit code and the lines it prints on stdout
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (``harness compare: argument --last: ...``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {' '.join(message.split())} (`{self.prog} --help` lists the arguments)\n")
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write a fraction such as 0.1 for 10%") from None
-    if not 0 < value < 10:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 (0.1 means 10%)")
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a number; write a fraction such as 0.1 for "
+                                         "10%") from None
+    if not 0 < value < 10:  # NaN too
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is not a fraction above 0 and below 10 (0.1 means 10%)")
+    return value
+
+
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a number; write percentage points such as "
+                                         "15") from None
+    if not 0 <= value <= 100:  # NaN too
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is not between 0 and 100 percentage points")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a whole number; write how many runs, such as "
+                                         "10") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is not 1 or more; leave --last out to show every run")
     return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0],
-                                     epilog="exit codes: 0 no regression, 1 regression, 2 usage error or "
-                                            "nothing compared, 3 internal error",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="harness", description=__doc__.split("\n\n")[0],
+                     epilog="exit codes: 0 no regression, 1 regression, 2 usage error or nothing compared, 3 internal "
+                            "error",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compare = commands.add_parser("compare", help="compare a run with a baseline run")
@@ -93,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"largest worsening of a token metric beyond the noise (default {defaults.timing})")
     compare.add_argument("--quality-threshold", type=_fraction, default=defaults.quality, metavar="FRACTION",
                          help=f"largest worsening of a quality score (default {defaults.quality})")
-    compare.add_argument("--busy-limit", type=float, default=defaults.busy, metavar="POINTS",
+    compare.add_argument("--busy-limit", type=_points, default=defaults.busy, metavar="POINTS",
                          help="compare timings only when the CPU other processes used during the two runs' "
                               f"benchmarks differs by at most this many percentage points (default {defaults.busy:g})")
     compare.add_argument("--ignore-key", action="append", default=[], choices=sorted(KEY_LABELS),
@@ -115,9 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"metric to show (repeatable; default decode_tokens_per_s, ttft_s and the quality "
                               f"scores present); one of {', '.join(METRICS)}")
     history.add_argument("--test", default="", metavar="TEXT", help="only checks whose id contains TEXT")
-    history.add_argument("--last", type=int, default=0, metavar="N", help="only the last N runs")
+    history.add_argument("--last", type=_count, default=None, metavar="N", help="only the last N runs (N >= 1)")
     history.add_argument("--plot", type=Path, default=None, metavar="FILE",
-                         help="where to draw the trends (default FOLDER/history.html)")
+                         help="where to draw the trends, in an existing folder (default FOLDER/history.html)")
     history.add_argument("--no-plot", action="store_true", help="print the table only")
     gates = commands.add_parser("gates", help="list every gate with its default, value and source")
     gates.add_argument("--pyproject", type=Path, default=None, metavar="FILE",
@@ -131,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--harness-memory", dest="memory", default=None, metavar="SIZE",
                        help="the memory the build may use (default: what this machine has available)")
     build.add_argument("--out", type=Path, default=None, metavar="DIR",
-                       help="also lay the built files out in DIR (hard links where the disk allows)")
+                       help="also lay the built files out in DIR (hard links where the disk allows); created "
+                            "when missing, in a folder that exists")
     return parser
 
 
@@ -212,7 +246,11 @@ def _compare(args: argparse.Namespace) -> Output:
     current = load_run(args.current)
     if args.no_baseline_ok and _no_baseline_yet(args.baseline, current):
         return EXIT_OK, [f"harness: not compared: no baseline yet ({args.baseline} holds no run)"]
-    baseline, why = pick_baseline(args.baseline, current.key, before=current.started, exclude=current.path.parent)
+    skipped: list[str] = []
+    baseline, why = pick_baseline(args.baseline, current.key, before=current.started, exclude=current.path.parent,
+                                  skipped=skipped)
+    for problem in skipped:
+        print(f"harness: skipped {problem}", file=sys.stderr)
     if baseline is None:
         return (EXIT_OK if args.no_baseline_ok else EXIT_USAGE), [f"harness: not compared: {why}"]
     if same_run(baseline, current):
@@ -242,22 +280,27 @@ def _compare(args: argparse.Namespace) -> Output:
 def _no_baseline_yet(path: Path, current: Run) -> bool:
     """No baseline exists yet: the path is missing, or a folder holding no run but the current one (a folder with
     an unreadable run is not that: it is broken)."""
-    if not path.exists():
-        return True
-    if not path.is_dir() or (path / RESULTS_FILE).exists():
-        return False
+    try:
+        if not path.exists():
+            return True
+        if not path.is_dir() or (path / RESULTS_FILE).exists():
+            return False
+    except OSError:
+        return False  # pick_baseline says why it cannot be read
     own = current.path.resolve()
     return all(found.resolve() == own for found in path.glob(f"*/{RESULTS_FILE}"))
 
 
 def _history(args: argparse.Namespace) -> Output:
     folder: Path = args.folder
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise UsageError(f"{folder} is not a folder; pass the reports folder (one folder per run)")
+    if args.plot is not None and not args.no_plot and (problem := _unwritable(args.plot)):
+        raise UsageError(f"--plot {args.plot}: {problem}; pass a file in an existing, writable folder, or --no-plot")
     runs, problems = find_runs(folder)
     for problem in problems:
         print(f"harness: skipped {problem}", file=sys.stderr)
-    runs = runs[-args.last:] if args.last > 0 else runs
+    runs = runs[-args.last:] if args.last is not None else runs
     if not runs:
         raise UsageError(f"{folder} holds no run with a results.json; a finished pytest session writes "
                          "one into reports/<run>/")
@@ -265,10 +308,38 @@ def _history(args: argparse.Namespace) -> Output:
     lines = [table.text(shutil.get_terminal_size((120, 24)).columns)]
     if not args.no_plot and table.columns:
         plot: Path = args.plot or folder / "history.html"
-        plot.write_text(render_history(runs, table.keys, table.columns, table.values, table.legend, plot.parent),
-                        encoding="utf-8")
+        page = render_history(runs, table.keys, table.columns, table.values, table.legend, plot.parent)
+        try:
+            plot.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot draw the trends into {plot} ({exc.strerror or exc}); pass --plot FILE in a "
+                             "writable folder, or --no-plot") from None
         lines.append(f"harness: trends drawn in {plot}")
     return EXIT_OK, lines
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a loop of links
+        return False
+
+
+def _unwritable(file: Path) -> str:
+    """Why ``file`` cannot be written, as far as one can tell before writing ("" when it can)."""
+    try:
+        if file.is_dir():
+            return "is a folder; name a file in it"
+        folder = file.parent
+        if not folder.exists():
+            return f"the folder {folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        if not os.access(folder, os.W_OK):
+            return f"the folder {folder} is not writable"
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    return ""
 
 
 def _gates(args: argparse.Namespace) -> Output:
@@ -277,11 +348,11 @@ def _gates(args: argparse.Namespace) -> Output:
     from harness.settings import read_pyproject_table
 
     pyproject = args.pyproject or _nearest_pyproject()
-    if pyproject is not None and not pyproject.is_file():
-        raise UsageError(f"--pyproject {pyproject}: no such file")
+    document = {} if pyproject is None else _read_pyproject(pyproject, "--pyproject" if args.pyproject else
+                                                             "the nearest pyproject.toml")
     declared = declare([builtin_gates()])
     table = read_pyproject_table(pyproject).get("gates", {})
-    ini = _pyproject_ini_gates(pyproject)
+    ini = _pyproject_ini_gates(document)
     gates = resolve_gates(declared, [], {k: v for k, v in table.items() if k in declared},
                           f"[tool.harness.gates] in {pyproject}",
                           [line for line in ini if line.partition("=")[0].strip() in declared],
@@ -298,11 +369,30 @@ def _gates(args: argparse.Namespace) -> Output:
     return EXIT_OK, lines
 
 
-def _pyproject_ini_gates(pyproject: Path | None) -> list[str]:
+def _read_pyproject(pyproject: Path, flag: str) -> dict[str, Any]:
+    """The pyproject.toml, with the tables the gates are read from checked to be tables (a one-line UsageError)."""
+    try:
+        if not pyproject.is_file():
+            raise UsageError(f"{flag} {pyproject}: no such file; pass the project's pyproject.toml")
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise UsageError(f"{flag} {pyproject} is not a readable TOML file ({reason}); fix it") from None
+    node: Any = document
+    for depth, name in enumerate(("tool", "pytest", "ini_options")):
+        node = node.get(name, {})
+        if not isinstance(node, dict):
+            where = ".".join(("tool", "pytest", "ini_options")[:depth + 1])
+            raise UsageError(f"{flag} {pyproject}: [{where}] is not a table; fix it")
+    if not isinstance(harness := document.get("tool", {}).get("harness", {}), dict) or not isinstance(
+            harness.get("gates", {}), dict):
+        raise UsageError(f"{flag} {pyproject}: [tool.harness] and [tool.harness.gates] must be tables; fix them")
+    return document
+
+
+def _pyproject_ini_gates(document: dict[str, Any]) -> list[str]:
     """``harness_gates`` lines of pyproject's [tool.pytest.ini_options] (the ini file a run reads there)."""
-    if pyproject is None:
-        return []
-    options = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+    options = document.get("tool", {}).get("pytest", {})
     lines = options.get("ini_options", {}).get("harness_gates", [])
     return [str(line) for line in (lines if isinstance(lines, list) else str(lines).splitlines()) if str(line).strip()]
 
@@ -319,6 +409,8 @@ def _build(args: argparse.Namespace) -> Output:
     from harness.session import HarnessSession
     from harness.settings import resolve
 
+    if args.out is not None and (problem := _unmakeable(args.out)):
+        raise UsageError(f"--out {args.out}: {problem}; pass a folder to create in an existing, writable one")
     pyproject = _nearest_pyproject()
     cli = {name: getattr(args, name) for name in ("model", "precision", "builder", "cache_dir", "memory")}
     config = resolve(cli, os.environ, pyproject, {}, "", pyproject.parent if pyproject else Path.cwd())
@@ -331,12 +423,31 @@ def _build(args: argparse.Namespace) -> Output:
         raise UsageError(refusal)
     built = session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr, flush=True)).path
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for item in built.iterdir():
-            if item.is_file() and not item.name.startswith("."):
-                link_or_copy(item, args.out / item.name)
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+            for item in built.iterdir():
+                if item.is_file() and not item.name.startswith("."):
+                    link_or_copy(item, args.out / item.name)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: the files could not be laid out ({exc.strerror or exc}); the build "
+                             f"is in {built}") from None
         built = args.out
     return EXIT_OK, [str(built)]
+
+
+def _unmakeable(folder: Path) -> str:
+    """Why ``folder`` cannot be used or created, as far as one can tell before ("" when it can)."""
+    try:
+        if folder.exists():
+            return "" if folder.is_dir() else "is not a folder"
+        existing = next(parent for parent in folder.absolute().parents if parent.exists())
+        if not existing.is_dir():
+            return f"{existing} is not a folder"
+        if not os.access(existing, os.W_OK):
+            return f"the folder {existing} is not writable"
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    return ""
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Output]] = {"compare": _compare, "history": _history,

@@ -14,9 +14,12 @@ case score) repeat exactly with greedy decoding, so they are compared with the t
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import random
 import statistics
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,10 +30,22 @@ from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.checks.timing import HIGHER_IS_BETTER, VERDICTS, Change, timing_verdict, worsening_interval
 from harness.errors import HarnessError
 from harness.gates import Gate, Gates
+from harness.locations import fixtures_dir
+from harness.text import clip
 
 FORMAT = "onnx-slm-harness-results"
 SCHEMA_VERSION = 2  # 2: a comparison verdict of within or inconclusive (1 said unchanged), broken checks
 RESULTS_FILE = "results.json"
+SCHEMA_FILE = "results.schema.json"  # in fixtures/schemas/
+# What a reader needs of a run, by where it is in the schema: the schema requires every field a session writes (of
+# its version), a reader only these; every other field that is present must have the schema's type.
+READ_REQUIRED: dict[tuple[str, ...], list[str]] = {
+    (): ["format", "schema_version", "run", "key", "tests"],
+    ("properties", "run"): ["id", "started"],
+    ("properties", "tests", "items"): ["id"],
+    ("properties", "totals"): [],
+    ("properties", "key"): [],  # a key property missing reads as one that differs: the comparison says so
+}
 MIN_ROUNDS = 3  # fewer rounds give no usable noise estimate
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -46,7 +61,7 @@ GATES = (
          "Measured on the default model (int4, cpu, smoke: 5 rounds, 64 output tokens), 2 cores shared with "
          "3 other workers, three tries of `pytest -s tests/e2e/test_benchmarks.py -k compare`: two unchanged "
          "runs differed by -1.1%, -4.2%, -3.4% in decode tokens/s; a 20% slow-down (0.25 x TPOT of delay per "
-         "token) measured -21.3%, -24.4%, -24.1%; 10% lies between (re-measure on a quiet machine)"),
+         "token) measured -21.3%, -24.4%, -24.1%; 10% lies between (re-measure on a quiet machine)", "(0, inf)"),
     Gate("regression_quality_max", 0.02, "max", "",
          "largest worsening of a quality score (ppl_ratio, kl_mean, top1_agreement, case_score) between "
          "a baseline and this run, as a fraction of the baseline; greedy decoding makes these repeat "
@@ -57,7 +72,7 @@ GATES = (
          "it the comparison says the machine was not equally busy instead of giving a verdict. Measured on "
          "2 cores shared with 3 other workers (fp32 build of the default model, repeated `pytest "
          "suites/test_benchmarks.py -k 'test_generation_latency and 32'`): runs 11 points apart agreed within "
-         "4% in decode tokens/s, runs 38 points apart (69% and 31%) differed by 45%"),
+         "4% in decode tokens/s, runs 38 points apart (69% and 31%) differed by 45%", "[0, 100]"),
 )
 TIMING_GATE, QUALITY_GATE, BUSY_GATE = GATES
 BUSY_METRIC = "other_cpu_percent"
@@ -123,29 +138,140 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
-    """A run from its folder or its results.json; one-line CompareError on anything else."""
-    file = path / RESULTS_FILE if path.is_dir() else path
-    if not path.exists():
-        raise CompareError(f"{path}: no such file or folder; pass a run folder (reports/<run>/) "
-                           f"or its {RESULTS_FILE}")
-    if not file.is_file():
-        raise CompareError(f"{path} has no {RESULTS_FILE}; pass a run folder (reports/<run>/) written by "
-                           "a finished harness session")
+    """A run from its folder or its results.json, checked against the results schema (every field present has its
+    type, every number is finite); a one-line CompareError on anything else, naming the field."""
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{file} is not readable JSON ({exc}); rerun the session to rewrite it") from None
+        file = path / RESULTS_FILE if path.is_dir() and path.name != RESULTS_FILE else path
+        if not path.exists():
+            raise CompareError(f"{path}: no such file or folder; pass a run folder (reports/<run>/) "
+                               f"or its {RESULTS_FILE}")
+        if file.is_dir():
+            raise CompareError(f"{file} is a folder, not a file; pass a run folder (reports/<run>/) written by a "
+                               "finished harness session, or its results.json")
+        if not file.is_file():
+            raise CompareError(f"{path} has no {RESULTS_FILE}; pass a run folder (reports/<run>/) written by "
+                               "a finished harness session")
+        text = file.read_bytes()
+    except OSError as exc:
+        raise CompareError(f"{path} cannot be read ({exc.strerror or exc}); check the path") from None
+    if not text.strip():
+        raise CompareError(f"{file} is not readable JSON: it is empty ({len(text)} bytes: a full disk, or a session "
+                           "killed while writing it); rerun the session, or pass another run")
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise CompareError(f"{file} is not readable JSON ({clip(_one_line(exc), 160)}); rerun the session to "
+                           "rewrite it, or pass another run") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CompareError(f"{file} is not a harness results file (no \"format\": \"{FORMAT}\")")
     version = data.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise CompareError(f"{file} has results schema version {version!r}; this harness reads up to "
                            f"{SCHEMA_VERSION}: upgrade onnx-slm-harness to compare it")
-    missing = [name for name in ("run", "key", "tests") if name not in data]
-    if missing:
-        raise CompareError(f"{file} lacks {', '.join(missing)}; it does not follow results schema "
-                           f"{version}")
+    problem = schema_problem(data)
+    if problem:
+        shown = version if type(version) is int and 1 <= version <= SCHEMA_VERSION else SCHEMA_VERSION
+        raise CompareError(f"{file}: {problem} (results schema {shown}, fixtures/schemas/{SCHEMA_FILE}): pass a "
+                           "results.json as a harness session wrote it, or rerun that session")
     return Run(file, data)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@functools.cache
+def _validator() -> Any:
+    """The results schema as a reader checks it (``READ_REQUIRED``; numbers finite), compiled once."""
+    import jsonschema  # here: the plugin's entry point stays light until a run is read
+
+    schema = json.loads((fixtures_dir() / "schemas" / SCHEMA_FILE).read_text(encoding="utf-8"))
+    for where, names in READ_REQUIRED.items():
+        functools.reduce(lambda node, step: node[step], where, schema)["required"] = names
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine("number", lambda _checker, value: _finite(value))
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def _finite(value: object) -> bool:
+    """A JSON number the comparison can compute with: not a bool, NaN, infinite, or an integer beyond a float."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def schema_problem(data: object) -> str:
+    """The first place where ``data`` breaks the results schema as a reader checks it, as ``FIELD PROBLEM``
+    (e.g. ``tests[3].metrics.ttft_s is "fast", not a finite number``); "" when it follows it."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is None:
+        return ""
+    where: list[str | int] = list(error.absolute_path)
+    value, expected = error.instance, error.validator_value
+    if error.validator == "required":
+        missing = next((name for name in expected if name not in value), "?")
+        return f"{_field([*where, missing])} is missing"
+    if error.validator in ("oneOf", "anyOf"):  # each choice a type ({"type": "null"} or an object): name them
+        expected = [kind for choice in error.context if choice.validator == "type" and not choice.relative_path
+                    for kind in _listed(choice.validator_value)]
+    if error.validator == "type" or (error.validator in ("oneOf", "anyOf") and expected):
+        return f"{_field(where)} is {_shown(value)}, not {' or '.join(_KINDS.get(k, k) for k in _listed(expected))}"
+    if error.validator in ("enum", "const"):
+        allowed = [json.dumps(v) for v in (expected if error.validator == "enum" else [expected])]
+        return f"{_field(where)} is {_shown(value)}, not {_one_of(allowed)}"
+    if error.validator == "not":
+        return f"{_field(where)} is {_shown(value)}, which this schema version does not allow"
+    if error.validator == "minimum":
+        return f"{_field(where)} is {_shown(value)}, below its minimum {expected}"
+    return f"{_field(where)}: {clip(' '.join(error.message.split()), 120)}"
+
+
+def _listed(kinds: object) -> list[str]:
+    return [kinds] if isinstance(kinds, str) else [str(kind) for kind in kinds] if isinstance(kinds, list) else []
+
+
+def _one_of(choices: Sequence[str]) -> str:
+    return " or ".join(choices) if len(choices) < 3 else f"one of {', '.join(choices)}"
+
+
+_KINDS = {"number": "a finite number", "integer": "an integer", "string": "a string", "object": "an object",
+          "array": "a list", "boolean": "true or false", "null": "null"}
+
+
+def _field(path: Sequence[str | int]) -> str:
+    """A field's path as messages name it: ``tests[3].metrics.ttft_s``, ``(top level)``."""
+    text = ""
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        elif step.isidentifier():
+            text += f".{step}" if text else step
+        else:
+            text += f"[{json.dumps(clip(step, 40))}]"
+    return text or "(top level)"
+
+
+def _shown(value: object) -> str:
+    """A JSON value, short: a string or number as written (cut), a list or object by its kind."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    if isinstance(value, int) and not _finite(value):
+        return f"about 10^{int(value.bit_length() * math.log10(2))}"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(clip(value, 40))
+    if isinstance(value, list):
+        return f"a list ({len(value)} item{'' if len(value) == 1 else 's'})"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def model_of_run(path: Path) -> Path | None:
@@ -163,17 +289,34 @@ def model_of_run(path: Path) -> Path | None:
 
 
 def find_runs(folder: Path) -> tuple[list[Run], list[str]]:
-    """Every readable run directly under ``folder`` (oldest first), and one line per unreadable one."""
+    """Every readable run directly under ``folder`` (oldest first), and one line per unreadable one (a folder with
+    a results.json that is empty, corrupt, not of the schema, or itself a folder)."""
     runs: list[Run] = []
     problems: list[str] = []
-    for child in sorted(folder.iterdir()):
-        if (child / RESULTS_FILE).is_file():
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        raise CompareError(f"{folder} cannot be listed ({exc.strerror or exc}); check the path") from None
+    for child in children:
+        try:
+            holds_run = (child / RESULTS_FILE).exists()
+        except OSError:  # not a folder one can look into: no run
+            holds_run = False
+        if holds_run:
             try:
                 runs.append(load_run(child))
             except CompareError as exc:
                 problems.append(str(exc))
     runs.sort(key=lambda run: (run.started, run.name))
     return runs, problems
+
+
+def _is_folder_of_runs(path: Path) -> bool:
+    """A folder that is not itself a run (holds no results.json, not even a broken one)."""
+    try:
+        return path.is_dir() and path.name != RESULTS_FILE and not (path / RESULTS_FILE).exists()
+    except OSError:
+        return False  # load_run says why it cannot be read
 
 
 def key_of(provenance: Mapping[str, Any], precision: str) -> dict[str, str]:
@@ -199,19 +342,33 @@ def same_run(a: Run, b: Run) -> bool:
     return a.path.resolve() == b.path.resolve() or (a.name, a.started) == (b.name, b.started)
 
 
+# pytest's exit codes of a run that did not run its checks to the end: never a baseline in a folder of runs
+ENDED_EARLY = {2: "interrupted", 3: "internal error", 4: "usage error"}
+
+
 def pick_baseline(path: Path, key: Mapping[str, str], before: str | None = None,
-                  exclude: Path | None = None) -> tuple[Run | None, str]:
+                  exclude: Path | None = None, skipped: list[str] | None = None) -> tuple[Run | None, str]:
     """The run at ``path``, or, for a folder of runs, the newest one that started before ``before`` (the current
     run's start) and has the key ``key``. Returns (run, why none was picked).
 
     A baseline that cannot be read is a CompareError, never a silent "not compared": a mistyped path, an empty
-    folder, or a corrupt results.json would otherwise open the gate it was meant to close."""
-    if not (path.is_dir() and not (path / RESULTS_FILE).is_file()):
+    folder, or a corrupt results.json would otherwise open the gate it was meant to close. In a folder of runs, a run
+    that cannot be read (a results.json left empty by a full disk) is skipped, one line each in ``skipped``, and
+    the newest readable run is the baseline; a folder with no readable run is the CompareError."""
+    if not _is_folder_of_runs(path):
         return load_run(path), ""
     runs, problems = find_runs(path)
-    if problems:
-        raise CompareError(f"the baseline folder {path} holds a run that cannot be read: {problems[0]}")
     runs = [run for run in runs if exclude is None or run.path.parent.resolve() != exclude.resolve()]
+    if not runs and problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CompareError(f"the baseline folder {path} holds no readable run; it holds a run that cannot be read: "
+                           f"{problems[0]}{more}")
+    ended_early = [run for run in runs if run.data["run"].get("exit_status") in ENDED_EARLY]
+    problems += [f"{run.name} ended early (exit {run.data['run']['exit_status']}: "
+                 f"{ENDED_EARLY[run.data['run']['exit_status']]}): not a baseline" for run in ended_early]
+    runs = [run for run in runs if run not in ended_early]
+    if skipped is not None:
+        skipped.extend(problems)
     if not runs:
         raise CompareError(f"the baseline folder {path} holds no run (no <run>/{RESULTS_FILE} in it); check the "
                            "path, or leave the baseline out where none exists yet (a first CI run)")
@@ -464,6 +621,9 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds = Threshold
                 continue
             if statistics.median(base) == 0:
                 comparison.uncompared.append(f"{test_id} {metric}: the baseline is 0, no relative change")
+            elif spec.kind == "timing" and min(base) <= 0:  # a resampled median could be 0: no relative change
+                comparison.uncompared.append(f"{test_id} {metric}: a baseline round is {_number(min(base))}, not a "
+                                             "time or rate one can compare with")
             elif spec.kind == "timing" and busy:
                 comparison.deltas.append(inconclusive_metric(test_id, metric, base, cur, thresholds, busy))
             elif spec.kind == "timing" and min(len(base), len(cur)) < MIN_ROUNDS:
