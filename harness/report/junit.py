@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from harness.fsutil import write_text_atomic
 from harness.properties import FINDING_PREFIX, OUTCOME_PROPERTY
 from harness.report.compare import broken_check
 
@@ -35,7 +36,12 @@ def _comparison_properties(baseline: Mapping[str, Any]) -> dict[str, list[tuple[
 
 
 def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, str]) -> None:
-    """A JUnit XML file of the checks, each with its recorded metrics as properties."""
+    """A JUnit XML file of the checks, each with its recorded metrics as properties (written atomically)."""
+    write_text_atomic(path, junit_xml(results, details))
+
+
+def junit_xml(results: Mapping[str, Any], details: Mapping[str, str]) -> str:
+    """The JUnit XML document of the checks, each with its recorded metrics as properties."""
     totals, run = results["totals"], results["run"]
     suite = ElementTree.Element("testsuite", {
         "name": "onnx-slm-harness", "tests": str(sum(totals.values())),
@@ -73,6 +79,7 @@ def write_junit(path: Path, results: Mapping[str, Any], details: Mapping[str, st
     root = ElementTree.Element("testsuites")
     root.append(suite)
     ElementTree.indent(root)
-    path.write_bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True))
+    document: bytes = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document.decode("utf-8")
 
 

@@ -9,16 +9,24 @@
 - ``report.html``: self-contained, with plots;
 - ``junit.xml``: unless ``--junitxml`` names another file.
 
+Each file is written whole or not at all (``harness.fsutil.write_text_atomic``), and each on its own: one that
+cannot be written (a full disk) is one line on the terminal and fails the session, the others are still written.
+A session that ends early (interrupted, ``-x``, a build that fails at collection) still writes them, with its exit
+status and the checks that finished.
+
 Under xdist, the controller writes them from the reports its workers send; workers write none.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import math
 import time
+import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +35,7 @@ from typing import Any
 import pytest
 
 from harness.errors import PREFIX
+from harness.fsutil import write_text_atomic
 from harness.gates import Gates
 from harness.properties import SOFT_OUTCOMES, finding_kind, soft_verdict
 from harness.report.compare import (
@@ -41,15 +50,17 @@ from harness.report.compare import (
     key_of,
     pick_baseline,
 )
-from harness.report.junit import MESSAGE_LIMIT, write_junit
+from harness.report.junit import MESSAGE_LIMIT, junit_xml
 from harness.report.run_page import render_run
 from harness.report.summary import summary_markdown
 from harness.runtime import finite_number
 from harness.session import HarnessSession
+from harness.terminal import progress_writer
 
 SUMMARY_FILE, HTML_FILE, JUNIT_FILE = "summary.md", "report.html", "junit.xml"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", *SOFT_OUTCOMES)
 DETAILS_LIMIT = 20_000  # characters of a failure's full text kept in results.json
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # -- one check's record ----------------------------------------------------------------------------
@@ -91,8 +102,11 @@ class CheckRecord:
     message: str | None = None
     details: str = ""  # the full failure text, for JUnit
     properties: dict[str, Any] = field(default_factory=dict)
+    # False while only a passed setup is known: a check the session ended during (Ctrl-C) is left out, not "passed"
+    has_outcome: bool = False
 
     def update(self, report: pytest.TestReport) -> None:
+        self.has_outcome = self.has_outcome or report.when != "setup" or not report.passed
         self.duration_s += report.duration
         self.properties.update(dict(report.user_properties))
         xfail = hasattr(report, "wasxfail")
@@ -146,6 +160,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _render_to(path: Path, render: Callable[[], str]) -> None:
+    write_text_atomic(path, render())
+
+
+def _listing(folder: Path) -> list[str]:
+    """The run's files for its page to link (folders end in /)."""
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name != HTML_FILE)
+
+
 class RunRecorder:
     """A pytest plugin object registered by ``harness.plugin`` once the harness session is open."""
 
@@ -158,8 +181,11 @@ class RunRecorder:
         self.started, self.started_clock = _now(), time.perf_counter()
         self.baseline: Run | None = None
         self.baseline_note = ""  # why no baseline run was picked
+        self.skipped_baselines: list[str] = []  # runs of a baseline folder passed over: unreadable, or ended early
         self.comparison: Comparison | None = None
-        self.written: Path | None = None
+        self.written: Path | None = None  # the run's folder, once a report is written in it
+        self.files: list[str] = []  # the reports written
+        self.problems: list[str] = []  # one line each: a report that could not be written
 
     @property
     def key(self) -> dict[str, str]:
@@ -176,7 +202,8 @@ class RunRecorder:
         if baseline is not None:
             try:
                 self.baseline, self.baseline_note = pick_baseline(baseline, self.key, before=self.started,
-                                                                  exclude=self.session.run_dir)
+                                                                  exclude=self.session.run_dir,
+                                                                  skipped=self.skipped_baselines)
             except CompareError as exc:
                 origin = self.session.config.origins["baseline"]
                 raise pytest.UsageError(f"{PREFIX}--harness-baseline (from {origin}): {exc}") from None
@@ -189,7 +216,7 @@ class RunRecorder:
         """This run's results.json document."""
         assert self.config is not None
         provenance = self.session.provenance()
-        checks = [check.to_json() for check in self.checks.values()]
+        checks = [check.to_json() for check in self.checks.values() if check.has_outcome]
         counts = Counter(check["outcome"] for check in checks)
         xmlpath = getattr(self.config.option, "xmlpath", None) or self.session.run_dir / JUNIT_FILE
         return {
@@ -220,11 +247,41 @@ class RunRecorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the reports, results.json first (later runs compare with it), each on its own: one that cannot be
+        written (a full disk) or rendered (a harness bug) is one line on the terminal, never a traceback nor the
+        others' loss, and the session fails (``_fail``).
+
+        pytest calls this however a started session ends (interrupted, -x, a UsageError at collection, an internal
+        error), with its exit status; checks that had not finished are left out (``CheckRecord.has_outcome``)."""
         if not self.active:
             return
         assert self.config is not None
         results = self.results(exitstatus)
         folder = self.session.claim_run_dir()
+        if not self._attempt(f"compare with the baseline {self.session.config.baseline}",
+                             lambda: self._compare(session, results, folder)):
+            self.comparison, results["baseline"] = None, None
+            results["run"]["exit_status"] = int(self._fail(session))
+        rootpath, details = self.config.rootpath, {c.nodeid: c.details for c in self.checks.values()}
+        reports: list[tuple[str, Callable[[], str]]] = [
+            (RESULTS_FILE, lambda: json.dumps(results, indent=2, allow_nan=False)),
+            (SUMMARY_FILE, lambda: summary_markdown(results, rootpath)),
+            *([] if getattr(self.config.option, "xmlpath", None) else [(JUNIT_FILE,
+                                                                        lambda: junit_xml(results, details))]),
+            (HTML_FILE, lambda: render_run(results, _listing(folder))),  # last: it links the files written
+        ]
+        for name, render in reports:
+            if self._attempt(f"write {folder / name}", functools.partial(_render_to, folder / name, render)):
+                self.files.append(name)
+        self.written = folder if self.files else None
+        if self.problems:
+            write = progress_writer(self.config)  # now: the terminal summary is skipped for some exit statuses
+            for problem in self.problems:
+                write(problem)
+            self._fail(session)
+
+    def _compare(self, session: pytest.Session, results: dict[str, Any], folder: Path) -> None:
+        """The comparison with the baseline, into ``results``; a regression fails the run."""
         if self.baseline is not None:
             self.comparison = compare_runs(self.baseline, Run(folder / RESULTS_FILE, results),
                                            Thresholds.from_gates(self.gates))
@@ -236,13 +293,33 @@ class RunRecorder:
             if self._fails_the_run(self.comparison) and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
                 results["run"]["exit_status"] = int(pytest.ExitCode.TESTS_FAILED)
-        (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
-        (folder / SUMMARY_FILE).write_text(summary_markdown(results, self.config.rootpath), encoding="utf-8")
-        if not getattr(self.config.option, "xmlpath", None):
-            write_junit(folder / JUNIT_FILE, results, {c.nodeid: c.details for c in self.checks.values()})
-        artefacts = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name != HTML_FILE)
-        (folder / HTML_FILE).write_text(render_run(results, artefacts), encoding="utf-8")
-        self.written = folder
+
+    def _attempt(self, doing: str, action: Callable[[], object]) -> bool:
+        """Whether ``action`` succeeded; its failure is kept in ``problems`` as one line."""
+        try:
+            action()
+        except OSError as exc:  # the disk, not the harness: say what to do
+            reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+            fix = "free space and rerun" if exc.errno in _DISK_FULL else "check the reports folder and rerun"
+            self.problems.append(f"could not {doing}: {reason}; {fix}")
+        except Exception as exc:  # a bug: what and where, for the bug report
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            self.problems.append(f"internal error, could not {doing}: {type(exc).__name__}: {exc} "
+                                 f"({Path(frame.filename).name}:{frame.lineno}); please report it")
+        else:
+            return True
+        return False
+
+    @staticmethod
+    def _fail(session: pytest.Session) -> int:
+        """Fail a session whose reports are not all there; its exit status.
+
+        INTERNAL_ERROR (3), as pytest exits when a plugin fails outside the tests. Not TESTS_FAILED: 1 says the checks
+        ran and the reports tell which failed, and a CI step that reads them on 1 would find them missing. A status
+        that already says the session did not end normally (interrupted, usage error) is kept."""
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return int(session.exitstatus)
 
     def _fails_the_run(self, comparison: Comparison) -> bool:
         """A regression fails the run; so does an inconclusive one (nothing compared too) with --inconclusive=fail."""
@@ -253,9 +330,10 @@ class RunRecorder:
         if self.written is None:
             return
         write = terminalreporter.write_line
-        junit = () if self.config is not None and getattr(self.config.option, "xmlpath", None) else (JUNIT_FILE,)
-        files = (RESULTS_FILE, SUMMARY_FILE, HTML_FILE, *junit)
+        files = sorted(self.files, key=[RESULTS_FILE, SUMMARY_FILE, HTML_FILE, JUNIT_FILE].index)
         write(f"harness: report {self.written} ({', '.join(files)})")
+        for note in self.skipped_baselines:
+            write(f"harness: baseline: skipped {note}")
         comparison = self.comparison
         if comparison is None:
             return
