@@ -23,6 +23,10 @@ install: $(BIN)/python
 	      { apt-get update -q >/dev/null 2>&1 && \
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1; }; }; } || \
 	  echo "note: no headless Chromium (Debian: apt-get install chromium-headless-shell): the browser test will skip"
+	# strace for the no-network test (tests/e2e/test_no_network.py; where it is missing, that test skips).
+	@command -v strace >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace >/dev/null 2>&1; } || \
+	  echo "note: no strace (Debian: apt-get install strace): the no-network test will skip"
 
 suites: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness import runtime_factory, system
+from harness import offline, runtime_factory, system
 from harness.errors import ConfigError
 from harness.runtime import (
     GenAIRuntime,
@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", type=Path, metavar="FILE",
                         help="run the request of a reproducer file (in this process: a crash is not caught)")
     args = parser.parse_args(argv)
+    offline.disable_telemetry()  # inherited from the pytest process; this covers a worker started by hand (--replay)
     system.disable_core_dumps()  # a crash is expected here; no core files
     faulthandler.enable()  # the Python stack of a crash goes to stderr, which the parent keeps
     system.register_stack_dump()  # and that of a hang, before the parent kills it (where the signal exists)
