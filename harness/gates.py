@@ -23,6 +23,22 @@ class Gate:
     bound: Literal["max", "min"]  # "max": the measured value must not exceed it; "min": not fall below
     unit: str
     help: str  # what it limits and where the default comes from
+    # The values the gate may take, in interval notation: the range of what it limits, so that a gate that can
+    # never pass (a share above 1) or never fail (a share below 0) is refused at start.
+    domain: str = "[0, inf)"
+
+    def __post_init__(self) -> None:
+        if not in_domain(self.default, self.domain):
+            raise ValueError(f"gate {self.name}: its default {self.default} is outside {self.domain}")
+
+
+def in_domain(value: float, domain: str) -> bool:
+    """Whether ``value`` lies in an interval written as ``[0, 1]``, ``(0, inf)``, ``[0, 100]``..."""
+    low_bracket, low, high, high_bracket = domain[0], *domain[1:-1].split(","), domain[-1]
+    low_value, high_value = float(low), float(high)
+    above = value > low_value or (low_bracket == "[" and value == low_value)
+    below = value < high_value or (high_bracket == "]" and value == high_value)
+    return above and below
 
 
 def declare(contributions: Iterable[Iterable[Gate]]) -> dict[str, Gate]:
@@ -93,5 +109,8 @@ def resolve_gates(
                 value = math.nan
             if not math.isfinite(value):
                 raise ConfigError(f"gate {name} = {raw!r} (from {origin}) is not a finite number")
+            if not in_domain(value, declared[name].domain):
+                raise ConfigError(f"gate {name} = {raw!r} (from {origin}) is outside {declared[name].domain}, the "
+                                  f"values it can take; its default is {declared[name].default:g}")
             values[name], origins[name] = value, origin
     return Gates(values, origins, declared)

@@ -11,7 +11,6 @@ import contextlib
 import functools
 import itertools
 import os
-import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -35,12 +34,12 @@ from harness.properties import (
     soft_verdict,
 )
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
+from harness.terminal import progress_writer
 
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
 # the environment loads it) must stay cheap; benchmarks/plugin_import.py measures it.
 if TYPE_CHECKING:
     from harness.budget import BudgetClock
-    from harness.build.buildlog import Progress
     from harness.build.pipeline import PreparedModel
     from harness.capacity.plan import MemoryPlan
     from harness.checks.ab import ABModels
@@ -64,6 +63,9 @@ GATES_KEY = pytest.StashKey["Gates"]()
 CASES_KEY = pytest.StashKey["CaseSet"]()
 PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
+# A bad input is always a HarnessError (one line, exit 4); anything else is a bug in the harness.
+INTERNAL_ERROR = "harness: internal error: a bug in the harness, not in your input; please report it with the traceback"
+FIRST_SEEN_KEY = pytest.StashKey[dict[str, str]]()  # each HarnessError line -> the check that reported it first
 CHAT_MARKER = "harness_chat"
 CASES_MARKER = "harness_cases"
 NO_TWIN_FINDING = "no-fp32-twin"
@@ -218,6 +220,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[PROFILES_KEY] = profiles
         if not _engaged(config, harness_config):
             return
+        from harness.offline import disable_telemetry
+
+        disable_telemetry()  # before anything loads onnxruntime, onnxruntime-genai or Foundry Local: no network
         from harness.checks.cases import default_case_paths, load_cases
         from harness.report.results import RunRecorder
         from harness.session import HarnessSession
@@ -236,6 +241,9 @@ def pytest_configure(config: pytest.Config) -> None:
         _register_integrations(config, harness_config)
     except HarnessError as exc:
         raise pytest.UsageError(one_line(exc)) from None
+    except Exception as exc:
+        exc.add_note(INTERNAL_ERROR)
+        raise
 
 
 def _register_integrations(config: pytest.Config, harness_config: HarnessConfig) -> None:
@@ -253,22 +261,6 @@ def _register_integrations(config: pytest.Config, harness_config: HarnessConfig)
 def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash.get(SESSION_KEY, None)
     return session.header_lines() if session else []
-
-
-def progress_writer(config: pytest.Config) -> Progress:
-    """Lines for the terminal, shown as they happen: output capture (on while a fixture sets up) is suspended."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-
-    def write(message: str) -> None:
-        line = f"harness: {message}"
-        if reporter is None:
-            print(line, file=sys.stderr, flush=True)
-            return
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(line)
-
-    return write
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -289,6 +281,9 @@ def pytest_collection(session: pytest.Session) -> None:
         harness.deploy(progress_writer(session.config))
     except HarnessError as exc:
         raise pytest.UsageError(one_line(exc)) from None
+    except Exception as exc:
+        exc.add_note(INTERNAL_ERROR)
+        raise
 
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures set up: a base model's chat fixtures would fail
@@ -321,7 +316,11 @@ def pytest_runtest_makereport(item: pytest.Item,
     if call.excinfo is None or SESSION_KEY not in item.config.stash:
         return report
     if call.excinfo.errisinstance(HarnessError):
-        report.longrepr = one_line(call.excinfo.value)
+        # One cause, said once: a session fixture that cannot set up (an unloadable reference) fails every check
+        # that uses it with the same line; the later ones point back at the first.
+        line = one_line(call.excinfo.value)
+        first = item.config.stash.setdefault(FIRST_SEEN_KEY, {}).setdefault(line, item.nodeid)
+        report.longrepr = line if first == item.nodeid else f"harness: the same error as {first} (above)"
         return report
     if not call.excinfo.errisinstance(SoftVerdict):
         return report

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption, RuntimeFailure
+from harness.offline import disable_telemetry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +72,12 @@ class SearchOptions:
 
 def finite_number(value: object) -> bool:
     """An int or float that is not a bool, NaN or infinite."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        return False
 
 
 DEFAULT_OPTIONS = SearchOptions()
@@ -205,7 +211,11 @@ def read_chat_template(path: Path) -> str | None:
         return jinja.read_text(encoding="utf-8")
     tokenizer_config = path / "tokenizer_config.json"
     if tokenizer_config.is_file():
-        template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+        try:
+            config = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RuntimeFailure(f"{tokenizer_config} is not valid JSON ({exc}); fix the file") from None
+        template = config.get("chat_template") if isinstance(config, dict) else None
         if isinstance(template, str) and template.strip():
             return template
     return None
@@ -289,6 +299,7 @@ class GenAIRuntime:
     loads another copy it could not hold beside it)."""
 
     def __init__(self, path: Path, ep: str = "cpu") -> None:
+        disable_telemetry()  # before onnxruntime-genai initializes, also where no pytest session did it first
         import onnxruntime_genai as og
 
         self._og = og

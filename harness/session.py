@@ -15,7 +15,7 @@ from harness.budget import REFERENCE_SECONDS_PER_PARAMETER, BudgetClock
 from harness.build.builders import Builder
 from harness.build.buildlog import Progress
 from harness.build.cache import MANIFEST, ModelStore
-from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
+from harness.build.compute_paths import REPAIR, TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
 from harness.build.hashing import HashMemo
 from harness.build.pipeline import (
     BuildPlan,
@@ -43,9 +43,19 @@ from harness.capacity.plan import (
     suite_need,
 )
 from harness.checks.lengths import CONTEXT_MARGIN
-from harness.deploy.folder import INFERENCE_MODEL, Deployment, build_document, load_user_document, write_deployment
+from harness.deploy.folder import (
+    INFERENCE_MODEL,
+    Deployment,
+    build_document,
+    check_chat_template,
+    check_user_document,
+    load_user_document,
+    write_deployment,
+)
 from harness.deploy.templates import TemplateError
-from harness.errors import SourceError
+from harness.errors import HarnessError, SourceError
+from harness.folders import claim_new_dir, writable_dir
+from harness.fsutil import write_text_atomic
 from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.runtime import Runtime
@@ -53,6 +63,30 @@ from harness.settings import HarnessConfig
 
 AB_SUITE = "test_benchmarks.py"  # the suite that times the model under test against the --harness-ab baseline
 PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
+
+
+def _check_template(source: ModelSource) -> None:
+    """A chat template that cannot render one message stops the run at start: every chat check would fail on it."""
+    if source.kind is SourceKind.GGUF:
+        return  # its template is read at conversion
+    try:
+        check_chat_template(source.path)
+    except TemplateError as exc:
+        raise SourceError(f"--model {source.path}: {exc}; fix chat_template.jinja or the chat_template in "
+                          "tokenizer_config.json") from None
+    except HarnessError as exc:
+        raise SourceError(f"--model {source.path}: {exc}") from None
+
+
+def _check_graphs(folder: Path, cached: bool) -> None:
+    """The model's ONNX files decode and their weights files are whole, before anything loads them."""
+    try:
+        accuracy_levels(folder)
+    except SourceError as exc:
+        if not cached:
+            raise SourceError(f"--model {folder}: {exc}") from None
+        raise SourceError(f"the cached build {folder} is damaged: {str(exc).removesuffix(REPAIR)}; delete that "
+                          "folder and rerun to rebuild it") from None
 
 
 @dataclass
@@ -86,15 +120,22 @@ class HarnessSession:
         --harness-ab baseline's model when ``config.ab`` names a run rather than a model
         (``harness.report.compare.model_of_run``)."""
         source = detect_source(config.model)
-        store = ModelStore(config.cache_dir)
+        _check_template(source)
+        writable_dir(config.reports_dir, "--harness-reports")
+        store = ModelStore(writable_dir(config.cache_dir, "--harness-cache-dir"))
         plan = make_plan(source, config.precision, config.ep, builder, HashMemo(config.cache_dir / "hashes.json"))
-        hit = cached_path(plan, store) is not None
+        found = cached_path(plan, store)
+        if found is not None:
+            _check_graphs(found, cached=plan.needs_build)
+        hit = found is not None
         reference = source if source.kind.needs_build else None
         if config.reference is not None:
             reference = detect_source(config.reference, "--reference")
             if not reference.kind.needs_build:
                 raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
+        if config.inference_config is not None:
+            check_user_document(config.inference_config)
         ab_path = ab_model or config.ab
         ab = None if ab_path is None else detect_source(ab_path, "--harness-ab")
         return cls(config, source, plan, builder, store, hit, reference, ab)
@@ -113,15 +154,7 @@ class HarnessSession:
         """Create the report folder; sessions (or xdist workers) started in the same second each
         get their own, suffixed -2, -3, ..."""
         if self.claimed_run_dir is None:
-            planned, attempt = self.run_dir, 1
-            while True:
-                candidate = planned if attempt == 1 else planned.with_name(f"{planned.name}-{attempt}")
-                try:
-                    candidate.mkdir(parents=True)
-                    break
-                except FileExistsError:
-                    attempt += 1
-            self.claimed_run_dir = candidate
+            self.claimed_run_dir = claim_new_dir(self.run_dir)
         return self.claimed_run_dir
 
     def plan_memory(self, longest_prompt: int | None, available: Available | None = None) -> MemoryPlan:
@@ -359,4 +392,4 @@ class HarnessSession:
         }
 
     def write_provenance(self) -> None:
-        (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance(), indent=2))
+        write_text_atomic(self.run_dir / "provenance.json", json.dumps(self.provenance(), indent=2))

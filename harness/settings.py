@@ -6,6 +6,8 @@ the ini keys, the environment variable names, the ``[tool.harness]`` keys and th
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +62,29 @@ def _existing_file(raw: str) -> Path:
     if not path.is_file():
         raise ValueError("is not an existing file")
     return path.resolve()
+
+
+def _olive_workflow(raw: str) -> Path:
+    """An Olive workflow file (JSON or YAML) with a ModelBuilder pass, checked before a conversion and Olive's
+    environment are spent on it."""
+    path = _existing_file(raw)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            workflow = yaml.safe_load(text)
+        else:
+            workflow = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError and YAMLError are ValueErrors
+        raise ValueError(f"is not a readable Olive workflow ({type(exc).__name__}: {exc}); write it as JSON or YAML, "
+                         "as `olive run --config` takes") from None
+    passes = workflow.get("passes") if isinstance(workflow, dict) else None
+    if not isinstance(passes, dict) or not any(isinstance(step, dict) and str(step.get("type", "")).lower()
+                                               == "modelbuilder" for step in passes.values()):
+        raise ValueError('has no ModelBuilder pass under "passes"; the harness builds onnxruntime-genai models, '
+                         'so the workflow needs one ({"passes": {"builder": {"type": "ModelBuilder", ...}}})')
+    return path
 
 
 def _interpreter(raw: str) -> Path:
@@ -134,7 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
             "with olive-ai installed) instead of the one the harness creates from its lock file",
             _interpreter, lambda: None, "PATH"),
     Setting("olive_config", "--olive-config", "run this Olive workflow file (with a ModelBuilder pass) "
-            "instead of auto-opt", _existing_file, lambda: None, "FILE"),
+            "instead of auto-opt", _olive_workflow, lambda: None, "FILE"),
     Setting("ep", "--ep", f"execution provider: {', '.join(EXECUTION_PROVIDERS)} (default cpu)",
             _choice(tuple(EXECUTION_PROVIDERS)), lambda: "cpu", "NAME"),
     Setting("accuracy_level", "--accuracy-level", "compute the quantized MatMulNBits nodes at this accuracy "
@@ -230,15 +255,34 @@ class RawValue:
     base_dir: Path | None = None  # relative paths from a file are relative to that file
 
 
+# HARNESS_* variables that are not settings: the seeded faults of harness.testing and the benchmarks' own.
+OTHER_VARIABLES = ("HARNESS_SUITE_PROFILE", "HARNESS_SCALE_SPEEDS", "HARNESS_SPEC")
+OTHER_PREFIXES = ("HARNESS_FAULT_",)
+
+
+def check_variable_names(env: Mapping[str, str]) -> None:
+    """A misspelt HARNESS_* variable would be ignored, and the run would validate something else than meant."""
+    known = [setting.env for setting in SETTINGS] + list(OTHER_VARIABLES)
+    for name in sorted(env):
+        if name.startswith("HARNESS_") and name not in known and not name.startswith(OTHER_PREFIXES):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"the settings' variables: {', '.join(known)}"
+            raise ConfigError(f"environment variable {name} is not a harness setting; {hint} (unset it or "
+                              "rename it)")
+
+
 def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
     """The ``[tool.harness]`` table of a pyproject.toml, or {} if there is none."""
     if pyproject is None or not pyproject.is_file():
         return {}
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{pyproject} is not valid TOML ({exc}); fix the file") from exc
-    table = data.get("tool", {}).get("harness", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{pyproject} is not readable TOML ({exc}); fix the file") from None
+    tool = data.get("tool", {})
+    table = tool.get("harness", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.harness] in {pyproject} must be a table; fix the file")
     unknown = sorted(set(table) - set(SETTINGS_BY_NAME) - set(TABLES))
     if unknown:
         raise ConfigError(
@@ -264,6 +308,7 @@ def resolve(
     """Pick each setting from the first source that has it: CLI > env > [tool.harness] > ini.
 
     ``registered`` names the profiles and builders the plugins contribute."""
+    check_variable_names(env)
     table = read_pyproject_table(pyproject)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -295,6 +340,8 @@ def resolve(
 
 
 def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
+    if not text.strip():  # an unset CI variable renders as "": it must not mean "the default"
+        raise ConfigError(f"{setting.flag} is empty (from {raw.origin}); give it a value or leave it unset")
     relative = setting.metavar in PATH_METAVARS and not Path(text).expanduser().is_absolute()
     if relative:
         # Relative to the file that set it; made absolute without resolving symlinks (see _interpreter).
@@ -305,10 +352,19 @@ def _parse(setting: Setting, text: str, raw: RawValue) -> Any:
         raise ConfigError(f"{setting.flag} {text!r} (from {raw.origin}) {exc}") from exc
 
 
-def _items(value: Any, setting: Setting, split: str | None = None) -> tuple[str, ...]:
-    """A setting's raw text(s): lists stay lists, a multiple setting's string is split."""
+def _items(value: Any, setting: Setting, origin: str, split: str | None = None) -> tuple[str, ...]:
+    """A setting's raw text(s): lists stay lists, a multiple setting's string is split. A list for a setting of one
+    value is its comma-separated form where it has one (``precision = ["fp32", "int4"]``), else refused."""
     if isinstance(value, list | tuple):
+        if not value:
+            raise ConfigError(f"{setting.flag} is an empty list (from {origin}); give it a value or leave it unset")
+        if not setting.multiple:
+            if "," not in setting.metavar:
+                raise ConfigError(f"{setting.flag} takes one value, not a list (from {origin}): {value!r}")
+            return (",".join(str(v) for v in value),)
         return tuple(str(v) for v in value)
+    if isinstance(value, dict | bool):
+        raise ConfigError(f"{setting.flag} = {value!r} (from {origin}) must be a string")
     if setting.multiple:
         return tuple(part for part in str(value).split(split) if part.strip())
     return (str(value),)
@@ -324,14 +380,18 @@ def _first_raw(
     ini_origin: str,
 ) -> RawValue | None:
     if cli.get(setting.name) is not None:
-        return RawValue(_items(cli[setting.name], setting), "the command line")
-    if env.get(setting.env):
-        return RawValue(_items(env[setting.env], setting, os.pathsep), f"environment variable {setting.env}")
+        origin = "the command line"
+        return RawValue(_items(cli[setting.name], setting, origin) or ("",), origin)
+    if setting.env in env:
+        origin = f"environment variable {setting.env}"
+        return RawValue(_items(env[setting.env], setting, origin, os.pathsep) or ("",), origin)
     if setting.name in table:
         assert pyproject is not None
-        return RawValue(_items(table[setting.name], setting), f"[tool.harness] in {pyproject}", pyproject.parent)
+        origin = f"[tool.harness] in {pyproject}"
+        return RawValue(_items(table[setting.name], setting, origin) or ("",), origin, pyproject.parent)
     if ini.get(setting.name):
-        return RawValue(_items(ini[setting.name], setting), f"{setting.ini} in {ini_origin}")
+        origin = f"{setting.ini} in {ini_origin}"
+        return RawValue(_items(ini[setting.name], setting, origin), origin)
     return None
 
 

@@ -78,6 +78,10 @@ KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
     ("No module named 'onnx_ir'", "the model builder needs onnx-ir: pip install onnx-ir onnxscript"),
     ("No module named 'onnxscript'", "the model builder needs onnxscript: pip install onnxscript"),
     ("No module named 'olive'", "that Python has no Olive: install olive-ai there, or drop --olive-python"),
+    ("Weights only load failed",
+     "the model's pytorch_model*.bin is a pickle that holds more than tensors, and the harness refuses to run "
+     "code from model files; where you trust the model, convert its weights to safetensors (from_pretrained, then "
+     "save_pretrained(folder, safe_serialization=True)) and pass that folder"),
     ("Killed", "the build process was killed (out of memory?); free memory or use a smaller model"),
 )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from harness.capacity.memory import format_size
 from harness.errors import BuildError
 
 MANIFEST = ".harness-entry.json"
@@ -60,8 +61,8 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.root).free
         if free < space_needed:
-            raise BuildError(f"{_gib(free)} free at {self.root}, and this build writes about {_gib(space_needed)}: "
-                             f"{_MAKE_ROOM}")
+            raise BuildError(f"{format_size(free)} free at {self.root}, and this build writes about "
+                             f"{format_size(space_needed)}: {_MAKE_ROOM}")
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with FileLock(str(locks / f"{namespace}-{key}.lock")):
@@ -101,7 +102,3 @@ class ModelStore:
 
 
 _MAKE_ROOM = "free disk space there, or point --harness-cache-dir (HARNESS_CACHE_DIR) to a larger disk"
-
-
-def _gib(size: int) -> str:
-    return f"{size / 2**30:.1f} GiB"

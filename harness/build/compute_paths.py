@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from harness.errors import SourceError
 from harness.fsutil import link_or_copy
 
 MATMUL_NBITS = "MatMulNBits"
@@ -29,6 +31,7 @@ HOST_INDEPENDENT_LEVELS = frozenset({0, 1})
 TWIN_LEVEL = 1
 LEVEL_NAMES = {0: "unset (fp32 compute)", 1: "fp32 compute", 2: "fp16 compute", 3: "bf16 compute",
                4: "int8 activations"}
+REPAIR = "; rebuild the model or copy the file again"
 VARIANT_RECIPE = "1"  # bump when the rewrite changes
 
 
@@ -36,13 +39,36 @@ def graph_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.onnx") if p.is_file())
 
 
+def load_graph(path: Path) -> Any:
+    """An ONNX file's graph without its weights, checked: a file that is not ONNX, or external data missing or
+    shorter than the graph reads, is a one-line SourceError (onnxruntime would fail only at the first load)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except (DecodeError, ValueError, OSError) as exc:
+        raise SourceError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc}){REPAIR}") from None
+    needed: dict[str, int] = {}
+    for tensor in graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            fields = {entry.key: entry.value for entry in tensor.external_data}
+            end = int(fields.get("offset", 0) or 0) + int(fields.get("length", 0) or 0)
+            needed[fields.get("location", "")] = max(needed.get(fields.get("location", ""), 0), end)
+    for location, end in needed.items():
+        data = path.parent / location
+        size = data.stat().st_size if data.is_file() else None
+        if size is None or size < end:
+            state = "is missing" if size is None else f"holds {size:,} bytes where the graph reads {end:,}"
+            raise SourceError(f"{path.name}'s weights file {data} {state}: it is truncated or was not copied{REPAIR}")
+    return graph
+
+
 def accuracy_levels(folder: Path) -> Counter[int]:
     """How many MatMulNBits nodes compute at each accuracy level, over the folder's ONNX graphs."""
-    import onnx
-
     levels: Counter[int] = Counter()
     for path in graph_files(folder):
-        graph = onnx.load(str(path), load_external_data=False).graph
+        graph = load_graph(path)
         for node in graph.node:
             if node.op_type == MATMUL_NBITS:
                 level = next((a.i for a in node.attribute if a.name == "accuracy_level"), 0)

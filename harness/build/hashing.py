@@ -34,9 +34,10 @@ class HashMemo:
     def __init__(self, memo_path: Path) -> None:
         self.memo_path = memo_path
         try:
-            self._entries: dict[str, list[object]] = json.loads(memo_path.read_text())
+            entries = json.loads(memo_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self._entries = {}
+            entries = {}
+        self._entries: dict[str, list[object]] = entries if isinstance(entries, dict) else {}
         self._dirty = False
 
     def file_digest(self, path: Path) -> str:
@@ -44,7 +45,7 @@ class HashMemo:
         stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
         key = str(path.resolve())
         entry = self._entries.get(key)
-        if entry is not None and entry[:3] == stamp:
+        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
             return str(entry[3])
         digest = _file_digest(path)
         self._entries[key] = [*stamp, digest]
@@ -56,7 +57,7 @@ class HashMemo:
             return
         self.memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.memo_path.with_name(f"{self.memo_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._entries))
+        tmp.write_text(json.dumps(self._entries), encoding="utf-8")
         os.replace(tmp, self.memo_path)
         self._dirty = False
 

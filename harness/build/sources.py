@@ -79,6 +79,13 @@ def detect_source(path: Path | None, flag: str = "--model") -> ModelSource:
         return ModelSource(default_model_path(), SourceKind.GGUF, is_default=True)
     path = path.expanduser().resolve()
     where = f"{flag} {path}"
+    try:
+        return _detect(path, where)
+    except OSError as exc:  # a folder or file this process may not read
+        raise SourceError(f"{where} cannot be read ({exc.strerror or exc}); check its permissions") from None
+
+
+def _detect(path: Path, where: str) -> ModelSource:
     if not path.exists():
         raise SourceError(f"{where}: no such file or folder; {ACCEPTED}")
     if path.is_file():
@@ -86,14 +93,16 @@ def detect_source(path: Path | None, flag: str = "--model") -> ModelSource:
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         raise SourceError(f"{where}: the folder is empty; {ACCEPTED}")
-    if (path / "genai_config.json").is_file():
+    if (path / "genai_config.json").exists():
         _check_genai_folder(path, where)
+        _check_tokenizer_config(path, where)
         if (path / "inference_model.json").is_file():
             _load_json(path / "inference_model.json", where)
             return ModelSource(path, SourceKind.FOUNDRY_FOLDER)
         return ModelSource(path, SourceKind.GENAI_FOLDER)
-    if (path / "config.json").is_file():
+    if (path / "config.json").exists():
         _check_hf_folder(path, where)
+        _check_tokenizer_config(path, where)
         return ModelSource(path, SourceKind.HF_FOLDER)
     ggufs = [name for name in entries if name.endswith(".gguf")]
     hint = f" (pass the file itself: --model {path / ggufs[0]})" if ggufs else ""
@@ -114,15 +123,20 @@ def _check_gguf(path: Path, where: str) -> SourceKind:
 
 def _load_json(path: Path, where: str) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{where}: {path.name} cannot be read ({exc}); rebuild the model or fix the file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise SourceError(
             f"{where}: {path.name} is not valid JSON ({exc}); rebuild the model or fix the file"
-        ) from exc
+        ) from None
 
 
 def _check_genai_folder(path: Path, where: str) -> None:
     config = _load_json(path / "genai_config.json", where)
+    _check_genai_types(config, where)
     decoder = config.get("model", {}).get("decoder") if isinstance(config, dict) else None
     if not isinstance(decoder, dict) or not isinstance(decoder.get("filename"), str):
         raise SourceError(
@@ -134,6 +148,38 @@ def _check_genai_folder(path: Path, where: str) -> None:
             f"{where}: genai_config.json names {decoder['filename']}, which is not in the folder; "
             "copy the ONNX files next to it or rebuild"
         )
+
+
+def _check_tokenizer_config(path: Path, where: str) -> None:
+    if (path / "tokenizer_config.json").is_file() and not isinstance(
+            _load_json(path / "tokenizer_config.json", where), dict):
+        raise SourceError(f"{where}: tokenizer_config.json must hold a JSON object; fix the file")
+
+
+def _check_genai_types(config: object, where: str) -> None:
+    """The genai_config.json fields the harness reads have the types onnxruntime-genai writes."""
+    def wrong(field: str, value: object, expected: str) -> SourceError:
+        return SourceError(f"{where}: genai_config.json: {field} is a {type(value).__name__}, not {expected}; "
+                           "rebuild the model or fix the file")
+
+    if not isinstance(config, dict):
+        raise wrong("the document", config, "an object")
+    model, search = config.get("model", {}), config.get("search", {})
+    if not isinstance(model, dict):
+        raise wrong("model", model, "an object")
+    if not isinstance(search, dict):
+        raise wrong("search", search, "an object")
+    for name in ("context_length", "vocab_size", "bos_token_id", "pad_token_id"):
+        value = model.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong(f"model.{name}", value, "an integer")
+    eos = model.get("eos_token_id", 0)
+    if not (isinstance(eos, int) and not isinstance(eos, bool)) and not (
+            isinstance(eos, list) and eos and all(isinstance(i, int) and not isinstance(i, bool) for i in eos)):
+        raise wrong("model.eos_token_id", eos, "an integer or a list of integers")
+    for name, value in search.items():
+        if not isinstance(value, int | float | bool):
+            raise wrong(f"search.{name}", value, "a number or true/false")
 
 
 def _check_hf_folder(path: Path, where: str) -> None:

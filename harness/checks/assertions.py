@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import regex
 
 from harness.checks import quality
 from harness.runtime import Generation
 
 NEGATION = "not-"
+REGEX_TIMEOUT_S = 1.0  # a case's pattern on one answer; a sane one takes microseconds on a 96-token answer
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*?)\n?```$", re.DOTALL)
 
 
@@ -86,6 +88,17 @@ def _json_schema(schema: dict[str, Any], answer: Generation, __: AnswerContext) 
     return 1.0, "JSON matches the schema"
 
 
+def _regex(pattern: str, answer: Generation, __: AnswerContext) -> tuple[float, str]:
+    """``re`` syntax, run by the ``regex`` package for its time limit: a pattern that backtracks catastrophically
+    (``^([^@]+)+@$`` on a long answer) would otherwise hang the run."""
+    try:
+        found = regex.search(pattern, answer.text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        return 0.0, (f"pattern {pattern!r} ran over {REGEX_TIMEOUT_S:g} s on this answer (catastrophic "
+                     "backtracking); rewrite it without nested repetition")
+    return float(found is not None), f"pattern {pattern!r}"
+
+
 def _stops_cleanly(_: Any, answer: Generation, context: AnswerContext) -> tuple[float, str]:
     if answer.stop_reason == "eos":
         return 1.0, f"ended by eos after {answer.output_tokens} tokens"
@@ -127,7 +140,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "icontains-all": (lambda v, a, c: _contains_all(_lower(v), a.text.lower()), "str-list"),
     "starts-with": (lambda v, a, c: (float(a.text.lstrip().startswith(v)), f"starts with {a.text.lstrip()[:len(v)]!r}"),
                     "str"),
-    "regex": (lambda v, a, c: (float(re.search(v, a.text) is not None), f"pattern {v!r}"), "regex"),
+    "regex": (_regex, "regex"),
     "is-json": (_is_json, "none"),
     "json-schema": (_json_schema, "schema"),
     "max-tokens": (lambda v, a, c: (float(a.output_tokens <= v), f"{a.output_tokens} tokens"), "int"),

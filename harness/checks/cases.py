@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import regex
 import yaml
 
 from harness.checks.assertions import CHECKS, AnswerContext, Assertion
@@ -24,6 +24,10 @@ from harness.locations import fixtures_dir
 from harness.runtime import Generation, Prompt, SearchOptions
 
 SUFFIXES = (".yaml", ".yml", ".jsonl")
+
+
+MOST_SCHEMA_BYTES = 64 * 1024
+MOST_SCHEMA_NODES = 10_000  # values in an answer schema once its $refs are expanded
 
 
 class CaseError(HarnessError):
@@ -247,8 +251,8 @@ def _value_problem(assertion: Mapping[str, Any], path: Path) -> str | None:
         return f"must be a string, got {type(value).__name__}"
     if kind == "regex":
         try:
-            re.compile(value)
-        except re.error as exc:
+            regex.compile(value)  # what runs it (harness.checks.assertions)
+        except regex.error as exc:
             return f"is not a valid regular expression ({exc})"
     if kind == "str-list" and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
         return "must be a non-empty list of strings"
@@ -260,18 +264,68 @@ def _value_problem(assertion: Mapping[str, Any], path: Path) -> str | None:
 
 
 def _schema_problem(value: Any, path: Path) -> str | None:
+    try:
+        answer_schema(value, path)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def answer_schema(value: Any, path: Path) -> dict[str, Any]:
+    """A json-schema assertion's schema (inline, or a file beside the case file), checked and bounded: a few
+    hundred bytes of nested ``$ref`` aliases can expand exponentially and hang its validation. Raises ValueError
+    with the problem."""
     if isinstance(value, str):
         target = path.parent / value
-        if not target.is_file():
-            return f"schema file {target} does not exist"
-        return None
+        try:
+            if target.stat().st_size > MOST_SCHEMA_BYTES:
+                raise ValueError(f"schema file {target} is over {MOST_SCHEMA_BYTES // 1024} KiB; an answer's schema "
+                                 "is a few hundred bytes")
+            value = json.loads(target.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"schema file {target} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"schema file {target} cannot be read ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"schema file {target} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        return "must be a JSON schema (a mapping) or the path of a schema file"
+        raise ValueError("must be a JSON schema (a mapping) or the path of a schema file")
     try:
         jsonschema.Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
-        return f"is not a valid JSON schema ({exc.message})"
-    return None
+        raise ValueError(f"is not a valid JSON schema ({exc.message})") from None
+    if _expanded_size(value, value, {}, set()) > MOST_SCHEMA_NODES:
+        raise ValueError(f"expands to over {MOST_SCHEMA_NODES:,} subschemas through its $refs; a schema that large "
+                         "could hang its validation: write it without nested aliases")
+    return value
+
+
+def _expanded_size(node: Any, root: Mapping[str, Any], sizes: dict[str, int], expanding: set[str]) -> int:
+    """How many values the schema holds with each local ``$ref`` replaced by its target (a recursive reference
+    counts once: validation follows it only as deep as the document goes)."""
+    if isinstance(node, list):
+        return 1 + sum(_expanded_size(item, root, sizes, expanding) for item in node)
+    if not isinstance(node, dict):
+        return 1
+    total = 1 + sum(_expanded_size(item, root, sizes, expanding) for key, item in node.items() if key != "$ref")
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#") and ref not in expanding:
+        if ref not in sizes:
+            expanding.add(ref)
+            sizes[ref] = _expanded_size(_pointer(root, ref), root, sizes, expanding)
+            expanding.discard(ref)
+        total += sizes[ref]
+    return total
+
+
+def _pointer(root: Mapping[str, Any], ref: str) -> Any:
+    """The value a local JSON pointer (``#/$defs/a``) names; None where it names nothing."""
+    node: Any = root
+    for part in filter(None, ref[1:].split("/")):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node.get(part) if isinstance(node, dict) else (
+            node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None)
+    return node
 
 
 def _case(document: Mapping[str, Any], defaults: Mapping[str, Any], path: Path, origin: str) -> Case:
@@ -297,6 +351,6 @@ def _case(document: Mapping[str, Any], defaults: Mapping[str, Any], path: Path, 
 
 def _assertion(document: Mapping[str, Any], path: Path) -> Assertion:
     value = document.get("value")
-    if document["type"].removeprefix("not-") == "json-schema" and isinstance(value, str):
-        value = json.loads((path.parent / value).read_text(encoding="utf-8"))
+    if document["type"].removeprefix("not-") == "json-schema":
+        value = answer_schema(value, path)  # checked at load, where a problem is a CaseError
     return Assertion(document["type"], value, float(document.get("weight", 1.0)), document.get("threshold"))

@@ -43,7 +43,7 @@ GATES: tuple[Gate, ...] = (
     Gate("length_memory_ratio_max", 1.5, "max", "x",
          "peak RSS growth from the shortest to the longest prompt over what the KV cache (prompt + output) "
          "and the prefill's logits (one row per prompt token) take. Measured: 1.13 to 1.26 at 2048 tokens, "
-         "1.11 to 1.23 at 8160"),
+         "1.11 to 1.23 at 8160", "(0, inf)"),
 )
 
 
@@ -59,6 +59,8 @@ def repeated_ids(runtime: Runtime, text: str, at_least: int, separator: str = "\
         ids = runtime.encode(separator.join([text] * copies))
         if len(ids) >= at_least:
             return ids
+        if not ids:  # else the copies would grow without end
+            raise LengthError(f"{text[:40]!r}... encodes to no tokens; the tokenizer cannot build a long prompt")
         copies = max(copies + 1, math.ceil(copies * at_least / max(len(ids), 1)))
 
 
@@ -222,7 +224,7 @@ def memory_model(model_dir: Path) -> MemoryModel | None:
     """Bytes per token of the KV cache and logits from the decoder's ONNX outputs (their fixed dims
     times their element size); None when the folder has no readable graph with both."""
     import onnx
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+    from google.protobuf.message import DecodeError
 
     try:
         model = json.loads((model_dir / "genai_config.json").read_text(encoding="utf-8"))["model"]

@@ -41,7 +41,7 @@ Floats = npt.NDArray[np.float64]
 GATES: tuple[Gate, ...] = (
     Gate("parity_ppl_ratio_max", 1.45, "max", "",
          "perplexity of the built model / perplexity of the reference, on each eval text and on the whole "
-         "set; measured int4 1.35 (1.31), fp32 1.000 (1.000), degraded 1.55 (1.88)"),
+         "set; measured int4 1.35 (1.31), fp32 1.000 (1.000), degraded 1.55 (1.88)", "(0, inf)"),
     Gate("parity_kl_mean_max", 0.55, "max", " nats",
          "mean KL(reference || built) of the next-token distributions; "
          "measured int4 0.50 (0.36), fp32 0.000 (0.000), degraded 0.62 (0.69)"),
@@ -50,7 +50,7 @@ GATES: tuple[Gate, ...] = (
          "measured int4 1.15 (1.01), fp32 0.000 (0.000), degraded 1.64 (1.86)"),
     Gate("parity_top1_agreement_min", 0.45, "min", "",
          "share of positions where both models rank the same next token first; "
-         "measured int4 0.49 (0.68), fp32 1.000 (1.000), degraded 0.36 on the list text (0.59)"),
+         "measured int4 0.49 (0.68), fp32 1.000 (1.000), degraded 0.36 on the list text (0.59)", "[0, 1]"),
 )
 
 

@@ -19,11 +19,11 @@ from harness.gates import Gate, Gates
 # ROUGE-L 0.80 / 0.88, keyword recall 1.00 / 1.00; a degraded int4 build (block size 256) 0.33, 0.33, 0.25.
 GATES: tuple[Gate, ...] = (
     Gate("quality_token_f1_min", 0.5, "min", "", "mean token F1 of answers vs reference answers "
-         "(measured 0.88 int4, 0.83 degraded int4, 0.26 wrong eos id)"),
+         "(measured 0.88 int4, 0.83 degraded int4, 0.26 wrong eos id)", "[0, 1]"),
     Gate("quality_rouge_l_min", 0.5, "min", "", "mean ROUGE-L of answers vs reference answers "
-         "(measured 0.88 int4, 0.83 degraded int4, 0.26 wrong eos id)"),
+         "(measured 0.88 int4, 0.83 degraded int4, 0.26 wrong eos id)", "[0, 1]"),
     Gate("quality_keyword_recall_min", 0.9, "min", "", "mean share of a case's keywords in its answer "
-         "(measured 1.0 int4, 0.50 degraded int4)"),
+         "(measured 1.0 int4, 0.50 degraded int4)", "[0, 1]"),
 )
 GATED_SCORES = {"token_f1": "quality_token_f1_min", "rouge_l": "quality_rouge_l_min",
                 "keyword_recall": "quality_keyword_recall_min"}

@@ -49,6 +49,14 @@ def chat_template_text(model: Path) -> str:
     return template
 
 
+def check_chat_template(model: Path) -> None:
+    """The model's chat template renders a one-message conversation, as every chat check needs (a base model has no
+    template to check); raises TemplateError."""
+    template = read_chat_template(model)
+    if template is not None:
+        jinja_renderer(template, *template_tokens(model))([{"role": "user", "content": "Hello"}], True)
+
+
 def template_tokens(model: Path) -> tuple[str, str]:
     """``bos_token`` and ``eos_token`` as the tokenizer config spells them (templates may use them)."""
     path = model / "tokenizer_config.json"
@@ -105,10 +113,23 @@ def load_user_document(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path} is not readable JSON ({exc}); fix the file") from exc
+        raise HarnessError(f"{path} is not valid JSON ({exc}); fix the file") from exc
     if not isinstance(document, dict):
         raise HarnessError(f"{path} must hold a JSON object, not {type(document).__name__}")
     return document
+
+
+def check_user_document(path: Path) -> None:
+    """``--inference-config``'s file, read and checked against the schema at start: a file of the wrong shape is a
+    bad input in one line, not dozens of template checks failing on it."""
+    try:
+        errors = schema_errors(load_user_document(path))
+    except HarnessError as exc:
+        raise ConfigError(f"--inference-config {exc}") from None
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"--inference-config {path} does not follow the inference_model.json schema: {errors[0]}"
+                          f"{more}; fix the file (schema: fixtures/schemas/inference_model.schema.json)")
 
 
 def write_deployment(model: Path, root: Path, name: str, document: dict[str, Any]) -> Deployment:

@@ -114,8 +114,10 @@ def jinja_renderer(template: str, bos_token: str = "", eos_token: str = "") -> R
         try:
             return compiled.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
                                    bos_token=bos_token, eos_token=eos_token)
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"the chat template fails to render: {exc}") from exc
+        except TemplateError:
+            raise  # the template's own raise_exception
+        except Exception as exc:  # the template's fault, whatever it raised (a sandbox refusal, 1/0, a bad filter)
+            raise TemplateError(f"the chat template fails to render: {type(exc).__name__}: {exc}") from exc
 
     return render
 

@@ -38,7 +38,7 @@ from harness.worker.client import Outcome, WorkerInfo
 GATES: tuple[Gate, ...] = (
     Gate("robustness_timeout_s", 30.0, "max", " s",
          "time limit of one robustness request before it counts as hung, plus the per-token allowance; "
-         "slowest smoke request measured 1.86 s"),
+         "slowest smoke request measured 1.86 s", "(0, inf)"),
     Gate("robustness_timeout_ms_per_token", 20.0, "max", " ms",
          "time allowed per prompt token on top of robustness_timeout_s, for a prompt the model may answer (one it "
          "must refuse gets the base limit alone); measured 4.2 to 6.4 ms per token "

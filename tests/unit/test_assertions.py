@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
 from harness.checks import quality
-from harness.checks.assertions import CHECKS, AnswerContext, Assertion
+from harness.checks.assertions import CHECKS, REGEX_TIMEOUT_S, AnswerContext, Assertion
 from harness.checks.cases import _schema
 from harness.checks.output_format import StopFacts, format_problems, token_problems
 from harness.runtime import Generation, SearchOptions
@@ -127,3 +128,11 @@ def test_stop_facts_and_token_problems_share_the_stop_rule() -> None:
         "3 output tokens where at most 2 were asked for", "eos token inside the answer at positions [1]",
         "stop reason 'eos' but the last token [6] is not an eos id [2]"]
     assert token_problems((), "length", (2,), 8) == ["no output token"]
+
+
+def test_a_catastrophic_regex_times_out_instead_of_hanging() -> None:
+    long_answer = answer("a" * 60)
+    started = time.perf_counter()
+    result = Assertion("regex", "(a|aa)+b").evaluate(long_answer, CONTEXT)  # 2**60 ways to fail under `re`
+    assert time.perf_counter() - started < 5 * REGEX_TIMEOUT_S
+    assert not result.passed and "catastrophic backtracking" in result.detail

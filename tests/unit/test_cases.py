@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks.cases import CaseError, default_case_paths, load_cases
+from harness.checks.cases import CaseError, answer_schema, default_case_paths, load_cases
 
 GOOD = """\
 defaults:
@@ -97,3 +97,17 @@ def test_paths_must_hold_case_files(tmp_path: Path) -> None:
         load_cases([tmp_path])
     with pytest.raises(CaseError, match="is not a case file"):
         load_cases([write(tmp_path, "{}", "cases.json")])
+
+
+def test_an_answer_schema_that_expands_exponentially_is_refused(tmp_path: Path) -> None:
+    defs = {f"a{i}": {"allOf": [{"$ref": f"#/$defs/a{i + 1}"}] * 2} for i in range(20)}
+    schema = {"$defs": {**defs, "a20": {"type": "string"}}, "$ref": "#/$defs/a0"}
+    assert len(json.dumps(schema)) < 1500  # 1.4 KB
+    with pytest.raises(ValueError, match="expands to over 10,000 subschemas"):
+        answer_schema(schema, tmp_path / "cases.yaml")
+
+
+def test_a_recursive_answer_schema_is_fine(tmp_path: Path) -> None:
+    tree = {"$defs": {"node": {"type": "object", "properties": {
+        "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}, "$ref": "#/$defs/node"}
+    assert answer_schema(tree, tmp_path / "cases.yaml") == tree

@@ -11,6 +11,7 @@ import pytest
 
 from harness import fsutil
 from harness.build.compute_paths import accuracy_levels, describe_levels, host_dependent, write_variant
+from harness.errors import SourceError
 from harness.provenance import isa_class
 from harness.runtime import top_two
 from harness.testing.fakes import write_genai_folder
@@ -88,3 +89,27 @@ def test_top_two_reads_the_lead_and_leaves_the_logits_alone() -> None:
     logits = np.array([[0.5, 3.0, 2.75, -1.0]], dtype=np.float32)
     assert top_two(logits) == (1, 0.25, 2)
     assert logits[0, 1] == 3.0
+
+
+def test_a_file_that_is_not_onnx_is_named(tmp_path: Path) -> None:
+    model = write_genai_folder(tmp_path / "junk")
+    (model / "model.onnx").write_bytes(b"\xff\xfe junk \x00" * 50)
+    with pytest.raises(SourceError, match=r"model\.onnx is not an ONNX model \(DecodeError"):
+        accuracy_levels(model)
+
+
+def test_a_truncated_or_missing_weights_file_is_found_before_a_load(tmp_path: Path) -> None:
+    import onnx
+
+    model = write_genai_folder(tmp_path / "external", accuracy_level=4)
+    graph = onnx.load(str(model / "model.onnx"))
+    onnx.save(graph, str(model / "model.onnx"), save_as_external_data=True, location="model.onnx.data",
+              size_threshold=0)
+    assert accuracy_levels(model) == {4: 1}  # whole: it reads
+    data = model / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[:-1])
+    with pytest.raises(SourceError, match=r"weights file .*model\.onnx\.data holds [\d,]+ bytes where the graph reads"):
+        accuracy_levels(model)
+    data.unlink()
+    with pytest.raises(SourceError, match=r"model\.onnx\.data is missing"):
+        accuracy_levels(model)

@@ -36,3 +36,13 @@ def test_memo_skips_rereading_unchanged_files(tmp_path: Path, monkeypatch: pytes
 def test_combine_ignores_order() -> None:
     assert combine([("a", "1"), ("b", "2")]) == combine([("b", "2"), ("a", "1")])
     assert combine([("a", "1")]) != combine([("a", "2")])
+
+
+@pytest.mark.parametrize("memo", ["[]", "{not json", '{"FILE": 3}', '{"FILE": [1]}', '{"FILE": "abc"}'])
+def test_a_damaged_memo_costs_a_rehash_not_the_run(tmp_path: Path, memo: str) -> None:
+    weights = tmp_path / "model" / "weights.bin"
+    weights.parent.mkdir()
+    weights.write_bytes(b"abc")
+    (tmp_path / "hashes.json").write_text(memo.replace("FILE", str(weights.resolve())))
+    assert content_hash(weights.parent, HashMemo(tmp_path / "hashes.json")) == content_hash(
+        weights.parent, HashMemo(tmp_path / "other.json"))

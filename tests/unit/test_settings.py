@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from harness.builtins import builtin_gates
 from harness.errors import ConfigError
-from harness.gates import declare, resolve_gates
+from harness.gates import declare, in_domain, resolve_gates
 from harness.settings import check_execution_provider, resolve
 
 DECLARED = declare([builtin_gates()])
@@ -72,7 +73,7 @@ def test_bad_values_name_setting_and_origin(tmp_path: Path, cli, env, table, mes
 
 def test_olive_config_conflicts_with_model_builder(tmp_path: Path) -> None:
     workflow = tmp_path / "workflow.json"
-    workflow.write_text("{}")
+    workflow.write_text('{"passes": {"builder": {"type": "ModelBuilder", "precision": "int4"}}}')
     with pytest.raises(ConfigError, match="cannot be combined with --builder model-builder"):
         _resolve(tmp_path, {"olive_config": str(workflow), "builder": "model-builder"})
 
@@ -120,3 +121,60 @@ def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
         resolve_gates(DECLARED, ["quality_rouge_l_min"], {}, "", [], "")
     with pytest.raises(ConfigError, match="is not a finite number"):
         resolve_gates(DECLARED, [], {"quality_rouge_l_min": "high"}, "[tool.harness.gates]", [], "")
+
+
+def test_a_list_for_the_precision_is_its_comma_separated_form(tmp_path: Path) -> None:
+    config = _resolve(tmp_path, table='precision = ["fp32", "int4"]')
+    assert config.precisions == ("fp32", "int4")  # not fp32 alone, with int4 silently dropped
+
+
+@pytest.mark.parametrize(("env", "table", "message"), [
+    ({"HARNESS_MODEL": ""}, "", "--model is empty (from environment variable HARNESS_MODEL)"),
+    ({"HARNESS_CACHE_DIR": " "}, "", "--harness-cache-dir is empty (from environment variable HARNESS_CACHE_DIR)"),
+    ({}, 'model = ""', "--model is empty (from [tool.harness] in "),
+    ({}, "precision = []", "--precision is an empty list (from [tool.harness] in "),
+    ({}, 'model = ["a", "b"]', "--model takes one value, not a list (from [tool.harness] in "),
+    ({}, "precision = true", "--precision = True (from [tool.harness] in "),
+    ({"HARNESS_PRECISON": "int8"}, "",
+     "environment variable HARNESS_PRECISON is not a harness setting; did you mean HARNESS_PRECISION?"),
+], ids=["empty-variable", "blank-variable", "empty-in-pyproject", "empty-list", "list-for-one-value", "boolean",
+        "misspelt-variable"])
+def test_empty_mistyped_and_misspelt_values_are_refused(tmp_path: Path, env, table, message) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        _resolve(tmp_path, env=env, table=table)
+    assert str(excinfo.value).startswith(message)
+
+
+def test_the_variables_the_harness_itself_sets_are_not_misspellings(tmp_path: Path) -> None:
+    _resolve(tmp_path, env={"HARNESS_FAULT_SEGFAULT": "x", "HARNESS_SUITE_PROFILE": "p", "OTHER_HARNESS": "1"})
+
+
+@pytest.mark.parametrize(("workflow", "message"), [
+    ("{{{", r"is not a readable Olive workflow \(JSONDecodeError"),
+    ('{"passes": {"q": {"type": "OnnxQuantization"}}}', "has no ModelBuilder pass"),
+    ("[]", "has no ModelBuilder pass"),
+], ids=["not-json", "no-model-builder", "not-an-object"])
+def test_an_olive_workflow_is_checked_before_anything_runs(tmp_path: Path, workflow: str, message: str) -> None:
+    path = tmp_path / "workflow.json"
+    path.write_text(workflow)
+    with pytest.raises(ConfigError, match=message):
+        _resolve(tmp_path, {"olive_config": str(path), "builder": "olive"})
+
+
+@pytest.mark.parametrize(("gate", "value"), [
+    ("quality_token_f1_min", "5"), ("parity_top1_agreement_min", "-2"), ("robustness_timeout_s", "-1"),
+    ("robustness_timeout_s", "0"), ("compare_other_cpu_diff_max", "101"), ("parity_kl_mean_max", "-0.1"),
+])
+def test_a_gate_outside_what_it_limits_is_refused(gate: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"gate {gate} = '{re.escape(value)}' \(from the command line\) is outside"):
+        resolve_gates(DECLARED, [f"{gate}={value}"], {}, "", [], "")
+
+
+def test_a_gate_at_the_edge_of_its_range_is_accepted() -> None:
+    gates = resolve_gates(DECLARED, ["quality_token_f1_min=0", "parity_top1_agreement_min=1"], {}, "", [], "")
+    assert gates["quality_token_f1_min"] == 0 and gates["parity_top1_agreement_min"] == 1
+
+
+def test_every_gate_declares_a_range_its_default_lies_in() -> None:
+    for gate in DECLARED.values():
+        assert in_domain(gate.default, gate.domain), gate.name
