@@ -159,8 +159,8 @@ bad("pyproject-unknown-key", "unknown key(s) precison in [[]tool.harness[]]*")(
 bad("gates-not-a-table", "[[]tool.harness[]] gates in * must be a table*")(lambda t: pyproject(t, "gates = 3"))
 bad("variable-misspelt", "environment variable HARNESS_PRECISON is not a harness setting; did you mean "
     "HARNESS_PRECISION?*", env={"HARNESS_PRECISON": "int8"})(lambda t: [])
-bad("variable-unknown", "environment variable HARNESS_COLOUR is not a harness setting*",
-    env={"HARNESS_COLOUR": "red"})(lambda t: [])
+bad("variable-misspelt-model", "environment variable HARNESS_MODLE is not a harness setting; did you mean "
+    "HARNESS_MODEL?*", env={"HARNESS_MODLE": "x"})(lambda t: [])
 bad("cache-dir-variable-empty", "--harness-cache-dir is empty (from environment variable HARNESS_CACHE_DIR)*",
     env={"HARNESS_CACHE_DIR": ""})(lambda t: [])
 bad("budget-unreadable", "--harness-budget 'soon' (from the command line)*")(lambda t: ["--harness-budget=soon"])
