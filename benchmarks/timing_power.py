@@ -46,7 +46,8 @@ from benchmarks.overhead import default_model_dir  # noqa: E402
 from harness.checks.ab import AB_MIN_PAIRS, interleaved, judge_pairs  # noqa: E402
 from harness.checks.bench import ROUNDS_SUFFIX, RoundMetrics, metric_rounds  # noqa: E402
 from harness.checks.yardstick import Yardstick  # noqa: E402
-from harness.report.compare import FORMAT, Run, Thresholds, compare_runs  # noqa: E402
+from harness.report.compare import Thresholds, compare_runs  # noqa: E402
+from harness.report.runs import FORMAT, Run  # noqa: E402
 from harness.runtime import GenAIRuntime, SearchOptions  # noqa: E402
 from harness.testing.faults import SlowedRuntime  # noqa: E402
 

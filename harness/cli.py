@@ -42,20 +42,9 @@ from harness import __version__
 from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
 from harness.report import digest
-from harness.report.compare import (
-    KEY_LABELS,
-    METRICS,
-    RESULTS_FILE,
-    Run,
-    Thresholds,
-    compare_runs,
-    find_runs,
-    load_run,
-    markdown,
-    pick_baseline,
-    same_run,
-)
+from harness.report.compare import KEY_LABELS, METRICS, Thresholds, compare_runs, markdown, pick_baseline, same_run
 from harness.report.history_page import render_history
+from harness.report.runs import RESULTS_FILE, Run, find_runs, load_run
 from harness.text import clip
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

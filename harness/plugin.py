@@ -185,7 +185,7 @@ def _shipped_suites() -> Path:
 
 def _model_of_run(path: Path) -> Path | None:
     """--harness-ab's model when it names a run (its folder or results.json); None when it names a model."""
-    from harness.report.compare import model_of_run
+    from harness.report.runs import model_of_run
 
     try:
         return model_of_run(path)

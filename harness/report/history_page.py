@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from harness.report import digest
 from harness.report.charts import Series, line_chart
-from harness.report.compare import Run
 from harness.report.html import Raw, page, table
+from harness.report.runs import Run
 
 AXIS_LABELS = 8  # at most this many runs labelled on the axis (every run keeps its label in its tooltip)
 

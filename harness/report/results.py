@@ -38,20 +38,10 @@ from harness.errors import PREFIX
 from harness.fsutil import write_text_atomic
 from harness.gates import Gates
 from harness.properties import SOFT_OUTCOMES, finding_kind, soft_verdict
-from harness.report.compare import (
-    FORMAT,
-    RESULTS_FILE,
-    SCHEMA_VERSION,
-    CompareError,
-    Comparison,
-    Run,
-    Thresholds,
-    compare_runs,
-    key_of,
-    pick_baseline,
-)
+from harness.report.compare import Comparison, Thresholds, compare_runs, key_of, pick_baseline
 from harness.report.junit import MESSAGE_LIMIT, junit_xml
 from harness.report.run_page import render_run
+from harness.report.runs import FORMAT, RESULTS_FILE, SCHEMA_VERSION, CompareError, Run
 from harness.report.summary import summary_markdown
 from harness.runtime import finite_number
 from harness.session import HarnessSession

@@ -16,7 +16,8 @@ import pytest
 from benchmarks.overhead import TOLERANCE, bare_decode_rate, measure
 from harness import cli
 from harness.locations import suites_dir
-from harness.report.compare import compare_runs, load_run
+from harness.report.compare import compare_runs
+from harness.report.runs import load_run
 from harness.testing.faults import SlowedRuntime
 
 pytestmark = pytest.mark.serial  # timings: another test on the other core would move them

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.compare import FORMAT
+from harness.report.runs import FORMAT
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 from tests.plugin.test_plugin import env
 

@@ -18,7 +18,8 @@ import pytest
 
 from harness import cli
 from harness.locations import fixtures_dir
-from harness.report.compare import FORMAT, CompareError, load_run, pick_baseline
+from harness.report.compare import pick_baseline
+from harness.report.runs import FORMAT, CompareError, load_run
 from tests.plugin.test_plugin import env, run
 
 __all__ = ["env"]  # the fixture, imported for pytest

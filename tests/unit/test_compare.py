@@ -15,19 +15,16 @@ import pytest
 
 from harness import cli
 from harness.report.compare import (
-    FORMAT,
-    CompareError,
-    Run,
     Thresholds,
     bootstrap_interval,
     compare_metric,
     compare_runs,
     key_mismatches,
     key_of,
-    load_run,
     markdown,
     pick_baseline,
 )
+from harness.report.runs import FORMAT, CompareError, Run, load_run
 
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}
 TEST = "test_benchmarks.py::test_generation_latency[prompt=32]"

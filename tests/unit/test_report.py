@@ -13,11 +13,12 @@ import jsonschema
 import pytest
 
 from harness.locations import fixtures_dir
-from harness.report.compare import FORMAT, Comparison, Run, compare_runs
+from harness.report.compare import Comparison, compare_runs
 from harness.report.digest import failure_groups, verdict_of
 from harness.report.junit import write_junit
 from harness.report.results import CheckRecord
 from harness.report.run_page import render_run
+from harness.report.runs import FORMAT, Run
 from harness.report.summary import summary_markdown
 
 SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
