@@ -118,7 +118,7 @@ class HarnessSession:
     def open(cls, config: HarnessConfig, builder: Builder, ab_model: Path | None = None) -> HarnessSession:
         """Detect the source and plan the build; raises SourceError / ConfigError on bad input. ``ab_model``: the
         --harness-ab baseline's model when ``config.ab`` names a run rather than a model
-        (``harness.report.compare.model_of_run``)."""
+        (``harness.report.runs.model_of_run``)."""
         source = detect_source(config.model)
         _check_template(source)
         writable_dir(config.reports_dir, "--harness-reports")
