@@ -293,3 +293,24 @@ def test_bad_input_is_one_line_at_start(pytester: pytest.Pytester, env: dict[str
     result.stderr.fnmatch_lines([f"ERROR: harness: {row.line}"])
     assert result.ret == row.exit
     assert not any((env["cache"] / "onnx").glob("*")), "nothing is built for a run that stops at start"
+
+
+def test_an_error_every_check_would_repeat_is_written_out_once(pytester: pytest.Pytester,
+                                                               env: dict[str, Path]) -> None:
+    pytester.makepyfile(test_reference="""
+import pytest
+from harness.errors import HarnessError
+
+@pytest.fixture(scope="session")
+def reference():
+    raise HarnessError("--reference /r: cannot load it; pass a Hugging Face folder")
+
+@pytest.mark.parametrize("text", ["a", "b", "c"])
+def test_parity(reference, text):
+    pass
+""")
+    result = pytester.runpytest(f"--model={env['model']}", f"--harness-cache-dir={env['cache']}", "test_reference.py")
+    result.assert_outcomes(errors=3)
+    output = result.stdout.str()
+    assert output.count("cannot load it") == 2  # the first error, and the short summary's line for it
+    assert output.count("harness: the same error as test_reference.py::test_parity[a] (above)") == 4  # b, c: twice

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,9 @@ def test_two_processes_build_once(tmp_path: Path) -> None:
     outputs = sorted(child.communicate(timeout=60)[0].strip() for child in children)
     assert outputs == ["BUILT", "HIT"]
     assert (tmp_path / "count.txt").read_text() == "x"
+
+
+def test_small_sizes_in_the_disk_line_read_in_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(2**30, 2**30 - 50 * 2**20, 50 * 2**20))
+    with pytest.raises(BuildError, match=r"^50 MiB free at .*this build writes about 120 MiB: "):
+        ModelStore(tmp_path).get_or_build("onnx", "k", lambda out: None, {}, space_needed=120 * 2**20)
