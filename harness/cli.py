@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 from harness import __version__
 from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
+from harness.fsutil import write_text_atomic
 from harness.report import digest
 from harness.report.compare import KEY_LABELS, METRICS, Thresholds, compare_runs, markdown, pick_baseline, same_run
 from harness.report.history_page import render_history
@@ -299,7 +300,7 @@ def _history(args: argparse.Namespace) -> Output:
         plot: Path = args.plot or folder / "history.html"
         page = render_history(runs, table.keys, table.columns, table.values, table.legend, plot.parent)
         try:
-            plot.write_text(page, encoding="utf-8")
+            write_text_atomic(plot, page)
         except OSError as exc:
             raise UsageError(f"cannot draw the trends into {plot} ({exc.strerror or exc}); pass --plot FILE in a "
                              "writable folder, or --no-plot") from None
