@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-import shutil
 from pathlib import Path
 
 import pytest

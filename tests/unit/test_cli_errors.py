@@ -170,10 +170,10 @@ def test_a_plot_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch: 
     the refusal is simulated)."""
     argv = history()(tmp_path)
 
-    def refuse(self: Path, *args: object, **kwargs: object) -> int:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(Path, "write_text", refuse)
+    monkeypatch.setattr(cli, "write_text_atomic", refuse)
     code, out, err = harness(argv, capsys)
     assert code == cli.EXIT_USAGE and "Traceback" not in err and out == ""
     assert err.splitlines() == [f"harness: cannot draw the trends into {tmp_path / 'reports' / 'history.html'} "
