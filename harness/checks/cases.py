@@ -290,13 +290,13 @@ def answer_schema(value: Any, path: Path) -> dict[str, Any]:
             raise ValueError(f"schema file {target} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ValueError("must be a JSON schema (a mapping) or the path of a schema file")
+    if _expanded_size(value, value, {}, set()) > MOST_SCHEMA_NODES:  # first: nothing walks it before this bound
+        raise ValueError(f"expands to over {MOST_SCHEMA_NODES:,} subschemas through its $refs; a schema that large "
+                         "could hang its validation: write it without nested aliases")
     try:
         jsonschema.Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
         raise ValueError(f"is not a valid JSON schema ({exc.message})") from None
-    if _expanded_size(value, value, {}, set()) > MOST_SCHEMA_NODES:
-        raise ValueError(f"expands to over {MOST_SCHEMA_NODES:,} subschemas through its $refs; a schema that large "
-                         "could hang its validation: write it without nested aliases")
     return value
 
 

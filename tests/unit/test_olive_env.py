@@ -41,6 +41,9 @@ def test_a_given_interpreter_is_keyed_by_its_path_and_versions(tmp_path: Path) -
     ("[INFO] FP16 is not supported on CPU.", "Olive skips fp16 on CPU"),
     ("ModuleNotFoundError: No module named 'olive'", "that Python has no Olive"),
     ("OSError: [Errno 28] No space left on device", "the disk filled up; free disk space where the cache is"),
+    ("_pickle.UnpicklingError: Weights only load failed. This file can still be loaded, to do so you have two "
+     "options, do those steps only if you trust the source of the checkpoint.",
+     "is a pickle that holds more than tensors, and the harness refuses to run code from model files"),
 ])
 def test_build_failures_are_explained(tmp_path: Path, log: str, explanation: str) -> None:
     path = tmp_path / "build.log"
