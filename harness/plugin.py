@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from harness.checks.ab import ABModels
     from harness.checks.cases import CaseSet
     from harness.checks.parity import ReferenceData
+    from harness.checks.reference import EvalSet, EvalText
     from harness.checks.stability import ComputePaths, PathVerdict
     from harness.checks.yardstick import Yardstick
     from harness.deploy.folder import Deployment
@@ -61,6 +62,7 @@ PATH_FLAGS = {s.flag for s in SETTINGS if s.metavar in PATH_METAVARS}
 SESSION_KEY = pytest.StashKey["HarnessSession"]()
 GATES_KEY = pytest.StashKey["Gates"]()
 CASES_KEY = pytest.StashKey["CaseSet"]()
+EVAL_TEXTS_KEY = pytest.StashKey[tuple["EvalText", ...]]()  # --eval-texts, read at start
 PROFILES_KEY = pytest.StashKey[dict[str, Profile]]()
 FACTORY_KEY = pytest.StashKey[tuple["RuntimeFactory", str] | None]()  # the plugged-in runtime and its reference
 # A bad input is always a HarnessError (one line, exit 4); anything else is a bug in the harness.
@@ -230,6 +232,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[GATES_KEY] = _gates(config, harness_config, pyproject, ini_origin)
         _check_ep(harness_config.ep)
         config.stash[CASES_KEY] = load_cases(harness_config.cases or default_case_paths())
+        if harness_config.eval_texts:
+            from harness.checks.reference import load_eval_texts
+
+            config.stash[EVAL_TEXTS_KEY] = load_eval_texts(harness_config.eval_texts)
         config.stash[FACTORY_KEY] = _runtime_factory(config)
         ab_model = None if harness_config.ab is None else _model_of_run(harness_config.ab)
         harness = HarnessSession.open(harness_config, builders[harness_config.builder](harness_config), ab_model)
@@ -389,9 +395,21 @@ def _cases(config: pytest.Config) -> CaseSet:
     return config.stash.get(CASES_KEY, CaseSet(()))
 
 
+def _eval_set(config: pytest.Config) -> EvalSet:
+    """The parity suite's eval set: the shipped prompts and texts, the user's texts (--eval-texts) in place of the
+    shipped ones."""
+    from harness.checks.reference import load_eval_set
+
+    texts: tuple[EvalText, ...] = config.stash.get(EVAL_TEXTS_KEY, ())
+    return load_eval_set(texts=texts)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test that takes ``harness_case`` runs once per case of this run (``@pytest.mark.harness_cases(
-    with_assertions=True)``: once per case that has assertions). A chat case needs the chat template."""
+    with_assertions=True)``: once per case that has assertions). A chat case needs the chat template. A test that
+    takes ``harness_eval_text`` runs once per eval text of this run (its id)."""
+    if "harness_eval_text" in metafunc.fixturenames:
+        metafunc.parametrize("harness_eval_text", [text.id for text in _eval_set(metafunc.config).texts])
     if "harness_case" not in metafunc.fixturenames:
         return
     cases = _cases(metafunc.config).cases
@@ -713,7 +731,7 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
                              harness_config: HarnessConfig, harness_run_dir: Path) -> ReferenceData:
     """The reference's view of the eval set and of this run's case prompts: computed once per
     reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
-    from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
+    from harness.checks.reference import EvalPrompt, reference_data
     from harness.runtime import LogitsRuntime
 
     if not isinstance(harness_runtime, LogitsRuntime):
@@ -725,7 +743,7 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
     if too_big is not None:
         pytest.skip(too_big)
     cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in _cases(pytestconfig)]
-    eval_set = load_eval_set().with_prompts(cases)
+    eval_set = _eval_set(pytestconfig).with_prompts(cases)
     if harness_runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
         eval_set = eval_set.raw_only()
     return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,

@@ -176,6 +176,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cases", "--cases", "case file (YAML or JSONL) or folder of them for the cases suite; repeatable "
             "(default: the general and example domain sets shipped in fixtures/cases)",
             _existing_path, lambda: (), "PATH", multiple=True),
+    Setting("eval_texts", "--eval-texts", "your domain's texts for the parity suite, in place of the shipped ones: "
+            ".txt files (one text each), .jsonl files (one {\"id\", \"text\"} per line) or folders of them; "
+            "repeatable (default: the texts in fixtures/eval/texts)", _existing_path, lambda: (), "PATH",
+            multiple=True),
     Setting("reference", "--reference", "Hugging Face folder or GGUF file of the reference model for the "
             "parity suite (default: the source model when it is one of those)", _existing_path,
             lambda: None, "PATH"),
@@ -225,6 +229,7 @@ class HarnessConfig:
     inference_config: Path | None
     injection_policy: str
     cases: tuple[Path, ...]
+    eval_texts: tuple[Path, ...]
     reference: Path | None
     reference_precision: str
     profile: str

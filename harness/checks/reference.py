@@ -38,6 +38,7 @@ MAX_NEW_TOKENS = 48  # greedy answer length asked of both models
 RECIPE_VERSION = "2"  # bump when what the child computes changes
 REFERENCE_PACKAGES = ("transformers", "torch")
 REQUEST, MANIFEST, ARRAYS = "request.json", "reference.json", "reference.npz"
+EVAL_TEXT_SUFFIXES = (".txt", ".jsonl")
 
 
 # -- the eval set ----------------------------------------------------------------------------------
@@ -86,11 +87,13 @@ def eval_dir() -> Path:
     return fixtures_dir() / "eval"
 
 
-def load_eval_set(folder: Path | None = None) -> EvalSet:
-    """``texts/*.txt`` (one item each, id ``text-<stem>``) and ``prompts.yaml`` (id ``prompt-<id>``)."""
+def load_eval_set(folder: Path | None = None, texts: Sequence[EvalText] = ()) -> EvalSet:
+    """``texts/*.txt`` (one item each, id ``text-<stem>``) and ``prompts.yaml`` (id ``prompt-<id>``); ``texts`` (the
+    user's domain, ``--eval-texts``) replace the folder's texts when given."""
     folder = folder or eval_dir()
-    texts = tuple(EvalText(f"text-{path.stem}", path.read_text(encoding="utf-8"))
-                  for path in sorted((folder / "texts").glob("*.txt")))
+    if not texts:
+        texts = tuple(EvalText(f"text-{path.stem}", path.read_text(encoding="utf-8"))
+                      for path in sorted((folder / "texts").glob("*.txt")))
     path = folder / "prompts.yaml"
     try:
         entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else []
@@ -99,8 +102,58 @@ def load_eval_set(folder: Path | None = None) -> EvalSet:
         raise ParityError(f"{path} is not valid YAML: {problem}") from None
     if not isinstance(entries or [], list):
         raise ParityError(f"{path} must be a list of prompts, each with 'id' and 'messages' or 'prompt'")
-    return EvalSet(texts, tuple(_eval_prompt(entry, f"{path} entry {index + 1}")
+    return EvalSet(tuple(texts), tuple(_eval_prompt(entry, f"{path} entry {index + 1}")
                                 for index, entry in enumerate(entries or [])))
+
+
+def load_eval_texts(paths: Sequence[Path]) -> tuple[EvalText, ...]:
+    """The user's domain texts (``--eval-texts``): ``.txt`` files (one text each, id ``text-<stem>``), ``.jsonl``
+    files (one ``{"id": ..., "text": ...}`` per line, id ``text-<id>``), or folders of them; one-line ParityError on
+    anything else, at start."""
+    files: list[Path] = []
+    for path in paths:
+        found = sorted(p for p in path.iterdir() if p.suffix in EVAL_TEXT_SUFFIXES) if path.is_dir() else [path]
+        if not found:
+            raise ParityError(f"--eval-texts {path} holds no .txt or .jsonl file")
+        files += found
+    texts: list[EvalText] = []
+    for file in files:
+        texts += _texts_of(file)
+    seen: dict[str, int] = {}
+    for text in texts:
+        seen[text.id] = seen.get(text.id, 0) + 1
+    twice = sorted(name for name, count in seen.items() if count > 1)
+    if twice:
+        raise ParityError(f"--eval-texts: the text ids {', '.join(twice)} appear twice; rename the files or ids")
+    return tuple(texts)
+
+
+def _texts_of(file: Path) -> list[EvalText]:
+    if file.suffix not in EVAL_TEXT_SUFFIXES:
+        raise ParityError(f"--eval-texts {file} is not a .txt or .jsonl file")
+    try:
+        content = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParityError(f"--eval-texts {file} cannot be read ({exc}); save it as UTF-8 text") from None
+    if file.suffix == ".txt":
+        if not content.strip():
+            raise ParityError(f"--eval-texts {file} is empty")
+        return [EvalText(f"text-{file.stem}", content)]
+    texts = []
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ParityError(f"--eval-texts {file}:{number}: not valid JSON ({exc.msg})") from None
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str | int)
+                and isinstance(entry.get("text"), str) and entry["text"].strip()):
+            raise ParityError(f"--eval-texts {file}:{number}: each line needs an \"id\" and a non-empty \"text\"")
+        texts.append(EvalText(f"text-{entry['id']}", entry["text"]))
+    if not texts:
+        raise ParityError(f"--eval-texts {file} holds no text; write one JSON object per line")
+    return texts
 
 
 def _eval_prompt(entry: object, where: str) -> EvalPrompt:

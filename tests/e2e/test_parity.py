@@ -130,3 +130,19 @@ def test_logits_cover_every_position_and_keep_one_free(built_path: Path) -> None
             runtime.logits([1] * runtime.info.context_length)  # onnxruntime-genai would abort the process
     finally:
         runtime.close()
+
+
+DOMAIN = ROOT / "fixtures" / "eval" / "domain_example"
+DOMAIN_TESTS = {f"test_text_within_parity_gates[text-{name}]" for name in ("tutor-photosynthesis",
+                                                                            "tutor-periodic-table")}
+
+
+def test_parity_is_measured_on_the_users_domain_texts(pytester: pytest.Pytester, built_path: Path, reference: Path,
+                                                     degraded: Path) -> None:
+    """--eval-texts puts the domain's texts in place of the shipped ones: the int4 build passes on them, the
+    degraded build fails on them."""
+    names, text = outcomes(pytester, f"--model={built_path}", f"--reference={reference}", f"--eval-texts={DOMAIN}")
+    assert names == {"passed": {*DOMAIN_TESTS, "test_whole_eval_set_within_parity_gates"}, "skipped": set(),
+                     "failed": set()}, text
+    names, text = outcomes(pytester, f"--model={degraded}", f"--reference={reference}", f"--eval-texts={DOMAIN}")
+    assert names["failed"] >= DOMAIN_TESTS, text

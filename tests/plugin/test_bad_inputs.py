@@ -197,6 +197,10 @@ bad("inference-config-not-json", "--inference-config*is not valid JSON*")(
 bad("inference-config-wrong-schema", "--inference-config * does not follow the inference_model.json schema: *")(
     lambda t: ["--inference-config=" + str(put(t / "i.json", '{"Name": "m", "PromptTemplate": "x"}'))])
 
+bad("eval-texts-missing", "--eval-texts * does not exist")(lambda t: [f"--eval-texts={t / 'nope'}"])
+bad("eval-texts-bad-line", "--eval-texts *t.jsonl:1: not valid JSON*")(
+    lambda t: ["--eval-texts=" + str(put(t / "t.jsonl", "{nope\n"))])
+
 # --- the folders the run writes --------------------------------------------------------------------------------
 bad("reports-a-file", "--harness-reports * is a file, not a folder*")(
     lambda t: [f"--harness-reports={put(t / 'r')}"])

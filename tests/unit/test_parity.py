@@ -25,7 +25,7 @@ from harness.checks.parity import (
     top_k,
     verdict,
 )
-from harness.checks.reference import EvalPrompt, load_eval_set, make_request, reference_data
+from harness.checks.reference import EvalPrompt, load_eval_set, load_eval_texts, make_request, reference_data
 from harness.gates import declare, resolve_gates
 from harness.runtime import Generation, ModelInfo, SearchOptions
 
@@ -265,3 +265,29 @@ def test_reference_with_another_vocabulary_fails_before_computing(tmp_path: Path
     with pytest.raises(ParityError, match=r"vocabulary of 32000 tokens .* the built model has 4"):
         reference_data(tmp_path, StubRuntime(TABLE), load_eval_set(), tmp_path / "cache", tmp_path, print)
     assert not (tmp_path / "cache").exists()
+
+
+def test_domain_texts_replace_the_shipped_ones(tmp_path: Path) -> None:
+    (tmp_path / "refunds.txt").write_text("Refunds are paid within five days.")
+    (tmp_path / "more.jsonl").write_text('{"id": "shipping", "text": "We ship on Mondays."}\n\n'
+                                         '{"id": 7, "text": "Returns are free."}\n')
+    texts = load_eval_texts([tmp_path])
+    assert [text.id for text in texts] == ["text-shipping", "text-7", "text-refunds"]
+    eval_set = load_eval_set(texts=texts)
+    assert eval_set.texts == texts and eval_set.prompts == load_eval_set().prompts  # the prompts stay
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"a.jsonl": "{nope\n"}, r"a\.jsonl:1: not valid JSON"),
+    ({"a.jsonl": '{"id": "x"}\n'}, r'a\.jsonl:1: each line needs an "id" and a non-empty "text"'),
+    ({"a.jsonl": "\n"}, r"a\.jsonl holds no text"),
+    ({"a.txt": "  \n"}, r"a\.txt is empty"),
+    ({"a.txt": "one", "b.jsonl": '{"id": "a", "text": "two"}\n'}, "the text ids text-a appear twice"),
+    ({"notes.md": "text"}, "holds no .txt or .jsonl file"),
+])
+def test_bad_domain_texts_are_one_line(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    with pytest.raises(ParityError, match=message) as info:
+        load_eval_texts([tmp_path])
+    assert "\n" not in str(info.value)
