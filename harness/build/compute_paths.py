@@ -16,6 +16,7 @@ with several hard links, so the graph is read without its external data.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,15 +66,23 @@ def load_graph(path: Path) -> Any:
 
 
 def accuracy_levels(folder: Path) -> Counter[int]:
-    """How many MatMulNBits nodes compute at each accuracy level, over the folder's ONNX graphs."""
+    """How many MatMulNBits nodes compute at each accuracy level, over the folder's ONNX graphs. Read once per
+    version of the files: a graph that holds its weights is parsed whole, and a session asks at start, for its
+    header and once built."""
+    stats = [(path.name, path.stat()) for path in sorted(folder.iterdir()) if path.is_file()]
+    signature = tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)  # weights files included
+    return Counter(_levels(tuple(graph_files(folder)), signature))
+
+
+@functools.lru_cache(maxsize=16)
+def _levels(files: tuple[Path, ...], signature: tuple[tuple[str, int, int], ...]) -> dict[int, int]:
     levels: Counter[int] = Counter()
-    for path in graph_files(folder):
-        graph = load_graph(path)
-        for node in graph.node:
+    for path in files:
+        for node in load_graph(path).node:
             if node.op_type == MATMUL_NBITS:
                 level = next((a.i for a in node.attribute if a.name == "accuracy_level"), 0)
                 levels[int(level)] += 1
-    return levels
+    return dict(levels)
 
 
 def host_dependent(levels: Mapping[int, int]) -> bool:
