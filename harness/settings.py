@@ -376,8 +376,8 @@ def _items(value: Any, setting: Setting, origin: str, split: str | None = None) 
         return tuple(str(v) for v in value)
     if isinstance(value, dict | bool):
         raise ConfigError(f"{setting.flag} = {value!r} (from {origin}) must be a string")
-    if setting.multiple:
-        return tuple(part for part in str(value).split(split) if part.strip())
+    if setting.multiple:  # nothing but separators is an empty value, which _parse refuses
+        return tuple(part for part in str(value).split(split) if part.strip()) or ("",)
     return (str(value),)
 
 
@@ -392,14 +392,14 @@ def _first_raw(
 ) -> RawValue | None:
     if cli.get(setting.name) is not None:
         origin = "the command line"
-        return RawValue(_items(cli[setting.name], setting, origin) or ("",), origin)
+        return RawValue(_items(cli[setting.name], setting, origin), origin)
     if setting.env in env:
         origin = f"environment variable {setting.env}"
-        return RawValue(_items(env[setting.env], setting, origin, os.pathsep) or ("",), origin)
+        return RawValue(_items(env[setting.env], setting, origin, os.pathsep), origin)
     if setting.name in table:
         assert pyproject is not None
         origin = f"[tool.harness] in {pyproject}"
-        return RawValue(_items(table[setting.name], setting, origin) or ("",), origin, pyproject.parent)
+        return RawValue(_items(table[setting.name], setting, origin), origin, pyproject.parent)
     if ini.get(setting.name):
         origin = f"{setting.ini} in {ini_origin}"
         return RawValue(_items(ini[setting.name], setting, origin), origin)
