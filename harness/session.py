@@ -15,7 +15,7 @@ from harness.budget import REFERENCE_SECONDS_PER_PARAMETER, BudgetClock
 from harness.build.builders import Builder
 from harness.build.buildlog import Progress
 from harness.build.cache import MANIFEST, ModelStore
-from harness.build.compute_paths import REPAIR, TWIN_LEVEL, accuracy_levels, describe_levels, host_dependent
+from harness.build.compute_paths import TWIN_LEVEL, DamagedModelFile, accuracy_levels, describe_levels, host_dependent
 from harness.build.hashing import HashMemo
 from harness.build.pipeline import (
     BuildPlan,
@@ -82,11 +82,11 @@ def _check_graphs(folder: Path, cached: bool) -> None:
     """The model's ONNX files decode and their weights files are whole, before anything loads them."""
     try:
         accuracy_levels(folder)
-    except SourceError as exc:
+    except DamagedModelFile as exc:
         if not cached:
             raise SourceError(f"--model {folder}: {exc}") from None
-        raise SourceError(f"the cached build {folder} is damaged: {str(exc).removesuffix(REPAIR)}; delete that "
-                          "folder and rerun to rebuild it") from None
+        raise SourceError(f"the cached build {folder} is damaged: {exc.problem}; delete that folder and rerun to "
+                          "rebuild it") from None
 
 
 @dataclass

@@ -32,12 +32,20 @@ HOST_INDEPENDENT_LEVELS = frozenset({0, 1})
 TWIN_LEVEL = 1
 LEVEL_NAMES = {0: "unset (fp32 compute)", 1: "fp32 compute", 2: "fp16 compute", 3: "bf16 compute",
                4: "int8 activations"}
-REPAIR = "; rebuild the model or copy the file again"
 VARIANT_RECIPE = "1"  # bump when the rewrite changes
 
 
 def graph_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.onnx") if p.is_file())
+
+
+class DamagedModelFile(SourceError):
+    """An ONNX file that does not decode, or its weights file missing or short; ``problem`` is the line without its
+    fix, for a caller that knows a better one (a cached build is deleted, not rebuilt by hand)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; rebuild the model or copy the file again")
+        self.problem = problem
 
 
 def load_graph(path: Path) -> Any:
@@ -49,7 +57,7 @@ def load_graph(path: Path) -> Any:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except (DecodeError, ValueError, OSError) as exc:
-        raise SourceError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc}){REPAIR}") from None
+        raise DamagedModelFile(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
     needed: dict[str, int] = {}
     for tensor in graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -61,7 +69,7 @@ def load_graph(path: Path) -> Any:
         size = data.stat().st_size if data.is_file() else None
         if size is None or size < end:
             state = "is missing" if size is None else f"holds {size:,} bytes where the graph reads {end:,}"
-            raise SourceError(f"{path.name}'s weights file {data} {state}: it is truncated or was not copied{REPAIR}")
+            raise DamagedModelFile(f"{path.name}'s weights file {data} {state}: it is truncated or was not copied")
     return graph
 
 

@@ -318,3 +318,14 @@ def test_parity(reference, text):
     output = result.stdout.str()
     assert output.count("cannot load it") == 2  # the first error, and the short summary's line for it
     assert output.count("harness: the same error as test_reference.py::test_parity[a] (above)") == 4  # b, c: twice
+
+
+def test_a_damaged_cache_entry_is_named_with_how_to_drop_it(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
+    args = (f"--model={env['model']}", f"--harness-cache-dir={env['cache']}", str(env["suite"]))
+    assert pytester.runpytest(*args).ret == pytest.ExitCode.OK  # built into the cache
+    (entry,) = (env["cache"] / "onnx").iterdir()
+    put(entry / "model.onnx", b"\xff\xfe junk \x00" * 50)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: harness: the cached build {entry} is damaged: *model.onnx is not an ONNX "
+                                 "model (DecodeError*); delete that folder and rerun to rebuild it"])
