@@ -18,6 +18,7 @@ from typing import Protocol
 from harness.build.buildlog import Progress, fail, run_logged
 from harness.build.olive_env import OliveEnvironment, environment_variables
 from harness.build.probe import check_generates
+from harness.build.source_views import ADAPTATIONS_VERSION, adaptations, read_config, write_view
 from harness.errors import BuildError
 from harness.provenance import package_version
 from harness.settings import EXECUTION_PROVIDERS
@@ -61,7 +62,7 @@ class OliveBuilder:
     name: str = field(default="olive", init=False)
 
     def options(self) -> dict[str, str]:
-        options = {"environment": self.environment.key}
+        options = {"environment": self.environment.key, "source_adaptations": ADAPTATIONS_VERSION}
         if self.workflow is None:
             return {**options, "command": "auto-opt --use_model_builder"}
         return {**options, "command": "run",
@@ -73,6 +74,7 @@ class OliveBuilder:
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         produced = work / "olive-output"
+        hf_folder = buildable_folder(hf_folder, None, work, progress)[0]  # auto-opt takes no builder options
         # Olive logs why it pruned a pass only at INFO level (1); its default is ERROR. It runs in ``work``,
         # so its .olive-cache goes away with the build.
         olive = [str(self.environment.interpreter(log, progress)), "-m", "olive"]
@@ -102,7 +104,7 @@ class ModelBuilderBuilder:
 
     def options(self) -> dict[str, str]:
         return {"extra_options": " ".join(self.extra_options),
-                "builder_version": package_version("onnxruntime-genai")}
+                "builder_version": package_version("onnxruntime-genai"), "source_adaptations": ADAPTATIONS_VERSION}
 
     def describe(self) -> str:
         return f"onnxruntime-genai {package_version('onnxruntime-genai')} model builder in the harness's environment"
@@ -110,16 +112,30 @@ class ModelBuilderBuilder:
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         produced = work / "builder-output"
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(hf_folder),
+        model_folder, extra_options = buildable_folder(hf_folder, self.extra_options, work, progress)
+        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(model_folder),
                "-o", str(produced), "-p", precision, "-e", ep, "-c", str(work / "builder-cache")]
-        if self.extra_options:
-            cmd += ["--extra_options", *self.extra_options]
+        if extra_options:
+            cmd += ["--extra_options", *extra_options]
         label = f"model builder {precision}"
         code = run_logged(cmd, log, cwd=work, label=label, progress=progress)
         if code != 0 or not adopt_output(produced, out):
             raise fail(label, log, code)
         _copy_tokenizer_extras(hf_folder, out)
         check_runs(self.name, out, precision, ep, log)
+
+
+def buildable_folder(hf_folder: Path, user_options: tuple[str, ...] | None, work: Path,
+                     progress: Progress) -> tuple[Path, tuple[str, ...]]:
+    """The folder to hand the builder (a config view of ``hf_folder`` where one is needed) and its extra options
+    (the user's, plus what the source needs; see ``source_views``; None: a builder that takes no options). The
+    built folder still gets the user's config.json (``_copy_tokenizer_extras`` reads the original)."""
+    needs = adaptations(read_config(hf_folder), user_options or (), with_options=user_options is not None)
+    for what in needs.describe():
+        progress(f"building with {what}")
+    folder = hf_folder if needs.config_view is None else write_view(hf_folder, needs.config_view,
+                                                                   work / "config-view")
+    return folder, (*(user_options or ()), *needs.extra_options)
 
 
 def runtime_reason(message: str) -> str:
