@@ -10,6 +10,8 @@ polls the RSS of that process and all its children 20 times a second (anonymous 
 model builder and transformers memory-map safetensors, whose pages the kernel can drop under pressure):
 
 - ``convert``: a GGUF source to a Hugging Face folder (``python -m harness.build.convert``);
+- ``merge``: a seeded LoRA adapter (r 16, every linear layer; made before, unmeasured) merged into a Hugging Face
+  folder by peft (``python -m harness.build.merge``);
 - ``build-int4``, ``build-int8``: the harness's model-builder build, with its two-token check;
 - ``reference``: the parity suite's fp32 reference (the eval set and the shipped cases' prompts);
 - ``load``: loading the built model and answering one prompt;
@@ -42,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MB = 1024**2
-PHASES = ("convert", "build-int4", "build-int8", "reference", "load", "smoke")
+PHASES = ("convert", "build-int4", "build-int8", "reference", "load", "smoke")  # and "merge", asked for
 
 
 # -- measuring a process tree ------------------------------------------------------------------------------
@@ -139,6 +141,9 @@ def host() -> dict[str, Any]:
 # -- the phases ------------------------------------------------------------------------------------------
 def phase_command(phase: str, model: Path, reference: Path | None, cache: Path, work: Path) -> list[str]:
     python = [sys.executable, str(Path(__file__).resolve())]
+    if phase == "merge":  # the adapter measure() made
+        (work / "merged").mkdir(exist_ok=True)
+        return [sys.executable, "-m", "harness.build.merge", str(model), str(work / "adapter"), str(work / "merged")]
     if phase == "smoke":  # every shipped suite in one session, as a user runs them
         return [sys.executable, "-m", "pytest", "suites", f"--model={model}", "--harness-profile=smoke", "-q",
                 "-p", "no:cacheprovider", "-p", "benchmarks.suite_profile", f"--harness-reports={work / 'reports'}",
@@ -214,8 +219,12 @@ def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: P
         work = Path(scratch)
         for phase in phases:
             facts = describe(model, cache)  # again each phase: the built model's size, once built
-            if phase == "convert" and facts["kind"] != "gguf":
+            if (phase == "convert" and facts["kind"] != "gguf") or (phase == "merge" and facts["kind"] != "hf-folder"):
                 continue
+            if phase == "merge":
+                from harness.testing.adapters import make_lora_adapter
+
+                make_lora_adapter(model, work / "adapter", r=16, alpha=32, targets=("all-linear",))
             log = out.with_suffix(".log")
             profile = work / f"{phase}.json"
             env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_SUITE_PROFILE": str(profile),
@@ -281,14 +290,15 @@ def make_models(shapes: Sequence[str], context: int | None, cache: Path) -> list
 # -- fitting ----------------------------------------------------------------------------------------------
 def fit(rows: list[dict[str, Any]]) -> str:
     """Per phase: the least-squares line of its peak and its wall time in the model's size (parameters for the
-    conversion, builds and reference; the built model's resident bytes for loading and the suites), then every row."""
+    conversion, builds and reference; the stored weights' bytes for an adapter's merge; the built model's resident
+    bytes for loading and the suites), then every row."""
     import numpy as np
 
     lines = ["| phase | models | peak GB = a + b x size | anonymous GB = a + b x size | wall s = c + d x size | size |",
              "|---|---:|---|---|---|---|"]
     for phase in dict.fromkeys(row["phase"] for row in rows):
         by_parameters = phase in ("convert", "reference") or phase.startswith("build")
-        key = "parameters" if by_parameters else "resident_bytes"
+        key = "weight_bytes" if phase == "merge" else "parameters" if by_parameters else "resident_bytes"
         chosen = [row for row in rows if row["phase"] == phase and row.get(key) and row["peak_mb"] > 0]
         sizes = np.array([row[key] for row in chosen], dtype=float)
         if len(set(sizes)) < 2:
@@ -297,8 +307,9 @@ def fit(rows: list[dict[str, Any]]) -> str:
         (a, b), *_ = np.linalg.lstsq(design, np.array([row["peak_mb"] * MB for row in chosen]), rcond=None)
         (e, f), *_ = np.linalg.lstsq(design, np.array([row["peak_anonymous_mb"] * MB for row in chosen]), rcond=None)
         (c, d), *_ = np.linalg.lstsq(design, np.array([row["wall_s"] for row in chosen]), rcond=None)
-        unit = "bytes a parameter" if by_parameters else "bytes a resident byte"
-        per = "s per B parameters" if by_parameters else "s per GB resident"
+        unit = "bytes a parameter" if by_parameters else "bytes a stored byte" if phase == "merge" else \
+            "bytes a resident byte"
+        per = "s per B parameters" if by_parameters else "s per GB stored" if phase == "merge" else "s per GB resident"
         lines.append(f"| {phase} | {len(chosen)} | {a / 1e9:.2f} GB + {b:.2f} {unit} | {e / 1e9:.2f} GB + {f:.2f} "
                      f"{unit} | {c:.0f} s + {d * 1e9:.0f} {per} | {key} |")
     lines += ["", "| model | params | context | phase | wall s | peak GiB | anonymous GiB |",

@@ -146,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     gates.add_argument("--pyproject", type=Path, default=None, metavar="FILE",
                        help="the project's pyproject.toml (default: the nearest one above this folder)")
     build = commands.add_parser("build", help="build (or find in the cache) a model and print its folder")
-    build.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
+    build.add_argument("--model", required=True, help="Hugging Face folder, GGUF file or peft adapter folder")
+    build.add_argument("--base-model", dest="base_model", default=None, metavar="PATH",
+                       help="an adapter's base model (default: the one its adapter_config.json names)")
     build.add_argument("--precision", default=None, help="int4 (default), int8, fp16 or fp32")
     build.add_argument("--builder", default=None, help="model-builder (default) or olive")
     build.add_argument("--harness-cache-dir", dest="cache_dir", default=None, metavar="DIR",
@@ -402,7 +404,8 @@ def _build(args: argparse.Namespace) -> Output:
     if args.out is not None and (problem := _unmakeable(args.out)):
         raise UsageError(f"--out {args.out}: {problem}; pass a folder to create in an existing, writable one")
     pyproject = _nearest_pyproject()
-    cli = {name: getattr(args, name) for name in ("model", "precision", "builder", "cache_dir", "memory")}
+    cli = {name: getattr(args, name) for name in ("model", "base_model", "precision", "builder", "cache_dir",
+                                                  "memory")}
     config = resolve(cli, os.environ, pyproject, {}, "", pyproject.parent if pyproject else Path.cwd())
     config = replace(config, reports_dir=config.cache_dir / "build-logs")  # the build log and provenance
     session = HarnessSession.open(config, make_builder(config))

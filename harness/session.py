@@ -17,6 +17,7 @@ from harness.build.buildlog import Progress
 from harness.build.cache import MANIFEST, ModelStore
 from harness.build.compute_paths import TWIN_LEVEL, DamagedModelFile, accuracy_levels, describe_levels, host_dependent
 from harness.build.hashing import HashMemo
+from harness.build.merge import TEMPLATE_FILES, TOKENIZER_FILES
 from harness.build.pipeline import (
     BuildPlan,
     PreparedModel,
@@ -24,9 +25,10 @@ from harness.build.pipeline import (
     convert_source,
     derive_variant,
     make_plan,
+    merge_adapter,
     prepare,
 )
-from harness.build.sources import ModelSource, SourceKind, detect_source
+from harness.build.sources import ModelSource, SourceKind, detect_base, detect_source, with_base
 from harness.capacity.memory import Available, available_memory, format_size
 from harness.capacity.model_facts import ModelFacts, model_facts
 from harness.capacity.plan import (
@@ -38,6 +40,7 @@ from harness.capacity.plan import (
     conversion_need,
     load_bytes,
     longest_prompt_need,
+    merge_need,
     plan,
     resident_bytes,
     suite_need,
@@ -65,17 +68,37 @@ AB_SUITE = "test_benchmarks.py"  # the suite that times the model under test aga
 PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
 
 
+def _template_folder(source: ModelSource) -> Path | None:
+    """The folder whose chat template the built model gets: the source's; an adapter's own when it saved a tokenizer
+    or template (``harness.build.merge``), else its base's; None for a GGUF (its template is read at conversion)."""
+    if source.kind is SourceKind.ADAPTER and not any((source.path / name).is_file()
+                                                     for name in (*TOKENIZER_FILES, *TEMPLATE_FILES)):
+        source = source.weights
+    return None if source.kind is SourceKind.GGUF else source.path
+
+
 def _check_template(source: ModelSource) -> None:
     """A chat template that cannot render one message stops the run at start: every chat check would fail on it."""
-    if source.kind is SourceKind.GGUF:
-        return  # its template is read at conversion
+    folder = _template_folder(source)
+    if folder is None:
+        return
     try:
-        check_chat_template(source.path)
+        check_chat_template(folder)
     except TemplateError as exc:
-        raise SourceError(f"--model {source.path}: {exc}; fix chat_template.jinja or the chat_template in "
+        raise SourceError(f"--model {folder}: {exc}; fix chat_template.jinja or the chat_template in "
                           "tokenizer_config.json") from None
     except HarnessError as exc:
-        raise SourceError(f"--model {source.path}: {exc}") from None
+        raise SourceError(f"--model {folder}: {exc}") from None
+
+
+def weights_facts(source: ModelSource, facts: ModelFacts | None = None) -> ModelFacts:
+    """The facts of the Hugging Face folder a buildable source becomes, before it is made: a GGUF's fp32 conversion,
+    an adapter's base (merged at its dtype); for other sources, their own. ``facts``: those of ``source.weights``,
+    when they are read already."""
+    facts = facts or model_facts(source.weights.path)
+    if source.weights.kind is SourceKind.GGUF:
+        facts = replace(facts, weight_bytes=4 * (facts.parameters or 0))
+    return facts
 
 
 def _check_graphs(folder: Path, cached: bool) -> None:
@@ -98,6 +121,7 @@ class HarnessSession:
     store: ModelStore
     cache_hit_at_start: bool
     reference_source: ModelSource | None = None  # the fp32 model parity compares with (None: ONNX-only)
+    base_source: ModelSource | None = None  # --base-model, or the base an adapter names (an adapter's is merged)
     ab_source: ModelSource | None = None  # the baseline model the benchmarks time this one against (--harness-ab)
     ab_model: PreparedModel | None = None
     started: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
@@ -120,6 +144,10 @@ class HarnessSession:
         --harness-ab baseline's model when ``config.ab`` names a run rather than a model
         (``harness.report.runs.model_of_run``)."""
         source = detect_source(config.model)
+        base = None if config.base_model is None else detect_base(config.base_model)
+        if source.kind is SourceKind.ADAPTER:
+            source = with_base(source, base)
+            base = source.base
         _check_template(source)
         writable_dir(config.reports_dir, "--harness-reports")
         store = ModelStore(writable_dir(config.cache_dir, "--harness-cache-dir"))
@@ -131,14 +159,16 @@ class HarnessSession:
         reference = source if source.kind.needs_build else None
         if config.reference is not None:
             reference = detect_source(config.reference, "--reference")
-            if not reference.kind.needs_build:
+            if not reference.kind.holds_weights:
                 raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
         if config.inference_config is not None:
             check_user_document(config.inference_config)
         ab_path = ab_model or config.ab
         ab = None if ab_path is None else detect_source(ab_path, "--harness-ab")
-        return cls(config, source, plan, builder, store, hit, reference, ab)
+        if ab is not None and ab.kind is SourceKind.ADAPTER:  # an earlier fine-tune of the same base, as a rule
+            ab = with_base(ab, base if config.base_model is not None else None, "--harness-ab")
+        return cls(config, source, plan, builder, store, hit, reference, base, ab)
 
     @property
     def precision_label(self) -> str:
@@ -163,15 +193,20 @@ class HarnessSession:
         to ``longest_prompt`` tokens."""
         available = available or available_memory(self.config.memory, self.config.origins.get("memory", ""))
         must: list[Need] = []
-        source = model_facts(self.source.path)  # each file's metadata read once: a GGUF header takes ~70 ms
+        source = model_facts(self.source.weights.path)  # each file's metadata read once: a GGUF header takes ~70 ms
         built = cached_path(self.plan, self.store)
         measured_builder = self.builder.name in PLANNED_BUILDERS  # another builder's costs are its own
-        if self.plan.needs_build and measured_builder and built is None:
-            if self.source.kind is SourceKind.GGUF and self.store.lookup("hf", self.plan.convert_key) is None:
+        if self.plan.needs_build and built is None:
+            merge = bool(self.plan.merge_key) and self.store.lookup("hf", self.plan.merge_key) is None
+            converted = (not merge and bool(self.plan.merge_key)) or self.store.lookup("hf", self.plan.convert_key)
+            if self.source.weights.kind is SourceKind.GGUF and measured_builder and not converted:
                 must.append(conversion_need(source))
-            must.append(build_need(self.config.precision, source))
+            if merge:  # the harness's own step, whatever the builder
+                must.append(merge_need(weights_facts(self.source, source)))
+            if measured_builder:
+                must.append(build_need(self.config.precision, source))
         # The model under test: the built folder once there is one (measured), else the source (predicted).
-        facts = source if built is None or built == self.source.path else model_facts(built)
+        facts = source if built is None or built == self.source.weights.path else model_facts(built)
         model_bytes = facts.weight_bytes if built is not None else built_bytes(self.config.precision, source)
         longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
         suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
@@ -180,10 +215,9 @@ class HarnessSession:
         suites.append(longest_prompt_need(facts, model_bytes, longest))
         precision, reference = "fp32", None
         if self.reference_source is not None:
-            reference_facts = source if self.reference_source == self.source else model_facts(
-                self.reference_source.path)
-            if self.reference_source.kind is SourceKind.GGUF:  # the reference reads its fp32 conversion
-                reference_facts = replace(reference_facts, weight_bytes=4 * (reference_facts.parameters or 0))
+            # the reference reads a GGUF's fp32 conversion, an adapter's merged folder
+            reference_facts = weights_facts(self.reference_source,
+                                            source if self.reference_source == self.source else None)
             precision, reference = choose_reference(self.config.reference_precision, reference_facts, facts,
                                                     model_bytes, available)
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
@@ -195,7 +229,7 @@ class HarnessSession:
         assert self.ab_source is not None
         built = self.ab_model.path if self.ab_model is not None else (
             None if self.ab_source.kind.needs_build else self.ab_source.path)
-        baseline = model_facts(built or self.ab_source.path)
+        baseline = model_facts(built) if built is not None else weights_facts(self.ab_source)
         weights = baseline.weight_bytes if built is not None else built_bytes(self.config.precision, baseline)
         return replace(need, bytes=need.bytes + load_bytes(baseline, weights) + load_bytes(facts, model_bytes),
                        basis=f"{need.basis}, the A/B baseline's {format_size(resident_bytes(baseline, weights))} of "
@@ -210,13 +244,15 @@ class HarnessSession:
         folder = reference.path
         if reference.kind is SourceKind.GGUF:  # the reference reads its conversion
             folder = self.store.entry("hf", self._reference_plan(reference).convert_key)
+        elif reference.kind is SourceKind.ADAPTER:  # and an adapter's merged folder
+            folder = self.store.entry("hf", self.plan.merge_key)
         precision = self.memory.reference_precision if self.memory else "fp32"
         for entry in (self.store.root / "reference").glob(f"*/{MANIFEST}"):
             with contextlib.suppress(OSError, ValueError):
                 metadata = json.loads(entry.read_text(encoding="utf-8"))
                 if metadata.get("reference") == str(folder) and metadata.get("precision", "fp32") == precision:
                     return 0.0
-        return REFERENCE_SECONDS_PER_PARAMETER * (model_facts(reference.path).parameters or 0)
+        return REFERENCE_SECONDS_PER_PARAMETER * (model_facts(reference.weights.path).parameters or 0)
 
     def header_lines(self) -> list[str]:
         src, plan = self.source, self.plan
@@ -236,6 +272,7 @@ class HarnessSession:
             compute += f"; tested at accuracy_level {self.config.accuracy_level} (--accuracy-level)"
         return [
             f"harness: model {src.path} ({src.kind}{default}), sha256 {plan.source_hash[:16]}",
+            *self._base_lines(),
             f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}, "
             f"unstable verdicts {self.config.unstable}",
             f"harness: cache {cache}",
@@ -248,6 +285,21 @@ class HarnessSession:
               if self.ab_source else []),
             f"harness: reports {self.run_dir}",
         ]
+
+    def _base_lines(self) -> list[str]:
+        """The header's line for --base-model, or the base an adapter merges into."""
+        base = self.base_source
+        if base is None:
+            return []
+        origin = "--base-model" if self.config.base_model is not None else "named by the adapter's config"
+        line = f"harness: base model {base.path} ({base.kind}, {origin})"
+        if self.plan.merge_key:
+            merged = self.store.lookup("hf", self.plan.merge_key)
+            cache = (f"cache hit {merged}" if merged else "not needed: the build is cached" if self.cache_hit_at_start
+                     else f"miss, will merge into {self.store.entry('hf', self.plan.merge_key)}")
+            line += (f", sha256 {self.plan.base_hash[:16]}; the adapter merges into it with peft "
+                     f"{versions(('peft',))['peft']} ({cache})")
+        return [line]
 
     def prepare(self, progress: Progress) -> PreparedModel:
         """Build (or find) the model and record provenance in the run's report folder."""
@@ -322,6 +374,9 @@ class HarnessSession:
         reference = self.reference_source
         if reference is None or reference.kind is SourceKind.HF_FOLDER:
             return reference.path if reference else None
+        if reference.kind is SourceKind.ADAPTER:  # the reference is the merged model (the build's source)
+            log = self.claim_run_dir() / f"merge-{reference.name}.log"
+            return merge_adapter(self.plan, self.store, log, progress).path
         log = self.claim_run_dir() / f"convert-{reference.name}.log"
         return convert_source(self._reference_plan(reference), self.store, log, progress).path
 
@@ -370,6 +425,11 @@ class HarnessSession:
             "source_kind": str(self.source.kind),
             "source_sha256": self.plan.source_hash,
             "default_model": self.source.is_default,
+            "base_model": str(self.base_source.path) if self.base_source else None,
+            "base_model_kind": str(self.base_source.kind) if self.base_source else None,
+            "base_sha256": self.plan.base_hash or None,
+            "merge_key": self.plan.merge_key or None,
+            "merged_model": str(self.store.entry("hf", self.plan.merge_key)) if self.plan.merge_key else None,
             "precision": self.plan.precision if self.plan.needs_build else None,
             "builder": self.plan.builder if self.plan.needs_build else None,
             "builder_detail": self.builder.describe() if self.plan.needs_build else None,

@@ -146,8 +146,12 @@ def _default_cache_dir() -> Path:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "--model", "model to validate (write --model=PATH): Hugging Face folder, .gguf file, "
-            "onnxruntime-genai folder or Foundry Local folder (default: embedded SmolLM2-135M-Instruct)",
-            _path, lambda: None, "PATH"),
+            "onnxruntime-genai folder, Foundry Local folder or peft adapter folder (merged into its base model) "
+            "(default: embedded SmolLM2-135M-Instruct)", _path, lambda: None, "PATH"),
+    Setting("base_model", "--base-model", "the base model a fine-tune was trained from (write --base-model=PATH): "
+            "Hugging Face folder or .gguf file; an adapter given as --model is merged into it (default: the base "
+            "its adapter_config.json names, when that is a path on this machine)", _existing_path, lambda: None,
+            "PATH"),
     Setting("precision", "--precision", f"quantization precision: {', '.join(PRECISIONS)} (default int4); "
             "a comma-separated list (or 'all') also builds the others and writes a measured comparison "
             "table; the suites test the first", _precision_list, lambda: ("int4",), "NAME[,NAME...]"),
@@ -219,6 +223,7 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 @dataclass(frozen=True)
 class HarnessConfig:
     model: Path | None
+    base_model: Path | None  # --base-model: an adapter's base, or the model a fine-tune was trained from
     precisions: tuple[str, ...]  # the first is the one the suites test
     builder: str
     olive_python: Path | None

@@ -82,6 +82,9 @@ KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
      "the model's pytorch_model*.bin is a pickle that holds more than tensors, and the harness refuses to run "
      "code from model files; where you trust the model, convert its weights to safetensors (from_pretrained, then "
      "save_pretrained(folder, safe_serialization=True)) and pass that folder"),
+    ("size mismatch for base_model.model.",
+     "the adapter's weights do not fit the base model's shapes (peft: size mismatch): it was fine-tuned from another "
+     "model; pass that one with --base-model"),
     ("Killed", "the build process was killed (out of memory?); free memory or use a smaller model"),
 )
 

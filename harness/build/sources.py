@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from harness.build.adapters import ADAPTER_CONFIG, base_named_by, check_fits_base, read_adapter
 from harness.errors import SourceError
 from harness.text import clip_items
 
 ACCEPTED = (
     "accepted: a Hugging Face model folder (config.json + weights + tokenizer), a .gguf file, "
-    "an onnxruntime-genai folder (genai_config.json) or a Foundry Local folder "
-    "(genai_config.json + inference_model.json)"
+    "an onnxruntime-genai folder (genai_config.json), a Foundry Local folder "
+    "(genai_config.json + inference_model.json) or a peft adapter folder (adapter_config.json, with its base model)"
 )
 GGUF_MAGIC = b"GGUF"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -34,9 +35,16 @@ class SourceKind(StrEnum):
     GGUF = "gguf"
     GENAI_FOLDER = "onnx-genai"
     FOUNDRY_FOLDER = "foundry-local"
+    ADAPTER = "peft-adapter"
 
     @property
     def needs_build(self) -> bool:
+        return self in (SourceKind.HF_FOLDER, SourceKind.GGUF, SourceKind.ADAPTER)
+
+    @property
+    def holds_weights(self) -> bool:
+        """A model of its own in a form transformers reads (a GGUF through its conversion): what a reference, or an
+        adapter's base, can be."""
         return self in (SourceKind.HF_FOLDER, SourceKind.GGUF)
 
 
@@ -45,6 +53,12 @@ class ModelSource:
     path: Path
     kind: SourceKind
     is_default: bool = False
+    base: ModelSource | None = None  # an adapter's base model (``with_base``), which it is merged into
+
+    @property
+    def weights(self) -> ModelSource:
+        """The model whose weights the build starts from: an adapter's base (merged with it), else itself."""
+        return self.base if self.kind is SourceKind.ADAPTER and self.base is not None else self
 
     @property
     def name(self) -> str:
@@ -100,6 +114,9 @@ def _detect(path: Path, where: str) -> ModelSource:
             _load_json(path / "inference_model.json", where)
             return ModelSource(path, SourceKind.FOUNDRY_FOLDER)
         return ModelSource(path, SourceKind.GENAI_FOLDER)
+    if (path / ADAPTER_CONFIG).exists():
+        _check_adapter_folder(path, where)
+        return ModelSource(path, SourceKind.ADAPTER)
     if (path / "config.json").exists():
         _check_hf_folder(path, where)
         _check_tokenizer_config(path, where)
@@ -194,3 +211,45 @@ def _check_hf_folder(path: Path, where: str) -> None:
             f"{where}: Hugging Face folder without {' and '.join(missing)}; "
             "save the model with save_pretrained() and its tokenizer into it"
         )
+
+
+def _check_adapter_folder(path: Path, where: str) -> None:
+    """A peft adapter folder, not a model that also holds an adapter's config: that one is refused, as either reading
+    could be the wrong one (transformers would load the adapter on the base its config names)."""
+    model_weights = [p.name for pattern in WEIGHT_PATTERNS for p in path.glob(pattern)
+                     if not p.name.startswith("adapter_model")]
+    if (path / "config.json").is_file() and model_weights:
+        raise SourceError(f"{where}: the folder holds a model (config.json, {model_weights[0]}) and a peft adapter "
+                          f"({ADAPTER_CONFIG}); keep one of them in it: the merged model, or the adapter alone (with "
+                          "--base-model)")
+    read_adapter(path, where)
+    _check_tokenizer_config(path, where)
+
+
+def with_base(adapter: ModelSource, base: ModelSource | None, flag: str = "--model") -> ModelSource:
+    """The adapter with the base model it merges into: ``base`` (--base-model), else the one its adapter_config.json
+    names when that is a path on this machine; checked to be a model the adapter fits (a one-line SourceError)."""
+    where = f"{flag} {adapter.path}"
+    details = read_adapter(adapter.path, where)
+    if base is None:
+        base = detect_source(base_named_by(details, where), f"{where}: its base model")
+        if base.kind is SourceKind.ADAPTER:
+            raise SourceError(f"{where}: its base model {base.path} is a peft adapter too; pass the model the adapter "
+                              "was fine-tuned from with --base-model=PATH")
+    elif not base.kind.holds_weights:
+        raise SourceError(f"--base-model {base.path} is a {base.kind} model; the adapter ({where}) merges into a "
+                          "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
+    if not base.kind.holds_weights:
+        raise SourceError(f"{where}: its base model {base.path} is a {base.kind} model; an adapter merges into a "
+                          "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
+    check_fits_base(details, base.path, where)
+    return ModelSource(adapter.path, adapter.kind, adapter.is_default, base)
+
+
+def detect_base(path: Path) -> ModelSource:
+    """--base-model: a model source of its own (not an adapter)."""
+    base = detect_source(path, "--base-model")
+    if base.kind is SourceKind.ADAPTER:
+        raise SourceError(f"--base-model {base.path} is a peft adapter; pass the model it was fine-tuned from, and the "
+                          "adapter with --model")
+    return base

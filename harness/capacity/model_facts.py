@@ -129,13 +129,16 @@ class _GGUFHeader:
                 key = self._string()
                 self.fields[key] = self._value(self._unpack("<I"))
             self.tensors: list[tuple[str, int]] = []  # (name, elements)
+            self.shapes: dict[str, tuple[int, ...]] = {}  # name -> dimensions, innermost first (GGUF's order)
             for _ in range(tensors):
                 name, dims = self._string(), self._unpack("<I")
+                shape = tuple(int(self._unpack("<Q")) for _ in range(dims))
                 count = 1
-                for _ in range(dims):
-                    count *= self._unpack("<Q")
+                for dim in shape:
+                    count *= dim
                 self._at += 12  # type and offset
                 self.tensors.append((name, count))
+                self.shapes[name] = shape
             del self._data
 
     def _unpack(self, fmt: str) -> Any:
@@ -201,6 +204,16 @@ def genai_folder_facts(folder: Path) -> ModelFacts:
         num_layers=int(decoder.get("num_hidden_layers", 0)), num_kv_heads=int(decoder.get("num_key_value_heads", 0)),
         head_size=int(decoder.get("head_size", 0)), tied_embeddings=tied,
         hidden_size=int(decoder.get("hidden_size", 0)))
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each weight's shape, from metadata alone: a safetensors file's header, a Hugging Face folder's safetensors
+    headers (empty for ``.bin`` weights) or a GGUF's header (its names and dimension order: GGUF's own)."""
+    if path.is_file() and path.suffix != ".safetensors":
+        return dict(_GGUFHeader(path).shapes)
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    return {name: tuple(int(dim) for dim in entry["shape"])
+            for file in files for name, entry in safetensors_header(file).items()}
 
 
 def model_facts(path: Path) -> ModelFacts:

@@ -97,8 +97,11 @@ def key_of(provenance: Mapping[str, Any], precision: str) -> dict[str, str]:
     """The properties two runs must share for their timings to compare."""
     machine = provenance.get("machine", {})
     level = provenance.get("accuracy_level_setting")
+    model = str(provenance.get("source_sha256"))
+    if provenance.get("merge_key"):  # an adapter: the same one merged into another base is another model
+        model += f"+{provenance.get('base_sha256')}"
     return {
-        "model_sha256": str(provenance.get("source_sha256")),
+        "model_sha256": model,
         "precision": precision,
         "accuracy_level": "as built" if level is None else str(level),  # level 1 decodes at about 0.6 x
         "ep": str(provenance.get("ep")),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.report.runs import FORMAT
+from harness.testing.adapters import write_adapter_folder
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 from tests.plugin.test_plugin import env
 
@@ -147,6 +148,47 @@ bad("reference-not-buildable", "--reference * is a onnx-genai model; the referen
     lambda t: [f"--reference={genai(t)}"])
 bad("ab-missing", "--harness-ab * does not exist")(lambda t: [f"--harness-ab={t / 'nope'}"])
 
+# --- a peft adapter and its base model ---------------------------------------------------------------------------
+bad("adapter-without-base", "--model */a: a peft adapter whose adapter_config.json names no base model "
+    "(base_model_name_or_path is empty); pass the model it was fine-tuned from with --base-model=PATH*")(
+    lambda t: _adapter(t, None))
+bad("adapter-base-on-the-hub", "--model */a: the adapter's base model is 'HuggingFaceTB/SmolLM2-135M-Instruct' on the "
+    "Hugging Face hub (*), and the harness reads local files only; download it, then pass * with --base-model=PATH*")(
+    lambda t: _adapter(t, "HuggingFaceTB/SmolLM2-135M-Instruct"))
+bad("adapter-base-not-here", "--model */a: the adapter's base model */gone (base_model_name_or_path in "
+    "adapter_config.json) is not on this machine; pass * with --base-model=PATH*")(
+    lambda t: _adapter(t, str(t / "gone")))
+bad("adapter-base-not-a-model", "--model */a: its base model */notes: found notes.txt but no config.json*")(
+    lambda t: _adapter(t, str(put(t / "notes" / "notes.txt").parent)))
+bad("base-model-missing", "--base-model * does not exist")(lambda t: [f"--base-model={t / 'nope'}"])
+bad("base-model-not-a-model", "--base-model */notes: found notes.txt but no config.json or genai_config.json*")(
+    lambda t: [f"--base-model={put(t / 'notes' / 'notes.txt').parent}"])
+bad("base-model-an-adapter", "--base-model */a is a peft adapter; pass the model it was fine-tuned from*")(
+    lambda t: [f"--base-model={write_adapter_folder(t / 'a')}"])
+bad("base-model-prebuilt-for-an-adapter", "--base-model */genai is a onnx-genai model; the adapter (--model */a) "
+    "merges into a Hugging Face folder or a GGUF file*")(
+    lambda t: [*_adapter(t, None), f"--base-model={genai(t)}"])
+bad("adapter-config-not-json", "--model */a: adapter_config.json is not valid JSON (*); fix the file*")(
+    lambda t: _adapter(t, None, "{"))
+bad("adapter-config-a-list", "--model */a: adapter_config.json holds a list, not an object*")(
+    lambda t: _adapter(t, None, "[]"))
+bad("adapter-config-no-peft-type", "--model */a: adapter_config.json has no peft_type*")(
+    lambda t: _adapter(t, None, '{"r": 8}'))
+bad("adapter-prompt-tuning", "--model */a: adapter_config.json: peft_type PROMPT_TUNING cannot be merged into the base "
+    "model (a prompt-learning method*")(lambda t: _adapter(t, None, '{"peft_type": "PROMPT_TUNING"}'))
+bad("adapter-not-causal-lm", "--model */a: adapter_config.json: task_type SEQ_CLS is not CAUSAL_LM*")(
+    lambda t: _adapter(t, None, '{"peft_type": "LORA", "task_type": "SEQ_CLS"}'))
+bad("adapter-without-weights", "--model */a: a peft adapter folder without adapter_model.safetensors*")(
+    lambda t: [f"--model={without(write_adapter_folder(t / 'a') / 'adapter_model.safetensors')}"])
+bad("adapter-beside-a-model", "--model */a: the folder holds a model (config.json, model.safetensors) and a peft "
+    "adapter (adapter_config.json); keep one of them*")(
+    lambda t: [f"--model={write_adapter_folder(write_hf_folder(t / 'a'))}"])
+bad("adapter-of-another-model", "--model */a: the adapter's model.layers.0.self_attn.q_proj maps 896 to 896 features, "
+    "and no weight of the base model has a dimension of 896; an adapter merges into the model it was fine-tuned "
+    "from, and */hf2 is not it*")(
+    lambda t: [f"--model={write_adapter_folder(t / 'a', modules={'model.layers.0.self_attn.q_proj': (896, 896)})}",
+               f"--base-model={write_hf_folder(t / 'hf2')}"])
+
 # --- settings ----------------------------------------------------------------------------------------------------
 bad("precision-unknown", "--precision 'int3' (from the command line) is not one of*")(lambda t: ["--precision=int3"])
 bad("precision-empty-list", "--precision is an empty list (from [[]tool.harness[]]*")(
@@ -242,6 +284,14 @@ bad("baseline-wrong-format", "--harness-baseline*is not a harness results file*"
 bad("baseline-key-a-list", "--harness-baseline*key*")(lambda t: baseline(t, {**RUN, "key": ["int4"]}))
 bad("baseline-run-a-string", "--harness-baseline*run*")(lambda t: baseline(t, {**RUN, "run": "yesterday"}))
 bad("baseline-test-without-id", "--harness-baseline*tests*")(lambda t: baseline(t, {**RUN, "tests": [{}]}))
+
+
+def _adapter(tmp: Path, base: str | None, config: str | None = None) -> list[str]:
+    """A peft adapter folder whose config names ``base`` (its text replaced by ``config``)."""
+    folder = write_adapter_folder(tmp / "a", base=base)
+    if config is not None:
+        (folder / "adapter_config.json").write_text(config)
+    return [f"--model={folder}"]
 
 
 def _replace_with_folder(path: Path) -> list[str]:

@@ -47,7 +47,7 @@ def test_transformers_reads_the_view_as_it_reads_the_original(config: dict[str, 
 
 def test_a_scaled_global_rope_is_refused_with_its_owner() -> None:
     scaled = {**HUB, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}
-    with pytest.raises(BuildError, match="'linear' RoPE on its full attention layers.*microsoft/onnxruntime-genai"):
+    with pytest.raises(BuildError, match=r"'linear' RoPE on its full attention layers.*microsoft/onnxruntime-genai"):
         gemma3_view(scaled)
 
 
