@@ -21,6 +21,14 @@ from harness.capacity.model_facts import ModelFacts
 # chunks and the whole), with the GGUF's pages mapped. Measured: SmolLM2 908 MiB, Qwen2.5-Coder-0.5B 2169 MiB.
 CONVERSION_BASE = 0.75e9
 CONVERSION_PER_LARGEST_TENSOR_BYTE = 2.0
+# An adapter merged into its base (harness.build.merge): python, torch, transformers and peft, and the base's weights
+# at their saved dtype once (mapped, and copied as each adapted weight is merged in place; a 256 MB shard at a time
+# copied again while it is saved). Measured (benchmarks/scale.py measure MODEL --phases merge: a seeded LoRA, r 16, on
+# every linear layer): SmolLM2 fp32 (0.54 GB) 903 MiB, the Qwen2.5-0.5B shape bf16 (0.99 GB) 1427 MiB, the
+# Qwen2.5-1.5B shape bf16 (3.09 GB) 3391 MiB; least squares 0.45 GB + 1.01 bytes a stored byte. The line below is
+# above each (1038, 1467, 3469 MiB).
+MERGE_BASE = 0.55e9
+MERGE_PER_WEIGHT_BYTE = 1.0
 # The model builder (0.18) holds the whole graph in fp32 (onnx_ir's to_proto) while MatMulNBits quantizes it:
 # anonymous memory of base + bytes per parameter (int4, measured: 0.13B 1.1 GiB, 0.63B 3.8 GiB, 1.5B 8.4 GiB, 3.9B
 # 19.9 GiB; int8 up to 10.4 GiB at 1.5B); the source's safetensors are
@@ -82,6 +90,7 @@ SUITES: Mapping[str, SuiteShape] = {
     # its logits() of each eval item, and the log-probabilities taken from them
     "test_parity.py": SuiteShape(prompt_tokens=REFERENCE_LONGEST_ITEM, logit_copies=3),
     "test_precisions.py": SuiteShape(held=1, loaded=1, processes=1),
+    "test_retention.py": SuiteShape(prompt_tokens=REFERENCE_LONGEST_ITEM, logit_copies=3),  # parity's, once more
     "test_template.py": SuiteShape(),
 }
 # The suites that judge greedy answers on the twin too (it loads for their module, and is left out where it cannot
@@ -141,6 +150,14 @@ def conversion_need(source: ModelFacts) -> Need:
                 f"one fp32 tensor at a time, the largest {format_size(4 * source.largest_tensor)}, with the "
                 f"{format_size(source.weight_bytes)} GGUF mapped",
                 "convert it where there is more memory (harness build) and pass the folder with --model")
+
+
+def merge_need(merged: ModelFacts) -> Need:
+    """peft merging an adapter into its base; ``merged``: the base as the merge loads it (a GGUF's fp32 conversion)."""
+    return Need("the adapter merge", int(MERGE_BASE + MERGE_PER_WEIGHT_BYTE * merged.weight_bytes),
+                f"the base's {format_size(merged.weight_bytes)} of weights, loaded and merged",
+                "merge it where there is more memory (harness build --model=ADAPTER --base-model=BASE on a larger "
+                "machine) and pass the built folder with --model")
 
 
 def build_need(precision: str, source: ModelFacts) -> Need:
