@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,23 @@ def tokenizer_vocab_size(folder: Path) -> int:
 def make_random_model(shape: Shape, out: Path, tokenizer_from: Path, context_length: int | None = None,
                       seed: int = 0) -> Path:
     """Write a seeded random-init bf16 model of ``shape`` into ``out``, with ``tokenizer_from``'s tokenizer."""
+    return write_random_model(shape.config(tokenizer_vocab_size(tokenizer_from), context_length), out,
+                              tokenizer_from, seed)
+
+
+def write_random_model(fields: Mapping[str, Any], out: Path, tokenizer_from: Path, seed: int = 0,
+                       pad_token_id: int | None = None) -> Path:
+    """Write a seeded random-init bf16 model of the config.json ``fields`` (``model_type`` and ``vocab_size``
+    among them) into ``out``, with ``tokenizer_from``'s tokenizer, chat template and special token ids (its
+    config.json's; ``pad_token_id`` where that names none)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    vocab = tokenizer_vocab_size(tokenizer_from)
     special = json.loads((tokenizer_from / "config.json").read_text(encoding="utf-8"))
     ids = {key: special[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id") if key in special}
-    config = AutoConfig.for_model(**shape.config(vocab, context_length), **ids)
+    if pad_token_id is not None:
+        ids.setdefault("pad_token_id", pad_token_id)
+    config = AutoConfig.for_model(**fields, **ids)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     out.mkdir(parents=True, exist_ok=True)
