@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from harness.settings import HarnessConfig
 
 # The modules whose checks read gates; each declares them in a GATES tuple beside the check.
-GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.memory", "harness.checks.lengths",
-                "harness.robustness.catalog", "harness.checks.bench", "harness.report.compare",
-                "harness.deploy.foundry")
+GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.retention", "harness.checks.memory",
+                "harness.checks.lengths", "harness.robustness.catalog", "harness.checks.bench",
+                "harness.report.compare", "harness.deploy.foundry")
 
 
 def builtin_gates() -> list[Gate]:

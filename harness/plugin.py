@@ -731,23 +731,41 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
                              harness_config: HarnessConfig, harness_run_dir: Path) -> ReferenceData:
     """The reference's view of the eval set and of this run's case prompts: computed once per
     reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
-    from harness.checks.reference import EvalPrompt, reference_data
+    return _reference_of(pytestconfig, harness_reference_folder, harness_runtime, harness_config, harness_run_dir)
+
+
+@pytest.fixture(scope="session")
+def harness_base_reference(pytestconfig: pytest.Config, harness_runtime: Runtime, harness_config: HarnessConfig,
+                           harness_run_dir: Path) -> ReferenceData:
+    """The base model's view of the same eval set and case prompts (--base-model, or the base an adapter names),
+    for fine-tune retention; skips without a base."""
+    folder = _session(pytestconfig).base_folder(progress_writer(pytestconfig))
+    if folder is None:
+        pytest.skip("no base model: pass --base-model PATH (the model you fine-tuned from) to measure how much of "
+                    "the fine-tune the build keeps")
+    return _reference_of(pytestconfig, folder, harness_runtime, harness_config, harness_run_dir)
+
+
+def _reference_of(pytestconfig: pytest.Config, folder: Path, runtime: Runtime, config: HarnessConfig,
+                  run_dir: Path) -> ReferenceData:
+    """``folder``'s answers and scores for the eval set and this run's case prompts, in the runtime's token ids."""
+    from harness.checks.reference import CASE_PREFIX, EvalPrompt, reference_data
     from harness.runtime import LogitsRuntime
 
-    if not isinstance(harness_runtime, LogitsRuntime):
-        pytest.skip(f"the runtime in use ({type(harness_runtime).__name__}) has no logits(): parity compares "
+    if not isinstance(runtime, LogitsRuntime):
+        pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares "
                     "next-token distributions")
     memory = _session(pytestconfig).memory
     precision = memory.reference_precision if memory else "fp32"
     too_big = memory.skip_reason(memory.reference) if memory else None
     if too_big is not None:
         pytest.skip(too_big)
-    cases = [EvalPrompt(f"case-{case.id}", case.prompt) for case in _cases(pytestconfig)]
+    cases = [EvalPrompt(CASE_PREFIX + case.id, case.prompt) for case in _cases(pytestconfig)]
     eval_set = _eval_set(pytestconfig).with_prompts(cases)
-    if harness_runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
+    if runtime.info.chat_template is None:  # a base model: the chat prompts cannot be rendered
         eval_set = eval_set.raw_only()
-    return reference_data(harness_reference_folder, harness_runtime, eval_set, harness_config.cache_dir,
-                          harness_run_dir, progress_writer(pytestconfig), precision)
+    return reference_data(folder, runtime, eval_set, config.cache_dir, run_dir, progress_writer(pytestconfig),
+                          precision)
 
 
 @pytest.fixture(scope="session")

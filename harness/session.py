@@ -380,6 +380,15 @@ class HarnessSession:
         log = self.claim_run_dir() / f"convert-{reference.name}.log"
         return convert_source(self._reference_plan(reference), self.store, log, progress).path
 
+    def base_folder(self, progress: Progress) -> Path | None:
+        """The base model (--base-model, or the base an adapter names) as a Hugging Face folder, for fine-tune
+        retention (a GGUF base is converted once, cached); None without one."""
+        base = self.base_source
+        if base is None or base.kind is SourceKind.HF_FOLDER:
+            return base.path if base else None
+        log = self.claim_run_dir() / f"convert-{base.name}.log"
+        return convert_source(self._reference_plan(base), self.store, log, progress).path
+
     def _reference_plan(self, reference: ModelSource) -> BuildPlan:
         """The plan whose conversion a GGUF reference is read from (the session's own, for its own source)."""
         return self.plan if reference == self.source else make_plan(

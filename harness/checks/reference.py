@@ -55,6 +55,7 @@ class EvalPrompt:
 
 
 EvalItem = EvalText | EvalPrompt
+CASE_PREFIX = "case-"  # the id of a case's prompt in the eval set: "case-<case id>"
 
 
 @dataclass(frozen=True)
