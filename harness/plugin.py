@@ -468,6 +468,8 @@ def _budget_clock(request: pytest.FixtureRequest) -> BudgetClock:
             suites = tuple(name for name in suites if memory.skip_reason(memory.suites.get(name)) is None)
         parity = "test_parity.py" in suites and (memory is None or memory.skip_reason(memory.reference) is None)
         cold = {"test_parity.py": harness.reference_seconds()} if parity else {}
+        if "test_retention.py" in suites and harness.base_source is not None:
+            cold["test_retention.py"] = harness.reference_seconds(base=True)
         pace, context = measure_pace(runtime), runtime.info.context_length
         if harness.ab_source is not None and "test_benchmarks.py" in suites:
             cold["test_benchmarks.py"] = ab_seconds(profile, context, pace)

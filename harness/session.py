@@ -235,10 +235,11 @@ class HarnessSession:
                        basis=f"{need.basis}, the A/B baseline's {format_size(resident_bytes(baseline, weights))} of "
                              "resident weights and a second copy of the model's")
 
-    def reference_seconds(self) -> float:
-        """What computing the parity reference will add to this run: none once the cache holds one for this
-        reference, else its predicted time (``budget.REFERENCE_SECONDS_PER_PARAMETER``)."""
-        reference = self.reference_source
+    def reference_seconds(self, base: bool = False) -> float:
+        """What computing the parity reference (or, ``base``, the base model's view for retention) will add to this
+        run: none once the cache holds one for it, else its predicted time
+        (``budget.REFERENCE_SECONDS_PER_PARAMETER``)."""
+        reference = self.base_source if base else self.reference_source
         if reference is None:
             return 0.0
         folder = reference.path
