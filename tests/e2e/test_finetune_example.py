@@ -1,0 +1,83 @@
+"""The worked example (examples/fine-tune), end to end: the default model fine-tuned with LoRA on a fictional product's
+facts (trained once, cached by the hash of its data and recipe), validated as users would with
+``pytest --model=ADAPTER --base-model=BASE --cases=... --eval-texts=...``: the int4 build keeps the fine-tune, and a
+build that erased it (the base model's own build, judged against the fine-tune) fails the retention gate with its
+numbers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.builtins import make_builder
+from harness.session import HarnessSession
+from harness.settings import resolve
+from tests.e2e.support import ROOT
+
+EXAMPLE = ROOT / "examples" / "fine-tune"
+SUITE = str(ROOT / "suites" / "test_retention.py")
+TESTS = {"test_eval_texts_keep_the_fine_tune", "test_cases_keep_the_fine_tune"}
+
+
+def progress(message: str) -> None:
+    print(f"harness: {message}", flush=True)
+
+
+@pytest.fixture(scope="module")
+def base(built: HarnessSession) -> Path:
+    """The default model as a Hugging Face folder: what the example fine-tunes."""
+    folder = built.reference_folder(progress)
+    assert folder is not None
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapter(built: HarnessSession, base: Path) -> Path:
+    """The example's adapter, trained by its script (a few minutes on 2 cores; then found in the cache)."""
+    done = subprocess.run([sys.executable, str(EXAMPLE / "train.py"), f"--base={base}",
+                           f"--cache-dir={built.config.cache_dir}"], capture_output=True, text=True, timeout=2400,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    assert (folder / "adapter_config.json").is_file(), done.stdout
+    return folder
+
+
+@pytest.fixture(scope="module")
+def merged(adapter: Path, base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The adapter merged into its base (the fine-tune as a whole model; cached by both hashes)."""
+    config = resolve({"reports_dir": str(tmp_path_factory.mktemp("merge-reports")), "model": str(adapter),
+                      "base_model": str(base)}, os.environ, None, {}, "", ROOT)
+    folder = HarnessSession.open(config, make_builder(config)).reference_folder(progress)
+    assert folder is not None
+    return folder
+
+
+def retention(pytester: pytest.Pytester, base: Path, *args: str) -> tuple[dict[str, set[str]], str]:
+    """Test names per outcome, and the failure texts, of the retention suite on the example's cases and texts."""
+    recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", f"--base-model={base}",
+                                   f"--cases={EXAMPLE / 'cases.yaml'}", f"--eval-texts={EXAMPLE / 'eval'}", *args)
+    reports = recorder.listoutcomes()
+    names = {outcome: {report.head_line.split("::")[-1] for report in group}  # type: ignore[misc]
+             for outcome, group in zip(("passed", "skipped", "failed"), reports, strict=True)}
+    return names, "\n".join(str(report.longrepr) for report in reports[2])
+
+
+def test_the_int4_build_keeps_the_fine_tune(pytester: pytest.Pytester, adapter: Path, base: Path) -> None:
+    names, text = retention(pytester, base, f"--model={adapter}")
+    assert names["passed"] == TESTS, text
+
+
+def test_a_build_that_erased_the_fine_tune_fails_with_its_numbers(pytester: pytest.Pytester, built_path: Path,
+                                                                  merged: Path, base: Path) -> None:
+    """The base model's int4 build stands for a quantization that erased the fine-tune: judged against the fine-tuned
+    reference, it keeps none of the gain (retention about 0 on every metric)."""
+    names, text = retention(pytester, base, f"--model={built_path}", f"--reference={merged}")
+    assert names["failed"] == TESTS, text
+    shares = [float(share) for share in re.findall(r"retention (-?[\d.]+), gate finetune_retention_min", text)]
+    assert len(shares) == 3 and all(share < 0.3 for share in shares), text
