@@ -20,6 +20,11 @@ from harness.settings import resolve
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def progress(message: str) -> None:
+    """The harness's progress lines, as the plugin prints them."""
+    print(f"harness: {message}", flush=True)
+
+
 def with_context(built: Path, target: Path, context: int) -> Path:
     """A copy of a built model folder (the weights linked) whose genai_config.json states another context length."""
     target.mkdir(parents=True)

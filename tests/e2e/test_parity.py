@@ -22,7 +22,7 @@ from harness.checks.reference import EvalPrompt, EvalSet, load_eval_set, referen
 from harness.errors import ContextOverflow
 from harness.runtime import GenAIRuntime
 from harness.session import HarnessSession
-from tests.e2e.support import ROOT
+from tests.e2e.support import ROOT, progress
 
 SUITE = str(ROOT / "suites" / "test_parity.py")
 CASES_SUITE = str(ROOT / "suites" / "test_cases.py")
@@ -36,10 +36,6 @@ def suite_eval_set() -> EvalSet:
     return load_eval_set().with_prompts([EvalPrompt(f"case-{case.id}", case.prompt) for case in cases])
 
 
-def progress(message: str) -> None:
-    print(f"harness: {message}", flush=True)
-
-
 def build(session: HarnessSession, precision: str, builder: Builder) -> Path:
     """A variant of the default model, built once into the harness's cache."""
     plan = make_plan(session.source, precision, session.config.ep, builder,
@@ -48,10 +44,8 @@ def build(session: HarnessSession, precision: str, builder: Builder) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(built: HarnessSession) -> Path:
-    folder = built.reference_folder(progress)
-    assert folder is not None
-    return folder
+def reference(default_hf_folder: Path) -> Path:
+    return default_hf_folder
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from harness.checks.cases import load_cases
 from harness.checks.output_format import answer_context
 from harness.runtime import GenAIRuntime
 from harness.session import HarnessSession
-from tests.e2e.support import ROOT
+from tests.e2e.support import ROOT, progress
 
 CASES_SUITE = str(ROOT / "suites" / "test_cases.py")
 CASES = """\
@@ -41,7 +41,7 @@ cases:
 
 @pytest.fixture(scope="module")
 def twin(built: HarnessSession) -> PreparedModel:
-    model = built.twin(lambda message: print(f"harness: {message}", flush=True))
+    model = built.twin(progress)
     assert model is not None, "the default int4 model computes at accuracy level 4: it must have a twin"
     return model
 
