@@ -236,9 +236,6 @@ def with_base(adapter: ModelSource, base: ModelSource | None, flag: str = "--mod
         if base.kind is SourceKind.ADAPTER:
             raise SourceError(f"{where}: its base model {base.path} is a peft adapter too; pass the model the adapter "
                               "was fine-tuned from with --base-model=PATH")
-    elif not base.kind.holds_weights:
-        raise SourceError(f"--base-model {base.path} is a {base.kind} model; the adapter ({where}) merges into a "
-                          "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
     if not base.kind.holds_weights:
         raise SourceError(f"{where}: its base model {base.path} is a {base.kind} model; an adapter merges into a "
                           "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
@@ -247,9 +244,13 @@ def with_base(adapter: ModelSource, base: ModelSource | None, flag: str = "--mod
 
 
 def detect_base(path: Path) -> ModelSource:
-    """--base-model: a model source of its own (not an adapter)."""
+    """--base-model: the model the fine-tune started from, with weights transformers reads (an adapter merges into
+    it; retention scores it)."""
     base = detect_source(path, "--base-model")
     if base.kind is SourceKind.ADAPTER:
         raise SourceError(f"--base-model {base.path} is a peft adapter; pass the model it was fine-tuned from, and the "
                           "adapter with --model")
+    if not base.kind.holds_weights:
+        raise SourceError(f"--base-model {base.path} is a {base.kind} model; pass the model you fine-tuned from as a "
+                          "Hugging Face folder or a GGUF file (an adapter merges into it, retention scores it)")
     return base

@@ -165,9 +165,11 @@ bad("base-model-not-a-model", "--base-model */notes: found notes.txt but no conf
     lambda t: [f"--base-model={put(t / 'notes' / 'notes.txt').parent}"])
 bad("base-model-an-adapter", "--base-model */a is a peft adapter; pass the model it was fine-tuned from*")(
     lambda t: [f"--base-model={write_adapter_folder(t / 'a')}"])
-bad("base-model-prebuilt-for-an-adapter", "--base-model */genai is a onnx-genai model; the adapter (--model */a) "
-    "merges into a Hugging Face folder or a GGUF file*")(
+bad("base-model-prebuilt-for-an-adapter", "--base-model */genai is a onnx-genai model; pass the model you "
+    "fine-tuned from as a Hugging Face folder or a GGUF file*")(
     lambda t: [*_adapter(t, None), f"--base-model={genai(t)}"])
+bad("base-model-prebuilt", "--base-model */genai is a onnx-genai model; pass the model you fine-tuned from*")(
+    lambda t: [f"--base-model={genai(t)}"])
 bad("adapter-config-not-json", "--model */a: adapter_config.json is not valid JSON (*); fix the file*")(
     lambda t: _adapter(t, None, "{"))
 bad("adapter-config-a-list", "--model */a: adapter_config.json holds a list, not an object*")(

@@ -28,7 +28,7 @@ from harness.testing.fakes import FakeBuilder, write_genai_folder, write_hf_fold
 
 
 def adapter_with_base(adapter: Path, base: Path | None = None) -> tuple[SourceKind, Path | None]:
-    source = with_base(detect_source(adapter), None if base is None else detect_source(base))
+    source = with_base(detect_source(adapter), None if base is None else detect_base(base))
     return source.kind, None if source.base is None else source.base.path
 
 
@@ -81,11 +81,10 @@ def test_a_base_that_is_not_a_model_is_named(tmp_path: Path) -> None:
     assert error(adapter).startswith(f"--model {adapter}: its base model {tmp_path / 'notes'}: found notes.txt but no "
                                      "config.json")
     genai = write_genai_folder(tmp_path / "genai")
-    assert error(adapter, genai).startswith(f"--base-model {genai} is a onnx-genai model; the adapter (--model "
-                                            f"{adapter}) merges into a Hugging Face folder or a GGUF file")
+    assert error(adapter, genai).startswith(f"--base-model {genai} is a onnx-genai model; pass the model you "
+                                            "fine-tuned from as a Hugging Face folder or a GGUF file")
     with pytest.raises(SourceError, match=r"^--base-model .*adapter is a peft adapter; pass the model it was"):
         detect_base(adapter)
-    assert detect_base(genai).kind is SourceKind.GENAI_FOLDER  # for a model that is not an adapter: any model
 
 
 @pytest.mark.parametrize(("config", "expected"), [
