@@ -37,7 +37,7 @@ test: install
 	$(BIN)/pytest tests -m "not serial" -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
 	$(BIN)/pytest tests -m serial $(PYTEST_ARGS)
 
-# The fast tier: unit tests and the plugin's own tests with fakes, no real model (734 tests, 128 s on 2 cores).
+# The fast tier: unit tests and the plugin's own tests with fakes, no real model (about 820 tests, 213 s on 2 busy cores).
 test-fast: install
 	$(BIN)/pytest tests -m "not e2e" -n 2 $(PYTEST_ARGS)
 
