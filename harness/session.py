@@ -372,23 +372,23 @@ class HarnessSession:
 
     def reference_folder(self, progress: Progress) -> Path | None:
         """The reference model as a Hugging Face folder (a GGUF is converted once, cached)."""
-        reference = self.reference_source
-        if reference is None or reference.kind is SourceKind.HF_FOLDER:
-            return reference.path if reference else None
-        if reference.kind is SourceKind.ADAPTER:  # the reference is the merged model (the build's source)
-            log = self.claim_run_dir() / f"merge-{reference.name}.log"
-            return merge_adapter(self.plan, self.store, log, progress).path
-        log = self.claim_run_dir() / f"convert-{reference.name}.log"
-        return convert_source(self._reference_plan(reference), self.store, log, progress).path
+        return self._hf_folder(self.reference_source, progress)
 
     def base_folder(self, progress: Progress) -> Path | None:
         """The base model (--base-model, or the base an adapter names) as a Hugging Face folder, for fine-tune
         retention (a GGUF base is converted once, cached); None without one."""
-        base = self.base_source
-        if base is None or base.kind is SourceKind.HF_FOLDER:
-            return base.path if base else None
-        log = self.claim_run_dir() / f"convert-{base.name}.log"
-        return convert_source(self._reference_plan(base), self.store, log, progress).path
+        return self._hf_folder(self.base_source, progress)
+
+    def _hf_folder(self, source: ModelSource | None, progress: Progress) -> Path | None:
+        """``source`` as the Hugging Face folder transformers reads: itself, its cached conversion (a GGUF), or the
+        adapter merged into its base (the build's source)."""
+        if source is None or source.kind is SourceKind.HF_FOLDER:
+            return source.path if source else None
+        if source.kind is SourceKind.ADAPTER:
+            log = self.claim_run_dir() / f"merge-{source.name}.log"
+            return merge_adapter(self.plan, self.store, log, progress).path
+        log = self.claim_run_dir() / f"convert-{source.name}.log"
+        return convert_source(self._reference_plan(source), self.store, log, progress).path
 
     def _reference_plan(self, reference: ModelSource) -> BuildPlan:
         """The plan whose conversion a GGUF reference is read from (the session's own, for its own source)."""
