@@ -231,14 +231,14 @@ def with_base(adapter: ModelSource, base: ModelSource | None, flag: str = "--mod
     names when that is a path on this machine; checked to be a model the adapter fits (a one-line SourceError)."""
     where = f"{flag} {adapter.path}"
     details = read_adapter(adapter.path, where)
-    if base is None:
+    if base is None:  # (a --base-model is checked as one by detect_base)
         base = detect_source(base_named_by(details, where), f"{where}: its base model")
         if base.kind is SourceKind.ADAPTER:
             raise SourceError(f"{where}: its base model {base.path} is a peft adapter too; pass the model the adapter "
                               "was fine-tuned from with --base-model=PATH")
-    if not base.kind.holds_weights:
-        raise SourceError(f"{where}: its base model {base.path} is a {base.kind} model; an adapter merges into a "
-                          "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
+        if not base.kind.holds_weights:
+            raise SourceError(f"{where}: its base model {base.path} is a {base.kind} model; an adapter merges into a "
+                              "Hugging Face folder or a GGUF file, the model it was fine-tuned from")
     check_fits_base(details, base.path, where)
     return ModelSource(adapter.path, adapter.kind, adapter.is_default, base)
 
