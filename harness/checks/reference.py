@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,10 +121,7 @@ def load_eval_texts(paths: Sequence[Path]) -> tuple[EvalText, ...]:
     texts: list[EvalText] = []
     for file in files:
         texts += _texts_of(file)
-    seen: dict[str, int] = {}
-    for text in texts:
-        seen[text.id] = seen.get(text.id, 0) + 1
-    twice = sorted(name for name, count in seen.items() if count > 1)
+    twice = sorted(name for name, count in Counter(text.id for text in texts).items() if count > 1)
     if twice:
         raise ParityError(f"--eval-texts: the text ids {', '.join(twice)} appear twice; rename the files or ids")
     return tuple(texts)
