@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from harness.capacity.plan import MemoryPlan
     from harness.checks.ab import ABModels
     from harness.checks.cases import CaseSet
-    from harness.checks.parity import ReferenceData
+    from harness.checks.parity import ParityReport, ReferenceData
     from harness.checks.reference import EvalSet, EvalText
     from harness.checks.stability import ComputePaths, PathVerdict
     from harness.checks.yardstick import Yardstick
@@ -734,6 +734,17 @@ def harness_parity_reference(pytestconfig: pytest.Config, harness_reference_fold
     """The reference's view of the eval set and of this run's case prompts: computed once per
     reference (in a child process, cached) and shared by the parity suite and the precision comparison."""
     return _reference_of(pytestconfig, harness_reference_folder, harness_runtime, harness_config, harness_run_dir)
+
+
+@pytest.fixture(scope="session")
+def harness_parity(harness_runtime: Runtime, harness_parity_reference: ReferenceData) -> ParityReport:
+    """The built model measured against the reference over the eval set, once a session: the parity suite's figures,
+    and the built model's log-likelihoods the retention suite reads."""
+    from harness.checks.parity import measure_parity
+    from harness.runtime import LogitsRuntime
+
+    assert isinstance(harness_runtime, LogitsRuntime)  # harness_parity_reference skipped otherwise
+    return measure_parity(harness_runtime, harness_parity_reference)
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,8 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import Gates, ReportFinding, Runtime
-from harness.checks.parity import Figures, ParityReport, ReferenceData, gate_failures, measure_parity, verdict
-
-
-@pytest.fixture(scope="session")
-def parity(harness_runtime: Runtime, harness_parity_reference: ReferenceData) -> ParityReport:
-    return measure_parity(harness_runtime, harness_parity_reference)
+from harness import Gates, ReportFinding
+from harness.checks.parity import Figures, ParityReport, gate_failures, verdict
 
 
 def _record(record_property: Callable[[str, object], None], figures: Figures) -> None:
@@ -39,26 +34,27 @@ def _check(label: str, figures: Figures, gates: Gates, *details: str) -> None:
         pytest.fail("\n".join((verdict(label, figures, gates), figures.summary(), *details)), pytrace=False)
 
 
-def test_text_within_parity_gates(parity: ParityReport, harness_gates: Gates,
+def test_text_within_parity_gates(harness_parity: ParityReport, harness_gates: Gates,
                                   record_property: Callable[[str, object], None], harness_eval_text: str) -> None:
     """Once per eval text: the shipped ones, or your domain's (--eval-texts)."""
-    item = parity.item(harness_eval_text)
+    item = harness_parity.item(harness_eval_text)
     _record(record_property, item.figures)
     record_property("kl_series", [round(float(value), 5) for value in item.kl])
     _check(harness_eval_text, item.figures, harness_gates)
 
 
-def test_whole_eval_set_within_parity_gates(parity: ParityReport, harness_gates: Gates,
+def test_whole_eval_set_within_parity_gates(harness_parity: ParityReport, harness_gates: Gates,
                                             record_property: Callable[[str, object], None],
                                             harness_finding: ReportFinding) -> None:
-    _record(record_property, parity.overall)
-    divergences = parity.greedy_divergences
+    _record(record_property, harness_parity.overall)
+    divergences = harness_parity.greedy_divergences
     record_property("greedy_divergence", divergences)
-    for name, value in parity.greedy_summary().items():
+    for name, value in harness_parity.greedy_summary().items():
         record_property(name, value)
-    record_property("answer_figures", {item.id: vars(item.figures) for item in parity.items if item.is_prompt})
+    record_property("answer_figures", {item.id: vars(item.figures) for item in harness_parity.items if item.is_prompt})
     parted = ", ".join(f"{name} at token {index}" if index is not None else f"{name} same answer"
                        for name, index in divergences.items())
     if any(index is not None for index in divergences.values()):  # recorded, not gated (see the docstring)
         harness_finding("greedy-divergence", f"the greedy answers part from the fp32 reference's: {parted}")
-    _check("whole eval set", parity.overall, harness_gates, f"greedy answers part from the reference's: {parted}")
+    _check("whole eval set", harness_parity.overall, harness_gates,
+           f"greedy answers part from the reference's: {parted}")

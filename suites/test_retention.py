@@ -15,7 +15,7 @@ import pytest
 
 from harness import CaseSet, Gates, ReportFinding, Runtime
 from harness.checks.output_format import answer_context
-from harness.checks.parity import ReferenceData, measure_parity
+from harness.checks.parity import ParityReport, ReferenceData
 from harness.checks.retention import Retention, case_retentions, failures, log_likelihood, reference_answer
 
 
@@ -30,13 +30,12 @@ def _report(retentions: list[Retention], gates: Gates, record_property: Callable
         pytest.fail("the built model lost the fine-tune:\n  " + "\n  ".join(problems), pytrace=False)
 
 
-def test_eval_texts_keep_the_fine_tune(harness_runtime: Runtime, harness_parity_reference: ReferenceData,
+def test_eval_texts_keep_the_fine_tune(harness_parity: ParityReport, harness_parity_reference: ReferenceData,
                                        harness_base_reference: ReferenceData, harness_gates: Gates,
                                        record_property: Callable[[str, object], None],
                                        harness_finding: ReportFinding) -> None:
     """Mean log-likelihood per token of the eval texts (your domain's with --eval-texts)."""
-    parity = measure_parity(harness_runtime, harness_parity_reference)
-    built = [item.nll_candidate for item in parity.items if not item.is_prompt]
+    built = [item.nll_candidate for item in harness_parity.items if not item.is_prompt]
     _report([log_likelihood(harness_base_reference, harness_parity_reference, built)], harness_gates,
             record_property, harness_finding)
 
