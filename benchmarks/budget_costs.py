@@ -62,12 +62,12 @@ def durations(profile: str) -> tuple[float, dict[str, float]]:
         command = [sys.executable, "-m", "pytest", "suites", f"--harness-profile={profile}", "-q",
                    "-p", "no:cacheprovider", "-p", "benchmarks.budget_costs", f"--harness-reports={reports}"]
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, encoding="utf-8")
         wall = time.perf_counter() - started
         found = sorted(reports.glob("*/results.json"))
         if not found:
             sys.exit(f"the {profile} run wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}")
-        tests = json.loads(found[-1].read_text())["tests"]
+        tests = json.loads(found[-1].read_text(encoding="utf-8"))["tests"]
         return wall, {test["nodeid"]: test["duration_s"] or 0.0 for test in tests}
 
 

@@ -63,7 +63,9 @@ def olive_model() -> Path:
 
 
 def one_round(python: Path | str, model: Path) -> dict[str, object]:
-    done = subprocess.run([str(python), "-c", ROUND, str(model)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(python), "-c", ROUND, str(model)], capture_output=True, text=True, check=True, encoding="utf-8"
+    )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

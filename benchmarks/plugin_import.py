@@ -20,7 +20,7 @@ SCRIPT = f"import sys, pytest, harness.plugin; print(','.join(m for m in {HEAVY!
 
 def one_run() -> tuple[float, str]:
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", SCRIPT], capture_output=True, text=True,
-                          check=True)
+                          check=True, encoding="utf-8")
     line = next(line for line in done.stderr.splitlines() if line.rstrip().endswith("| harness.plugin"))
     return int(line.split("|")[1]) / 1000, done.stdout.strip()
 

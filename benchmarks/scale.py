@@ -210,7 +210,7 @@ def speeds(built: Path, out: Path) -> None:
     prompt = lengths.prompt_of_tokens(runtime, lengths.source_ids(runtime, 512), 512)
     prefill = runtime.generate(prompt, SearchOptions(max_new_tokens=1, margins=False)).prefill_seconds
     out.write_text(json.dumps({"decode_tokens_per_s": round(decode, 2),
-                               "prefill_tokens_per_s": round(512 / prefill, 1)}))
+                               "prefill_tokens_per_s": round(512 / prefill, 1)}), encoding="utf-8")
 
 
 def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: Path, out: Path) -> None:

@@ -34,7 +34,7 @@ def run_session(cache: Path, work: Path) -> tuple[float, float]:
     """(seconds to the first test, seconds for the whole session) of one pytest process."""
     stamp = work / "stamp"
     stamp.unlink(missing_ok=True)
-    (work / "startup_stamp.py").write_text(STAMP_PLUGIN)
+    (work / "startup_stamp.py").write_text(STAMP_PLUGIN, encoding="utf-8")
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "STARTUP_STAMP": str(stamp),
            "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     started = time.time()
@@ -42,7 +42,7 @@ def run_session(cache: Path, work: Path) -> tuple[float, float]:
                     f"--harness-reports={work / 'reports'}", "suites/test_generation.py"],
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     total = time.time() - started
-    return float(stamp.read_text()) - started, total
+    return float(stamp.read_text(encoding="utf-8")) - started, total
 
 
 def build_step(cache: Path, rounds: int = 5) -> list[float]:

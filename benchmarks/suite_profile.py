@@ -93,4 +93,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("HARNESS_SUITE_PROFILE")
     if target:
-        Path(target).write_text(json.dumps({suite: dict(values) for suite, values in TOTALS.items()}, indent=2))
+        Path(target).write_text(
+            json.dumps({suite: dict(values) for suite, values in TOTALS.items()}, indent=2), encoding="utf-8"
+        )

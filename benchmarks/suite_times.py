@@ -40,7 +40,7 @@ def run(profile: str, cache: Path | None, extra: list[str]) -> tuple[float, dict
                    "-p", "no:cacheprovider", "-p", "benchmarks.suite_profile",
                    f"--harness-reports={Path(work) / 'reports'}", *extra]
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, encoding="utf-8")
         wall = time.perf_counter() - started
         if not out.exists():
             sys.exit(f"the session wrote no profile (exit {done.returncode}):\n{done.stdout[-3000:]}"
@@ -48,7 +48,7 @@ def run(profile: str, cache: Path | None, extra: list[str]) -> tuple[float, dict
         said = [line[line.index("harness: "):] for line in done.stdout.splitlines()
                 if "harness: budget" in line or "harness:   " in line]
         print("\n".join([*said, done.stdout.strip().splitlines()[-1]]))  # what a budget cut, and the outcome
-        return wall, json.loads(out.read_text()), done.returncode
+        return wall, json.loads(out.read_text(encoding="utf-8")), done.returncode
 
 
 def _cell(values: dict[str, float], name: str) -> str:

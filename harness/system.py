@@ -66,7 +66,7 @@ def trim_heap() -> bool:
 def kernel_peak_rss_bytes() -> int | None:
     """The kernel's high-water mark of this process's RSS (Linux VmHWM), or None elsewhere."""
     try:
-        for line in _STATUS.read_text().splitlines():
+        for line in _STATUS.read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * KB
     except OSError:
@@ -86,7 +86,7 @@ def reset_kernel_peak_rss() -> bool:
         return False
     _lifetime_peak = max(_lifetime_peak, before)
     try:
-        _CLEAR_REFS.write_text("5")
+        _CLEAR_REFS.write_text("5", encoding="utf-8")
     except OSError:
         return False
     return True

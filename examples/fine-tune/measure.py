@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.checks.reference import load_eval_texts
 
     torch.set_num_threads(args.threads)
-    base = args.base or Path(json.loads((args.adapter / "adapter_config.json").read_text())["base_model_name_or_path"])
+    base = args.base or Path(
+        json.loads((args.adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    )
     cases, texts = load_cases([args.cases]), load_eval_texts([args.eval_texts])
     tokenizer = AutoTokenizer.from_pretrained(args.adapter)  # the adapter's copy, chat template included
     model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)

@@ -229,7 +229,7 @@ def adapter(recipe: Recipe = Recipe(), data: Path = HERE / "data" / "train.jsonl
         log(f"training {key[:12]} on {base}")
         train(base, data, recipe, folder, threads, log_every)
         (folder / "recipe.json").write_text(json.dumps({"key": key, "base": str(base), "data": str(data), **inputs},
-                                                       indent=2) + "\n")
+                                                       indent=2) + "\n", encoding="utf-8")
 
     metadata = {"base": str(base), "data": str(data), **inputs}
     result = ModelStore(cache_dir).get_or_build("adapters", key, build, metadata)

@@ -83,7 +83,7 @@ class ModelStore:
             seconds = time.perf_counter() - started
             manifest = {**metadata, "key": key, "build_seconds": round(seconds, 2),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             final = self.entry(namespace, key)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # an incomplete leftover without manifest

@@ -121,8 +121,8 @@ def create(folder: Path, log: Path, progress: Progress) -> None:
 def query_versions(python: Path) -> dict[str, str]:
     """The key packages' versions in the environment of ``python`` (--olive-python); ConfigError if it cannot run."""
     try:
-        done = subprocess.run([str(python), "-c", VERSIONS_SCRIPT, *KEY_PACKAGES], capture_output=True, text=True,
-                              timeout=120, check=False)
+        done = subprocess.run([str(python), "-c", VERSIONS_SCRIPT, *KEY_PACKAGES], capture_output=True,
+                              timeout=120, check=False, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"--olive-python {python} cannot run ({exc.strerror}); give the path of a Python "
                           "interpreter whose environment has olive-ai installed") from exc

@@ -52,7 +52,8 @@ def probe(path: Path, ep: str, timeout_s: float = 600) -> dict[str, Any]:
     """Run ``measure`` in a child process; a crash there is a RuntimeFailure here, not a dead session."""
     command = [sys.executable, "-m", "harness.build.probe", str(path), "--ep", ep]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False,
+                              encoding="utf-8", errors="replace")
     except subprocess.TimeoutExpired as exc:
         raise RuntimeFailure(f"measuring {path} took over {timeout_s:.0f} s") from exc
     if done.returncode != 0:
@@ -71,7 +72,8 @@ def check_generates(path: Path, ep: str, log: Path, timeout_s: float = 300) -> s
     None if it generates, else the runtime's error in one line."""
     command = [sys.executable, "-m", "harness.build.probe", str(path), "--ep", ep, "--check"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False,
+                              encoding="utf-8", errors="replace")
     except subprocess.TimeoutExpired:
         return f"loading it and generating 2 tokens took over {timeout_s:.0f} s"
     with log.open("a", encoding="utf-8") as handle:

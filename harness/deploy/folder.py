@@ -171,6 +171,6 @@ def schema_errors(document: object) -> list[str]:
     """Schema violations, each naming the field path (e.g. ``PromptTemplate.user: ...``)."""
     from jsonschema import Draft202012Validator
 
-    schema = json.loads((fixtures_dir() / "schemas" / "inference_model.schema.json").read_text())
+    schema = json.loads((fixtures_dir() / "schemas" / "inference_model.schema.json").read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(document), key=lambda e: list(e.path))
     return [f"{'.'.join(map(str, error.path)) or '(top level)'}: {error.message}" for error in errors]

@@ -35,7 +35,7 @@ def write_adapter_folder(path: Path, base: str | None = None, modules: Mapping[s
     document = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base, "r": rank,
                 "lora_alpha": rank, "target_modules": sorted({name.rsplit(".", 1)[-1] for name in modules}),
                 "fan_in_fan_out": False, **config}
-    (path / "adapter_config.json").write_text(json.dumps(document))
+    (path / "adapter_config.json").write_text(json.dumps(document), encoding="utf-8")
     header: dict[str, Any] = {}
     offset = 0
     for module, (inputs, outputs) in sorted(modules.items()):
@@ -54,14 +54,14 @@ def make_lora_adapter(base: Path, out: Path, r: int = 4, alpha: int = 1,
     """A seeded LoRA adapter of ``base`` saved into ``out`` by peft (in a child process)."""
     subprocess.run([sys.executable, "-m", "harness.testing.adapters", "lora", str(base), str(out), "--r", str(r),
                     "--alpha", str(alpha), "--targets", ",".join(targets), "--seed", str(seed)], check=True,
-                   capture_output=True, text=True)
+                   capture_output=True, text=True, encoding="utf-8")
     return out
 
 
 def make_tiny_model(out: Path, dtype: str = "bfloat16") -> Path:
     """A two-layer llama of random weights saved at ``dtype`` (in a child process)."""
     subprocess.run([sys.executable, "-m", "harness.testing.adapters", "tiny-model", str(out), "--dtype", dtype],
-                   check=True, capture_output=True, text=True)
+                   check=True, capture_output=True, text=True, encoding="utf-8")
     return out
 
 
@@ -85,7 +85,9 @@ def _tiny_model(out: Path, dtype: str) -> None:
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1, vocab_size=64, max_position_embeddings=128, tie_word_embeddings=True)
     LlamaForCausalLM(config).to(getattr(torch, dtype)).save_pretrained(out)
-    (out / "tokenizer.json").write_text("{}")  # a placeholder: detection wants a tokenizer, the merge copies it
+    (out / "tokenizer.json").write_text(
+        "{}", encoding="utf-8"
+    )  # a placeholder: detection wants a tokenizer, the merge copies it
 
 
 def main(argv: list[str]) -> int:

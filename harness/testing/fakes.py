@@ -56,10 +56,10 @@ def write_hf_folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps({
         "model_type": "llama", "eos_token_id": EOS, "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 1,
-        "vocab_size": 256, "max_position_embeddings": 256}))
+        "vocab_size": 256, "max_position_embeddings": 256}), encoding="utf-8")
     header = json.dumps({"embed.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}).encode()
     (path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(64))
-    (path / "tokenizer.json").write_text("{}")
+    (path / "tokenizer.json").write_text("{}", encoding="utf-8")
     return path
 
 
@@ -72,13 +72,13 @@ def write_genai_folder(path: Path, context_length: int = 256, eos: int = EOS,
     config = {"model": {"type": "llama", "context_length": context_length, "eos_token_id": eos,
                         "bos_token_id": 1, "vocab_size": 256,
                         "decoder": {"filename": "model.onnx"}}}
-    (path / "genai_config.json").write_text(json.dumps(config))
+    (path / "genai_config.json").write_text(json.dumps(config), encoding="utf-8")
     if accuracy_level is None:
         (path / "model.onnx").write_bytes(b"")
     else:
         write_matmul_nbits_graph(path / "model.onnx", accuracy_level)
         (path / "model.onnx.data").write_bytes(b"\0" * 4096)  # stands in for the weights the twin shares
-    (path / "chat_template.jinja").write_text(CHATML)
+    (path / "chat_template.jinja").write_text(CHATML, encoding="utf-8")
     return path
 
 
@@ -110,9 +110,9 @@ def clone_model(source: Path, target: Path, genai_config: Callable[[dict[str, An
                 shutil.copy2(item, target / item.name)
     if genai_config is not None:
         path = target / "genai_config.json"
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
         genai_config(config)
-        path.write_text(json.dumps(config, indent=2))
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return target
 
 
@@ -136,9 +136,9 @@ class FakeBuilder:
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"fake build of {hf_folder} at {precision}\n{self.error or 'ok'}\n")
+        log.write_text(f"fake build of {hf_folder} at {precision}\n{self.error or 'ok'}\n", encoding="utf-8")
         if self.counter is not None:
-            with self.counter.open("a") as handle:
+            with self.counter.open("a", encoding="utf-8") as handle:
                 handle.write(f"{precision}\n")
         (out / "partial.onnx.data").write_bytes(b"half")
         time.sleep(self.delay_s)

@@ -66,8 +66,20 @@ class RowRun:
 
 def make_model(architecture: str, out: Path, tokenizer_from: Path) -> None:
     """The tiny model, made in a child process (transformers stays out of the test process)."""
-    done = subprocess.run([sys.executable, "-m", "harness.testing.tiny_architectures", architecture, str(out),
-                           f"--tokenizer-from={tokenizer_from}"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.testing.tiny_architectures",
+            architecture,
+            str(out),
+            f"--tokenizer-from={tokenizer_from}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        encoding="utf-8",
+    )
     assert done.returncode == 0, f"making the tiny {architecture} model failed:\n{done.stdout}{done.stderr}"
 
 
@@ -79,7 +91,7 @@ def run_harness(model: Path, work: Path, *args: str) -> RowRun:
                "-p", "no:cacheprovider", "-k", DESELECT, "-q", *args]
     env = {key: value for key, value in os.environ.items() if not key.startswith("HARNESS_")}
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, encoding="utf-8")
     try:
         output, _ = process.communicate(timeout=ROW_TIMEOUT_S)
     except subprocess.TimeoutExpired:

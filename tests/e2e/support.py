@@ -31,9 +31,9 @@ def with_context(built: Path, target: Path, context: int) -> Path:
     for item in built.iterdir():
         if item.is_file() and item.name != "genai_config.json":
             link_or_copy(item, target / item.name)
-    config = json.loads((built / "genai_config.json").read_text())
+    config = json.loads((built / "genai_config.json").read_text(encoding="utf-8"))
     config["model"]["context_length"] = config["search"]["max_length"] = context
-    (target / "genai_config.json").write_text(json.dumps(config))
+    (target / "genai_config.json").write_text(json.dumps(config), encoding="utf-8")
     return target
 
 
@@ -55,7 +55,7 @@ def _memory_cgroup(name: str) -> tuple[Path, str, str] | None:
     """A new memory control group this process may create: (folder, limit file, OOM-events file), v2 or v1."""
     v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
     candidates = [(v2 / name, "memory.max", "memory.events")] if (v2 / "cgroup.controllers").is_file() and "memory" in (
-        v2 / "cgroup.subtree_control").read_text() else []
+        v2 / "cgroup.subtree_control").read_text(encoding="utf-8") else []
     candidates.append((v1 / name, "memory.limit_in_bytes", "memory.oom_control"))
     for folder, limit, events in candidates:
         try:
@@ -76,15 +76,15 @@ def capped_run(command: list[str], limit: int, env: dict[str, str] | None = None
         if shutil.which("prlimit") is None:
             pytest.skip("no memory control group can be made here and there is no prlimit: nothing caps a run")
         done = subprocess.run(["prlimit", f"--as={limit}", *command], capture_output=True, text=True, env=env,
-                              cwd=cwd, check=False)
+                              cwd=cwd, check=False, encoding="utf-8")
         return CappedRun(done.returncode, done.stdout + done.stderr, f"prlimit --as={limit}", 0)
     folder, limit_file, events = group
     try:
-        (folder / limit_file).write_text(str(limit))
+        (folder / limit_file).write_text(str(limit), encoding="utf-8")
         enter = f'echo $$ > "{folder / "cgroup.procs"}" && exec "$@"'
         done = subprocess.run(["sh", "-c", enter, "sh", *command], capture_output=True, text=True, env=env, cwd=cwd,
-                              check=False)
-        kills = sum(int(line.split()[1]) for line in (folder / events).read_text().splitlines()
+                              check=False, encoding="utf-8")
+        kills = sum(int(line.split()[1]) for line in (folder / events).read_text(encoding="utf-8").splitlines()
                     if line.startswith("oom_kill "))
         return CappedRun(done.returncode, done.stdout + done.stderr, f"a memory control group of {limit} bytes", kills)
     finally:

@@ -30,12 +30,12 @@ def pytest_run(reports: Path, *args: str, cache: Path | None = None,
         environment["HARNESS_CACHE_DIR"] = str(cache)
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
                            f"--harness-reports={reports}", *args, *suites], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1200, env=environment)
+                          timeout=1200, env=environment, encoding="utf-8")
 
 
 def provenance(reports: Path) -> dict[str, object]:
     (run,) = [folder for folder in reports.iterdir() if (folder / "provenance.json").is_file()]
-    return dict(json.loads((run / "provenance.json").read_text()))
+    return dict(json.loads((run / "provenance.json").read_text(encoding="utf-8")))
 
 
 def tensors(folder: Path) -> dict[str, tuple[str, Path, int, int]]:
@@ -117,15 +117,15 @@ def test_the_merge_keeps_the_base_s_dtype(tmp_path: Path) -> None:
     others do not, and every weight stays bf16; the adapter's own tokenizer goes with the merged model."""
     base = make_tiny_model(tmp_path / "base", "bfloat16")
     adapter = make_lora_adapter(base, tmp_path / "adapter", r=2, alpha=2)
-    (adapter / "tokenizer.json").write_text('{"the adapter": "tokenizer"}')
+    (adapter / "tokenizer.json").write_text('{"the adapter": "tokenizer"}', encoding="utf-8")
     out = tmp_path / "merged"
     out.mkdir()
     subprocess.run([sys.executable, "-m", "harness.build.merge", str(base), str(adapter), str(out)], check=True,
                    capture_output=True)
     assert {name.split(".")[-2] for name in changed_tensors(base, out)} == ADAPTED
     assert {entry[0] for entry in tensors(out).values()} == {"BF16"}
-    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
-    assert (out / "tokenizer.json").read_text() == '{"the adapter": "tokenizer"}'
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["dtype"] == "bfloat16"
+    assert (out / "tokenizer.json").read_text(encoding="utf-8") == '{"the adapter": "tokenizer"}'
 
 
 def test_a_merge_peft_refuses_is_one_line_naming_its_log(tmp_path: Path) -> None:

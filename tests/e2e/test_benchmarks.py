@@ -58,7 +58,7 @@ def test_a_harness_slowed_per_token_is_caught_by_the_same_check(
 
 
 def _tpot(run: Path) -> float:
-    data = json.loads((run / "results.json").read_text())
+    data = json.loads((run / "results.json").read_text(encoding="utf-8"))
     (test,) = [t for t in data["tests"] if t["id"].startswith("test_benchmarks.py::test_generation_latency")]
     return float(statistics.median(test["series"]["tpot_s_rounds"]))
 
@@ -141,7 +141,7 @@ def test_ab_on_the_real_model_never_passes_a_slow_down_nor_fails_an_unchanged_on
         result = pytester.runpytest(f"--model={built_path}", "--harness-profile=smoke", f"--harness-ab={production}",
                                     "test_benchmarks.py::test_generation_latency[prompt=32]")
         run = max((pytester.path / "reports").glob("*/results.json"), key=lambda p: p.stat().st_mtime_ns)
-        (test,) = json.loads(run.read_text())["tests"]
+        (test,) = json.loads(run.read_text(encoding="utf-8"))["tests"]
         return result, test
 
     unchanged, test = ab(0.0)

@@ -108,19 +108,19 @@ def run(pytester: pytest.Pytester, suite: str, *args: str) -> pytest.RunResult:
 
 def provenance(pytester: pytest.Pytester) -> dict[str, object]:
     (folder,) = (pytester.path / "r").iterdir()
-    return dict(json.loads((folder / "provenance.json").read_text()))
+    return dict(json.loads((folder / "provenance.json").read_text(encoding="utf-8")))
 
 
 def test_a_model_of_another_architecture_builds_and_validates(pytester: pytest.Pytester,
                                                              built: HarnessSession) -> None:
     model = qwen_gguf(built.config.cache_dir)
     cases = pytester.path / "qwen.yaml"
-    cases.write_text(QWEN_CASES)
+    cases.write_text(QWEN_CASES, encoding="utf-8")
     result = run(pytester, GENERATION, TEMPLATE, CASES, f"--model={model}", f"--cases={cases}")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes["passed"] >= 40, result.stdout.str()[-3000:]
     assert provenance(pytester)["source_kind"] == "gguf"
-    assert json.loads((Path(str(provenance(pytester)["built_model"])) / "config.json").read_text())[
+    assert json.loads((Path(str(provenance(pytester)["built_model"])) / "config.json").read_text(encoding="utf-8"))[
         "model_type"] == "qwen2"
 
 
@@ -135,7 +135,7 @@ def test_gemma3_builds_through_its_config_view_and_matches_its_reference(pyteste
     result.assert_outcomes(passed=6)
     recorded = provenance(pytester)
     assert recorded["builder_options"]["source_adaptations"]  # type: ignore[index]
-    kept = json.loads((Path(str(recorded["built_model"])) / "config.json").read_text())
+    kept = json.loads((Path(str(recorded["built_model"])) / "config.json").read_text(encoding="utf-8"))
     assert set(kept["rope_parameters"]) == {"full_attention", "sliding_attention"}, kept["rope_parameters"]
 
 
@@ -151,14 +151,14 @@ def test_olive_builds_in_its_own_environment(pytester: pytest.Pytester, hf_folde
     assert environment.startswith("lock-"), environment
     python = Path(str(recorded["built_model"])).parents[1] / "envs" / environment / "bin" / "python"
     versions = subprocess.run([str(python), "-c", "import olive, onnxruntime_genai as og; print(og.__version__)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+                              capture_output=True, text=True, check=True, encoding="utf-8").stdout.strip()
     assert versions == pins["onnxruntime-genai"]  # the Olive environment is apart from the harness's 0.18
     assert LOCK.is_file()
 
 
 def test_olive_runs_the_users_workflow_file(pytester: pytest.Pytester, hf_folder: Path) -> None:
     workflow = pytester.path / "workflow.json"
-    workflow.write_text(json.dumps(WORKFLOW))
+    workflow.write_text(json.dumps(WORKFLOW), encoding="utf-8")
     result = run(pytester, GENERATION, f"--model={hf_folder}", "--builder=olive", f"--olive-config={workflow}")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*olive run workflow.json*"])
@@ -215,12 +215,12 @@ def test_a_base_model_without_a_chat_template_gets_the_raw_prompt_checks(pyteste
     for item in hf_folder.iterdir():
         if item.is_file() and item.name != "chat_template.jinja" and not item.name.startswith("."):
             (base / item.name).symlink_to(item)
-    config = json.loads((hf_folder / "tokenizer_config.json").read_text())
+    config = json.loads((hf_folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     config.pop("chat_template", None)
     (base / "tokenizer_config.json").unlink()
-    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    (base / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     cases = pytester.path / "raw.yaml"
-    cases.write_text(RAW_AND_CHAT_CASES)
+    cases.write_text(RAW_AND_CHAT_CASES, encoding="utf-8")
     result = run(pytester, GENERATION, TEMPLATE, CASES, f"--model={base}", f"--cases={cases}", "-rs")
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] == 2, result.stdout.str()[-3000:]  # the raw case: its assertions and its format

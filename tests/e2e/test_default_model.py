@@ -95,7 +95,7 @@ def test_suites_pass_on_the_default_model(built: HarnessSession, tmp_path: Path)
     """The product's one command, on the good default model, exits 0."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--harness-reports={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, encoding="utf-8"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "harness: cache hit" in result.stdout

@@ -35,7 +35,7 @@ def adapter(built: HarnessSession, base: Path) -> Path:
     """The example's adapter, trained by its script (a few minutes on 2 cores; then found in the cache)."""
     done = subprocess.run([sys.executable, str(EXAMPLE / "train.py"), f"--base={base}",
                            f"--cache-dir={built.config.cache_dir}"], capture_output=True, text=True, timeout=2400,
-                          check=False)
+                          check=False, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-3000:]
     folder = Path(done.stdout.strip().splitlines()[-1])
     assert (folder / "adapter_config.json").is_file(), done.stdout

@@ -52,9 +52,9 @@ def test_wrong_eos_in_a_copy_is_caught_by_the_suite_check(built_path: Path, tmp_
     assert suite_check(built_path, tmp_path / "good-cache") == []
     defective = Path(shutil.copytree(built_path, tmp_path / "wrong-eos"))  # real copies: Foundry refuses symlinks
     config_file = defective / "genai_config.json"
-    config = json.loads(config_file.read_text())
+    config = json.loads(config_file.read_text(encoding="utf-8"))
     config["model"]["eos_token_id"] = 0  # <|endoftext|> instead of <|im_end|>: the turn never ends
-    config_file.write_text(json.dumps(config))
+    config_file.write_text(json.dumps(config), encoding="utf-8")
     problems = suite_check(defective, tmp_path / "bad-cache")
     assert any("finished by 'length' after 96 tokens" in problem for problem in problems), problems
 
@@ -62,7 +62,7 @@ def test_wrong_eos_in_a_copy_is_caught_by_the_suite_check(built_path: Path, tmp_
 def test_corrupt_genai_config_is_a_one_line_runtime_failure(built_path: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
-    (corrupt / "genai_config.json").write_text('{"model": ')
+    (corrupt / "genai_config.json").write_text('{"model": ', encoding="utf-8")
     with pytest.raises(RuntimeFailure) as caught, FoundryLocalSession(corrupt, tmp_path / "cache"):
         pass
     message = str(caught.value)
@@ -92,9 +92,9 @@ def test_a_128k_context_fails_the_kv_cache_gate_until_the_deployment_states_a_sh
     failed.assert_outcomes(passed=9, failed=1)
     failed.stdout.fnmatch_lines(["*Foundry Local reserves 5.6 GiB of KV cache for each chat of this deployment: "
                                  "model.context_length 131072 in its genai_config.json x 45 KiB a token (30 layers *"])
-    (pytester.path / "pyproject.toml").write_text("[tool.harness.model_config]\nmax_length = 8192\n")
+    (pytester.path / "pyproject.toml").write_text("[tool.harness.model_config]\nmax_length = 8192\n", encoding="utf-8")
     passed = pytester.runpytest(*args, "-c", str(pytester.path / "pyproject.toml"))
     passed.assert_outcomes(passed=10)
-    configs = [json.loads(path.read_text()) for path in (pytester.path / "reports").glob(
+    configs = [json.loads(path.read_text(encoding="utf-8")) for path in (pytester.path / "reports").glob(
         "*/foundry/models/custom/*/genai_config.json")]
     assert sorted(config["model"]["context_length"] for config in configs) == [8192, 131072]

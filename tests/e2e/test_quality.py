@@ -22,7 +22,7 @@ cases:
 
 def test_wrong_expectation_fails_readably_on_the_real_model(pytester: pytest.Pytester, built_path: Path) -> None:
     cases = pytester.path / "wrong.yaml"
-    cases.write_text(WRONG)
+    cases.write_text(WRONG, encoding="utf-8")
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={built_path}",
                                           f"--cases={cases}")
     result.assert_outcomes(passed=1, failed=1, skipped=1)  # the format check passes; no golden answers
@@ -71,7 +71,7 @@ def test_precision_table_for_every_precision_in_one_command(
                                           f"--harness-reports={reports}")
     result.assert_outcomes(passed=1)
     (table,) = reports.glob("*/precisions.json")
-    rows = {row["precision"]: row for row in json.loads(table.read_text())}
+    rows = {row["precision"]: row for row in json.loads(table.read_text(encoding="utf-8"))}
     assert list(rows) == ["int4", "int8", "fp16", "fp32"]
     int4, int8, fp16, fp32 = rows.values()
     assert fp32["size_ratio_fp32"] == 1.0  # int4 0.16 and int8 0.49 of it, measured

@@ -69,7 +69,9 @@ def test_injected_segfault_and_hang_fail_only_their_cases(
                                  "*Fatal Python error: Segmentation fault*"])
     result.stdout.fnmatch_lines(["cjk: hung: no answer within * s (worker killed); expected a well-formed answer"])
     result.stdout.fnmatch_lines(["*= 2 failed, * passed, * xfailed in *"])
-    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/malformed.json")).read_text())
+    summary = json.loads(
+        next((pytester.path / "reports").glob("*/robustness/malformed.json")).read_text(encoding="utf-8")
+    )
     assert summary["outcomes"]["hung"] == 1
     assert summary["outcomes"]["crashed"] == 1  # the injected segfault: onnxruntime-genai 0.18.0 crashes on no case
 
@@ -89,7 +91,7 @@ def test_corrupted_state_is_caught_on_the_real_model(
 def test_the_fuzzers_pass_on_the_default_model(pytester: pytest.Pytester, built_path: Path) -> None:
     result, _ = run(pytester, built_path, FUZZ)
     result.assert_outcomes(passed=2)
-    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/fuzz.json")).read_text())
+    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/fuzz.json")).read_text(encoding="utf-8"))
     assert summary["requests"] == 2 * 20 and summary["outcomes"]["hung"] == 0
 
 
@@ -102,5 +104,6 @@ def test_prompts_past_a_128k_context_are_refused_from_their_token_count(pytester
     selected = "past-context or fills-context or over-context"
     result, _ = run(pytester, long, MALFORMED, "--gate", "robustness_timeout_s=10", "-k", selected)
     assert result.ret == 0 and result.parseoutcomes()["passed"] == 5, result.stdout.str()[-3000:]
-    refused = json.loads(next((pytester.path / "reports").glob("*/robustness/malformed.json")).read_text())
+    malformed = next((pytester.path / "reports").glob("*/robustness/malformed.json"))
+    refused = json.loads(malformed.read_text(encoding="utf-8"))
     assert refused["outcomes"] == {"answered": 0, "rejected": 5, "crashed": 0, "hung": 0}, refused

@@ -49,7 +49,7 @@ def twin(built: HarnessSession) -> PreparedModel:
 @pytest.fixture
 def cases(pytester: pytest.Pytester) -> Path:
     path = pytester.path / "cases.yaml"
-    path.write_text(CASES)
+    path.write_text(CASES, encoding="utf-8")
     return path
 
 
@@ -80,7 +80,7 @@ def runtimes(built_path: Path, twin: PreparedModel) -> Iterator[tuple[GenAIRunti
 
 def test_the_near_tie_passes_on_one_path_and_fails_on_the_other(runtimes: tuple[GenAIRuntime, GenAIRuntime],
                                                                  tmp_path: Path) -> None:
-    (tmp_path / "cases.yaml").write_text(CASES)
+    (tmp_path / "cases.yaml").write_text(CASES, encoding="utf-8")
     (case, *_) = load_cases([tmp_path / "cases.yaml"])
     verdicts = []
     for runtime in runtimes:
@@ -124,4 +124,4 @@ def test_the_fp32_compute_build_fails_the_near_tie_without_a_twin(pytester: pyte
     result.assert_outcomes(passed=1, failed=2, deselected=4)
     assert "fp32-compute twin" not in result.stdout.str()
     (report,) = (pytester.path / "reports").iterdir()
-    assert json.loads((report / "provenance.json").read_text())["accuracy_levels"] == {"1": 151}
+    assert json.loads((report / "provenance.json").read_text(encoding="utf-8"))["accuracy_levels"] == {"1": 151}

@@ -37,7 +37,7 @@ def user_document(pytester: pytest.Pytester, model: Path, change: Callable[[dict
     document = build_document(model, "seeded", {})
     change(document)
     path = pytester.path / "inference_model.json"
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps(document), encoding="utf-8")
     return f"--inference-config={path}"
 
 
@@ -101,7 +101,7 @@ def test_the_injection_finding_never_hides_under_the_pass(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(["*= harness: findings =*", "FINDING special-token-injection *switch_roles",
                                  "  user text CAN switch roles in this runtime: *"])
     (folder,) = reports.iterdir()
-    (check,) = json.loads((folder / "results.json").read_text())["tests"]
+    (check,) = json.loads((folder / "results.json").read_text(encoding="utf-8"))["tests"]
     assert check["outcome"] == "passed" and check["findings"][0]["kind"] == "special-token-injection"
-    assert "**special-token-injection**" in (folder / "summary.md").read_text()
-    assert "special-token-injection" in (folder / "report.html").read_text()
+    assert "**special-token-injection**" in (folder / "summary.md").read_text(encoding="utf-8")
+    assert "special-token-injection" in (folder / "report.html").read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ from harness.locations import fixtures_dir, suites_dir
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 BENCHMARKS = suites_dir() / "test_benchmarks.py"
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
+SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 DELAY = 0.002  # seconds per token of the baseline: 500 tokens/s
 CONFTEST = """
 import itertools
@@ -81,7 +81,7 @@ def ab_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, slower: f
 
 def latest(pytester: pytest.Pytester) -> dict[str, object]:
     folder = max((pytester.path / "reports").iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    data: dict[str, object] = json.loads((folder / "results.json").read_text())
+    data: dict[str, object] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     jsonschema.validate(data, SCHEMA)
     return data
 

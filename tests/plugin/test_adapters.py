@@ -49,8 +49,8 @@ def test_an_adapter_is_built_from_its_merge_and_cached_by_both_models(pytester: 
         f"(cache hit {merged})",
         "harness: cache miss, will build into *"])
     (report,) = (pytester.path / "reports").iterdir()
-    assert (next(report.glob("build-*.log"))).read_text().startswith(f"fake build of {merged} at int4")
-    provenance = json.loads((report / "provenance.json").read_text())
+    assert (next(report.glob("build-*.log"))).read_text(encoding="utf-8").startswith(f"fake build of {merged} at int4")
+    provenance = json.loads((report / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["source_kind"] == "peft-adapter" and provenance["base_model"] == str(base)
     assert provenance["base_model_kind"] == "hf-folder" and provenance["merged_model"] == str(merged)
     assert provenance["base_sha256"] and provenance["merge_key"] == merged.name
@@ -86,5 +86,5 @@ def test_base_model_beside_a_model_that_is_not_an_adapter_is_checked_and_recorde
     result.stdout.fnmatch_lines([f"harness: model {env['model']} (hf-folder), sha256 *",
                                  f"harness: base model {base} (hf-folder, --base-model)"])
     (report,) = (pytester.path / "reports").iterdir()
-    provenance = json.loads((report / "provenance.json").read_text())
+    provenance = json.loads((report / "provenance.json").read_text(encoding="utf-8"))
     assert (provenance["base_model"], provenance["merge_key"], provenance["base_sha256"]) == (str(base), None, None)

@@ -54,7 +54,7 @@ def put(path: Path, content: str | bytes = "") -> Path:
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8")
     return path
 
 
@@ -79,19 +79,19 @@ def genai(tmp: Path, edit: Callable[[dict[str, object]], None] | None = None) ->
     """A prebuilt onnxruntime-genai folder, its genai_config.json edited."""
     folder = write_genai_folder(tmp / "genai")
     if edit is not None:
-        config = json.loads((folder / "genai_config.json").read_text())
+        config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))
         edit(config)
-        (folder / "genai_config.json").write_text(json.dumps(config))
+        (folder / "genai_config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder
 
 
 def pyproject(tmp: Path, body: str) -> list[str]:
-    (tmp / "pyproject.toml").write_text(f"[tool.harness]\n{body}\n")
+    (tmp / "pyproject.toml").write_text(f"[tool.harness]\n{body}\n", encoding="utf-8")
     return []
 
 
 def cases(tmp: Path, text: str, name: str = "cases.yaml") -> list[str]:
-    (tmp / name).write_text(text)
+    (tmp / name).write_text(text, encoding="utf-8")
     return [f"--cases={tmp / name}"]
 
 
@@ -102,7 +102,7 @@ def case(assertion: str) -> str:
 def baseline(tmp: Path, document: object) -> list[str]:
     path = tmp / "old" / "results.json"
     path.parent.mkdir()
-    path.write_text(json.dumps(document) if not isinstance(document, str) else document)
+    path.write_text(json.dumps(document) if not isinstance(document, str) else document, encoding="utf-8")
     return [f"--harness-baseline={path}"]
 
 
@@ -292,7 +292,7 @@ def _adapter(tmp: Path, base: str | None, config: str | None = None) -> list[str
     """A peft adapter folder whose config names ``base`` (its text replaced by ``config``)."""
     folder = write_adapter_folder(tmp / "a", base=base)
     if config is not None:
-        (folder / "adapter_config.json").write_text(config)
+        (folder / "adapter_config.json").write_text(config, encoding="utf-8")
     return [f"--model={folder}"]
 
 
@@ -305,20 +305,22 @@ def _replace_with_folder(path: Path) -> list[str]:
 def _tokenizer_config(tmp: Path, text: str) -> list[str]:
     folder = genai(tmp)
     (folder / "chat_template.jinja").unlink()
-    (folder / "tokenizer_config.json").write_text(text)
+    (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
     return [f"--model={folder}"]
 
 
 def _template(tmp: Path, template: str) -> list[str]:
     folder = genai(tmp)
-    (folder / "chat_template.jinja").write_text(template)
+    (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
     return [f"--model={folder}"]
 
 
 def _exponential_schema(tmp: Path) -> list[str]:
     """1.4 KB of ``allOf`` aliases, each doubling the last: 2**20 subschemas once expanded."""
     defs = {f"a{i}": {"allOf": [{"$ref": f"#/$defs/a{i + 1}"}] * 2} for i in range(20)}
-    (tmp / "s.json").write_text(json.dumps({"$defs": {**defs, "a20": {"type": "string"}}, "$ref": "#/$defs/a0"}))
+    (tmp / "s.json").write_text(
+        json.dumps({"$defs": {**defs, "a20": {"type": "string"}}, "$ref": "#/$defs/a0"}), encoding="utf-8"
+    )
     return cases(tmp, case("{type: json-schema, value: s.json}"))
 
 

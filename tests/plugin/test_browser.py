@@ -85,8 +85,14 @@ def proxy() -> Iterator[list[bytes]]:
 def probe(page: Path, proxy: list[bytes]) -> dict[str, object]:
     prober = page.parent / f"probe-{page.stem}.html"
     prober.write_text(PROBE % page.name, encoding="utf-8")
-    done = subprocess.run([_browser(), *FLAGS, f"--proxy-server=http://127.0.0.1:{proxy[0].decode()}",
-                           "--dump-dom", prober.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [_browser(), *FLAGS, f"--proxy-server=http://127.0.0.1:{proxy[0].decode()}", "--dump-dom", prober.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        encoding="utf-8",
+    )
     subprocess.run([_browser(), *FLAGS, f"--screenshot={page.with_suffix('.png')}", page.as_uri()],
                    capture_output=True, timeout=120, check=False)
     start = done.stdout.find('<pre id="probe">')
@@ -100,7 +106,7 @@ def test_a_failing_run_reads_verdict_first_in_a_browser(pytester: pytest.Pyteste
                                                         proxy: list[bytes]) -> None:
     (env["suite"] / "test_finds.py").write_text(
         "def test_finds(harness_finding):\n    harness_finding('special-token-injection', 'user text CAN switch "
-        "roles')\n")
+        "roles')\n", encoding="utf-8")
     run(pytester, env, str(env["suite"]))
     seen = probe(latest(env) / "report.html", proxy)
     assert str(seen["banner"]).startswith("FAILED") and seen["banner_seen"]

@@ -33,7 +33,7 @@ def cases_run(pytester: pytest.Pytester, env: dict[str, Path], cases: str, *args
     suite = pytester.path / "suite" / "test_cases.py"
     shutil.copy(suites_dir() / "test_cases.py", suite)
     path = pytester.path / "my_cases.yaml"
-    path.write_text(cases)
+    path.write_text(cases, encoding="utf-8")
     return run(pytester, env, f"--cases={path}", *args, str(suite), suite=False)
 
 

@@ -81,7 +81,9 @@ def test_a_segfault_and_a_hang_each_fail_one_test(
         "*in _trip*",  # where it hung: faulthandler's stack, dumped before the kill
     ])
     result.stdout.fnmatch_lines(["*= 2 failed, 2 passed, 59 deselected*in *s =*"])  # the session's summary
-    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/malformed.json")).read_text())
+    summary = json.loads(
+        next((pytester.path / "reports").glob("*/robustness/malformed.json")).read_text(encoding="utf-8")
+    )
     assert summary["outcomes"] == {"answered": 2, "rejected": 0, "crashed": 1, "hung": 1}
     assert summary["worker_starts"] == 3  # first start, after the crash, after the hang
 
@@ -128,7 +130,7 @@ def test_fuzzing_shrinks_a_crash_to_a_minimal_reproducer(
     result.stdout.fnmatch_lines(["crashed the model worker (SIGSEGV); expected a well-formed answer or a clean "
                                  "rejection", "shrunk by Hypothesis to this input; reproducer: *fuzzed-prompts.json"])
     (path,) = (pytester.path / "reports").glob("*/robustness/reproducers/fuzzed-prompts.json")
-    reproducer = json.loads(path.read_text())
+    reproducer = json.loads(path.read_text(encoding="utf-8"))
     prompt = reproducer["request"]["prompt"]
     typed = prompt["text"] if "text" in prompt else prompt["messages"][0]["content"]
     assert len(typed) == 1 and ord(typed) > 0x7F, f"not shrunk to one character: {typed!r}"
@@ -147,7 +149,7 @@ def test_fuzzing_shrinks_search_options_to_the_one_that_aborts(
     result = run(pytester, model, "test_fuzz.py", "-k", "search_options")
     result.assert_outcomes(failed=1)
     (path,) = (pytester.path / "reports").glob("*/robustness/reproducers/fuzzed-search-options.json")
-    reproducer = json.loads(path.read_text())
+    reproducer = json.loads(path.read_text(encoding="utf-8"))
     options = reproducer["request"]["options"]
     assert set(options) == {"max_new_tokens", "temperature"} and options["temperature"] != 1.0, options
     assert reproducer["outcome"]["signal"] == "SIGABRT"
@@ -156,7 +158,7 @@ def test_fuzzing_shrinks_search_options_to_the_one_that_aborts(
 def test_the_suites_pass_on_a_well_behaved_fake(pytester: pytest.Pytester, model: Path) -> None:
     result = run(pytester, model, "test_fuzz.py")
     result.assert_outcomes(passed=2)
-    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/fuzz.json")).read_text())
+    summary = json.loads(next((pytester.path / "reports").glob("*/robustness/fuzz.json")).read_text(encoding="utf-8"))
     assert summary["outcomes"]["crashed"] == summary["outcomes"]["hung"] == 0
     assert summary["requests"] == 2 * 20  # the smoke profile's fuzz_examples, per fuzz test
 

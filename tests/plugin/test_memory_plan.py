@@ -35,7 +35,7 @@ def run(pytester: pytest.Pytester, model: Path, *args: str) -> pytest.RunResult:
 
 def built_folder(pytester: pytest.Pytester) -> Path:
     (folder,) = [p for p in (pytester.path / "cache" / "onnx").iterdir() if (p / "genai_config.json").is_file()
-                 and not (p / ".harness-entry.json").read_text().count("derived_from")]
+                 and not (p / ".harness-entry.json").read_text(encoding="utf-8").count("derived_from")]
     return folder
 
 
@@ -69,7 +69,7 @@ def test_a_suite_without_room_for_the_twin_judges_the_model_as_built_and_says_so
                                  "  judged as built only, on no fp32-compute twin (the verdict may hang on a near-tie "
                                  "another CPU breaks): the memory plan gives *"])
     results = sorted((pytester.path / "reports").glob("*/results.json"))[-1]  # the run that judged without the twin
-    judged = [test["properties"]["compute_paths"] for test in json.loads(results.read_text())["tests"]]
+    judged = [test["properties"]["compute_paths"] for test in json.loads(results.read_text(encoding="utf-8"))["tests"]]
     assert judged == [{"as built (accuracy_level 4)": "passed"}] * 4
 
 

@@ -65,7 +65,7 @@ def run(pytester: pytest.Pytester, env: dict[str, Path], *args: str, suite: bool
 
 
 def builds(env: dict[str, Path]) -> int:
-    return len(env["counter"].read_text().split()) if env["counter"].exists() else 0
+    return len(env["counter"].read_text(encoding="utf-8").split()) if env["counter"].exists() else 0
 
 
 def test_model_runs_shipped_suites_and_builds_once(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -98,17 +98,19 @@ def test_changing_precision_is_a_new_cache_entry(pytester: pytest.Pytester, env:
     run(pytester, env, "--precision", "int4").assert_outcomes(passed=4)
     run(pytester, env, "--precision", "fp32").assert_outcomes(passed=4)
     run(pytester, env, "--precision", "int4").assert_outcomes(passed=4)
-    assert env["counter"].read_text().split() == ["int4", "fp32"]
+    assert env["counter"].read_text(encoding="utf-8").split() == ["int4", "fp32"]
 
 
 def test_provenance_is_written_to_the_run_report(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     run(pytester, env).assert_outcomes(passed=4)
     (report,) = (pytester.path / "reports").iterdir()
-    provenance = json.loads((report / "provenance.json").read_text())
+    provenance = json.loads((report / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["source_kind"] == "hf-folder" and provenance["precision"] == "int4"
     assert provenance["cache_hit"] is False and provenance["builder"] == "fake"
     assert provenance["versions"]["onnxruntime-genai"] == "0.18.0"
-    assert (report / next(p.name for p in report.glob("build-*.log"))).read_text().startswith("fake build")
+    assert (
+        (report / next(p.name for p in report.glob("build-*.log"))).read_text(encoding="utf-8").startswith("fake build")
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,7 +127,7 @@ def test_bad_model_stops_at_start_with_one_line(
 ) -> None:
     (pytester.path / "empty").mkdir()
     corrupt = write_genai_folder(pytester.path / "corrupt")
-    (corrupt / "genai_config.json").write_text('{"model": ')
+    (corrupt / "genai_config.json").write_text('{"model": ', encoding="utf-8")
     result = pytester.runpytest("--model", str(pytester.path / model))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([expected])
@@ -203,7 +205,7 @@ def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict
                f"--harness-cache-dir={env['cache']}", str(env["suite"])]
     environment = {**os.environ, "FAKE_DELAY": "2"}
     processes = [subprocess.Popen(command, cwd=pytester.path, env=environment, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+                                  stderr=subprocess.STDOUT, text=True, encoding="utf-8") for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert builds(env) == 1
@@ -236,7 +238,8 @@ def test_a_foundry_folder_is_checked_with_its_own_inference_model_json(
     pytester: pytest.Pytester, env: dict[str, Path]
 ) -> None:
     shipped = write_genai_folder(pytester.path / "foundry-model")
-    (shipped / "inference_model.json").write_text(json.dumps({"Name": "shipped", "PromptTemplate": {}}))
+    inference = json.dumps({"Name": "shipped", "PromptTemplate": {}})
+    (shipped / "inference_model.json").write_text(inference, encoding="utf-8")
     pytester.makepyfile(test_shipped="def test_doc(harness_deployment):\n"
                                      "    assert harness_deployment.document['Name'] == 'shipped'\n")
     result = pytester.runpytest(f"--model={shipped}", f"--harness-cache-dir={env['cache']}", "test_shipped.py")

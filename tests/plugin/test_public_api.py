@@ -66,7 +66,7 @@ def test_readme_example_passes_on_a_brief_model_and_records_its_gate(pytester: p
     result = run(pytester, project, "own", "-q")
     cases = result.parseoutcomes()
     assert cases.get("passed", 0) > 5 and "failed" not in cases, result.stdout.str()
-    results = json.loads(next((project / "reports").glob("*/results.json")).read_text())
+    results = json.loads(next((project / "reports").glob("*/results.json")).read_text(encoding="utf-8"))
     assert results["gates"]["answer_words_max"] == {"value": 60, "origin": "default", "bound": "max",
                                                     "unit": " words"}
 
@@ -84,7 +84,9 @@ def test_readme_example_fails_a_wordy_model_and_its_gate_is_set_like_a_builtin(
 def test_a_gate_declared_twice_stops_the_session_in_one_line(pytester: pytest.Pytester, project: Path) -> None:
     (project / "own" / "conftest.py").write_text(
         "from harness import Gate\n\ndef pytest_harness_gates(config):\n"
-        "    return [Gate('parity_ppl_ratio_max', 2.0, 'max', 'x', 'a clash with a built-in gate')]\n")
+        "    return [Gate('parity_ppl_ratio_max', 2.0, 'max', 'x', 'a clash with a built-in gate')]\n",
+        encoding="utf-8",
+    )
     result = run(pytester, project, "own")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: harness: gate parity_ppl_ratio_max is declared twice "
@@ -108,10 +110,10 @@ def pytest_harness_builders(config):
 
 
 def test_a_conftest_adds_a_profile_and_a_builder(pytester: pytest.Pytester, project: Path) -> None:
-    (project / "own" / "conftest.py").write_text(PROFILE_AND_BUILDER)
+    (project / "own" / "conftest.py").write_text(PROFILE_AND_BUILDER, encoding="utf-8")
     (project / "own" / "test_brevity.py").write_text(
         "def test_profile(harness_profile, harness_model):\n"
-        "    assert harness_profile.name == 'tiny' and harness_profile.benchmark_rounds == 1\n")
+        "    assert harness_profile.name == 'tiny' and harness_profile.benchmark_rounds == 1\n", encoding="utf-8")
     result = run(pytester, project, "own", "--harness-profile=tiny", "--builder=mine")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["harness: precision int4, builder mine (*), ep cpu, profile tiny, *"])
@@ -140,7 +142,7 @@ def test_a_harness_error_anywhere_is_one_failure_line(pytester: pytest.Pytester,
         "import pytest\nfrom harness import HarnessError\n\n"
         "@pytest.fixture\ndef broken():\n    raise HarnessError('the fixture cannot work; fix it')\n\n"
         "def test_fixture(broken):\n    pass\n\n"
-        "def test_check(harness_model):\n    raise HarnessError('the check cannot work; fix it')\n")
+        "def test_check(harness_model):\n    raise HarnessError('the check cannot work; fix it')\n", encoding="utf-8")
     result = run(pytester, project, "own")
     result.assert_outcomes(failed=1, errors=1)
     result.stdout.fnmatch_lines(["*_ ERROR at setup of test_fixture _*", "harness: the fixture cannot work; fix it",
@@ -153,17 +155,19 @@ def test_a_budget_fits_the_profile_to_a_slow_model_and_says_what_it_cut(pytester
     (project / "own" / "conftest.py").write_text(
         "from harness.testing.fakes import FakeRuntime\n\ndef slow(path, ep):\n"
         "    return FakeRuntime(path, delay_per_token_s=0.02)\n\n"
-        "def pytest_harness_runtime_factory(config):\n    return slow\n")
+        "def pytest_harness_runtime_factory(config):\n    return slow\n", encoding="utf-8")
     (project / "own" / "test_brevity.py").write_text(
         "def test_profile(harness_profile):\n"
-        "    assert harness_profile.memory_generations == 20 and harness_profile.benchmark_rounds == 3\n")
+        "    assert harness_profile.memory_generations == 20 and harness_profile.benchmark_rounds == 3\n",
+        encoding="utf-8",
+    )
     result = run(pytester, project, "own", "--harness-profile=smoke", "--harness-budget=10s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["harness: budget 10 s*: the model decodes * tokens/s (0.* the default model's) and "
                                  "answers in * tokens (*x); the smoke profile would take about * s: every sample "
                                  "count at its floor, about * s: the budget is too short for it",
                                  "harness:   memory_generations 40 -> 20: the leak slope's 95% interval widens 2.8x"])
-    provenance = json.loads(next((project / "reports").glob("*/provenance.json")).read_text())
+    provenance = json.loads(next((project / "reports").glob("*/provenance.json")).read_text(encoding="utf-8"))
     assert provenance["budget"][0].startswith("budget 10 s")
     bad = run(pytester, project, "own", "--harness-budget=soon")
     bad.stderr.fnmatch_lines(["ERROR: harness: --harness-budget 'soon' (from the command line) is not a duration "

@@ -21,7 +21,7 @@ from harness.locations import fixtures_dir, suites_dir
 from harness.testing.fakes import write_hf_folder
 
 BENCHMARKS = suites_dir() / "test_benchmarks.py"
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
+SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 DELAY = 0.002  # seconds per token of the fake: 500 tokens/s
 SLOWED = DELAY * 1.25  # decode tokens/s 20% lower
 # The fake sleeps instead of computing, so other processes on a busy machine barely move its timings:
@@ -102,7 +102,7 @@ def env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     suite = pytester.path / "suite"
     suite.mkdir()
     shutil.copy(BENCHMARKS, suite / BENCHMARKS.name)
-    (suite / "test_checks.py").write_text(CHECKS)
+    (suite / "test_checks.py").write_text(CHECKS, encoding="utf-8")
     return {"cache": pytester.path / "cache", "model": write_hf_folder(pytester.path / "hf"), "suite": suite,
             "reports": pytester.path / "reports"}
 
@@ -126,7 +126,7 @@ def latest(env: dict[str, Path]) -> Path:
 
 
 def results(folder: Path) -> dict[str, object]:
-    data: dict[str, object] = json.loads((folder / "results.json").read_text())
+    data: dict[str, object] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     return data
 
 
@@ -168,7 +168,7 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     assert len(latency["series"]["decode_tokens_per_s_rounds"]) == 5  # smoke: 5 rounds, the warm-up left out
     assert 350 < latency["metrics"]["decode_tokens_per_s"] < 510, latency["metrics"]  # the fake's 1 / 2 ms
 
-    summary = (folder / "summary.md").read_text()
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith("## FAILED: hf int4 (3 passed, 1 failed, 2 skipped, 1 xfailed)")
     assert "**AssertionError: the verdict line**" in summary and "the data: [1, 2]" in summary  # the full text
     assert "### Findings (1)" in summary and "- **known runtime issue** in `test_checks.py::test_xfails`" in summary
@@ -181,7 +181,7 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     assert failure is not None and "the data: [1, 2]" in (failure.text or "")
 
     figures = Figures()
-    html = (folder / "report.html").read_text()
+    html = (folder / "report.html").read_text(encoding="utf-8")
     figures.feed(html)
     assert {"plot-latency", "plot-rss-generation", "plot-precision-size_mb"} <= set(figures.ids)
     assert figures.external == []
@@ -234,7 +234,7 @@ def test_baseline_option_fails_the_run_on_a_regression(
     data = results(latest(env))
     jsonschema.validate(data, SCHEMA)
     assert data["run"]["exit_status"] == 1 and data["baseline"]["regressions"] >= 1  # type: ignore[index]
-    summary = (latest(env) / "summary.md").read_text()
+    summary = (latest(env) / "summary.md").read_text(encoding="utf-8")
     assert "**regression**" in summary
     assert re.match(rf"## REGRESSED against {baseline.name}: \w+ [+-]\d+\.\d% in test_benchmarks\.py::", summary)
 
@@ -252,7 +252,9 @@ def test_runs_whose_key_differs_are_not_compared(pytester: pytest.Pytester, env:
                  f"--harness-baseline={int4}")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["harness: not compared with *: precision differs*", "=* 1 inconclusive *"])
-    assert (latest(env) / "summary.md").read_text().startswith(f"## PASSED, NOT COMPARED with {int4.name}")
+    assert (
+        (latest(env) / "summary.md").read_text(encoding="utf-8").startswith(f"## PASSED, NOT COMPARED with {int4.name}")
+    )
     strict = run(pytester, env, str(env["suite"] / "test_checks.py"), "-k", "passes", "--precision=fp32",
                  f"--harness-baseline={int4}", "--inconclusive=fail")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
@@ -292,7 +294,7 @@ def test_pytest_benchmark_options_keep_working(pytester: pytest.Pytester, env: d
     result.assert_outcomes(passed=1)
     saved = list((env["reports"] / "benchmarks").glob("*/0001_*.json"))
     assert len(saved) == 1, "--benchmark-storage defaults to reports/benchmarks"
-    data = json.loads(saved[0].read_text())
+    data = json.loads(saved[0].read_text(encoding="utf-8"))
     extra = {b["name"]: b["extra_info"] for b in data["benchmarks"]}["test_generation_latency[prompt=32]"]
     assert extra["output_tokens"] == 64 and extra["precision"] == "int4" and extra["ep"] == "cpu"
     assert set(extra["decode_tokens_per_s"]) >= {"p50", "p90", "p99", "median", "stdev"}
@@ -326,7 +328,8 @@ def test_benchmarks_run_under_xdist_on_one_worker(pytester: pytest.Pytester, env
 
 def test_a_finding_shows_everywhere_though_its_check_passes(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
     (env["suite"] / "test_finds.py").write_text(
-        "def test_finds(harness_finding):\n    harness_finding('demo-leak', 'user text CAN do what it should not')\n")
+        "def test_finds(harness_finding):\n    harness_finding('demo-leak', 'user text CAN do what it should not')\n",
+        encoding="utf-8")
     result = run(pytester, env, str(env["suite"] / "test_finds.py"))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*= harness: findings =*", "FINDING demo-leak *test_finds.py::test_finds",
@@ -338,8 +341,8 @@ def test_a_finding_shows_everywhere_though_its_check_passes(pytester: pytest.Pyt
     junit = ElementTree.parse(folder / "junit.xml").getroot()
     prop = junit.find(".//testcase[@name='test_finds']/properties/property[@name='harness_finding:demo-leak']")
     assert prop is not None and prop.get("value") == "user text CAN do what it should not"
-    assert "user text CAN do what it should not" in (folder / "summary.md").read_text()
-    html = (folder / "report.html").read_text()
+    assert "user text CAN do what it should not" in (folder / "summary.md").read_text(encoding="utf-8")
+    html = (folder / "report.html").read_text(encoding="utf-8")
     assert 'id="findings"' in html and "demo-leak" in html and "PASSED" in html
 
 
@@ -352,7 +355,7 @@ def test_baseline_from_the_environment_and_pyproject(pytester: pytest.Pytester, 
     result.stderr.fnmatch_lines(["ERROR: harness: --harness-baseline (from environment variable HARNESS_BASELINE): "
                                  "*nope: no such file or folder*"])
     monkeypatch.delenv("HARNESS_BASELINE")
-    (pytester.path / "pyproject.toml").write_text('[tool.harness]\nbaseline = "empty-reports"\n')
+    (pytester.path / "pyproject.toml").write_text('[tool.harness]\nbaseline = "empty-reports"\n', encoding="utf-8")
     (pytester.path / "empty-reports").mkdir()
     result = run(pytester, env, checks)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -66,7 +66,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
     suite.parent.mkdir()
     shutil.copy(suites_dir() / "test_cases.py", suite)
     cases = pytester.path / "cases.yaml"
-    cases.write_text(CASES)
+    cases.write_text(CASES, encoding="utf-8")
     model = write_hf_folder(pytester.path / "hf")
 
     def go(*args: str, case: str = "", subprocess: bool = False) -> pytest.RunResult:
@@ -112,7 +112,7 @@ def test_the_paths_disagree_on_a_near_tie_and_agree_on_robust_cases(pytester: py
 def test_unstable_is_its_own_outcome_in_every_report(pytester: pytest.Pytester, run: Run) -> None:
     run(case="near-tie").assert_outcomes(passed=0)  # not a plain pass
     folder = latest_report(pytester)
-    results = json.loads((folder / "results.json").read_text())
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     (check,) = [t for t in results["tests"] if "near-tie" in t["id"]]
     assert check["outcome"] == "unstable" and results["totals"]["unstable"] == 1
     assert check["message"].startswith("UNSTABLE: passes on as built")
@@ -121,10 +121,10 @@ def test_unstable_is_its_own_outcome_in_every_report(pytester: pytest.Pytester, 
     assert check["metrics"]["margin_min"] == 0.04
     assert check["properties"]["weakest_decisions"][0] == "token 24: 'R' over 'S' by 0.040"
     assert results["provenance"]["accuracy_levels"] == {"4": 1} and results["provenance"]["twin_model"]
-    summary = (folder / "summary.md").read_text()
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert "- **unstable verdict** in `" in summary and "accuracy level 4 · cpu " in summary
     assert summary.startswith("## PASSED with unstable verdicts")
-    html = (folder / "report.html").read_text()
+    html = (folder / "report.html").read_text(encoding="utf-8")
     assert 'class="banner unstable"' in html and "<b>unstable verdict</b>" in html
     assert "weakest decisions: token 24: &#x27;R&#x27; over &#x27;S&#x27;" in html
     (case,) = ElementTree.parse(folder / "junit.xml").getroot().iter("testcase")
@@ -137,7 +137,7 @@ def test_unstable_travels_from_xdist_workers(pytester: pytest.Pytester, run: Run
     pytest.importorskip("xdist")
     result = run("-n", "2", subprocess=True)
     assert result.parseoutcomes()["unstable"] == 1
-    results = json.loads((latest_report(pytester) / "results.json").read_text())
+    results = json.loads((latest_report(pytester) / "results.json").read_text(encoding="utf-8"))
     assert results["totals"]["unstable"] == 1 and results["run"]["xdist_workers"] == 2
 
 
@@ -145,7 +145,7 @@ def test_unstable_fail_fails_the_run(pytester: pytest.Pytester, run: Run) -> Non
     result = run("--unstable=fail", case="near-tie")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["UNSTABLE: passes on as built*", "(--unstable=fail from the command line)"])
-    results = json.loads((latest_report(pytester) / "results.json").read_text())
+    results = json.loads((latest_report(pytester) / "results.json").read_text(encoding="utf-8"))
     assert results["totals"]["failed"] == 1 and results["totals"]["unstable"] == 0
 
 
@@ -167,7 +167,7 @@ def test_twin_is_derived_once_and_shares_the_weights(pytester: pytest.Pytester, 
     again.assert_outcomes(passed=1)
     assert "derived the fp32-compute twin" not in again.stdout.str()  # cached next to the model
     again.stdout.fnmatch_lines(["harness: compute accuracy_level 4 (int8 activations) x1"])  # read at start
-    provenance = json.loads((latest_report(pytester) / "provenance.json").read_text())
+    provenance = json.loads((latest_report(pytester) / "provenance.json").read_text(encoding="utf-8"))
     built, twin = Path(provenance["built_model"]), Path(provenance["twin_model"])
     assert twin.parent == built.parent  # next to the model in the cache
     assert (twin / "model.onnx.data").stat().st_ino == (built / "model.onnx.data").stat().st_ino
@@ -189,7 +189,7 @@ def test_accuracy_level_1_validates_the_fp32_compute_path(pytester: pytest.Pytes
                                  "(--accuracy-level)",
                                  "harness: derived the accuracy_level 1 variant in * s (weights shared) -> *",
                                  "harness: compute path: accuracy_level 1 (fp32 compute) x1"])
-    provenance = json.loads((latest_report(pytester) / "provenance.json").read_text())
+    provenance = json.loads((latest_report(pytester) / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["accuracy_levels"] == {"1": 1} and provenance["twin_model"] is None
     assert provenance["accuracy_level_setting"] == 1
 

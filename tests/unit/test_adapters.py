@@ -76,7 +76,7 @@ def test_an_adapter_without_a_base_here_names_base_model(tmp_path: Path, base: s
 
 def test_a_base_that_is_not_a_model_is_named(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "notes.txt").write_text("x")
+    (tmp_path / "notes" / "notes.txt").write_text("x", encoding="utf-8")
     adapter = write_adapter_folder(tmp_path / "adapter", base=str(tmp_path / "notes"))
     assert error(adapter).startswith(f"--model {adapter}: its base model {tmp_path / 'notes'}: found notes.txt but no "
                                      "config.json")
@@ -102,7 +102,7 @@ def test_a_base_that_is_not_a_model_is_named(tmp_path: Path) -> None:
 ])
 def test_a_bad_adapter_config_is_one_line(tmp_path: Path, config: str, expected: str) -> None:
     adapter = write_adapter_folder(tmp_path / "adapter", base=str(write_hf_folder(tmp_path / "base")))
-    (adapter / "adapter_config.json").write_text(config)
+    (adapter / "adapter_config.json").write_text(config, encoding="utf-8")
     with pytest.raises(SourceError) as excinfo:
         detect_source(adapter)
     assert str(excinfo.value).startswith(f"--model {adapter}: ") and expected in str(excinfo.value)
@@ -118,7 +118,7 @@ def test_an_adapter_without_weights_or_beside_a_model_is_refused(tmp_path: Path)
                                           r"adapter \(adapter_config.json\); keep one of them"):
         detect_source(both)
     config_beside = write_adapter_folder(tmp_path / "config-beside", base=None)  # the base's config, saved with it
-    (config_beside / "config.json").write_text("{}")
+    (config_beside / "config.json").write_text("{}", encoding="utf-8")
     assert detect_source(config_beside).kind is SourceKind.ADAPTER
 
 
@@ -175,10 +175,10 @@ def test_the_tokenizer_comes_from_the_adapter_when_it_saved_one(tmp_path: Path) 
                           (adapter, ("chat_template.jinja",))):
         folder.mkdir()
         for name in names:
-            (folder / name).write_text(folder.name)
+            (folder / name).write_text(folder.name, encoding="utf-8")
     assert tokenizer_files(base, adapter) == [base / "tokenizer.json", base / "tokenizer_config.json",
                                               adapter / "chat_template.jinja"]
-    (adapter / "tokenizer.json").write_text("adapter")
+    (adapter / "tokenizer.json").write_text("adapter", encoding="utf-8")
     assert tokenizer_files(base, adapter) == [adapter / "tokenizer.json", adapter / "chat_template.jinja"]
 
 
@@ -218,7 +218,7 @@ def test_the_plan_runs_the_conversion_and_the_merge_only_where_the_cache_lacks_t
 
 def test_base_model_is_a_setting_like_the_others(tmp_path: Path) -> None:
     base = write_hf_folder(tmp_path / "base")
-    (tmp_path / "pyproject.toml").write_text('[tool.harness]\nbase_model = "base"\n')
+    (tmp_path / "pyproject.toml").write_text('[tool.harness]\nbase_model = "base"\n', encoding="utf-8")
     from_file = resolve({}, {}, tmp_path / "pyproject.toml", {}, "", tmp_path)
     assert from_file.base_model == base and from_file.origins["base_model"].startswith("[tool.harness] in ")
     from_env = resolve({}, {"HARNESS_BASE_MODEL": str(base)}, None, {}, "", tmp_path)

@@ -24,7 +24,7 @@ from tests.plugin.test_plugin import env, run
 
 __all__ = ["env"]  # the fixture, imported for pytest
 
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
+SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "accuracy_level": "as built", "ep": "cpu",
        "machine": "AMD EPYC, x86-avx2, 2 cores"}
 BENCH = "test_benchmarks.py::test_generation_latency[prompt={}]"

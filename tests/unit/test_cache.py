@@ -34,7 +34,7 @@ CHILD = textwrap.dedent("""
 
 def _child(root: Path, delay: float) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(delay)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, encoding="utf-8")
 
 
 def test_miss_then_hit(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_killed_build_is_not_trusted_and_is_rebuilt(tmp_path: Path) -> None:
     assert store.lookup("onnx", "k") is None  # the half-built folder is not an entry
     rebuilt = _child(tmp_path, delay=0)
     assert rebuilt.communicate(timeout=60)[0].strip() == "BUILT"
-    assert (tmp_path / "count.txt").read_text() == "xx"
+    assert (tmp_path / "count.txt").read_text(encoding="utf-8") == "xx"
     assert store.lookup("onnx", "k") is not None
     assert list((tmp_path / "tmp").iterdir()) == []  # the killed build's leftovers are gone
 
@@ -108,7 +108,7 @@ def test_two_processes_build_once(tmp_path: Path) -> None:
     children = [_child(tmp_path, delay=1.5) for _ in range(2)]
     outputs = sorted(child.communicate(timeout=60)[0].strip() for child in children)
     assert outputs == ["BUILT", "HIT"]
-    assert (tmp_path / "count.txt").read_text() == "x"
+    assert (tmp_path / "count.txt").read_text(encoding="utf-8") == "x"
 
 
 def test_small_sizes_in_the_disk_line_read_in_mib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

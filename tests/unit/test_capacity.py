@@ -38,7 +38,7 @@ def test_sizes_print_in_the_binary_units_they_are_written_in() -> None:
 
 
 def fake_cgroups(tmp_path: Path, lines: str) -> Path:
-    (tmp_path / "cgroup").write_text(lines)
+    (tmp_path / "cgroup").write_text(lines, encoding="utf-8")
     return tmp_path / "cgroup"
 
 
@@ -46,28 +46,30 @@ def test_a_v2_limit_counts_inactive_page_cache_as_free(tmp_path: Path) -> None:
     root = tmp_path / "fs"
     group = root / "ci" / "job"
     group.mkdir(parents=True)
-    (root / "cgroup.controllers").write_text("memory\n")
-    (group / "memory.max").write_text(f"{4 * GB}\n")
-    (group / "memory.current").write_text(f"{3 * GB}\n")
-    (group / "memory.stat").write_text(f"anon 100\ninactive_file {GB}\n")
-    (root / "ci" / "memory.max").write_text("max\n")  # an unlimited parent changes nothing
+    (root / "cgroup.controllers").write_text("memory\n", encoding="utf-8")
+    (group / "memory.max").write_text(f"{4 * GB}\n", encoding="utf-8")
+    (group / "memory.current").write_text(f"{3 * GB}\n", encoding="utf-8")
+    (group / "memory.stat").write_text(f"anon 100\ninactive_file {GB}\n", encoding="utf-8")
+    (root / "ci" / "memory.max").write_text("max\n", encoding="utf-8")  # an unlimited parent changes nothing
     assert cgroup_room(fake_cgroups(tmp_path, "0::/ci/job\n"), root) == 2 * GB
 
 
 def test_a_v1_limit_and_its_hierarchical_limit(tmp_path: Path) -> None:
     group = tmp_path / "fs" / "memory" / "runner"
     group.mkdir(parents=True)
-    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # unlimited here...
-    (group / "memory.usage_in_bytes").write_text(f"{GB}\n")
-    (group / "memory.stat").write_text(f"hierarchical_memory_limit {3 * GB}\ntotal_inactive_file 0\n")  # ...not above
+    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n", encoding="utf-8")  # unlimited here...
+    (group / "memory.usage_in_bytes").write_text(f"{GB}\n", encoding="utf-8")
+    (group / "memory.stat").write_text(
+        f"hierarchical_memory_limit {3 * GB}\ntotal_inactive_file 0\n", encoding="utf-8"
+    )  # ...not above
     assert cgroup_room(fake_cgroups(tmp_path, "4:memory:/runner\n0::/\n"), tmp_path / "fs") == 2 * GB
 
 
 def test_no_limit_is_no_room_figure(tmp_path: Path) -> None:
     group = tmp_path / "fs" / "memory" / "runner"
     group.mkdir(parents=True)
-    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n")
-    (group / "memory.usage_in_bytes").write_text(f"{GB}\n")
+    (group / "memory.limit_in_bytes").write_text("9223372036854771712\n", encoding="utf-8")
+    (group / "memory.usage_in_bytes").write_text(f"{GB}\n", encoding="utf-8")
     assert cgroup_room(fake_cgroups(tmp_path, "4:memory:/runner\n"), tmp_path / "fs") is None
     assert cgroup_room(fake_cgroups(tmp_path, "not a cgroup line\n\n"), tmp_path / "fs") is None  # no traceback
 
@@ -128,8 +130,8 @@ def test_suites_that_cannot_fit_skip_and_the_header_says_so(tmp_path: Path) -> N
 
 def test_the_reference_falls_back_to_bf16_only_when_fp32_cannot_fit(tmp_path: Path) -> None:
     folder = write_hf_folder(tmp_path / "hf")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 32}))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 32}), encoding="utf-8")
     facts = model_facts(folder)
     roomy, tight = Available(100 * GB, "x"), Available(1, "x")
     assert choose_reference("auto", facts, facts, 0, roomy)[0] == "fp32"
@@ -205,8 +207,9 @@ def test_without_the_twin_is_reckoned_not_subtracted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("field", ["max_position_embeddings", "hidden_size"])
 def test_a_config_field_of_the_wrong_type_is_one_line(tmp_path: Path, field: str) -> None:
     folder = write_hf_folder(tmp_path / "hf")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, field: None if field == "hidden_size" else "long"}))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    broken = {**config, field: None if field == "hidden_size" else "long"}
+    (folder / "config.json").write_text(json.dumps(broken), encoding="utf-8")
     with pytest.raises(SourceError, match=rf"^{folder}: its size cannot be read from its metadata \((TypeError|"
                                           r"ValueError): .*\); fix its config.json"):
         model_facts(folder)

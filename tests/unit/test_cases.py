@@ -30,7 +30,7 @@ cases:
 
 def write(tmp_path: Path, text: str, name: str = "cases.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -86,7 +86,7 @@ def test_jsonl_errors_give_the_line(tmp_path: Path) -> None:
 
 
 def test_json_schema_file_is_read_relative_to_the_case_file(tmp_path: Path) -> None:
-    (tmp_path / "person.json").write_text(json.dumps({"type": "object", "required": ["name"]}))
+    (tmp_path / "person.json").write_text(json.dumps({"type": "object", "required": ["name"]}), encoding="utf-8")
     case = {"id": "a", "prompt": "x", "assert": [{"type": "json-schema", "value": "person.json"}]}
     (loaded,) = load_cases([write(tmp_path, json.dumps(case), "c.jsonl")])
     assert loaded.assertions[0].value == {"type": "object", "required": ["name"]}

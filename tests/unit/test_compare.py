@@ -54,7 +54,7 @@ def document(name: str, decode: list[float] | None = None, started: str = "2026-
 def write_run(folder: Path, name: str, **kwargs: Any) -> Path:
     run = folder / name
     run.mkdir(parents=True)
-    (run / "results.json").write_text(json.dumps(document(name, **kwargs)))
+    (run / "results.json").write_text(json.dumps(document(name, **kwargs)), encoding="utf-8")
     return run
 
 
@@ -225,7 +225,7 @@ def test_comparison_round_trips_through_its_dict() -> None:
 )
 def test_unreadable_runs_are_one_line(tmp_path: Path, content: str | None, problem: str) -> None:
     if content is not None:
-        (tmp_path / "results.json").write_text(content)
+        (tmp_path / "results.json").write_text(content, encoding="utf-8")
     with pytest.raises(CompareError) as caught:
         load_run(tmp_path)
     assert problem in str(caught.value) and "\n" not in str(caught.value)
@@ -250,10 +250,17 @@ def test_baseline_from_a_folder_of_runs_is_the_newest_matching_one(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("make", "problem"),
-    [(lambda folder: folder.mkdir(), "holds no run (no <run>/results.json in it); check the path"),
-     (lambda folder: (folder / "run").mkdir(parents=True) or (folder / "run" / "results.json").write_text("{bad"),
-      "holds a run that cannot be read: "),
-     (lambda folder: None, "no such file or folder")],
+    [
+        (lambda folder: folder.mkdir(), "holds no run (no <run>/results.json in it); check the path"),
+        (
+            lambda folder: (
+                (folder / "run").mkdir(parents=True)
+                or (folder / "run" / "results.json").write_text("{bad", encoding="utf-8")
+            ),
+            "holds a run that cannot be read: ",
+        ),
+        (lambda folder: None, "no such file or folder"),
+    ],
     ids=["empty-folder", "corrupt-run", "mistyped"],
 )
 def test_a_broken_baseline_is_an_error_never_a_silent_not_compared(tmp_path: Path, make: Any, problem: str,
@@ -271,7 +278,8 @@ def test_no_baseline_yet_is_an_explicit_case(tmp_path: Path, capsys: pytest.Capt
     assert cli.main(["compare", str(tmp_path / "baseline"), str(current), "--no-baseline-ok"]) == cli.EXIT_OK
     assert "not compared: no baseline yet" in capsys.readouterr().out
     (tmp_path / "baseline" / "run").mkdir(parents=True)
-    (tmp_path / "baseline" / "run" / "results.json").write_text("{bad")  # there is one, and it is broken
+    # there is one, and it is broken
+    (tmp_path / "baseline" / "run" / "results.json").write_text("{bad", encoding="utf-8")
     assert cli.main(["compare", str(tmp_path / "baseline"), str(current), "--no-baseline-ok"]) == cli.EXIT_USAGE
 
 
@@ -338,7 +346,7 @@ def test_history_prints_a_trend_table_and_draws_it(tmp_path: Path, capsys: pytes
     assert f"[1] decode_tokens_per_s  {TEST}" in lines
     assert any(line.startswith("key B: model hash abababababab, precision int4, execution provider cpu, machine "
                                "elsewhere") for line in lines)
-    html = (tmp_path / "history.html").read_text()
+    html = (tmp_path / "history.html").read_text(encoding="utf-8")
     assert 'id="history-decode_tokens_per_s"' in html
     assert html.count("<circle") == 4 + 1 and html.count("<rect") >= 1 + 1  # key A's line, key B's; and the legend
     assert html.count('href="./run-20/report.html"') == 2  # the axis label and the runs table
@@ -348,13 +356,13 @@ def test_history_draws_a_line_per_check_marks_failed_runs_and_lists_the_newest_f
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_run(tmp_path, "run-20", decode=rounds(100, 0.01), started="2026-11-20T10:00:00+00:00", copies=2)
     failed = write_run(tmp_path, "run-21", decode=rounds(50, 0.01), started="2026-11-21T10:00:00+00:00", copies=2)
-    data = json.loads((failed / "results.json").read_text())
+    data = json.loads((failed / "results.json").read_text(encoding="utf-8"))
     data["tests"][0]["outcome"], data["totals"], data["run"]["exit_status"] = "failed", {"passed": 1, "failed": 1}, 1
-    (failed / "results.json").write_text(json.dumps(data))
+    (failed / "results.json").write_text(json.dumps(data), encoding="utf-8")
     assert cli.main(["history", str(tmp_path)]) == cli.EXIT_OK
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:3]]
     assert [row[:3] for row in rows] == [["run-20", "A", "passed"], ["run-21", "A", "failed"]]
-    html = (tmp_path / "history.html").read_text()
+    html = (tmp_path / "history.html").read_text(encoding="utf-8")
     assert html.count('class="series"') == 2  # a line per check: never a median over whichever checks ran
     assert html.count('<line class="failed"') == 1  # the failed run is marked, not left out
     runs_table = html.split("Runs, newest first")[1]
@@ -400,7 +408,7 @@ def test_a_closed_pipe_keeps_the_verdicts_exit_code(tmp_path: Path) -> None:
     base = write_run(tmp_path, "base", decode=rounds(100, 0.05))
     slow = write_run(tmp_path, "slow", decode=rounds(80, 0.05, seed=7))
     command = f"{shlex.quote(sys.executable)} -m harness.cli compare {base} {slow} --all | head -c 1 >/dev/null"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False)
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, check=False, encoding="utf-8")
     assert done.returncode == cli.EXIT_REGRESSION, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
@@ -421,7 +429,7 @@ def test_version_and_gates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     with pytest.raises(SystemExit) as shown:
         cli.main(["--version"])
     assert shown.value.code == 0 and capsys.readouterr().out.startswith("harness 0.1.0 (onnxruntime-genai ")
-    (tmp_path / "pyproject.toml").write_text("[tool.harness.gates]\nparity_ppl_ratio_max = 2\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.harness.gates]\nparity_ppl_ratio_max = 2\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["gates"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
@@ -446,7 +454,7 @@ def test_gates_set_for_a_conftest_gate_are_listed_not_refused(tmp_path: Path, mo
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.harness.gates]\nanswer_words_max = 40\n[tool.pytest.ini_options]\n'
-        'harness_gates = ["parity_kl_mean_max = 0.4"]\n')
+        'harness_gates = ["parity_kl_mean_max = 0.4"]\n', encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["gates"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()

@@ -20,7 +20,7 @@ from harness.testing.fakes import write_genai_folder
 @pytest.fixture
 def int4_model(tmp_path: Path) -> Path:
     model = write_genai_folder(tmp_path / "built", accuracy_level=4)
-    (model / ".harness-entry.json").write_text("{}")  # the cache's manifest: never carried over
+    (model / ".harness-entry.json").write_text("{}", encoding="utf-8")  # the cache's manifest: never carried over
     return model
 
 
@@ -62,7 +62,7 @@ def test_link_failures_other_than_no_link_support_are_raised(tmp_path: Path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", no_space)
-    (tmp_path / "a").write_text("x")
+    (tmp_path / "a").write_text("x", encoding="utf-8")
     with pytest.raises(OSError, match="No space"):
         fsutil.link_or_copy(tmp_path / "a", tmp_path / "b")
 

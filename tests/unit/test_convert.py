@@ -32,7 +32,7 @@ def test_shards_hold_at_most_the_limit_and_the_index_names_each_tensor(tmp_path:
         writer.add(name, tensor)
         assert writer.pending_bytes < 4096  # a full shard is written at once
     assert sorted(writer.close()) == sorted(tensors)
-    index = json.loads((tmp_path / INDEX).read_text())
+    index = json.loads((tmp_path / INDEX).read_text(encoding="utf-8"))
     assert index["metadata"]["total_size"] == sum(t.numel() * 4 for t in tensors.values())
     loaded: dict[str, torch.Tensor] = {}
     for shard in set(index["weight_map"].values()):

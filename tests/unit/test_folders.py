@@ -17,9 +17,9 @@ def test_a_missing_folder_is_created(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda p: p.write_text(""), "is a file, not a folder"),
+    (lambda p: p.write_text("", encoding="utf-8"), "is a file, not a folder"),
     (lambda p: p.symlink_to(p.parent / "gone"), "is a symlink to .*gone, which does not exist"),
-    (lambda p: (p.parent / "file").write_text("") or None, "cannot be written"),
+    (lambda p: (p.parent / "file").write_text("", encoding="utf-8") or None, "cannot be written"),
 ], ids=["a-file", "a-dangling-symlink", "under-a-file"])
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path, make, message: str) -> None:
     target = tmp_path / "reports"

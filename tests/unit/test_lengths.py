@@ -30,7 +30,7 @@ def test_prompts_have_the_exact_token_count(fake: FakeRuntime) -> None:
 
 def test_the_text_repeats_when_a_prompt_needs_more(fake: FakeRuntime, tmp_path: Path) -> None:
     text = tmp_path / "short.txt"
-    text.write_text("It is a truth universally acknowledged.\n")
+    text.write_text("It is a truth universally acknowledged.\n", encoding="utf-8")
     ids = lengths.source_ids(fake, 200, text)
     assert len(ids) >= 200 and fake.decode(ids).count(fake.decode(fake.encode("\n\n"))) >= 4
 
@@ -122,7 +122,7 @@ def write_decoder(folder: Path, outputs: Sequence[tuple[str, int, list[str | int
                                                             "outputs": {"logits": "logits",
                                                                         "present_key_names": "present.%d.key",
                                                                         "present_value_names": "present.%d.value"}}}}
-    (folder / "genai_config.json").write_text(json.dumps(config))
+    (folder / "genai_config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder
 
 

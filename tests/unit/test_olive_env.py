@@ -16,7 +16,9 @@ def test_the_lock_pins_olive_with_the_builder_it_works_with() -> None:
     pins = lock_versions()
     assert pins["olive-ai"] == "0.13.0" and pins["onnxruntime-genai"] == "0.14.1"
     assert pins["torch"] == "2.13.0", "a torch without the CPU build's version pulls a CUDA build"
-    assert all("==" in line for line in LOCK.read_text().splitlines() if line and not line.startswith("#"))
+    assert all(
+        "==" in line for line in LOCK.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")
+    )
 
 
 def test_the_managed_environment_is_keyed_by_the_lock(tmp_path: Path) -> None:
@@ -47,5 +49,5 @@ def test_a_given_interpreter_is_keyed_by_its_path_and_versions(tmp_path: Path) -
 ])
 def test_build_failures_are_explained(tmp_path: Path, log: str, explanation: str) -> None:
     path = tmp_path / "build.log"
-    path.write_text(f"...\n{log}\n")
+    path.write_text(f"...\n{log}\n", encoding="utf-8")
     assert explanation in (diagnose(path) or "")

@@ -241,7 +241,7 @@ def test_extra_prompts_join_the_set_with_unique_ids() -> None:
     ("- id: a\n  messages:\n    - role: user\n", "entry 1 needs an 'id'"),
 ])
 def test_bad_prompt_file_is_one_line(tmp_path: Path, content: str, message: str) -> None:
-    (tmp_path / "prompts.yaml").write_text(content)
+    (tmp_path / "prompts.yaml").write_text(content, encoding="utf-8")
     with pytest.raises(ParityError, match=message) as caught:
         load_eval_set(tmp_path)
     assert "\n" not in str(caught.value)
@@ -261,16 +261,16 @@ def test_an_item_longer_than_the_context_is_a_clear_error() -> None:
 
 
 def test_reference_with_another_vocabulary_fails_before_computing(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 32000}))
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 32000}), encoding="utf-8")
     with pytest.raises(ParityError, match=r"vocabulary of 32000 tokens .* the built model has 4"):
         reference_data(tmp_path, StubRuntime(TABLE), load_eval_set(), tmp_path / "cache", tmp_path, print)
     assert not (tmp_path / "cache").exists()
 
 
 def test_domain_texts_replace_the_shipped_ones(tmp_path: Path) -> None:
-    (tmp_path / "refunds.txt").write_text("Refunds are paid within five days.")
+    (tmp_path / "refunds.txt").write_text("Refunds are paid within five days.", encoding="utf-8")
     (tmp_path / "more.jsonl").write_text('{"id": "shipping", "text": "We ship on Mondays."}\n\n'
-                                         '{"id": 7, "text": "Returns are free."}\n')
+                                         '{"id": 7, "text": "Returns are free."}\n', encoding="utf-8")
     texts = load_eval_texts([tmp_path])
     assert [text.id for text in texts] == ["text-shipping", "text-7", "text-refunds"]
     eval_set = load_eval_set(texts=texts)
@@ -287,7 +287,7 @@ def test_domain_texts_replace_the_shipped_ones(tmp_path: Path) -> None:
 ])
 def test_bad_domain_texts_are_one_line(tmp_path: Path, files: dict[str, str], message: str) -> None:
     for name, content in files.items():
-        (tmp_path / name).write_text(content)
+        (tmp_path / name).write_text(content, encoding="utf-8")
     with pytest.raises(ParityError, match=message) as info:
         load_eval_texts([tmp_path])
     assert "\n" not in str(info.value)

@@ -21,7 +21,7 @@ from harness.report.run_page import render_run
 from harness.report.runs import FORMAT, Run
 from harness.report.summary import summary_markdown
 
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text())
+SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}
 PRECISIONS = [
     {"precision": "int4", "size_mb": 98.0, "size_ratio_fp32": 0.18, "decode_tokens_per_s": 140.0, "ttft_s": 0.06,

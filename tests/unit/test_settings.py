@@ -15,7 +15,7 @@ DECLARED = declare([builtin_gates()])
 
 def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text(f"[tool.harness]\n{table}")
+    pyproject.write_text(f"[tool.harness]\n{table}", encoding="utf-8")
     return resolve(cli or {}, env or {}, pyproject, ini or {}, "pytest.ini", tmp_path)
 
 
@@ -73,7 +73,7 @@ def test_bad_values_name_setting_and_origin(tmp_path: Path, cli, env, table, mes
 
 def test_olive_config_conflicts_with_model_builder(tmp_path: Path) -> None:
     workflow = tmp_path / "workflow.json"
-    workflow.write_text('{"passes": {"builder": {"type": "ModelBuilder", "precision": "int4"}}}')
+    workflow.write_text('{"passes": {"builder": {"type": "ModelBuilder", "precision": "int4"}}}', encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot be combined with --builder model-builder"):
         _resolve(tmp_path, {"olive_config": str(workflow), "builder": "model-builder"})
 
@@ -100,7 +100,7 @@ def test_bad_precision_in_a_list_is_named(tmp_path: Path) -> None:
 
 def test_cases_are_repeatable_and_relative_to_their_file(tmp_path: Path) -> None:
     for name in ("a.yaml", "b.yaml", "c.yaml"):
-        (tmp_path / name).write_text("")
+        (tmp_path / name).write_text("", encoding="utf-8")
     assert _resolve(tmp_path, {"cases": [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]}).cases == (
         tmp_path / "a.yaml", tmp_path / "b.yaml")
     assert _resolve(tmp_path, table='cases = ["c.yaml"]').cases == (tmp_path / "c.yaml",)
@@ -157,7 +157,7 @@ def test_variables_of_the_harness_itself_and_of_other_tools_are_not_misspellings
 ], ids=["not-json", "no-model-builder", "not-an-object"])
 def test_an_olive_workflow_is_checked_before_anything_runs(tmp_path: Path, workflow: str, message: str) -> None:
     path = tmp_path / "workflow.json"
-    path.write_text(workflow)
+    path.write_text(workflow, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         _resolve(tmp_path, {"olive_config": str(path), "builder": "olive"})
 

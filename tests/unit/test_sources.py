@@ -22,7 +22,7 @@ def test_hf_folder(tmp_path: Path) -> None:
 def test_genai_and_foundry_folders(tmp_path: Path) -> None:
     folder = write_genai_folder(tmp_path / "onnx")
     assert detect_source(folder).kind is SourceKind.GENAI_FOLDER
-    (folder / "inference_model.json").write_text('{"Name": "m"}')
+    (folder / "inference_model.json").write_text('{"Name": "m"}', encoding="utf-8")
     assert detect_source(folder).kind is SourceKind.FOUNDRY_FOLDER
 
 
@@ -43,7 +43,7 @@ def test_empty_folder(tmp_path: Path) -> None:
 
 
 def test_folder_of_something_else_lists_what_it_found(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     message = _error(tmp_path)
     assert "found model.gguf, notes.txt but no config.json or genai_config.json" in message
@@ -58,7 +58,7 @@ def test_file_that_is_not_gguf(tmp_path: Path) -> None:
 
 def test_corrupt_genai_config(tmp_path: Path) -> None:
     folder = write_genai_folder(tmp_path)
-    (folder / "genai_config.json").write_text('{"model": ')
+    (folder / "genai_config.json").write_text('{"model": ', encoding="utf-8")
     assert "genai_config.json is not valid JSON (Expecting value: line 1" in _error(folder)
 
 
@@ -69,7 +69,7 @@ def test_genai_config_naming_a_missing_onnx_file(tmp_path: Path) -> None:
 
 
 def test_hf_folder_without_weights_or_tokenizer(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     message = _error(tmp_path)
     assert "without weights (*.safetensors or pytorch_model*.bin) and a tokenizer" in message
 

@@ -41,7 +41,9 @@ WITHOUT_LINUX = textwrap.dedent("""
 
 
 def test_without_linux_facilities_the_harness_imports_and_falls_back() -> None:
-    done = subprocess.run([sys.executable, "-c", WITHOUT_LINUX], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_LINUX], capture_output=True, text=True, timeout=120, encoding="utf-8"
+    )
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert facts == {"trim": False, "kernel_peak": None, "reset": False, "stack_dump": False, "ask_stacks": False,

@@ -26,8 +26,10 @@ def test_chatml_entries() -> None:
 
 def test_templates_with_tools_break_and_bos_eos_tokens_derive(tmp_path: Path) -> None:
     model = write_genai_folder(tmp_path)
-    (model / "chat_template.jinja").write_text(LLAMA_STYLE)
-    (model / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}}))
+    (model / "chat_template.jinja").write_text(LLAMA_STYLE, encoding="utf-8")
+    (model / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}}), encoding="utf-8"
+    )
     entries = build_document(model, "m", {})["PromptTemplate"]
     assert entries["system"] == "<s>[system]{Content}</s>"
     assert entries["assistant"] == "[assistant]{Content}</s>"
@@ -49,7 +51,7 @@ def test_bad_model_config_override_names_the_key() -> None:
 
 def test_killed_build_names_the_signal(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
-    log.write_text("")
+    log.write_text("", encoding="utf-8")
     assert "killed by SIGKILL (out of memory?)" in str(fail("olive auto-opt int4", log, -9))
 
 
@@ -62,14 +64,16 @@ def test_first_difference() -> None:
 def test_a_shorter_model_config_max_length_goes_into_the_deployed_genai_config(tmp_path: Path) -> None:
     """Foundry Local reads genai_config.json and reserves its context's KV cache for every chat."""
     model = write_genai_folder(tmp_path / "model", context_length=4096)
-    config = json.loads((model / "genai_config.json").read_text())
-    (model / "genai_config.json").write_text(json.dumps({**config, "search": {"max_length": 4096, "top_k": 5}}))
+    config = json.loads((model / "genai_config.json").read_text(encoding="utf-8"))
+    longer = {**config, "search": {"max_length": 4096, "top_k": 5}}
+    (model / "genai_config.json").write_text(json.dumps(longer), encoding="utf-8")
     as_built = write_deployment(model, tmp_path / "plain", "m", {"ModelConfig": {"max_length": 4096}})
     assert (as_built.folder / "genai_config.json").stat().st_ino == (model / "genai_config.json").stat().st_ino
     shorter = write_deployment(model, tmp_path / "short", "m", {"ModelConfig": {"max_length": 1024}})
-    deployed = json.loads((shorter.folder / "genai_config.json").read_text())
+    deployed = json.loads((shorter.folder / "genai_config.json").read_text(encoding="utf-8"))
     assert (deployed["model"]["context_length"], deployed["search"]) == (1024, {"max_length": 1024, "top_k": 5})
-    assert json.loads((model / "genai_config.json").read_text())["model"]["context_length"] == 4096  # untouched
+    untouched = json.loads((model / "genai_config.json").read_text(encoding="utf-8"))
+    assert untouched["model"]["context_length"] == 4096
     assert (shorter.folder / "model.onnx").stat().st_ino == (model / "model.onnx").stat().st_ino  # weights linked
     again = copy_with_max_length(model, shorter.folder, 2048)  # an earlier copy there is replaced
-    assert json.loads((again / "genai_config.json").read_text())["model"]["context_length"] == 2048
+    assert json.loads((again / "genai_config.json").read_text(encoding="utf-8"))["model"]["context_length"] == 2048

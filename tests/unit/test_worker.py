@@ -210,6 +210,6 @@ def test_a_conftest_factory_is_loaded_from_its_file(tmp_path: Path) -> None:
     from harness.runtime_factory import load
 
     conftest = tmp_path / "conftest.py"
-    conftest.write_text("def make_runtime(path, ep):\n    return ('made', path, ep)\n")
+    conftest.write_text("def make_runtime(path, ep):\n    return ('made', path, ep)\n", encoding="utf-8")
     factory = load(f"conftest:make_runtime@{conftest}")
     assert factory(Path("m"), "cpu") == ("made", Path("m"), "cpu")  # type: ignore[comparison-overlap]
