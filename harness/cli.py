@@ -25,6 +25,7 @@ A closed pipe (``harness compare A B | head -1``) is not an error: the exit code
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -51,6 +52,7 @@ from harness.text import clip
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_HISTORY_METRICS = ("decode_tokens_per_s", "ttft_s")
 SPARKS = "▁▂▃▄▅▆▇█"
+ASCII_SPARKS = "_.-=*#"  # where stdout cannot encode SPARKS (Windows' cp1252, redirected into a CI step's file)
 RUN_NAME_WIDTH = 40  # characters of a run's name in the history table (history.html has them whole)
 
 
@@ -207,8 +209,18 @@ def _sparkline(values: Sequence[float | None]) -> str:
     if not present:
         return ""
     low, high = min(present), max(present)
-    return "".join(" " if v is None else SPARKS[round((v - low) / ((high - low) or 1) * (len(SPARKS) - 1))]
+    sparks = SPARKS if _encodes(SPARKS) else ASCII_SPARKS
+    return "".join(" " if v is None else sparks[round((v - low) / ((high - low) or 1) * (len(sparks) - 1))]
                    for v in values[-10:])
+
+
+def _encodes(text: str) -> bool:
+    """Whether stdout's encoding can write ``text``."""
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _natural(text: str) -> list[str | int]:
@@ -458,6 +470,11 @@ def _print(lines: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A model's answer or a run's name may hold what stdout's encoding cannot (cp1252 on Windows when redirected):
+        # print it as "?", never fail with UnicodeEncodeError.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     try:
         args = _parser().parse_args(argv)  # exits 2 on bad arguments, 0 after --help / --version
     except SystemExit:
