@@ -269,8 +269,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return session.header_lines() if session else []
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and the other plugins' selection: a shard deals out what is left
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The shipped suites this run holds, in order (a time budget plans for them alone)."""
+    """This shard's checks (--harness-shard), then the shipped suites this run holds, in order (a time budget plans
+    for them alone)."""
+    harness_config = config.stash.get(CONFIG_KEY, None)
+    if harness_config is not None and harness_config.shard is not None:
+        mine = harness_config.shard.selects(item.nodeid for item in items)
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in mine])
+        items[:] = [item for item in items if item.nodeid in mine]
     harness = config.stash.get(SESSION_KEY, None)
     if harness is not None:
         harness.suite_modules = tuple(dict.fromkeys(item.path.name for item in items

@@ -284,6 +284,8 @@ class HarnessSession:
             *(self.memory.lines() if self.memory else []),
             *([f"harness: A/B: the benchmarks time this model against {self.ab_source.path} (--harness-ab)"]
               if self.ab_source else []),
+            *([f"harness: shard {self.config.shard} of the checks (--harness-shard); `harness merge` joins the "
+               "shards' reports"] if self.config.shard else []),
             f"harness: reports {self.run_dir}",
         ]
 

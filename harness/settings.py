@@ -18,6 +18,7 @@ from typing import Any
 from harness.budget import parse_duration
 from harness.capacity.memory import parse_size
 from harness.errors import ConfigError
+from harness.shard import Shard, parse_shard
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 # Settings whose values name an entry of a registry the plugins contribute to (harness.hookspecs), with
@@ -216,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             lambda: "warn", "NAME"),
     Setting("reports_dir", "--harness-reports", "where run reports are written (default reports/ "
             "under the rootdir)", _path, lambda: None, "DIR"),
+    Setting("shard", "--harness-shard", "run only shard I of N of the checks (e.g. 2/4), for a model too slow for "
+            "one runner: N jobs run I = 1..N, and `harness merge` joins their reports into one verdict",
+            parse_shard, lambda: None, "I/N"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -245,6 +249,7 @@ class HarnessConfig:
     baseline: Path | None
     ab: Path | None
     inconclusive: str
+    shard: Shard | None
     origins: Mapping[str, str]  # setting name -> where its value came from, for the header
     model_config: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.model_config]
     gate_table: Mapping[str, Any] = field(default_factory=dict)  # [tool.harness.gates], resolved by harness.gates

@@ -222,6 +222,7 @@ class RunRecorder:
                 "profile": self.session.config.profile,
                 "precision": self.session.precision_label,
                 "seed": self.config.getoption("hypothesis_seed", None),
+                "shard": None if (shard := self.session.config.shard) is None else str(shard),
                 "xdist_workers": workers if isinstance(workers := getattr(self.config.option, "numprocesses", 0),
                                                        int) else 0,
                 "report_dir": str(self.session.run_dir.resolve()),
