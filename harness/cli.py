@@ -3,6 +3,8 @@
     harness compare BASELINE CURRENT   compare two runs (folders or their results.json); BASELINE may
                                        also be a folder of runs: the newest earlier one with CURRENT's key
     harness history DIR                a trend table of the runs in DIR, drawn into DIR/history.html
+    harness merge RUN... [--out DIR]   one verdict from the runs of many hosts, and from the shards of one run
+                                       (--harness-shard): DIR/summary.md and DIR/merged.json
     harness gates                      every gate: its default, its value in this project and where it comes from
     harness build --model=PATH         build (or find) the model in the cache and print its folder, for a run on
                                        another machine: pytest --model=FOLDER --reference=SOURCE
@@ -12,7 +14,8 @@ Exit codes:
        each is listed); with --no-baseline-ok also a comparison that compared nothing (no baseline yet, key
        properties that differ, no metric in common: the reason is printed)
     1  a regression: a check that passed in the baseline fails now, or a metric whose whole 95% interval is worse
-       than its threshold; with --inconclusive=fail also an inconclusive metric
+       than its threshold; with --inconclusive=fail also an inconclusive metric. For merge: a check that fails on
+       some host or was not run on every host, a run that did not finish or regressed, a shard missing
     2  usage error, one line on stderr: bad arguments, a missing, unreadable or empty baseline or run, one that does
        not follow the results schema (the line names the field), a run compared with itself, a --plot or --out
        folder that does not exist or cannot be written, or a comparison that compared nothing (without
@@ -134,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="what an inconclusive timing metric (its interval straddles the threshold, too few "
                               "rounds, a machine not equally busy) does to the exit code: warn (0, listed) or "
                               "fail (1)")
+    merge = commands.add_parser("merge", help="one verdict from the runs of many hosts, or the shards of a run")
+    merge.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                       help="run folders, their results.json, or folders holding runs at any depth (a CI job's "
+                            "downloaded artifacts)")
+    merge.add_argument("--out", type=Path, default=Path("merged"), metavar="DIR",
+                       help="where summary.md and merged.json go (default ./merged; created)")
     history = commands.add_parser("history", help="trend table of the runs in a reports folder")
     history.add_argument("folder", type=Path, help="the reports folder (holds one folder per run)")
     history.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
@@ -455,8 +464,25 @@ def _unmakeable(folder: Path) -> str:
     return ""
 
 
+def _merge(args: argparse.Namespace) -> Output:
+    from harness.report.merge import MERGED_FILE, SUMMARY_FILE, merge, summary_markdown, text_lines
+
+    if problem := _unmakeable(args.out):
+        raise UsageError(f"--out {args.out}: {problem}; pass a folder to create in an existing, writable one")
+    merged = merge(args.runs)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.out / MERGED_FILE, json.dumps(merged.to_json(), indent=2, allow_nan=False))
+        write_text_atomic(args.out / SUMMARY_FILE, summary_markdown(merged))
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: the merged report could not be written ({exc.strerror or exc}); pass "
+                         "a writable folder") from None
+    lines = [*text_lines(merged), f"harness: merged report {args.out} ({SUMMARY_FILE}, {MERGED_FILE})"]
+    return (EXIT_OK if merged.passed else EXIT_REGRESSION), lines
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Output]] = {"compare": _compare, "history": _history,
-                                                               "gates": _gates, "build": _build}
+                                                               "merge": _merge, "gates": _gates, "build": _build}
 
 
 def _print(lines: Sequence[str]) -> None:
