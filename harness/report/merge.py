@@ -281,7 +281,7 @@ def summary_markdown(merged: Merged) -> str:
     for verdict, title in titles.items():
         chosen = [check for check in merged.checks if check.verdict == verdict]
         if chosen:
-            lines += ["", f"### {title} ({len(chosen)})", "", _outcome_table(chosen, legs, header)]
+            lines += ["", f"### {title} ({len(chosen)})", "", _outcome_table(chosen, legs, header), ""]
             lines += [f"- `{check.id}` on {short}: {_cell(clip(check.messages[leg.name], MESSAGE_SHOWN))}"
                       for check in chosen[:SHOWN_CHECKS] for short, leg in zip(header, legs, strict=True)
                       if check.messages.get(leg.name)]
