@@ -99,10 +99,10 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a whole number; write how many runs, such as "
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a whole number; write a count, such as "
                                          "10") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is not 1 or more; leave --last out to show every run")
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is not 1 or more; leave the option out for no limit")
     return value
 
 
@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
                             "downloaded artifacts)")
     merge.add_argument("--out", type=Path, default=Path("merged"), metavar="DIR",
                        help="where summary.md and merged.json go (default ./merged; created)")
+    merge.add_argument("--hosts", type=_count, default=None, metavar="N",
+                       help="fail unless at least N hosts' runs are there (a CI leg that uploaded nothing)")
     history = commands.add_parser("history", help="trend table of the runs in a reports folder")
     history.add_argument("folder", type=Path, help="the reports folder (holds one folder per run)")
     history.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
@@ -469,7 +471,7 @@ def _merge(args: argparse.Namespace) -> Output:
 
     if problem := _unmakeable(args.out):
         raise UsageError(f"--out {args.out}: {problem}; pass a folder to create in an existing, writable one")
-    merged = merge(args.runs)
+    merged = merge(args.runs, args.hosts)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.out / MERGED_FILE, json.dumps(merged.to_json(), indent=2, allow_nan=False))

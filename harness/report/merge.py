@@ -246,8 +246,14 @@ def merge_runs(runs: Sequence[Run]) -> Merged:
     return Merged(tuple(legs), tuple(checks), tuple(problems))
 
 
-def merge(paths: Sequence[Path]) -> Merged:
-    return merge_runs(collect_runs(paths))
+def merge(paths: Sequence[Path], hosts: int | None = None) -> Merged:
+    """The merged verdict of the runs ``paths`` name; with ``hosts``, fewer legs than that is a problem (a leg whose
+    job uploaded nothing must not pass unseen)."""
+    merged = merge_runs(collect_runs(paths))
+    if hosts is not None and len(merged.legs) < hosts:
+        missing = f"{plural(len(merged.legs), 'host')} ran, {hosts} expected (--hosts): a leg uploaded no run"
+        return Merged(merged.legs, merged.checks, (*merged.problems, f"{missing}; see its job's log"))
+    return merged
 
 
 # -- summary.md ------------------------------------------------------------------------------------

@@ -133,3 +133,11 @@ def test_runs_that_cannot_be_merged_are_one_line_and_exit_2(tmp_path: Path, caps
     assert cli.main(["merge", *paths, "--out", str(tmp_path / "merged")]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1
+
+
+def test_fewer_hosts_than_expected_fail_the_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "a", CHECKS)
+    write(tmp_path, "b", CHECKS, MAC)
+    assert cli.main(["merge", str(tmp_path), "--hosts", "2", "--out", str(tmp_path / "two")]) == cli.EXIT_OK
+    assert cli.main(["merge", str(tmp_path), "--hosts", "3", "--out", str(tmp_path / "three")]) == cli.EXIT_REGRESSION
+    assert "PROBLEM 2 hosts ran, 3 expected (--hosts): a leg uploaded no run" in capsys.readouterr().out
