@@ -9,9 +9,14 @@ import secrets
 import shutil
 from pathlib import Path
 
-# Why os.link can fail where a copy works: another file system (EXDEV; on Windows another volume),
-# no hard links there, or too many links to one file.
-_NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES)
+# Why os.link can fail where a copy works: another file system or volume (EXDEV), one without hard links, too many
+# links to one file, or no right to link it. POSIX: EXDEV, EMLINK; EPERM (vfat, or Linux's protected_hardlinks);
+# ENOTSUP or EOPNOTSUPP (distinct on macOS); ENOSYS (a FUSE file system without link). Windows maps CreateHardLink's
+# error to errno (CPython's PC/errmap.h): ERROR_NOT_SAME_DEVICE -> EXDEV, ERROR_ACCESS_DENIED -> EACCES, and
+# ERROR_INVALID_FUNCTION (FAT, exFAT), ERROR_NOT_SUPPORTED (SMB shares), ERROR_TOO_MANY_LINKS and
+# ERROR_PRIVILEGE_NOT_HELD all -> EINVAL, errmap's default.
+_NO_LINK = frozenset({errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP,
+                      errno.ENOSYS, errno.EINVAL})
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from harness.budget import parse_duration
 from harness.capacity.memory import parse_size
 from harness.errors import ConfigError
+from harness.locations import default_cache_dir
 from harness.shard import Shard, parse_shard
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
@@ -140,9 +141,6 @@ class Setting:
         return "harness_" + self.name
 
 
-def _default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "onnx-slm-harness"
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -201,7 +199,9 @@ SETTINGS: tuple[Setting, ...] = (
             "size; the memory plan checks each phase's predicted peak against it (default: what this machine has "
             "available, within its control group's limit)", parse_size, lambda: None, "SIZE"),
     Setting("cache_dir", "--harness-cache-dir", "where converted and built models are cached "
-            "(default $XDG_CACHE_HOME/onnx-slm-harness)", _path, _default_cache_dir, "DIR"),
+            "(default: $XDG_CACHE_HOME/onnx-slm-harness or ~/.cache/onnx-slm-harness on Linux, "
+            "LOCALAPPDATA\\onnx-slm-harness on Windows, ~/Library/Caches/onnx-slm-harness on macOS)", _path,
+            default_cache_dir, "DIR"),
     Setting("baseline", "--harness-baseline", "compare this run's token and quality metrics with an earlier run: "
             "its folder, its results.json, or a folder of runs (the newest earlier one with the same model hash, "
             "precision, accuracy level, EP and machine); a regression beyond the noise fails the run, and an "

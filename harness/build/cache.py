@@ -4,6 +4,10 @@ An entry is a folder ``<root>/<namespace>/<key>/`` that appears only once it is 
 build writes into a private temporary folder which is renamed into place at the end, so a killed
 build leaves a temporary folder that no later run trusts (it is removed by the next build of that
 key). A file lock per key makes concurrent pytest processes or xdist workers build it once.
+
+A build may instead run in place (``in_place``): in its final folder, which counts as an entry only once its manifest
+is written last. That is for what cannot move (a virtual environment records its own path) or must keep its path short
+(Windows' 260-character limit).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from filelock import FileLock
 
 from harness.capacity.memory import format_size
 from harness.errors import BuildError
+from harness.fsutil import write_text_atomic
 
 MANIFEST = ".harness-entry.json"
 
@@ -49,11 +54,12 @@ class ModelStore:
         return None if found is None else CacheResult(found, hit=True, seconds=0.0)
 
     def get_or_build(self, namespace: str, key: str, build: Callable[[Path], None],
-                     metadata: Mapping[str, object], space_needed: int = 0) -> CacheResult:
+                     metadata: Mapping[str, object], space_needed: int = 0, in_place: bool = False) -> CacheResult:
         """Return the entry for ``key``, calling ``build(tmp_folder)`` first if it is missing.
 
         ``space_needed`` (bytes) is about what the build writes: a disk with less free space stops the session
-        before the build starts rather than with a half-written entry minutes later.
+        before the build starts rather than with a half-written entry minutes later. ``in_place``: ``build`` gets
+        the entry's own folder instead of a temporary one (see the module's docstring).
         """
         hit = self._hit(namespace, key)
         if hit is not None:
@@ -67,28 +73,40 @@ class ModelStore:
         locks.mkdir(parents=True, exist_ok=True)
         with FileLock(str(locks / f"{namespace}-{key}.lock")):
             hit = self._hit(namespace, key)  # another process may have built it meanwhile
-            return hit if hit is not None else self._build_locked(namespace, key, build, metadata)
+            if hit is not None:
+                return hit
+            return self._build_locked(namespace, key, build, metadata, in_place)
 
-    def _build_locked(self, namespace: str, key: str, build: Callable[[Path], None],
-                      metadata: Mapping[str, object]) -> CacheResult:
+    def _build_folder(self, namespace: str, key: str, in_place: bool) -> Path:
+        """An empty folder to build in, after removing what a killed build left (the caller holds the lock)."""
+        final = self.entry(namespace, key)
+        if final.exists():  # an incomplete leftover without manifest
+            shutil.rmtree(final)
+        if in_place:
+            final.mkdir(parents=True)
+            return final
         staging = self.root / "tmp"
         staging.mkdir(parents=True, exist_ok=True)
         for stale in staging.glob(f"{namespace}-{key}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = staging / f"{namespace}-{key}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        return tmp
+
+    def _build_locked(self, namespace: str, key: str, build: Callable[[Path], None],
+                      metadata: Mapping[str, object], in_place: bool) -> CacheResult:
+        tmp = self._build_folder(namespace, key, in_place)
+        final = self.entry(namespace, key)
         started = time.perf_counter()
         try:
             build(tmp)
             seconds = time.perf_counter() - started
             manifest = {**metadata, "key": key, "build_seconds": round(seconds, 2),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            final = self.entry(namespace, key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # an incomplete leftover without manifest
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last: it publishes
+            if not in_place:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, final)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if exc.errno != errno.ENOSPC:

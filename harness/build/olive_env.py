@@ -3,16 +3,24 @@
 Olive 0.13.0, the newest release, works only with the onnxruntime-genai 0.14 model builder, while the
 harness runs onnxruntime-genai 0.18 (the engine Foundry Local deploys on). So Olive runs as a child
 process in a virtual environment of its own, created on first use from the lock file shipped with the
-harness (``olive-lock.txt``) under ``<cache>/envs/lock-<lock hash>/``, atomically like every cache
-entry. ``--olive-python PATH`` uses an environment the user already has instead.
+harness (``olive-lock.txt``). ``--olive-python PATH`` uses an environment the user already has instead.
+
+The environment is keyed by the lock's hash and by the OS, architecture and Python it was installed for (its wheels
+are native), so a cache shared across machines never hands one platform's environment to another. Its folder is
+``<cache>/e/<8 hex digits of the key>/``, built in place (a virtual environment records its own path) and kept short
+for Windows: torch's deepest file lies 186 characters below it, and Windows limits a path to 260 (MAX_PATH) unless
+long paths are enabled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import ntpath
 import os
+import platform
 import subprocess
+import sys
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,16 @@ VERSIONS_SCRIPT = ("import importlib.metadata as m, json, sys\n"
                    "def v(n):\n    try:\n        return m.version(n)\n    except m.PackageNotFoundError:\n"
                    "        return 'not installed'\n"
                    "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
+# The store's namespace and the key's hash length in the folder's name: short, for MAX_ENV_FOLDER.
+ENVS = "e"
+FOLDER_HASH_LENGTH = 8
+# Windows' MAX_PATH is 260 with the terminating NUL: 259 characters for a file, and 247 for a folder (CreateDirectory
+# keeps 12 for an 8.3 name). Measured in torch 2.13.0's win_amd64 wheel: under Lib\site-packages\ its deepest file
+# has 167 characters and its deepest folder 156 (license files in torch-2.13.0.dist-info/licenses/third_party/).
+BELOW_ENV_FOLDER = len("\\Lib\\site-packages\\")
+DEEPEST_TORCH_FILE, DEEPEST_TORCH_FOLDER = 167, 156
+MAX_ENV_FOLDER = min(259 - BELOW_ENV_FOLDER - DEEPEST_TORCH_FILE, 247 - BELOW_ENV_FOLDER - DEEPEST_TORCH_FOLDER)
+LONG_PATHS_KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
 
 
 def lock_versions(lock: Path = LOCK) -> dict[str, str]:
@@ -52,6 +70,41 @@ def environment_variables() -> dict[str, str]:
     return {**os.environ, **ENVIRONMENT}
 
 
+def platform_tag() -> str:
+    """The OS, architecture and Python a virtual environment's native wheels are for, e.g. win32-amd64-cpython3.12."""
+    major, minor, _ = platform.python_version_tuple()
+    return f"{sys.platform}-{platform.machine().lower()}-{platform.python_implementation().lower()}{major}.{minor}"
+
+
+def long_paths_enabled() -> bool:
+    """Whether Windows lets python.exe (long-path aware since 3.6) exceed MAX_PATH: the LongPathsEnabled policy."""
+    if sys.platform != "win32":
+        return False
+    import winreg
+
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, LONG_PATHS_KEY) as key:
+            value = winreg.QueryValueEx(key, "LongPathsEnabled")[0]
+    except OSError:  # no such value: long paths are off
+        return False
+    return bool(value == 1)
+
+
+def windows_path_problem(cache_dir: Path, folder: Path) -> str | None:
+    """Why pip cannot install torch in ``folder`` on this Windows (None: it can, or this is not Windows)."""
+    if sys.platform != "win32" or long_paths_enabled():
+        return None
+    length = len(ntpath.abspath(folder))
+    if length <= MAX_ENV_FOLDER:
+        return None
+    cache = ntpath.abspath(cache_dir)
+    return (f"--harness-cache-dir {cache} is too long for the Olive build environment: its folder "
+            f"{ntpath.abspath(folder)} ({length} characters) leaves too little of Windows' 260-character path limit "
+            f"(MAX_PATH) for torch's files, up to {BELOW_ENV_FOLDER + DEEPEST_TORCH_FILE} characters deeper; pass a "
+            f"--harness-cache-dir (HARNESS_CACHE_DIR) of at most {MAX_ENV_FOLDER - (length - len(cache))} characters, "
+            f"e.g. C:\\slm-cache, or enable long paths (LongPathsEnabled=1 in HKLM\\{LONG_PATHS_KEY})")
+
+
 @dataclass
 class OliveEnvironment:
     """Where Olive runs: the managed environment (``python`` None) or the interpreter given."""
@@ -60,12 +113,30 @@ class OliveEnvironment:
     python: Path | None = None
     _versions: dict[str, str] | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        """Refuse at the session's start a cache folder too deep for the environment it would create."""
+        if self.python is not None:
+            return
+        problem = windows_path_problem(self.cache_dir, self.folder)
+        if problem is not None and ModelStore(self.cache_dir).lookup(ENVS, self.folder_name) is None:
+            raise ConfigError(problem)  # an environment already there was built with long paths on
+
     @property
     def key(self) -> str:
-        """Identifies the environment for the cache key: the lock's hash, or the given interpreter's versions."""
+        """Identifies the environment for the cache keys: the lock's hash and the platform, or the given interpreter's
+        versions."""
         if self.python is None:
-            return "lock-" + hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+            return f"lock-{hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]} {platform_tag()}"
         return f"python:{self.python} " + " ".join(f"{k}={v}" for k, v in self.versions().items())
+
+    @property
+    def folder_name(self) -> str:
+        """The managed environment's folder in the cache: a hash of ``key``, short for Windows' MAX_PATH."""
+        return hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:FOLDER_HASH_LENGTH]
+
+    @property
+    def folder(self) -> Path:
+        return ModelStore(self.cache_dir).entry(ENVS, self.folder_name)
 
     def versions(self) -> dict[str, str]:
         """The versions of the packages that shape a build, in this environment."""
@@ -88,15 +159,15 @@ class OliveEnvironment:
         if self.python is not None:
             return self.python
         store = ModelStore(self.cache_dir)
-        key = self.key
-        folder = store.lookup("envs", key)
+        folder = store.lookup(ENVS, self.folder_name)
         if folder is None:
             versions = self.versions()
             progress(f"creating the Olive build environment (olive-ai {versions['olive-ai']}, onnxruntime-genai "
-                     f"{versions['onnxruntime-genai']}, torch {versions['torch']}) under {store.entry('envs', key)}; "
-                     "once per lock file, about a minute (log: " + str(log) + ")")
-            result = store.get_or_build("envs", key, lambda out: create(out, log, progress),
-                                        {"lock": str(LOCK), "versions": versions})
+                     f"{versions['onnxruntime-genai']}, torch {versions['torch']}) under {self.folder}; "
+                     "once per lock file and platform, about a minute (log: " + str(log) + ")")
+            result = store.get_or_build(ENVS, self.folder_name, lambda out: create(out, log, progress),
+                                        {"environment": self.key, "lock": str(LOCK), "versions": versions},
+                                        in_place=True)
             folder = result.path
             if not result.hit:
                 progress(f"Olive build environment ready in {result.seconds:.0f} s")

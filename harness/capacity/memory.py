@@ -10,6 +10,7 @@ process's control group (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``:
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +101,10 @@ def cgroup_room(proc_self_cgroup: Path = Path("/proc/self/cgroup"), root: Path =
 
 def address_space_limit() -> int | None:
     """``RLIMIT_AS`` (``ulimit -v``, ``prlimit --as``), None where it is unlimited or unknown (Windows)."""
-    try:
-        import resource
-    except ImportError:
+    if sys.platform == "win32":  # no resource module (and mypy --platform win32 knows it)
         return None
+    import resource
+
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return None if soft == resource.RLIM_INFINITY else int(soft)
 

@@ -115,3 +115,34 @@ def test_small_sizes_in_the_disk_line_read_in_mib(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(2**30, 2**30 - 50 * 2**20, 50 * 2**20))
     with pytest.raises(BuildError, match=r"^50 MiB free at .*this build writes about 120 MiB: "):
         ModelStore(tmp_path).get_or_build("onnx", "k", lambda out: None, {}, space_needed=120 * 2**20)
+
+
+def test_an_in_place_build_writes_its_final_folder_and_publishes_with_the_manifest(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    seen: list[tuple[Path, bool]] = []
+
+    def build(out: Path) -> None:
+        seen.append((out, store.lookup("envs", "k") is None))  # not an entry while it builds
+        (out / "pyvenv.cfg").write_text(f"home = {out}\n", encoding="utf-8")
+
+    result = store.get_or_build("envs", "k", build, {"lock": "x"}, in_place=True)
+    assert seen == [(store.entry("envs", "k"), True)] and result.path == store.entry("envs", "k")
+    assert store.lookup("envs", "k") == result.path and (result.path / "pyvenv.cfg").is_file()
+    assert not (tmp_path / "tmp").exists()  # no staging folder: the path a virtual environment records holds
+
+
+def test_a_failed_or_killed_in_place_build_is_not_trusted_and_is_rebuilt(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+
+    def broken(out: Path) -> None:
+        (out / "half.bin").write_bytes(b"h")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.get_or_build("envs", "k", broken, {}, in_place=True)
+    assert not store.entry("envs", "k").exists()
+    store.entry("envs", "k").mkdir(parents=True)
+    (store.entry("envs", "k") / "half.bin").write_bytes(b"h")  # as a killed build leaves it: no manifest
+    assert store.lookup("envs", "k") is None
+    result = store.get_or_build("envs", "k", lambda out: (out / "full.bin").write_bytes(b"f"), {}, in_place=True)
+    assert not result.hit and sorted(p.name for p in result.path.iterdir()) == [MANIFEST, "full.bin"]
