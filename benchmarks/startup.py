@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.locations import default_cache_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 STAMP_PLUGIN = """
 import os, time
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also measure a cold start in a fresh cache")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    default_cache = Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "onnx-slm-harness")
+    default_cache = Path(os.environ.get("HARNESS_CACHE_DIR") or default_cache_dir())
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         if args.cold:

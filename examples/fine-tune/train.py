@@ -61,7 +61,7 @@ def log(message: str) -> None:
 
 
 def default_cache_dir() -> Path:
-    """The harness's cache folder (HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/onnx-slm-harness)."""
+    """The harness's cache folder (HARNESS_CACHE_DIR, else the platform's default: harness.locations)."""
     from harness.settings import resolve
 
     return resolve({}, os.environ, None, {}, "", Path.cwd()).cache_dir
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=HERE / "data" / "train.jsonl", help="training chats (JSONL)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="the cache the adapter goes to, under adapters/ (default: the harness's cache, "
-                             "HARNESS_CACHE_DIR or $XDG_CACHE_HOME/onnx-slm-harness, where the default base is too)")
+                             "HARNESS_CACHE_DIR or the harness's default cache folder, where the default base is too)")
     parser.add_argument("--out", type=Path, default=None, help="also copy the adapter's files into this folder")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on 2 cores shared with other jobs, 2 threads ran 5x slower)")
