@@ -8,7 +8,7 @@ from typing import ClassVar
 
 OUTCOME_PROPERTY = "harness_outcome"  # names an outcome pytest does not have
 UNSTABLE = "unstable"  # its value for an unstable verdict (compute paths disagree: stability.Outcome.UNSTABLE)
-INCONCLUSIVE = "inconclusive"  # its value for a timing the measurement cannot decide (harness.checks.ab)
+INCONCLUSIVE = "inconclusive"  # a timing (harness.checks.ab) or, off Linux, a memory peak the measurement cannot decide
 SOFT_OUTCOMES = (UNSTABLE, INCONCLUSIVE)  # each is also the name of the setting that says warn or fail
 FINDING_PREFIX = "harness_finding:"  # harness_finding:<kind>#<n> = the finding's text
 

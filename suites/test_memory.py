@@ -45,7 +45,7 @@ def prompts(harness_model: PreparedModel) -> list[Prompt]:
 def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
           record_property: Record, request: pytest.FixtureRequest, generations: int) -> None:
     """Record the series and its fit; fail with the verdict line and the series as a report section."""
-    trend = memory.fit(sampler.rss_series(), warmup, unit)
+    trend = memory.fit(sampler.rss_series(), warmup, unit, trimmed=sampler.heap_trimmed)
     uss = sampler.uss_series()
     record_property("rss_series_mb", memory.megabytes(trend.series))
     record_property("uss_series_mb", memory.megabytes(uss) if uss is not None else None)
@@ -55,7 +55,9 @@ def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str
     record_property("slope_kb_per_generation" if unit == "generation" else "slope_kb_per_cycle",
                     round(trend.slope_kb, 2))
     record_property("tail_growth_mb", round(trend.tail_growth_mb, 3))
-    record_property("peak_rss_mb", round(sampler.peak_rss() / memory.MB, 1))
+    record_property("heap_trimmed", trend.trimmed)
+    for name, value in sampler.peak().properties().items():  # peak_rss_mb, peak_rss_source (, peak_rss_sampled_mb)
+        record_property(name, value)
     record_property("sampler_overhead_fraction", round(sampler.overhead_s / sampler.elapsed_s, 4))
     verdict = memory.leak_verdict(trend, gates[slope_gate], gates["memory_tail_growth_mb_max"])
     if verdict is not None:

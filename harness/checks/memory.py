@@ -5,11 +5,16 @@ suites mark one point per generation (or per load cycle), drop the warm-up, fit 
 (median of all pairwise slopes: one jump or a few outliers do not move it) and call it a leak only
 when the whole run AND its last half both keep growing. Also here: the long-lived generator that
 the reuse test runs (one onnxruntime-genai generator rewound before each request).
+
+Off Linux there is no per-window peak and no ``malloc_trim``: a window's peak is then bounded (``PeakRss``), a
+gate on it passes only when its upper bound does (``growth_to_judge``), and the leak fit says its series were
+not trimmed.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import threading
 import time
@@ -19,10 +24,12 @@ from types import TracebackType
 
 import psutil
 
+from harness import system
 from harness.errors import HarnessError
 from harness.gates import Gate
+from harness.properties import INCONCLUSIVE, SoftVerdict
 from harness.runtime import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
-from harness.system import KB, kernel_peak_rss_bytes, reset_kernel_peak_rss, rss_bytes, this_process, trim_heap
+from harness.system import KB
 
 MB = 1024 * KB
 
@@ -67,7 +74,7 @@ class PeakRssPoller:
 
     def _poll(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_bytes())
+            self.peak = max(self.peak, system.rss_bytes())
             self.polls += 1
             if self._stop.wait(self.interval_s):
                 return
@@ -79,13 +86,65 @@ class PeakRssPoller:
         """End the polling, take a last sample, and return the peak (bytes)."""
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        self.peak = max(self.peak, system.rss_bytes())
         return self.peak
+
+
+# Where a window's peak RSS comes from, as the reports name it (``peak_rss_source``).
+KERNEL_WINDOW_PEAK = "kernel window peak"  # Linux: VmHWM, reset when the window starts; exact
+LIFETIME_PEAK_SET_HERE = "process lifetime peak (set in this window)"  # it rose during the window: exact
+LIFETIME_PEAK_BOUND = "process lifetime peak (upper bound)"  # set before the window: the window's is at most it
+POLLED_SAMPLES = "polled samples (lower bound)"  # nothing else: a call holding the GIL hides its peak from them
+EXACT_SOURCES = (KERNEL_WINDOW_PEAK, LIFETIME_PEAK_SET_HERE)
+
+
+@dataclass(frozen=True)
+class PeakRss:
+    """The highest RSS of one window (bytes), as tightly as this platform bounds it: at least ``low`` (the
+    highest sample), at most ``high`` (None: nothing bounds it from above)."""
+
+    low: int
+    high: int | None
+    source: str
+
+    @classmethod
+    def exactly(cls, value: int, source: str = KERNEL_WINDOW_PEAK) -> PeakRss:
+        return cls(value, value, source)
+
+    @property
+    def exact(self) -> bool:
+        return self.source in EXACT_SOURCES
+
+    @property
+    def reported(self) -> int:
+        """The peak to report: never below the truth where anything bounds it (the upper bound), else the samples'."""
+        return self.low if self.high is None else self.high
+
+    def describe(self) -> str:
+        """The peak in MB and where it comes from, in a few words."""
+        if self.exact:
+            return f"{self.low / MB:.0f} MB ({self.source})"
+        if self.high is None:
+            return f"at least {self.low / MB:.0f} MB ({self.source})"
+        return f"at most {self.high / MB:.0f} MB ({self.source}), {self.low / MB:.0f} MB sampled"
+
+    def properties(self) -> dict[str, float | str]:
+        """For the run's results: the reported peak, its source and, when that is a bound, what the samples saw."""
+        values: dict[str, float | str] = {"peak_rss_mb": round(self.reported / MB, 1), "peak_rss_source": self.source}
+        if not self.exact:
+            values["peak_rss_sampled_mb"] = round(self.low / MB, 1)
+        return values
+
+
+def _lifetime_peak_bytes() -> int | None:
+    """This process's peak RSS since it started (macOS ``ru_maxrss``, Windows ``peak_wset``), or None."""
+    peak_mb = system.process_peak_rss_mb()
+    return None if peak_mb is None else round(peak_mb * MB)
 
 
 @dataclass(frozen=True)
 class Mark:
-    """One point of the series: memory right after a generation (or cycle), freed heap returned."""
+    """One point of the series: memory right after a generation (or cycle), freed heap returned where it can be."""
 
     seconds: float  # since the sampler started
     rss: int  # bytes
@@ -98,22 +157,29 @@ class MemorySampler:
     ``mark()`` first returns freed heap to the OS (glibc ``malloc_trim``): without it RSS swings by
     +-30 MB between Foundry Local cycles (measured), with it the series shows memory the process
     still holds, which is what a leak keeps. It costs about 5 ms (mostly reading USS from
-    /proc/self/smaps_rollup), counted in ``overhead_s``. The peak comes from the kernel's
-    high-water mark where there is one: onnxruntime-genai holds the GIL during prefill, so the
-    polling thread cannot see the peak there.
+    /proc/self/smaps_rollup), counted in ``overhead_s``. Where there is no such call (macOS, Windows)
+    ``heap_trimmed`` is False and the series include heap the allocator keeps.
+
+    The peak (``peak()``) is the kernel's high-water mark for the window where there is one (Linux): onnxruntime-genai
+    holds the GIL during prefill, so the polling thread cannot see the peak there. Elsewhere it is bounded: by the
+    process's lifetime peak from above (exact when the window raised it), by the samples from below.
     """
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
         self.marks: list[Mark] = []
         self.overhead_s = 0.0
+        self.heap_trimmed = False
         self._poller = PeakRssPoller(interval_s, "harness-memory-sampler")
         self._kernel_peak = False
+        self._lifetime_at_start: int | None = None
         self._started = 0.0
+        self._peak: PeakRss | None = None  # fixed when the block ends
 
     def __enter__(self) -> MemorySampler:
-        trim_heap()
-        self._kernel_peak = reset_kernel_peak_rss()
+        self.heap_trimmed = system.trim_heap()
+        self._kernel_peak = system.reset_kernel_peak_rss()
+        self._lifetime_at_start = None if self._kernel_peak else _lifetime_peak_bytes()
         self._started = time.perf_counter()
         self._poller.start()
         return self
@@ -121,6 +187,7 @@ class MemorySampler:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._poller.stop()
+        self._peak = self._measure_peak()
 
     @property
     def polls(self) -> int:
@@ -130,7 +197,7 @@ class MemorySampler:
     @staticmethod
     def _uss() -> int | None:
         try:
-            return int(this_process().memory_full_info().uss)
+            return int(system.this_process().memory_full_info().uss)
         except (psutil.AccessDenied, AttributeError):
             return None
 
@@ -139,8 +206,8 @@ class MemorySampler:
         started = time.perf_counter()
         if collect:
             gc.collect()
-        trim_heap()
-        point = Mark(started - self._started, rss_bytes(), self._uss())
+        system.trim_heap()
+        point = Mark(started - self._started, system.rss_bytes(), self._uss())
         self.marks.append(point)
         self.overhead_s += time.perf_counter() - started
         return point
@@ -149,10 +216,26 @@ class MemorySampler:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._started
 
+    def _measure_peak(self) -> PeakRss:
+        sampled = max(self._poller.peak, system.rss_bytes(), *(m.rss for m in self.marks))
+        kernel = system.kernel_peak_rss_bytes() if self._kernel_peak else None
+        if kernel is not None:
+            return PeakRss.exactly(max(sampled, kernel), KERNEL_WINDOW_PEAK)
+        lifetime = _lifetime_peak_bytes()
+        if lifetime is None or self._lifetime_at_start is None:
+            return PeakRss(sampled, None, POLLED_SAMPLES)
+        if lifetime > self._lifetime_at_start:  # the peak rose during the window, so it is the window's own
+            return PeakRss.exactly(max(sampled, lifetime), LIFETIME_PEAK_SET_HERE)
+        return PeakRss(sampled, max(sampled, lifetime), LIFETIME_PEAK_BOUND)
+
+    def peak(self) -> PeakRss:
+        """The highest RSS since the block started, bounded as this platform allows (fixed once the block ends)."""
+        return self._peak if self._peak is not None else self._measure_peak()
+
     def peak_rss(self) -> int:
-        """The highest RSS since the block started (bytes)."""
-        kernel = kernel_peak_rss_bytes() if self._kernel_peak else None
-        return max(self._poller.peak, rss_bytes(), kernel or 0)
+        """The highest RSS since the block started (bytes): exact, or an upper bound, or (with nothing to bound it
+        from above) the samples'; ``peak()`` says which."""
+        return self.peak().reported
 
     def rss_series(self) -> list[int]:
         return [m.rss for m in self.marks]
@@ -160,6 +243,66 @@ class MemorySampler:
     def uss_series(self) -> list[int] | None:
         values = [m.uss for m in self.marks]
         return None if any(v is None for v in values) else [v for v in values if v is not None]
+
+
+# -- a gate on the growth of a peak -------------------------------------------------------------------
+class PeakInconclusive(SoftVerdict):
+    """The bounds this platform gives two peaks straddle a gate's limit: the gate can neither pass nor fail. Reported
+    as the run's other inconclusive verdicts are (``--inconclusive``): its own outcome, never a pass."""
+
+    outcome = INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class PeakGrowth:
+    """How far one window's peak RSS rose above another's (bytes): at least ``low``, at most ``high`` (either may
+    be infinite when a peak has no bound on that side)."""
+
+    low: float
+    high: float
+    before: PeakRss
+    after: PeakRss
+
+    @property
+    def exact(self) -> bool:
+        return self.before.exact and self.after.exact
+
+    def sources(self) -> str:
+        """Where both peaks come from, for a verdict that rests on bounds ("" when both are exact)."""
+        if self.exact:
+            return ""
+        return f"peaks {self.before.describe()} and {self.after.describe()}"
+
+
+def peak_growth(before: PeakRss, after: PeakRss) -> PeakGrowth:
+    """``after``'s peak minus ``before``'s, bounded: its upper bound takes ``before`` at its lowest, ``after`` at its
+    highest, so a gate judged on it can fail falsely but never pass falsely."""
+    before_high = math.inf if before.high is None else before.high
+    after_high = math.inf if after.high is None else after.high
+    return PeakGrowth(after.low - before_high, after_high - before.low, before, after)
+
+
+def growth_to_judge(growth: PeakGrowth, limit: float) -> float:
+    """The growth (bytes) a gate compares with ``limit``: the upper bound when it is within the limit (the pass
+    holds whatever the true peaks were), the lower bound when even that is over (so does the failure).
+
+    Between the two the gate cannot be decided here: a pass would be a guess and a failure would blame the model
+    for the platform, so PeakInconclusive (an inconclusive verdict, failed by ``--inconclusive=fail``) says so.
+    """
+    if growth.high <= limit:
+        return growth.high
+    if growth.low > limit:
+        return growth.low
+    raise PeakInconclusive(
+        f"inconclusive on this platform: the peak RSS growth is known only to lie in {_span(growth)}, which holds "
+        f"the limit of {limit / MB:.0f} MB ({growth.sources()}); only Linux gives a per-window peak (VmHWM); "
+        "elsewhere run this suite in a process of its own, so that its largest window can set the process's peak")
+
+
+def _span(growth: PeakGrowth) -> str:
+    low = "-inf" if math.isinf(growth.low) else f"{growth.low / MB:.0f}"
+    high = "inf" if math.isinf(growth.high) else f"{growth.high / MB:.0f}"
+    return f"[{low}, {high}] MB"
 
 
 # -- the fit -------------------------------------------------------------------------------------
@@ -180,6 +323,7 @@ class Trend:
     warmup: int
     slope_kb: float  # Theil-Sen slope after the warm-up, KB per unit
     tail_growth_mb: float  # the last half's Theil-Sen slope times its number of steps, MB
+    trimmed: bool = True  # freed heap went back to the OS before each point (glibc malloc_trim)
 
     @property
     def measured(self) -> tuple[int, ...]:
@@ -199,14 +343,22 @@ def _tail_size(measured: int) -> int:
     return max(2, (measured + 1) // 2)
 
 
-def fit(series: Sequence[int], warmup: int, unit: str) -> Trend:
-    """Fit a series of byte counts; at least two points must remain after the warm-up."""
+def fit(series: Sequence[int], warmup: int, unit: str, trimmed: bool = True) -> Trend:
+    """Fit a series of byte counts; at least two points must remain after the warm-up. ``trimmed``: whether freed
+    heap was returned to the OS before each point (``MemorySampler.heap_trimmed``)."""
     if len(series) - warmup < 2:
         raise ValueError(f"{len(series)} points leave fewer than 2 after a warm-up of {warmup}")
     measured = [float(v) for v in series[warmup:]]
     tail = measured[-_tail_size(len(measured)):]
     return Trend(unit, tuple(series), warmup, theil_sen_slope(measured) / KB,
-                 theil_sen_slope(tail) * (len(tail) - 1) / MB)
+                 theil_sen_slope(tail) * (len(tail) - 1) / MB, trimmed)
+
+
+# A leak verdict on a series taken without malloc_trim (macOS, Windows) says so. The gates keep their values there:
+# room would let a small leak pass, while a leak raises untrimmed points too (each point's transient buffers sit on
+# top of what was leaked); what the allocator keeps adds steps, which the fit's slope-and-tail rule absorbs.
+UNTRIMMED = ("freed heap was not returned to the OS before each point (no malloc_trim on this platform), so the "
+             "series include heap the allocator keeps; the gates were measured with it returned, on Linux")
 
 
 def leak_verdict(trend: Trend, slope_limit_kb: float, tail_limit_mb: float) -> str | None:
@@ -215,13 +367,14 @@ def leak_verdict(trend: Trend, slope_limit_kb: float, tail_limit_mb: float) -> s
         return None
     return (f"RSS grew {trend.growth_mb:.1f} MB over {len(trend.measured)} {trend.unit}s after "
             f"{trend.warmup} warm-up, slope {trend.slope_kb:.1f} KB/{trend.unit} (limit {slope_limit_kb:g}), "
-            f"still {trend.tail_growth_mb:.1f} MB over the last {trend.tail} (limit {tail_limit_mb:g})")
+            f"still {trend.tail_growth_mb:.1f} MB over the last {trend.tail} (limit {tail_limit_mb:g})"
+            + ("" if trend.trimmed else f"; {UNTRIMMED}"))
 
 
 def series_section(trend: Trend, uss: Sequence[int] | None, per_line: int = 10) -> str:
     """The series in MB, ten points a line numbered from 1, the warm-up flagged: the failure's detail."""
-    lines = [f"one point per {trend.unit}, after returning freed heap to the OS; the first "
-             f"{trend.warmup} are warm-up, not fitted"]
+    how = "after returning freed heap to the OS" if trend.trimmed else "freed heap not returned to the OS"
+    lines = [f"one point per {trend.unit}, {how}; the first {trend.warmup} are warm-up, not fitted"]
     for name, values in (("RSS MB", trend.series), ("USS MB", uss)):
         if values is None:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from harness.checks import lengths
+from harness.checks import lengths, memory
 from harness.checks.lengths import LengthRun
 from harness.checks.memory import MB
 from harness.testing.fakes import FakeRuntime, write_genai_folder
@@ -153,6 +154,26 @@ def test_memory_gate_compares_peak_growth_with_kv_cache_and_logits() -> None:
     ratio, verdict = lengths.memory_verdict(shortest, run(2048, peak_mb=200 + 2 * predicted_mb), model, 1.5)
     assert verdict == ("peak RSS grows 948 MB from 1 to 2048 prompt tokens, 2.00x the 474 MB that the KV cache "
                        "(90 MB) and the prefill's logits (384 MB) take (limit 1.5x)")
+
+
+def test_memory_gate_on_bounded_peaks_passes_only_on_the_upper_bound() -> None:
+    """Off Linux (no per-window peak) a peak is bounded: by the process's lifetime peak from above, exact when the
+    window set it, by the samples from below. The gate must never pass on a growth the bounds do not prove."""
+    model = lengths.MemoryModel(kv_bytes_per_token=46080, logits_bytes_per_token=196608)
+    predicted = 2047 * (46080 + 196608)  # 474 MB
+    load = memory.PeakRss(200 * MB, 1400 * MB, memory.LIFETIME_PEAK_BOUND)  # a model load set the lifetime peak
+    shortest = dataclasses.replace(run(1), peak=load)
+    hidden = dataclasses.replace(run(2048, peak_mb=220), peak=memory.PeakRss(220 * MB, 1400 * MB, load.source))
+    with pytest.raises(memory.PeakInconclusive, match="inconclusive on this platform"):
+        lengths.memory_verdict(shortest, hidden, model, 1.5)
+    tight = dataclasses.replace(run(1), peak=memory.PeakRss(200 * MB, 200 * MB, load.source))
+    set_here = memory.PeakRss.exactly(int(200 * MB + 2 * predicted), memory.LIFETIME_PEAK_SET_HERE)
+    ratio, verdict = lengths.memory_verdict(tight, dataclasses.replace(run(2048), peak=set_here), model, 1.5)
+    assert ratio == pytest.approx(2.0, abs=0.01) and verdict is not None and verdict.startswith(
+        "peak RSS grows at least 948 MB from 1 to 2048 prompt tokens")
+    assert "process lifetime peak (set in this window)" in verdict
+    ratio, verdict = lengths.memory_verdict(shortest, hidden, model, 4.0)  # 1200 MB at most: within 4x
+    assert verdict is None and ratio == pytest.approx(1200 * MB / predicted)
 
 
 def test_table_lists_every_length() -> None:
