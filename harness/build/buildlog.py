@@ -7,13 +7,13 @@ becomes a ``BuildError`` that names the cause (from ``KNOWN_FAILURES``) and the 
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness.errors import BuildError
+from harness.system import exit_cause
 
 Progress = Callable[[str], None]
 PROGRESS_EVERY_S = 10.0
@@ -103,9 +103,11 @@ def diagnose(log: Path) -> str | None:
 def fail(what: str, log: Path, returncode: int | None = None) -> BuildError:
     status = f" (exit {returncode})" if returncode else ""
     reason = diagnose(log) or f"last log line: {log_tail(log) or '(empty)'}"
-    if returncode is not None and returncode < 0:  # killed: the child wrote nothing about it
-        name = signal.Signals(-returncode).name
-        reason = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    cause = exit_cause(returncode or 0)
+    if cause.kind == "signal":  # killed: the child wrote nothing about it
+        reason = f"killed by {cause.text}" + (" (out of memory?)" if cause.text == "SIGKILL" else "")
+    elif cause.kind == "crash":  # a native crash on Windows: the log may say what led to it
+        reason = f"crashed: {cause.text}; {reason}"
     return BuildError(f"{what} failed{status}: {reason}; full log: {log}", log)
 
 

@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     offline.disable_telemetry()  # inherited from the pytest process; this covers a worker started by hand (--replay)
     system.disable_core_dumps()  # a crash is expected here; no core files
+    system.disable_crash_dialogs()  # and on Windows no error dialog, which would keep a crashed worker alive
     faulthandler.enable()  # the Python stack of a crash goes to stderr, which the parent keeps
     system.register_stack_dump()  # and that of a hang, before the parent kills it (where the signal exists)
     protocol = _claim_stdout()

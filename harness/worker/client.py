@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ class Outcome:
     error: str = ""  # rejected: the exception's class
     classes: tuple[str, ...] = ()  # rejected: the class and its bases, to match a family of errors
     message: str = ""  # rejected: the exception's message; crashed / hung: what happened
-    signal: str | None = None  # crashed by a signal: its name
+    signal: str | None = None  # crashed by a signal, or by a native crash on Windows: its name (``death``)
     exit_code: int | None = None  # crashed: the process's return code
     reached_runtime: bool = True  # rejected: False when the harness refused the settings before the runtime saw any
     stderr: str = field(default="", repr=False)  # crashed / hung: the worker's stderr during the request
@@ -87,15 +86,14 @@ def first_line(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else "(no message)"
 
 
-def death(returncode: int) -> tuple[str, str | None]:
-    """How a process ended: ('SIGSEGV', 'SIGSEGV') for a signal, ('exit code 3', None) otherwise."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return name, name
-    return (f"exit code {returncode}" if returncode else "exited (code 0) without answering"), None
+def death(returncode: int, platform: str | None = None) -> tuple[str, str | None]:
+    """How the worker ended, as (message, signal): ('SIGSEGV', 'SIGSEGV') for a signal; on Windows
+    ('access violation (0xC0000005)', the same) for a native crash; ('exit code 2', None) otherwise
+    (``harness.system.exit_cause``, on ``platform``, this one by default)."""
+    if returncode == 0:
+        return "exited (code 0) without answering", None
+    cause = system.exit_cause(returncode, platform)
+    return cause.text, cause.name
 
 
 def _parse(line: bytes) -> dict[str, Any]:
@@ -143,9 +141,11 @@ class WorkerClient:
         return self._process is not None and self._process.poll() is None
 
     def _stderr_since(self, offset: int) -> str:
-        size = os.fstat(self._stderr.fileno()).st_size
+        """The worker's stderr from ``offset`` on (its last ``STDERR_TAIL`` bytes), read without moving the
+        file offset the next worker writes at."""
+        size = self._stderr_size()
         start = max(offset, size - STDERR_TAIL)
-        return os.pread(self._stderr.fileno(), size - start, start).decode("utf-8", "replace")
+        return system.read_at(self._stderr.fileno(), start, size - start).decode("utf-8", "replace")
 
     def _stderr_size(self) -> int:
         return os.fstat(self._stderr.fileno()).st_size
@@ -153,8 +153,9 @@ class WorkerClient:
     def start(self) -> WorkerInfo:
         self.stop()
         offset = self._stderr_size()
-        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=self._stderr, env=self.env, start_new_session=True)
+        process: subprocess.Popen[bytes] = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env,
+            **system.process_group_options())
         self._process, self._lines, self.starts = process, queue.Queue(), self.starts + 1
         assert process.stdout is not None
         threading.Thread(target=_pump, args=(process.stdout, self._lines), daemon=True).start()
@@ -184,7 +185,9 @@ class WorkerClient:
             process.stdin.write(encode_line({**payload, "id": self._next_id}))
             process.stdin.flush()
             line = self._lines.get(timeout=timeout_s)
-        except BrokenPipeError:
+        except OSError as error:  # it died before reading the request
+            if not system.closed_pipe(error):
+                raise
             line = None
         except queue.Empty:
             self._dump_stacks(process)
@@ -195,9 +198,9 @@ class WorkerClient:
         if line is None:
             try:
                 returncode = process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # it closed its output but runs on
                 self.stop()
-                returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
+                returncode = process.wait()
             message, signal_name = death(returncode)
             return Outcome("crashed", time.monotonic() - started, message=message, signal=signal_name,
                            exit_code=returncode, stderr=self._stderr_since(offset))
@@ -225,16 +228,16 @@ class WorkerClient:
                        message=response["message"], reached_runtime=bool(response.get("reached_runtime", True)))
 
     def stop(self) -> None:
-        """Kill the worker (its whole process group) if it still runs, and reap it."""
+        """Kill the worker and every process it started (``harness.system.kill_tree``) if it still runs, and
+        reap it."""
         process, self._process = self._process, None
         if process is None:
             return
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            system.kill_tree(process)
         process.wait()
         if process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
+            with contextlib.suppress(OSError):  # the pipe to a dead process (BrokenPipeError; EINVAL on Windows)
                 process.stdin.close()
 
     def close(self) -> None:
@@ -243,7 +246,7 @@ class WorkerClient:
             try:
                 process.stdin.close()
                 process.wait(timeout=10)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
+            except (OSError, subprocess.TimeoutExpired):  # OSError: it is gone (BrokenPipeError; EINVAL on Windows)
                 pass
         self.stop()
         self._stderr.close()
