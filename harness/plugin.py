@@ -391,8 +391,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 SOFT_EXPLAINED = {UNSTABLE: "their compute paths disagree: each verdict hangs on a near-tie that another CPU may "
                             "break either way",
-                  INCONCLUSIVE: "the measurement cannot decide: a timing's interval straddles its limit, or the rounds "
-                                "are too few"}
+                  INCONCLUSIVE: "the measurement cannot decide: a timing's interval straddles its limit, the rounds "
+                                "are too few, or (off Linux) a memory peak's bounds straddle its gate"}
 
 
 def _cases(config: pytest.Config) -> CaseSet:
@@ -759,6 +759,7 @@ def harness_base_reference(pytestconfig: pytest.Config, harness_runtime: Runtime
                            harness_run_dir: Path) -> ReferenceData:
     """The base model's view of the same eval set and case prompts (--base-model, or the base an adapter names),
     for fine-tune retention; skips without a base."""
+    _skip_without_reference_packages()
     folder = _session(pytestconfig).base_folder(progress_writer(pytestconfig))
     if folder is None:
         pytest.skip("no base model: pass --base-model PATH (the model you fine-tuned from) to measure how much of "
@@ -795,10 +796,20 @@ def harness_build_precision(pytestconfig: pytest.Config) -> Callable[[str], Prep
     return lambda precision: harness.prepare_precision(precision, progress_writer(pytestconfig))
 
 
+def _skip_without_reference_packages() -> None:
+    """A reference needs torch and transformers (the `convert` extra), which a torch-less install lacks: skip."""
+    from harness.checks.reference import reference_unavailable
+
+    reason = reference_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def harness_reference_folder(pytestconfig: pytest.Config, harness_model: PreparedModel) -> Path:
     """The Hugging Face folder of the reference model (fp32 source) for the parity suite; skips when
     the source is ONNX-only and no --reference is given."""
+    _skip_without_reference_packages()
     folder = _session(pytestconfig).reference_folder(progress_writer(pytestconfig))
     if folder is None:
         pytest.skip("no reference model: the source is an ONNX model; pass --reference PATH "

@@ -18,6 +18,7 @@ from harness.build.cache import MANIFEST, ModelStore
 from harness.build.compute_paths import TWIN_LEVEL, DamagedModelFile, accuracy_levels, describe_levels, host_dependent
 from harness.build.hashing import HashMemo
 from harness.build.merge import TEMPLATE_FILES, TOKENIZER_FILES
+from harness.build.optional import require_build_packages
 from harness.build.pipeline import (
     BuildPlan,
     PreparedModel,
@@ -156,6 +157,7 @@ class HarnessSession:
         if found is not None:
             _check_graphs(found, cached=plan.needs_build)
         hit = found is not None
+        require_build_packages(plan, cached=hit)  # no torch (win_arm64): one line now, not a failed build later
         reference = source if source.kind.needs_build else None
         if config.reference is not None:
             reference = detect_source(config.reference, "--reference")

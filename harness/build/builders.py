@@ -17,6 +17,7 @@ from typing import Protocol
 
 from harness.build.buildlog import Progress, fail, run_logged
 from harness.build.olive_env import OliveEnvironment, environment_variables
+from harness.build.optional import MODEL_BUILDER_MODULES, require
 from harness.build.probe import check_generates
 from harness.build.source_views import ADAPTATIONS_VERSION, adaptations, read_config, write_view
 from harness.errors import BuildError
@@ -111,6 +112,7 @@ class ModelBuilderBuilder:
 
     def build(self, hf_folder: Path, out: Path, precision: str, ep: str, work: Path, log: Path,
               progress: Progress) -> None:
+        require(f"building {hf_folder} with the onnxruntime-genai model builder", MODEL_BUILDER_MODULES)
         produced = work / "builder-output"
         model_folder, extra_options = buildable_folder(hf_folder, self.extra_options, work, progress)
         cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(model_folder),

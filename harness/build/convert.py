@@ -19,6 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.build.optional import GGUF_MODULES, MissingPackages, require
+from harness.errors import one_line
+
 SHARD_BYTES = 256 * 1024**2
 ROWS_PER_CHUNK = 4096  # rows dequantized at a time: gguf's dequantization makes temporaries several times its output
 INDEX = "model.safetensors.index.json"
@@ -87,6 +90,7 @@ class ShardWriter:
 
 
 def convert_gguf(gguf: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> None:
+    require(f"converting {gguf} (a GGUF) to a Hugging Face folder", GGUF_MODULES)
     import numpy as np
     import torch
     from gguf import GGUFReader
@@ -143,7 +147,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m harness.build.convert MODEL.gguf OUT_FOLDER", file=sys.stderr)
         return 2
-    convert_gguf(Path(argv[0]), Path(argv[1]))
+    try:
+        convert_gguf(Path(argv[0]), Path(argv[1]))
+    except MissingPackages as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,6 +17,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from harness.build.optional import MERGE_MODULES, MissingPackages, require
+from harness.errors import one_line
+
 SHARD_SIZE = "256MB"
 # What a tokenizer is saved as (any of them: the folder has a tokenizer), and what goes with it.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -37,6 +40,7 @@ def tokenizer_files(base: Path, adapter: Path) -> list[Path]:
 
 
 def merge(base: Path, adapter: Path, out: Path) -> None:
+    require(f"merging the adapter {adapter} into its base model", MERGE_MODULES)
     import peft
     import torch
     import transformers
@@ -65,7 +69,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: python -m harness.build.merge BASE_FOLDER ADAPTER_FOLDER OUT_FOLDER", file=sys.stderr)
         return 2
-    merge(Path(argv[0]), Path(argv[1]), Path(argv[2]))
+    try:
+        merge(Path(argv[0]), Path(argv[1]), Path(argv[2]))
+    except MissingPackages as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,7 +26,9 @@ import yaml
 from harness.build.buildlog import Progress, fail, run_logged
 from harness.build.cache import ModelStore
 from harness.build.hashing import HashMemo, combine, content_hash
+from harness.build.optional import REFERENCE_ELSEWHERE, REFERENCE_MODULES, MissingPackages, missing_reason, require
 from harness.checks.parity import ParityError, ReferenceData, ReferenceItem, log_softmax, top_k
+from harness.errors import one_line
 from harness.locations import fixtures_dir
 from harness.provenance import versions
 from harness.system import usable_cores
@@ -40,6 +42,7 @@ RECIPE_VERSION = "2"  # bump when what the child computes changes
 REFERENCE_PACKAGES = ("transformers", "torch")
 REQUEST, MANIFEST, ARRAYS = "request.json", "reference.json", "reference.npz"
 EVAL_TEXT_SUFFIXES = (".txt", ".jsonl")
+COMPUTING = "computing the reference model's answers (the parity and retention suites)"
 
 
 # -- the eval set ----------------------------------------------------------------------------------
@@ -189,6 +192,17 @@ def make_request(runtime: Runtime, eval_set: EvalSet, max_new_tokens: int = MAX_
     return request if precision == "fp32" else {**request, "precision": precision}  # fp32 keeps its cache keys
 
 
+def reference_unavailable() -> str | None:
+    """Why no reference can be computed here (a package of the ``convert`` extra is missing: win_arm64 has no torch
+    wheel), in one line, or None: the suites that need a reference skip with it."""
+    return missing_reason(COMPUTING, REFERENCE_MODULES, REFERENCE_ELSEWHERE)
+
+
+def require_reference_packages() -> None:
+    """Raise MissingPackages (one line) unless the reference's packages are installed."""
+    require(COMPUTING, REFERENCE_MODULES, REFERENCE_ELSEWHERE)
+
+
 def reference_vocab_size(folder: Path) -> int | None:
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -202,6 +216,7 @@ def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir:
                    progress: Progress, precision: str = "fp32") -> ReferenceData:
     """The reference's answers for ``eval_set`` read as ``runtime``'s token ids (computed once, cached), with its
     weights and compute at ``precision``: fp32 (exact), or bf16 (half the memory)."""
+    require_reference_packages()  # before anything is computed or a child started
     ref_vocab, vocab = reference_vocab_size(folder), runtime.info.vocab_size
     if ref_vocab is not None and vocab and ref_vocab != vocab:
         raise ParityError(f"the reference {folder} has a vocabulary of {ref_vocab} tokens (config.json) "
@@ -284,6 +299,7 @@ class ReferenceModel:
 
 
 def compute_reference(folder: Path, out: Path) -> None:
+    require_reference_packages()
     request = json.loads((out / REQUEST).read_text(encoding="utf-8"))
     precision = request.get("precision", "fp32")
     model = ReferenceModel(folder, precision)
@@ -320,7 +336,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m harness.checks.reference REFERENCE_FOLDER OUT_FOLDER (OUT_FOLDER holds request.json)",
               file=sys.stderr)
         return 2
-    compute_reference(Path(argv[0]), Path(argv[1]))
+    try:
+        compute_reference(Path(argv[0]), Path(argv[1]))
+    except MissingPackages as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 1
     return 0
 
 

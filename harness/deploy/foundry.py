@@ -60,7 +60,8 @@ def _sdk() -> ModuleType:
     except (ImportError, OSError) as exc:
         raise FoundryUnavailable(
             f"Foundry Local is not available here: foundry-local-sdk cannot be imported ({exc}); "
-            "this project installs it on Linux x86-64 only") from exc
+            "this project installs it where its wheels exist (Windows x64 and arm64, macOS arm64, Linux x86-64 and "
+            "aarch64 with glibc 2.34+): pip install foundry-local-sdk==2.2.1") from exc
     return foundry_local_sdk
 
 

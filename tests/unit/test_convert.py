@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from gguf import GGMLQuantizationType, dequantize, quantize
-from safetensors.torch import load_file
 
-from harness.build.convert import INDEX, ShardWriter, dequantize_rows
+torch = pytest.importorskip("torch", reason="conversion needs the convert extra (torch), absent on win_arm64")
+
+from gguf import GGMLQuantizationType, dequantize, quantize  # noqa: E402 (after the skip: these come with it)
+from safetensors.torch import load_file  # noqa: E402
+
+from harness.build.convert import INDEX, ShardWriter, dequantize_rows  # noqa: E402
 
 
 @pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.F16, GGMLQuantizationType.F32])
