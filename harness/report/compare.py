@@ -149,7 +149,8 @@ def pick_baseline(path: Path, key: Mapping[str, str], before: str | None = None,
     if not runs:
         raise CompareError(f"the baseline folder {path} holds no run (no <run>/{RESULTS_FILE} in it); check the "
                            "path, or leave the baseline out where none exists yet (a first CI run)")
-    earlier = [run for run in runs if before is None or run.started < before]
+    # Starts are in whole seconds: a run of this one's second counts as earlier (this run itself is excluded).
+    earlier = [run for run in runs if before is None or run.started <= before]
     if not earlier:
         raise CompareError(f"every run in the baseline folder {path} started after this one; the baseline must be "
                            "an earlier run (is the order of the arguments swapped?)")

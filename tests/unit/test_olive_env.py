@@ -69,14 +69,15 @@ def _simulate(monkeypatch: pytest.MonkeyPatch, system: str, machine: str, python
     ("darwin", "arm64", "3.12", "darwin-arm64-cpython3.12"),
 ])
 def test_the_environment_is_keyed_by_os_architecture_and_python(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str, machine: str, python: str, tag: str) -> None:
+        monkeypatch: pytest.MonkeyPatch, system: str, machine: str, python: str, tag: str) -> None:
+    cache = Path("C:/c")  # short: under simulated Windows a deep folder (xdist's tmp_path) is refused for MAX_PATH
     _simulate(monkeypatch, "linux", "x86_64", "3.11")
-    reference = OliveEnvironment(tmp_path)
+    reference = OliveEnvironment(cache)
     reference_key, reference_folder = reference.key, reference.folder_name
     _simulate(monkeypatch, system, machine, python)
-    here = OliveEnvironment(tmp_path)
+    here = OliveEnvironment(cache)
     assert here.key.endswith(" " + tag) and here.key.startswith("lock-")
-    assert len(here.folder_name) == 8 and here.folder == tmp_path / "e" / here.folder_name
+    assert len(here.folder_name) == 8 and here.folder == cache / "e" / here.folder_name
     if tag != "linux-x86_64-cpython3.11":  # a shared cache never hands one platform's environment to another
         assert here.key != reference_key and here.folder_name != reference_folder
 
