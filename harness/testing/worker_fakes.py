@@ -5,8 +5,8 @@ Plug one in with ``pytest_harness_runtime_factory`` (returning ``fake_runtime``:
 with ``--runtime harness.testing.worker_fakes:fake_runtime``. Faults are chosen by environment variables, each a regular
 expression searched in the request (the prompt as text or JSON, a space, then the options' repr):
 
-  HARNESS_FAULT_SEGFAULT  read address 0 through ctypes (SIGSEGV)
-  HARNESS_FAULT_ABORT     os.abort() (SIGABRT)
+  HARNESS_FAULT_SEGFAULT  read address 8 (SIGSEGV; an access violation, 0xC0000005, on Windows)
+  HARNESS_FAULT_ABORT     os.abort() (SIGABRT; exit code 3 on Windows)
   HARNESS_FAULT_HANG      sleep far past any time limit
   HARNESS_FAULT_RAISE     raise a KeyError (an exception that is not a harness error)
   HARNESS_FAULT_CORRUPT   answer, then drop the first token of every later answer (corrupted state)
@@ -40,6 +40,13 @@ def _fault(subject: str) -> str | None:
     return None
 
 
+def _read_the_null_page() -> None:
+    """Crash the process: read address 8, in the unmapped first page, from ctypes' own pointer indexing. Not a foreign
+    call such as ``ctypes.string_at(0)``: on Windows ctypes runs those under a structured exception handler, and the
+    bad read raises OSError instead of crashing."""
+    ctypes.cast(8, ctypes.POINTER(ctypes.c_char))[0]
+
+
 class Faulty:
     """Wraps a runtime and misbehaves on requests that match a HARNESS_FAULT_* pattern."""
 
@@ -67,7 +74,7 @@ class Faulty:
         shown = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
         fault = _fault(f"{shown} {options!r}")
         if fault == "SEGFAULT":
-            ctypes.string_at(0)
+            _read_the_null_page()
         elif fault == "ABORT":
             os.abort()
         elif fault == "HANG":

@@ -20,6 +20,7 @@ import pytest
 from harness.report.runs import FORMAT
 from harness.testing.adapters import write_adapter_folder
 from harness.testing.fakes import write_genai_folder, write_hf_folder
+from harness.testing.links import dangling_symlink
 from tests.plugin.test_plugin import env
 
 __all__ = ["env"]  # the fixture, imported for pytest
@@ -67,12 +68,6 @@ def without(path: Path) -> Path:
     """Delete ``path``; returns its folder."""
     path.unlink()
     return path.parent
-
-
-def dangling(path: Path) -> Path:
-    """A symlink at ``path`` to nothing."""
-    path.symlink_to(path.parent / "gone")
-    return path
 
 
 def genai(tmp: Path, edit: Callable[[dict[str, object]], None] | None = None) -> Path:
@@ -249,13 +244,13 @@ bad("eval-texts-bad-line", "--eval-texts *t.jsonl:1: not valid JSON*")(
 bad("reports-a-file", "--harness-reports * is a file, not a folder*")(
     lambda t: [f"--harness-reports={put(t / 'r')}"])
 bad("reports-dangling-symlink", "--harness-reports * is a symlink to *, which does not exist*")(
-    lambda t: [f"--harness-reports={dangling(t / 'r')}"])
+    lambda t: [f"--harness-reports={dangling_symlink(t / 'r')}"])
 bad("reports-under-a-file", "--harness-reports * cannot be written*")(
     lambda t: [f"--harness-reports={put(t / 'f') / 'r'}"])
 bad("cache-a-file", "--harness-cache-dir * is a file, not a folder*")(
     lambda t: [f"--harness-cache-dir={put(t / 'c')}"])
 bad("cache-dangling-symlink", "--harness-cache-dir * is a symlink to *, which does not exist*")(
-    lambda t: [f"--harness-cache-dir={dangling(t / 'c')}"])
+    lambda t: [f"--harness-cache-dir={dangling_symlink(t / 'c')}"])
 
 # --- case files ---------------------------------------------------------------------------------------------------
 bad("cases-missing", "--cases * does not exist")(lambda t: [f"--cases={t / 'nope.yaml'}"])

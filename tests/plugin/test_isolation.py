@@ -35,6 +35,11 @@ def pytest_harness_runtime_factory(config):
 CASES = "right-to-left or emoji or cjk or combining-marks"
 EMOJI, CJK, RTL, COMBINING = "👍", "日本語", "שלום", "Z̷"
 FAST_LIMIT = ("--gate", "robustness_timeout_s=1.5", "--gate", "robustness_timeout_ms_per_token=1")
+# What these tests read is POSIX's: the crash named by its signal (SIGSEGV, SIGABRT; exit -11), and a hung worker's
+# stacks, dumped on SIGUSR1 before the kill.
+POSIX_CRASH_NAMES = pytest.mark.skipif(
+    sys.platform == "win32", reason="Windows has no SIGSEGV, SIGABRT or SIGUSR1: its crash names (NTSTATUS, abort's "
+    "exit code 3) and the killed hang are tested in tests/unit/test_windows_worker.py")
 
 
 @pytest.fixture
@@ -59,6 +64,7 @@ def failed_ids(result: pytest.RunResult) -> set[str]:
     return {line.split("::")[1].split(" ")[0] for line in result.outlines if line.startswith("FAILED ")}
 
 
+@POSIX_CRASH_NAMES
 def test_a_segfault_and_a_hang_each_fail_one_test(
     pytester: pytest.Pytester, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,6 +94,7 @@ def test_a_segfault_and_a_hang_each_fail_one_test(
     assert summary["worker_starts"] == 3  # first start, after the crash, after the hang
 
 
+@POSIX_CRASH_NAMES
 def test_an_abort_fails_one_test(pytester: pytest.Pytester, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_FAULT_ABORT", RTL)
     result = run(pytester, model, "test_malformed.py", "-k", CASES)
@@ -120,6 +127,7 @@ def test_a_prompt_over_the_context_must_be_refused(pytester: pytest.Pytester, mo
         "expected a clean rejection (ContextOverflow)"])
 
 
+@POSIX_CRASH_NAMES
 def test_fuzzing_shrinks_a_crash_to_a_minimal_reproducer(
     pytester: pytest.Pytester, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +150,7 @@ def test_fuzzing_shrinks_a_crash_to_a_minimal_reproducer(
     assert replay.returncode == -11, replay.stderr.decode()  # the reproducer crashes outside pytest too
 
 
+@POSIX_CRASH_NAMES
 def test_fuzzing_shrinks_search_options_to_the_one_that_aborts(
     pytester: pytest.Pytester, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

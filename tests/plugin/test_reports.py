@@ -166,7 +166,9 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
     assert passes["properties"]["not_finite"] == "nan" and passes["properties"]["recommended_precision"] == "int4"
     latency = tests["test_benchmarks.py::test_generation_latency[prompt=32]"]
     assert len(latency["series"]["decode_tokens_per_s_rounds"]) == 5  # smoke: 5 rounds, the warm-up left out
-    assert 350 < latency["metrics"]["decode_tokens_per_s"] < 510, latency["metrics"]  # the fake's 1 / 2 ms
+    # The fake's 1 / 2 ms, at most: a sleep never ends early, but overshoots by up to about a millisecond where timers
+    # are coarser (Windows, a busy macOS VM); a rate off by a factor (a miscounted token, the prefill in it) is below.
+    assert 200 < latency["metrics"]["decode_tokens_per_s"] < 510, latency["metrics"]
 
     summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith("## FAILED: hf int4 (3 passed, 1 failed, 2 skipped, 1 xfailed)")

@@ -119,6 +119,12 @@ ROWS: list[Any] = [
 ]
 
 
+def expected(fragment: str, tmp: Path) -> str:
+    """``fragment`` as this OS prints it: the rows write paths with "/" (and "{tmp}"), the harness prints them as
+    ``Path`` does, with ``os.sep`` (Windows: "\\"). No row's fragment holds a "/" that is not in a path."""
+    return fragment.format(tmp=tmp).replace("/", os.sep)
+
+
 def harness(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``harness ARGV`` in this process: its exit code (argparse's too), stdout, stderr."""
     try:
@@ -137,7 +143,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, make: Make, fragment: 
     assert "Traceback" not in err and "internal error" not in err, err
     lines = err.splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("harness") and fragment.format(tmp=tmp_path) in lines[0], lines[0]
+    assert lines[0].startswith("harness") and expected(fragment, tmp_path) in lines[0], lines[0]
     assert code == cli.EXIT_USAGE
     assert out == ""
 

@@ -3,6 +3,7 @@ session even when several start in one second, and never an endless search for a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from harness import folders
 from harness.errors import ConfigError
 from harness.folders import claim_new_dir, writable_dir
+from harness.testing.links import dangling_symlink
 
 
 def test_a_missing_folder_is_created(tmp_path: Path) -> None:
@@ -18,14 +20,14 @@ def test_a_missing_folder_is_created(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda p: p.write_text("", encoding="utf-8"), "is a file, not a folder"),
-    (lambda p: p.symlink_to(p.parent / "gone"), "is a symlink to .*gone, which does not exist"),
+    (dangling_symlink, "is a symlink to .*gone, which does not exist"),
     (lambda p: (p.parent / "file").write_text("", encoding="utf-8") or None, "cannot be written"),
 ], ids=["a-file", "a-dangling-symlink", "under-a-file"])
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path, make, message: str) -> None:
     target = tmp_path / "reports"
     make(target)
     where = tmp_path / "file" / "reports" if message == "cannot be written" else target
-    with pytest.raises(ConfigError, match=rf"--harness-reports {where}.* {message}"):
+    with pytest.raises(ConfigError, match=rf"--harness-reports {re.escape(str(where))}.* {message}"):
         writable_dir(where, "--harness-reports")
 
 
@@ -37,7 +39,7 @@ def test_sessions_of_one_second_get_their_own_folders(tmp_path: Path) -> None:
 
 def test_a_name_taken_by_a_link_or_file_stops_instead_of_looping(tmp_path: Path) -> None:
     planned = tmp_path / "run"
-    planned.symlink_to(tmp_path / "gone")
+    dangling_symlink(planned)
     with pytest.raises(ConfigError, match="a file or link of that name is in the way"):
         claim_new_dir(planned)
 

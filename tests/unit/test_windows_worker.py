@@ -40,8 +40,8 @@ FAKE_WORKER = textwrap.dedent("""
     import json, os, subprocess, sys, time
 
     mode, model = sys.argv[1], json.loads(sys.argv[2])
-    if mode == "fails":
-        sys.stderr.write("ImportError: DLL load failed while importing onnxruntime_genai\\n")
+    if mode == "fails":  # stderr as bytes: the same on every OS (Windows' text stderr would write "\\r\\n")
+        sys.stderr.buffer.write(b"ImportError: DLL load failed while importing onnxruntime_genai\\n")
         print(json.dumps({"ready": False, "error": "loading the model: ImportError"}), flush=True)
         sys.exit(1)
     if mode == "silent":
@@ -52,7 +52,7 @@ FAKE_WORKER = textwrap.dedent("""
     for line in sys.stdin:
         request = json.loads(line)
         if mode == "crashes":
-            sys.stderr.write(f"native code: crashing on request {request['id']}\\n")
+            sys.stderr.buffer.write(f"native code: crashing on request {request['id']}\\n".encode())
             sys.stderr.flush()
             os._exit(3)  # what abort() exits with on Windows
         if mode == "hangs":
@@ -87,9 +87,11 @@ class SimulatedWindows:
 
 @pytest.fixture
 def windows(monkeypatch: pytest.MonkeyPatch) -> SimulatedWindows:
-    monkeypatch.delattr(os, "pread")
-    monkeypatch.delattr(os, "killpg")
-    monkeypatch.delattr(signal, "SIGKILL")
+    """Windows simulated on a POSIX host; on Windows itself, the real thing (with the same notes taken)."""
+    real_windows = sys.platform == "win32"
+    monkeypatch.delattr(os, "pread", raising=False)
+    monkeypatch.delattr(os, "killpg", raising=False)
+    monkeypatch.delattr(signal, "SIGKILL", raising=False)
     monkeypatch.setattr(system, "STACK_DUMP_SIGNAL", None)  # no SIGUSR1 on Windows
     monkeypatch.setattr(subprocess, "CREATE_NEW_PROCESS_GROUP", CREATE_NEW_PROCESS_GROUP, raising=False)
     monkeypatch.setattr(sys, "platform", "win32")
@@ -97,7 +99,8 @@ def windows(monkeypatch: pytest.MonkeyPatch) -> SimulatedWindows:
 
     def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
         seen.group_options.append({key: kwargs[key] for key in ("creationflags", "start_new_session") if key in kwargs})
-        kwargs.pop("creationflags", None)  # Linux's Popen refuses it
+        if not real_windows:
+            kwargs.pop("creationflags", None)  # POSIX's Popen refuses it
         process: subprocess.Popen[bytes] = real_popen(*args, **kwargs)
         seen.started.append(process)
         return process
@@ -301,7 +304,8 @@ def kernel32(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_crash_dialogs_are_turned_off_on_windows_only(kernel32: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert system.disable_crash_dialogs() is False and kernel32 == []  # this Linux
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert system.disable_crash_dialogs() is False and kernel32 == []
     monkeypatch.setattr(sys, "platform", "win32")
     assert system.disable_crash_dialogs() is True
     assert kernel32 == [0x8003]  # SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX
