@@ -37,9 +37,10 @@ test: install
 	$(BIN)/pytest tests -m "not serial" -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
 	$(BIN)/pytest tests -m serial $(PYTEST_ARGS)
 
-# The fast tier: unit tests and the plugin's own tests with fakes, no real model (about 820 tests, 213 s on 2 busy cores).
+# The fast tier: unit tests and the plugin's own tests with fakes, no real model, then its timing tests (marked serial) alone.
 test-fast: install
-	$(BIN)/pytest tests -m "not e2e" -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m "not e2e and not serial" -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m "serial and not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check harness suites tests benchmarks

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import __version__
+from harness import __version__, system
 from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
 from harness.fsutil import write_text_atomic
@@ -492,7 +492,9 @@ def _print(lines: Sequence[str]) -> None:
     try:
         sys.stdout.write("".join(f"{line}\n" for line in lines))
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError as error:  # BrokenPipeError; EINVAL on Windows
+        if not system.closed_pipe(error):
+            raise
         # Python flushes stdout again at exit; point it at devnull so that flush cannot fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 

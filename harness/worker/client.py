@@ -145,7 +145,8 @@ class WorkerClient:
         file offset the next worker writes at."""
         size = self._stderr_size()
         start = max(offset, size - STDERR_TAIL)
-        return system.read_at(self._stderr.fileno(), start, size - start).decode("utf-8", "replace")
+        text = system.read_at(self._stderr.fileno(), start, size - start).decode("utf-8", "replace")
+        return text.replace("\r\n", "\n")  # a Windows child's text stderr ends its lines with CRLF
 
     def _stderr_size(self) -> int:
         return os.fstat(self._stderr.fileno()).st_size

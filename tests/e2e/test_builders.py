@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.olive_env import LOCK, lock_versions
+from harness.build.olive_env import LOCK, OliveEnvironment, lock_versions, venv_python
 from harness.plugin import NO_CHAT_TEMPLATE
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT
@@ -149,7 +149,9 @@ def test_olive_builds_in_its_own_environment(pytester: pytest.Pytester, hf_folde
         "harness's Olive environment")
     environment = str(recorded["builder_options"]["environment"])  # type: ignore[index]
     assert environment.startswith("lock-"), environment
-    python = Path(str(recorded["built_model"])).parents[1] / "envs" / environment / "bin" / "python"
+    cache = Path(str(recorded["built_model"])).parents[1]
+    python = venv_python(OliveEnvironment(cache).folder)
+    assert OliveEnvironment(cache).key == environment
     versions = subprocess.run([str(python), "-c", "import olive, onnxruntime_genai as og; print(og.__version__)"],
                               capture_output=True, text=True, check=True, encoding="utf-8").stdout.strip()
     assert versions == pins["onnxruntime-genai"]  # the Olive environment is apart from the harness's 0.18
@@ -167,8 +169,8 @@ def test_olive_runs_the_users_workflow_file(pytester: pytest.Pytester, hf_folder
 
 def test_olive_python_uses_an_environment_the_user_has(pytester: pytest.Pytester, hf_folder: Path,
                                                        built: HarnessSession) -> None:
-    environment = built.config.cache_dir / "envs"
-    (python,) = environment.glob("lock-*/bin/python")  # made by the first Olive test: an environment with Olive
+    python = venv_python(OliveEnvironment(built.config.cache_dir).folder)  # the first Olive test made it: with Olive
+    assert python.is_file()
     result = run(pytester, GENERATION, f"--model={hf_folder}", "--builder=olive", f"--olive-python={python}")
     result.assert_outcomes(passed=4)
     assert f"in {python}" in str(provenance(pytester)["builder_detail"])

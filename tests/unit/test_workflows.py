@@ -125,7 +125,7 @@ def makefile_commands() -> list[str]:
         line = line.strip().replace("$(DEFAULT_MODEL)", model.group(1)).replace(" $(PYTEST_ARGS)", "")
         if line.startswith("$(BIN)/python -m pip install"):
             commands.append(line.replace("$(BIN)/", "").replace(" --quiet", ""))
-        elif line.startswith('$(BIN)/pytest tests -m "not e2e"'):  # test-fast
+        elif line.startswith(('$(BIN)/pytest tests -m "not e2e', '$(BIN)/pytest tests -m "serial and not e2e')):
             commands.append(line.replace("$(BIN)/pytest", "python -m pytest"))
     return commands
 
@@ -168,7 +168,7 @@ def test_only_windows_on_arm_may_fail() -> None:
 def test_each_leg_installs_as_the_makefile_does_then_runs_the_fast_tier_then_the_suites() -> None:
     commands = run_commands(load(CI)["jobs"]["legs"])
     expected = makefile_commands()
-    assert len(expected) == 4  # pip's upgrade, the project, the default model, the fast tier
+    assert len(expected) == 5  # pip's upgrade, the project, the default model, the fast tier, its timing tests
     suites = f"python -m pytest {SETTINGS_BY_NAME['reports_dir'].flag}=reports"
     assert [command for command in commands if command in expected or command == suites] == [*expected, suites]
 
@@ -205,7 +205,7 @@ def test_every_run_step_runs_on_every_os_its_job_may_run_on(path: Path, tmp_path
 
 
 @pytest.mark.parametrize("command", [
-    'python -m pytest tests -m "not e2e" -n 2',
+    'python -m pytest tests -m "not e2e and not serial" -n 2',
     'python -m pip install -c constraints.txt -e ".[dev]"',
     'python -m pip install "${{ env.HARNESS_SPEC }}" --extra-index-url https://download.pytorch.org/whl/cpu',
     'gh pr comment "${{ github.event.pull_request.number }}" --body-file "${{ steps.report.outputs.run }}summary.md"',
