@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.report.compare import broken_check
-from harness.text import clip
+from harness.text import clip, plural
 
 Test = Mapping[str, Any]
 BAD_OUTCOMES = ("failed", "error", "xpassed")
@@ -18,8 +18,9 @@ BAD_OUTCOMES = ("failed", "error", "xpassed")
 
 @dataclass(frozen=True)
 class Verdict:
-    """The run's verdict: one word (``passed``, ``failed``, ``regressed``, ``inconclusive``, ``unstable``, the CSS
-    class too), its headline in capitals, and the counts behind it."""
+    """The run's verdict: one word (``passed``, ``findings``, ``failed``, ``regressed``, ``inconclusive``,
+    ``unstable``, the CSS class too), its headline in capitals, and the counts behind it. A pass with a reported
+    finding (user text that can switch roles, ...) is ``findings``, never shown green."""
 
     word: str
     headline: str
@@ -72,7 +73,16 @@ def verdict_of(results: Mapping[str, Any]) -> Verdict:
     headline = {"failed": "FAILED", "regressed": f"REGRESSED{against}: {_worst_change(baseline)}",
                 "inconclusive": f"{checks}, {doubt}", "unstable": "PASSED with unstable verdicts",
                 "passed": "PASSED"}[word]
+    reported = reported_findings(results)
+    if reported and word in ("passed", "unstable", "inconclusive"):  # a failure's headline says enough
+        headline += f"{' and' if ' with ' in headline else ' with'} {plural(reported, 'finding')}"
+        word = "findings" if word == "passed" else word
     return Verdict(word, headline, f"{counts}{extra}")
+
+
+def reported_findings(results: Mapping[str, Any]) -> int:
+    """How many findings the checks reported (``harness_finding``), whatever their outcome."""
+    return sum(len(test.get("findings", [])) for test in results.get("tests", []))
 
 
 def counts_total(totals: Mapping[str, int]) -> int:

@@ -20,7 +20,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .banner{padding:.8em 1.2em;border-radius:6px;color:#fff;font-size:1.4em;font-weight:bold;margin:0 0 1em}
 .banner small{display:block;font-size:.6em;font-weight:normal;margin-top:.3em}
 .banner.failed,.banner.regressed{background:#b00020;color:#fff}.banner.passed{background:#1b7f2a;color:#fff}
-.banner.unstable,.banner.inconclusive{background:#a05a00;color:#fff}
+.banner.unstable,.banner.inconclusive,.banner.findings{background:#a05a00;color:#fff}
+.findings{color:#a05a00;font-weight:bold}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;padding:6px;font-size:13px;margin:.3em 0}
 details>summary{cursor:pointer}section{margin:1.5em 0}
 figure{margin:1.5em 0}figcaption{font-weight:bold}figcaption .note{display:block;font-weight:normal;font-size:13px}

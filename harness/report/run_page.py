@@ -37,6 +37,14 @@ def _href(path: str) -> str:
     return escape("./" + quote(path))
 
 
+def _outcome_cell(test: Test) -> str:
+    """A check's outcome; one that reported findings says how many, in amber, never in a pass's green."""
+    outcome, found = str(test["outcome"]), len(test.get("findings", []))
+    if not found:
+        return f'<td class="{escape(outcome)}">{escape(outcome)}</td>'
+    return f'<td class="findings">{escape(outcome)}, {plural(found, "finding")}</td>'
+
+
 def _suite(test: Test) -> str:
     return str(test["id"]).split("::", 1)[0]
 
@@ -191,8 +199,7 @@ def checks_section(tests: Sequence[Test]) -> str:
                (f"<p><code>{escape(metrics)}</code></p>" if metrics else "")
         cell = f"<details><summary>{summary or 'details'}</summary>{body}</details>" if body else summary
         rows.append(f'<tr data-outcome="{escape(outcome)}" data-suite="{escape(_suite(test))}">'
-                    f'<td><code>{escape(str(test["id"]))}</code></td><td class="{escape(outcome)}">{escape(outcome)}'
-                    f'{" +finding" if test.get("findings") else ""}</td>'
+                    f'<td><code>{escape(str(test["id"]))}</code></td>{_outcome_cell(test)}'
                     f'<td class="num">{float(test["duration_s"]):.3f}</td><td>{cell}</td></tr>')
     return (f'<section id="all-checks"><h2>Checks ({len(tests)})</h2>{controls}<table id="checks"><thead><tr>'
             "<th>check</th><th>outcome</th><th>seconds</th><th>message and details</th></tr></thead><tbody>"

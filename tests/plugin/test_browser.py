@@ -41,6 +41,8 @@ window.addEventListener('load', () => {
     sections: [...d.querySelectorAll('section')].filter(seen).sort((a, b) => a.getBoundingClientRect().top -
       b.getBoundingClientRect().top).map(e => e.id),
     plots: [...d.querySelectorAll('figure svg')].filter(seen).length,
+    finding_cell: text('#checks td.findings'), finding_cell_colour: d.querySelector('#checks td.findings') ?
+      w.getComputedStyle(d.querySelector('#checks td.findings')).color : '',
     links: [...d.querySelectorAll('a')].map(a => a.getAttribute('href'))};
   if (w.harnessFilter) {
     d.getElementById('filter-outcome').value = 'failed'; w.harnessFilter();
@@ -117,6 +119,20 @@ def test_a_failing_run_reads_verdict_first_in_a_browser(pytester: pytest.Pyteste
     assert int(str(seen["plots"])) >= 3  # latency, RSS, precision bars: laid out, not hidden
     assert seen["rows_after_filter"] == 1  # the outcome filter leaves the one failed check
     assert all("://" not in str(link) for link in seen["links"]), seen["links"]  # type: ignore[attr-defined]
+    assert proxy[1:] == [], f"the report made network requests: {proxy[1:]}"
+
+
+def test_a_passing_run_with_a_finding_says_so_in_amber(pytester: pytest.Pytester, env: dict[str, Path],  # noqa: F811
+                                                       proxy: list[bytes]) -> None:
+    finds = env["suite"] / "test_finds.py"
+    finds.write_text("def test_finds(harness_finding):\n    harness_finding('special-token-injection', 'user text "
+                     "CAN switch roles')\n", encoding="utf-8")
+    run(pytester, env, str(finds))
+    seen = probe(latest(env) / "report.html", proxy)
+    assert str(seen["banner"]).startswith("PASSED with 1 finding") and seen["banner_seen"]
+    assert seen["banner_colour"] == "rgb(160, 90, 0)"  # amber: never a pass's green
+    assert seen["finding_cell"] == "passed, 1 finding" and seen["finding_cell_colour"] == "rgb(160, 90, 0)"
+    assert seen["findings_seen"] and "user text CAN switch roles" in str(seen["findings"])
     assert proxy[1:] == [], f"the report made network requests: {proxy[1:]}"
 
 

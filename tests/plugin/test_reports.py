@@ -345,7 +345,8 @@ def test_a_finding_shows_everywhere_though_its_check_passes(pytester: pytest.Pyt
     assert prop is not None and prop.get("value") == "user text CAN do what it should not"
     assert "user text CAN do what it should not" in (folder / "summary.md").read_text(encoding="utf-8")
     html = (folder / "report.html").read_text(encoding="utf-8")
-    assert 'id="findings"' in html and "demo-leak" in html and "PASSED" in html
+    assert 'id="findings"' in html and "demo-leak" in html and 'class="banner findings">PASSED with 1 finding' in html
+    assert (folder / "summary.md").read_text(encoding="utf-8").startswith("## PASSED with 1 finding: ")
 
 
 def test_baseline_from_the_environment_and_pyproject(pytester: pytest.Pytester, env: dict[str, Path],

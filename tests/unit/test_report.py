@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,25 @@ def test_a_run_without_checks_is_not_a_pass() -> None:
 def test_two_findings_of_one_kind_stay_two() -> None:
     record = check("t.py::t", **{"harness_finding:leak#1": "first", "harness_finding:leak#2": "second"})
     assert record["findings"] == [{"kind": "leak", "text": "first"}, {"kind": "leak", "text": "second"}]
+
+
+ROLES = {"harness_finding:special-token-injection#1": "user text CAN switch roles in this runtime"}
+
+
+@pytest.mark.parametrize(("tests", "word", "headline"), [
+    ([check("t.py::injection", **ROLES), check("t.py::other")], "findings", "PASSED with 1 finding"),
+    ([check("t.py::injection", **ROLES), check("t.py::near", "unstable")], "unstable",
+     "PASSED with unstable verdicts and 1 finding"),
+    ([check("t.py::injection", **ROLES), check("t.py::fails", "failed", "no")], "failed", "FAILED"),
+    ([check("t.py::plain")], "passed", "PASSED"),
+])
+def test_a_finding_counts_in_the_verdict_and_is_never_green(tests: list[dict[str, Any]], word: str,
+                                                             headline: str) -> None:
+    data = results(*tests)
+    data["totals"]["unstable"] = sum(test["outcome"] == "unstable" for test in tests)
+    assert (verdict_of(data).word, verdict_of(data).headline) == (word, headline)
+    assert summary_markdown(data).startswith(f"## {headline}: ")
+    page = render_run(data, [])
+    assert f'<div id="verdict" class="banner {word}">{headline}' in page
+    finding_cells = re.findall(r'<td class="([^"]+)">passed, 1 finding</td>', page)
+    assert finding_cells == (["findings"] if any(t["findings"] for t in tests) else [])  # amber, not "passed"
