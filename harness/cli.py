@@ -47,7 +47,16 @@ from harness.checks.timing import VERDICTS
 from harness.errors import HarnessError, one_line
 from harness.fsutil import write_text_atomic
 from harness.report import digest
-from harness.report.compare import KEY_LABELS, METRICS, Thresholds, compare_runs, markdown, pick_baseline, same_run
+from harness.report.compare import (
+    KEY_LABELS,
+    METRICS,
+    MIN_ROUNDS,
+    Thresholds,
+    compare_runs,
+    markdown,
+    pick_baseline,
+    same_run,
+)
 from harness.report.history_page import render_history
 from harness.report.runs import RESULTS_FILE, Run, find_runs, load_run
 from harness.text import clip
@@ -281,13 +290,19 @@ def _compare(args: argparse.Namespace) -> Output:
         return code, [json.dumps(comparison.to_dict(), indent=2)]
     if args.format == "markdown":
         return code, [markdown(comparison, everything=args.all).rstrip("\n")]
-    shown = [d for d in comparison.deltas if args.all or d.verdict != "within"]
+    # Single measurements (an input-length check's TTFT) cannot be judged: one line for all of them, not one each.
+    single = [d for d in comparison.deltas if d.verdict == "inconclusive" and min(d.rounds) < MIN_ROUNDS]
+    shown = [d for d in comparison.deltas if args.all or (d.verdict != "within" and d not in single)]
     lines = [f"harness: {comparison.headline()}", *(f"  BROKEN       {line}" for line in comparison.broken)]
     lines += [f"  {delta.line()}" for delta in sorted(shown, key=lambda d: (VERDICTS.index(d.verdict), d.test,
                                                                              d.metric))]
-    if len(shown) < len(comparison.deltas):
-        lines.append(f"  ({len(comparison.deltas) - len(shown)} metrics within their limit not listed; --all lists "
-                     "them)")
+    if single and not args.all:
+        metrics = ", ".join(sorted({d.metric for d in single}))
+        lines.append(f"  INCONCLUSIVE {len(single)} single measurements ({metrics}): fewer than {MIN_ROUNDS} rounds "
+                     "give no noise estimate; --all lists them")
+    within = sum(d.verdict == "within" for d in comparison.deltas) if not args.all else 0
+    if within:
+        lines.append(f"  ({within} metrics within their limit not listed; --all lists them)")
     lines += [f"  not compared: {reason}" for reason in comparison.uncompared]
     return code, lines
 

@@ -468,3 +468,18 @@ def test_gates_set_for_a_conftest_gate_are_listed_not_refused(tmp_path: Path, mo
     kl = next(line for line in lines if line.startswith("parity_kl_mean_max"))
     assert kl.split()[1:3] == ["<=", "0.4nats"] or kl.split()[1:3] == ["<=", "0.4"], kl
     assert "harness_gates in [tool.pytest.ini_options]" in kl
+
+
+def test_single_measurements_are_one_line_in_the_text_output(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An input-length check's TTFT is one measurement: no noise estimate, so each is inconclusive; listing each
+    buried what changed (18 lines on a real run)."""
+    baseline = write_run(tmp_path, "a", decode=[100.0], copies=5, started="2026-11-24T10:00:00+00:00")
+    current = write_run(tmp_path, "b", decode=[101.0], copies=5, started="2026-11-24T11:00:00+00:00")
+    cli.main(["compare", str(baseline), str(current)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "INCONCLUSIVE" in line and "round" in line] == [
+        "  INCONCLUSIVE 5 single measurements (decode_tokens_per_s): fewer than 3 rounds give no noise estimate; "
+        "--all lists them"]
+    cli.main(["compare", str(baseline), str(current), "--all"])
+    assert sum("1 round(s)" in line for line in capsys.readouterr().out.splitlines()) == 5
