@@ -25,6 +25,18 @@ def clip_middle(text: str, limit: int, mark: str = CUT, after: str = "") -> str:
     return f"{text[:limit // 2]}{mark}{text[-limit // 2:]}{after}"
 
 
+def clip_words(text: str, limit: int) -> str:
+    """``text`` when it has at most ``limit`` characters, else its start and its end, each cut at a space, around
+    `` ... ``: no word is cut, and the end, where a message gives its fix, stays."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(CUT) - 2  # the mark and its spaces count in the limit
+    head, tail = text[:room * 2 // 3], text[-(room // 3):]
+    head = head[:head.rfind(" ")] if " " in head else head
+    tail = tail[tail.find(" ") + 1:] if " " in tail else tail
+    return f"{head.rstrip()} {CUT} {tail.lstrip()}"
+
+
 def clip_items(items: Sequence[str], most: int, separator: str = "; ") -> str:
     """The first ``most`` items joined by ``separator``, and ``...`` when there were more."""
     return separator.join(items[:most]) + (f"{separator}{CUT}" if len(items) > most else "")

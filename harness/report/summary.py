@@ -15,11 +15,12 @@ from typing import Any
 
 from harness.report import digest
 from harness.report.compare import Comparison, markdown
-from harness.text import plural
+from harness.text import clip_words, plural
 
 FAILURE_LINES = 12  # lines of a failure's full text shown (the HTML report has all of it)
 LINE_WIDTH = 100  # characters a line of it is wrapped at, so the comment never scrolls sideways
 GROUP_IDS = 5  # ids listed per cause
+FINDING_SHOWN = 600  # characters of a finding's text (its start and its end, where the advice is; report.html: all)
 
 
 def _relative(path: str, root: Path) -> str:
@@ -66,7 +67,8 @@ def _findings(results: Mapping[str, Any]) -> list[str]:
     if not found:
         return []
     lines = [f"### Findings ({len(found)})", ""]
-    lines += [f"- **{f.kind}** in `{f.check}` ({f.outcome}): {' '.join(f.text.split())[:400]}" for f in found]
+    lines += [f"- **{f.kind}** in `{f.check}` ({f.outcome}): {clip_words(' '.join(f.text.split()), FINDING_SHOWN)}"
+              for f in found]
     return [*lines, ""]
 
 

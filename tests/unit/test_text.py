@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.text import clip, clip_items, clip_middle, first_difference, shorten
+from harness.text import clip, clip_items, clip_middle, clip_words, first_difference, shorten
 
 
 def test_clip_keeps_short_text_and_marks_a_cut() -> None:
@@ -33,3 +33,14 @@ def test_first_difference() -> None:
     assert first_difference((1, 2, 3), (1, 5, 3)) == 1
     assert first_difference([1, 2], [1, 2, 3]) == 2
     assert first_difference("same", "same") == 4
+
+
+def test_clip_words_keeps_the_start_and_the_fix_at_the_end_and_cuts_no_word() -> None:
+    text = "NUL ends the user text silently: " + "the runtime reads up to it and drops the rest " * 12 + \
+        "strip or refuse NUL in user input"
+    shown = clip_words(text, 200)
+    assert len(shown) <= 200 and shown.endswith("strip or refuse NUL in user input")
+    assert shown.startswith("NUL ends the user text silently:") and " ... " in shown
+    words = set(text.split())
+    assert all(word in words for word in shown.replace(" ... ", " ").split())  # no word cut
+    assert clip_words("short", 200) == "short"
