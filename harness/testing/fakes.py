@@ -22,6 +22,7 @@ Never a substitute for the end-to-end path: the project's own e2e tests use the 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -156,11 +157,47 @@ def _retain(size: int) -> None:
         _RETAINED.append(b"\x01" * size)  # written, so the pages count in RSS
 
 
+class SeededClock:
+    """The times a fake reports when a test judges them: each pause lasts its nominal length times a factor drawn
+    from [1 - noise, 1 + noise] by a seeded generator, a host's scatter that is the same in every run. The fake
+    still sleeps until the time it reports, so the wall clock agrees with it; but a busy host, whose sleeps
+    overshoot by a varying amount, no longer moves the verdict (``tests/plugin/test_ab.py``)."""
+
+    def __init__(self, seed: int, noise: float = 0.03) -> None:
+        self.noise = noise
+        self._draw = random.Random(seed)
+
+    def pause(self, seconds: float) -> float:
+        """The reported length of a pause of ``seconds``."""
+        return seconds * (1 + self._draw.uniform(-self.noise, self.noise))
+
+
+class _Stopwatch:
+    """One generation's clock: the host's (sleep, then read the time), or a seeded one (add the drawn length,
+    then sleep until the reported time has passed)."""
+
+    def __init__(self, clock: SeededClock | None) -> None:
+        self.clock = clock
+        self.started = time.perf_counter()
+        self.reported = 0.0
+
+    def pause(self, seconds: float) -> None:
+        if self.clock is None:
+            time.sleep(seconds)
+            return
+        self.reported += self.clock.pause(seconds)
+        time.sleep(max(0.0, self.started + self.reported - time.perf_counter()))
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started if self.clock is None else self.reported
+
+
 @dataclass
 class FakeRuntime:
     """A deterministic runtime: characters are tokens, answers come from ``answer(prompt)``.
 
-    Seed defects with the flags: ``never_stops`` (no eos, runs to the limit), ``delay_per_token_s``;
+    Seed defects with the flags: ``never_stops`` (no eos, runs to the limit), ``delay_per_token_s`` (timed by
+    the host's clock, or reported from a ``SeededClock`` when a test judges timings);
     memory: ``leak_bytes_per_call`` (kept by every generation, until ``leak_stops_after`` calls when
     set: an arena-like plateau), ``leak_bytes_per_load``; lengths: ``prefill_time(prompt_tokens)``
     and ``token_time(context_tokens)`` in seconds, ``enforce_context`` (refuse a prompt that does
@@ -182,6 +219,7 @@ class FakeRuntime:
     enforce_context: bool = False
     reuse_carries_state: bool = False
     margin: Callable[[int], float] = lambda position: 5.0
+    clock: SeededClock | None = None
     info: ModelInfo = field(init=False)
     closed: bool = field(default=False, init=False)
     calls: int = field(default=0, init=False)
@@ -209,21 +247,21 @@ class FakeRuntime:
         self.calls += 1
         if self.leak_stops_after is None or self.calls <= self.leak_stops_after:
             _retain(self.leak_bytes_per_call)
-        started = time.perf_counter()
+        watch = _Stopwatch(self.clock)
         prefill = 0.0  # not measured unless prefill_time is set
         if self.prefill_time is not None:
-            time.sleep(self.prefill_time(len(prompt_ids)))
-            prefill = time.perf_counter() - started
+            watch.pause(self.prefill_time(len(prompt_ids)))
+            prefill = watch.elapsed()
         answer = self.answer(text) * (100 if self.never_stops else 1)
         tokens = [ord(c) for c in answer][: options.max_new_tokens]
         if not self.never_stops and len(tokens) < options.max_new_tokens:
             tokens.append(EOS)
         times = []
         for i, _ in enumerate(tokens):
-            time.sleep(self.delay_per_token_s + (self.token_time(len(prompt_ids) + i) if self.token_time else 0.0))
-            times.append(time.perf_counter() - started)
+            watch.pause(self.delay_per_token_s + (self.token_time(len(prompt_ids) + i) if self.token_time else 0.0))
+            times.append(watch.elapsed())
         stop: StopReason = "eos" if tokens and tokens[-1] == EOS else "length"
-        total = time.perf_counter() - started
+        total = watch.elapsed()
         margins = tuple(self.margin(i) for i in range(len(tokens))) if options.greedy_margins else ()
         runner_ups = tuple(t + 1 for t in tokens) if options.greedy_margins else ()
         return Generation(tuple(prompt_ids), tuple(tokens), self.decode(tokens), stop,

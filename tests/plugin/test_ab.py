@@ -1,7 +1,8 @@
 """--harness-ab: the benchmarks time the model under test against a baseline loaded beside it, pair by pair.
 
 The fake runtime sleeps a fixed delay per token; the baseline is a prebuilt fake folder whose runtime sleeps its
-own delay, so a slowed model, an unchanged one and one at the limit give the three outcomes.
+own delay, so a slowed model, an unchanged one and one at the limit give the three outcomes. Each runtime reports
+its times from a seeded clock (a 3% scatter per token, a seed per runtime), so a busy host does not move them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import itertools
 import os
 
 import pytest
-from harness.testing.fakes import FakeBuilder, FakeRuntime, SteadyYardstick
+from harness.testing.fakes import FakeBuilder, FakeRuntime, SeededClock, SteadyYardstick
+
+SEEDS = itertools.count(1)
 
 
 def pytest_harness_builders(config):
@@ -47,7 +50,7 @@ def make_runtime(path, ep):
     baseline = str(path) == os.environ["AB_BASELINE"]
     delay = float(os.environ["AB_DELAY" if baseline else "MODEL_DELAY"])
     kind = Scattered if os.environ.get("MODEL_SCATTERS") and not baseline else FakeRuntime
-    return kind(path, never_stops=True, delay_per_token_s=delay)
+    return kind(path, never_stops=True, delay_per_token_s=delay, clock=SeededClock(next(SEEDS)))
 
 
 def pytest_harness_runtime_factory(config):
@@ -105,9 +108,11 @@ def test_an_unchanged_model_is_within_and_a_slowed_one_regresses(pytester: pytes
     slowed = ab_run(pytester, monkeypatch, 1.25)  # decode tokens/s 20% lower
     slowed.assert_outcomes(failed=1)
     slowed.stdout.fnmatch_lines(["*slower than the A/B baseline (gate regression_timing_max 0.1, default):*",
-                                 "*REGRESSION   decode_tokens_per_s: this model / the baseline = 0.8* (median of 10 "
+                                 "*REGRESSION   decode_tokens_per_s: this model / the baseline = 0.* (median of 10 "
                                  "pairs, 95% CI *): *% worse: beyond the 10% limit*"])
-    assert check(latest(pytester))["properties"]["ab_decode_tokens_per_s_verdict"] == "regression"  # type: ignore[index]
+    slowed_check = check(latest(pytester))
+    assert slowed_check["properties"]["ab_decode_tokens_per_s_verdict"] == "regression"  # type: ignore[index]
+    assert 0.78 < slowed_check["metrics"]["ab_decode_tokens_per_s_ratio"] < 0.82  # type: ignore[index]
 
 
 def test_a_timing_whose_pairs_scatter_is_inconclusive_its_own_outcome(pytester: pytest.Pytester, project: Path,

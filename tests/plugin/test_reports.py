@@ -1,12 +1,14 @@
 """Run reports, benchmarks and baseline comparison through pytester, with fakes behind the plugin's hooks.
 
 The fake runtime sleeps a fixed delay per token, so a slowed "build" is the same fake with a larger
-delay: ``compare`` must flag it, and must not flag a second run with the same delay.
+delay: ``compare`` must flag it, and must not flag a second run with the same delay. The times it reports come
+from a seeded clock (a 3% scatter per token, a new seed per run), so a busy host does not move the verdicts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -27,16 +29,14 @@ SLOWED = DELAY * 1.25  # decode tokens/s 20% lower
 # The fake sleeps instead of computing, so other processes on a busy machine barely move its timings:
 # its runs are compared whatever the machine's load (the real model's e2e test keeps the limit).
 SLEEPS = ("--busy-limit", "100")
-# Sleeps still jitter by tens of microseconds on a loaded machine, so the fake's 2 ms prefill may read inconclusive:
-# an unchanged run is never a regression, and within or inconclusive are both right answers.
-UNCHANGED = re.compile(r"harness: (no regression|INCONCLUSIVE):")
+UNCHANGED = re.compile(r"harness: no regression:")
 
 CONFTEST = """
 import os
 
 import pytest
 import time
-from harness.testing.fakes import FakeBuilder, FakeRuntime, SteadyYardstick
+from harness.testing.fakes import FakeBuilder, FakeRuntime, SeededClock, SteadyYardstick
 
 
 class LateClock(FakeRuntime):
@@ -57,7 +57,7 @@ def pytest_harness_builders(config):
 def make_runtime(path, ep):
     kind = LateClock if os.environ.get("FAKE_LATE_CLOCK") else FakeRuntime
     return kind(path, never_stops=not os.environ.get("FAKE_STOPS"),
-                delay_per_token_s=float(os.environ["FAKE_DELAY"]))
+                delay_per_token_s=float(os.environ["FAKE_DELAY"]), clock=SeededClock(int(os.environ["FAKE_SEED"])))
 
 
 def pytest_harness_runtime_factory(config):
@@ -99,6 +99,7 @@ def env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     for name in ("HARNESS_MODEL", "HARNESS_PRECISION", "HARNESS_PROFILE", "FAKE_STOPS", "FAKE_LATE_CLOCK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FAKE_DELAY", str(DELAY))
+    monkeypatch.setenv("FAKE_SEED", "0")  # run() draws the next one; monkeypatch restores the variable
     suite = pytester.path / "suite"
     suite.mkdir()
     shutil.copy(BENCHMARKS, suite / BENCHMARKS.name)
@@ -108,7 +109,8 @@ def env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 
 
 def run(pytester: pytest.Pytester, env: dict[str, Path], *args: str) -> pytest.RunResult:
-    """The plugin on the fake model, smoke profile."""
+    """The plugin on the fake model, smoke profile, its clock seeded anew."""
+    os.environ["FAKE_SEED"] = str(int(os.environ["FAKE_SEED"]) + 1)
     return pytester.runpytest(f"--model={env['model']}",
                               f"--harness-cache-dir={env['cache']}", "--harness-profile=smoke", *args)
 
