@@ -23,7 +23,7 @@ def test_the_interval_covers_the_median_as_often_as_it_says() -> None:
     assert 0.96 <= covered / 2000 <= 0.995  # 97.9% nominal for 10 pairs
 
 
-@pytest.mark.parametrize(("slower", "verdict"), [(1.0, "within"), (1.25, "regression"), (1.11, "inconclusive"),
+@pytest.mark.parametrize(("slower", "verdict"), [(1.0, "within"), (1.25, "regression"), (1.10, "inconclusive"),
                                                  (0.75, "improvement")])
 def test_paired_ratios_give_the_three_outcomes(slower: float, verdict: str) -> None:
     """Rounds whose machine speed swings by 2x, the same swing in both models: the pairs cancel it."""
@@ -34,6 +34,18 @@ def test_paired_ratios_give_the_three_outcomes(slower: float, verdict: str) -> N
     result = paired_verdict("decode_tokens_per_s", current, baseline, 0.10)
     assert result.verdict == verdict, result.line()
     assert result.pairs == AB_MIN_PAIRS and result.interval is not None
+
+
+@pytest.mark.parametrize("slower", [1.0, 1.05, 1.09, 1.10, 1.11, 1.15, 1.25])
+def test_tokens_per_second_and_time_per_token_of_the_same_pairs_agree(slower: float) -> None:
+    """A rate is judged as the time it implies: 1 / 1.11 of the tokens/s is 11% more time per token, not 9.9%."""
+    rng = random.Random(5)
+    baseline_tpot = [0.01 * rng.uniform(0.99, 1.01) for _ in range(AB_MIN_PAIRS)]
+    current_tpot = [t * slower * rng.uniform(0.99, 1.01) for t in baseline_tpot]
+    by_time = paired_verdict("tpot_s", current_tpot, baseline_tpot, 0.10)
+    by_rate = paired_verdict("decode_tokens_per_s", [1 / t for t in current_tpot], [1 / t for t in baseline_tpot], 0.10)
+    assert by_rate.verdict == by_time.verdict, (by_time.line(), by_rate.line())
+    assert by_rate.note == by_time.note
 
 
 def test_too_few_pairs_are_inconclusive() -> None:

@@ -77,7 +77,7 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_change() -> None:
         (rounds(125, 0.05, seed=2), "improvement"),
         (rounds(95, 0.005, seed=2), "within"),  # significant but 5%: under the 10% limit
         (rounds(85, 0.6, seed=2), "inconclusive"),  # 15% lower median, but the rounds scatter +-60%
-        (rounds(89, 0.01, seed=2), "inconclusive"),  # about 11% lower: the interval straddles the 10% limit
+        (rounds(89, 0.01, seed=2), "inconclusive"),  # 11% lower, 12% more time: the interval straddles 10%
     ],
     ids=["20%-slower", "same", "faster", "small-but-real", "noisy", "at-the-limit"],
 )
@@ -91,6 +91,15 @@ def test_a_large_change_whose_interval_includes_no_change_is_inconclusive_never_
     delta = compare_metric(TEST, "latency_s", [1.0, 1.0, 1.0, 3.0, 3.0], [1.0, 3.0, 3.0, 3.0, 1.0], Thresholds())
     assert delta.change == pytest.approx(2.0) and delta.change_ci is not None and delta.change_ci[0] <= 0
     assert delta.verdict == "inconclusive" and "straddles the 10% limit" in delta.note
+
+
+@pytest.mark.parametrize("slower", [1.0, 1.08, 1.10, 1.12, 1.14, 1.25])
+def test_tokens_per_second_and_time_per_token_of_the_same_rounds_agree(slower: float) -> None:
+    """A rate is judged as the time it implies, so the two views of one measurement give one verdict."""
+    base, current = rounds(0.01, 0.01), [t * slower for t in rounds(0.01, 0.01, seed=4)]
+    by_time = compare_metric(TEST, "tpot_s", base, current, Thresholds())
+    by_rate = compare_metric(TEST, "decode_tokens_per_s", [1 / t for t in base], [1 / t for t in current], Thresholds())
+    assert (by_rate.verdict, by_rate.note) == (by_time.verdict, by_time.note), (by_time.line(), by_rate.line())
 
 
 def test_lower_is_better_metrics_regress_upwards() -> None:
