@@ -22,6 +22,7 @@ _PUBLIC = {
     "Runtime": "harness.runtime", "LogitsRuntime": "harness.runtime", "ReusingRuntime": "harness.runtime",
     "RawRuntime": "harness.runtime", "Generation": "harness.runtime", "SearchOptions": "harness.runtime",
     "ModelInfo": "harness.runtime", "Prompt": "harness.runtime", "Message": "harness.runtime",
+    "rendered_prompt": "harness.runtime",
     "Builder": "harness.build.builders", "PreparedModel": "harness.build.pipeline",
     "Deployment": "harness.deploy.folder",
     "MemoryPlan": "harness.capacity.plan",
@@ -31,8 +32,7 @@ _PUBLIC = {
     "Yardstick": "harness.checks.yardstick",
     "ComputePaths": "harness.checks.stability", "PathJudgement": "harness.checks.stability",
     "PathVerdict": "harness.checks.stability",
-    "Settle": "harness.plugin", "ReportFinding": "harness.plugin", "PathsFactory": "harness.plugin",
-    "ModelLoader": "harness.plugin",
+    **{name: "harness.plugin" for name in ("Settle", "ReportFinding", "RecordAnswer", "PathsFactory", "ModelLoader")},
 }
 __all__ = sorted(_PUBLIC)
 
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
         RuntimeFailure,
     )
     from harness.gates import Gate, Gates
-    from harness.plugin import ModelLoader, PathsFactory, ReportFinding, Settle
+    from harness.plugin import ModelLoader, PathsFactory, RecordAnswer, ReportFinding, Settle
     from harness.profiles import Profile
     from harness.runtime import (
         Generation,
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         ReusingRuntime,
         Runtime,
         SearchOptions,
+        rendered_prompt,
     )
     from harness.settings import HarnessConfig
 

@@ -24,10 +24,12 @@ from harness.errors import HarnessError, one_line
 from harness.locations import suites_dir
 from harness.profiles import Profile
 from harness.properties import (
+    ANSWER_TEXT_LIMIT,
     INCONCLUSIVE,
     OUTCOME_PROPERTY,
     UNSTABLE,
     SoftVerdict,
+    answer_property,
     finding_kind,
     finding_property,
     soft_section,
@@ -35,6 +37,7 @@ from harness.properties import (
 )
 from harness.settings import PATH_METAVARS, SETTINGS, HarnessConfig, check_execution_provider, resolve
 from harness.terminal import progress_writer
+from harness.text import clip, clip_middle
 
 # Everything else loads when a run engages the harness: importing this entry point (every pytest run of
 # the environment loads it) must stay cheap; benchmarks/plugin_import.py measures it.
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from harness.gates import Gates
     from harness.hookspecs import BuilderFactory
     from harness.robustness.prober import Prober
-    from harness.runtime import Runtime
+    from harness.runtime import Generation, Prompt, Runtime
     from harness.runtime_factory import RuntimeFactory
     from harness.session import HarnessSession
 
@@ -694,6 +697,27 @@ def harness_finding(record_property: Callable[[str, object], None]) -> ReportFin
         record_property(finding_property(kind, next(reported)), text)
 
     return report
+
+
+RecordAnswer = Callable[["Prompt", "Generation"], None]
+
+
+@pytest.fixture
+def harness_answer(harness_runtime: Runtime, record_property: Callable[[str, object], None]) -> RecordAnswer:
+    """Record an answer with what the model read: ``harness_answer(prompt, generation)``. Chat messages are
+    rendered through the model's chat template (its default system prompt included). results.json and report.html
+    show the answers of passing checks too."""
+    recorded = itertools.count(1)
+
+    def record(prompt: Prompt, generation: Generation) -> None:
+        from harness.runtime import rendered_prompt
+
+        read = clip_middle(rendered_prompt(harness_runtime, prompt), ANSWER_TEXT_LIMIT)
+        record_property(answer_property(next(recorded)), {
+            "prompt": read, "answer": clip(generation.text, ANSWER_TEXT_LIMIT),
+            "stop_reason": generation.stop_reason, "output_tokens": generation.output_tokens})
+
+    return record
 
 
 @pytest.fixture

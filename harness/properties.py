@@ -11,6 +11,8 @@ UNSTABLE = "unstable"  # its value for an unstable verdict (compute paths disagr
 INCONCLUSIVE = "inconclusive"  # a timing (harness.checks.ab) or, off Linux, a memory peak the measurement cannot decide
 SOFT_OUTCOMES = (UNSTABLE, INCONCLUSIVE)  # each is also the name of the setting that says warn or fail
 FINDING_PREFIX = "harness_finding:"  # harness_finding:<kind>#<n> = the finding's text
+ANSWER_PREFIX = "harness_answer#"  # harness_answer#<n> = {"prompt", "answer", "stop_reason", "output_tokens"}
+ANSWER_TEXT_LIMIT = 4000  # characters of a recorded prompt or answer (a 32k-token prompt would swell the reports)
 
 
 class SoftVerdict(Exception):
@@ -44,3 +46,12 @@ def finding_kind(name: object) -> str | None:
     """The kind of finding a property name records, or None when it records none."""
     text = str(name)
     return text.removeprefix(FINDING_PREFIX).rsplit("#", 1)[0] if text.startswith(FINDING_PREFIX) else None
+
+
+def answer_property(index: int) -> str:
+    """The property name of a check's ``index``-th recorded answer."""
+    return f"{ANSWER_PREFIX}{index}"
+
+
+def is_answer(name: object) -> bool:
+    return str(name).startswith(ANSWER_PREFIX)

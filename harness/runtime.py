@@ -179,6 +179,12 @@ class ReusedGenerator(Protocol):
     def close(self) -> None: ...
 
 
+
+def rendered_prompt(runtime: Runtime, prompt: Prompt) -> str:
+    """What the model reads: a raw prompt as it is, chat messages through the model's chat template (its default
+    system prompt included)."""
+    return prompt if isinstance(prompt, str) else runtime.chat_prompt(prompt)
+
 @runtime_checkable
 class ReusingRuntime(Runtime, Protocol):
     """A runtime that can keep one generator for many requests (the memory suite's long-lived generator)."""

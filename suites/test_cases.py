@@ -12,12 +12,24 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from harness import Case, CaseSet, ComputePaths, Gates, Generation, PathJudgement, PathVerdict, Runtime, Settle
+from harness import (
+    Case,
+    CaseSet,
+    ComputePaths,
+    Gates,
+    Generation,
+    PathJudgement,
+    PathVerdict,
+    RecordAnswer,
+    Runtime,
+    Settle,
+    rendered_prompt,
+)
 from harness.checks.assertions import AnswerContext
 from harness.checks.output_format import answer_context, format_problems
 from harness.checks.quality import QualityScores, gate_failures, mean_scores
 from harness.plugin import NO_CHAT_TEMPLATE
-from harness.text import clip, first_difference
+from harness.text import clip, clip_middle, first_difference
 
 PathAnswers = tuple[tuple[Generation, ...], ...]  # per compute path, the case's answers (one per repeat)
 Answers = Callable[[Case], PathAnswers]
@@ -44,7 +56,9 @@ def context(harness_runtime: Runtime) -> AnswerContext:
     return answer_context(harness_runtime)
 
 
-def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: AnswerContext) -> PathJudgement:
+def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: AnswerContext,
+                read: str) -> PathJudgement:
+    """The case's verdict on one compute path; ``read`` is the prompt as the model read it."""
     judged = [case.judge(answer, context) for answer in answers]
     passed = [score >= case.threshold for score, _ in judged]
     if sum(passed) / len(passed) >= case.pass_rate:
@@ -54,29 +68,34 @@ def _judge_case(case: Case, label: str, answers: Sequence[Generation], context: 
     sampled = f"{sum(passed)} of {case.repeat} samples passed (need {case.pass_rate:.0%}); worst sample:\n" \
         if case.repeat > 1 else ""
     detail = (f"case {case.id!r} ({case.origin}) failed: score {score:.2f} below its threshold {case.threshold:.2f}\n"
-              f"{sampled}  prompt: {clip(case.prompt_text(), 300)!r}\n  answer: {clip(answers[worst].text, 300)!r}\n"
+              f"{sampled}  prompt: {clip_middle(read, 400)!r}\n  answer: {clip(answers[worst].text, 300)!r}\n"
               + "\n".join(lines))
     return PathJudgement(label, False, detail, tuple(answers))
 
 
 @pytest.mark.harness_cases(with_assertions=True)
 def test_case(harness_case: Case, answers: Answers, context: AnswerContext, harness_paths: ComputePaths,
-              harness_verdict: Settle, record_property: Callable[[str, object], None]) -> None:
+              harness_verdict: Settle, record_property: Callable[[str, object], None],
+              harness_answer: RecordAnswer) -> None:
     case = harness_case
     per_path = answers(case)
+    for answer in per_path[0]:  # the model as built: each sample
+        harness_answer(case.prompt, answer)
     built = [case.judge(answer, context)[0] for answer in per_path[0]]
     record_property("case_score", sum(built) / len(built))
     record_property("case_pass_rate", sum(score >= case.threshold for score in built) / len(built))
     paths = harness_paths.for_options(case.options)
-    harness_verdict(PathVerdict(tuple(_judge_case(case, path.label, path_answers, context)
+    read = rendered_prompt(harness_paths.primary, case.prompt)
+    harness_verdict(PathVerdict(tuple(_judge_case(case, path.label, path_answers, context, read)
                                       for path, path_answers in zip(paths, per_path, strict=True))))
 
 
 def test_output_format(harness_case: Case, answers: Answers, context: AnswerContext, harness_runtime: Runtime,
-                       harness_paths: ComputePaths, harness_verdict: Settle) -> None:
+                       harness_paths: ComputePaths, harness_verdict: Settle, harness_answer: RecordAnswer) -> None:
     """Form checks on every answer of every path; greedy answers must also repeat exactly and stream identically."""
     case = harness_case
     first = answers(case)[0][0]
+    harness_answer(case.prompt, first)
     if case.greedy:  # properties of the runtime, not of a near-tie: judged on the model as built
         again = harness_runtime.generate(case.prompt, case.options)
         problems = []
@@ -102,7 +121,7 @@ def test_output_format(harness_case: Case, answers: Answers, context: AnswerCont
 
 def test_domain_quality(harness_cases: CaseSet, answers: Answers, harness_gates: Gates,
                         harness_paths: ComputePaths, harness_verdict: Settle,
-                        record_property: Callable[[str, object], None]) -> None:
+                        record_property: Callable[[str, object], None], harness_answer: RecordAnswer) -> None:
     """Golden answers: mean token F1, ROUGE-L and keyword recall must reach their gates on every compute path."""
     golden = [c for c in harness_cases.cases if c.reference is not None]
     if not golden:
@@ -121,6 +140,8 @@ def test_domain_quality(harness_cases: CaseSet, answers: Answers, harness_gates:
         if index == 0:
             for name, mean in means.items():
                 record_property(f"quality_{name}", mean)
+            for case, answer in zip(golden, chosen, strict=True):
+                harness_answer(case.prompt, answer)
         failures = gate_failures(means, harness_gates, len(scored))
         ranked = sorted(zip(golden, scored, chosen, strict=True), key=lambda item: item[1].token_f1)
         table = "\n".join(

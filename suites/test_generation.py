@@ -10,7 +10,16 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import ComputePaths, Generation, ModelInfo, PathJudgement, PathVerdict, SearchOptions, Settle
+from harness import (
+    ComputePaths,
+    Generation,
+    ModelInfo,
+    PathJudgement,
+    PathVerdict,
+    RecordAnswer,
+    SearchOptions,
+    Settle,
+)
 from harness.checks.output_format import token_problems
 
 # Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
@@ -27,7 +36,7 @@ pytestmark = pytest.mark.harness_chat  # chats: skipped for a base model without
 @pytest.fixture(scope="module")
 def answer(harness_paths: ComputePaths) -> Callable[[str], tuple[Generation, ...]]:
     """Greedy answers on each compute path, generated once per prompt for all the checks of this module."""
-    return functools.cache(lambda prompt: harness_paths.generate([{"role": "user", "content": prompt}], OPTIONS))
+    return functools.cache(lambda prompt: harness_paths.generate(_chat(prompt), OPTIONS))
 
 
 def _ends_its_turn(prompt: str, result: Generation, info: ModelInfo) -> str:
@@ -46,6 +55,10 @@ def _token_accounting(result: Generation, info: ModelInfo) -> str:
     return "; ".join(problems)
 
 
+def _chat(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
 def _verdict(paths: ComputePaths, answers: tuple[Generation, ...], check: Callable[[Generation], str]) -> PathVerdict:
     judgements = []
     for path, result in zip(paths.paths, answers, strict=True):
@@ -57,14 +70,16 @@ def _verdict(paths: ComputePaths, answers: tuple[Generation, ...], check: Callab
 @pytest.mark.parametrize("prompt", PROMPTS.values(), ids=PROMPTS.keys())
 def test_greedy_answer_is_nonempty_and_ends_its_turn(
     harness_paths: ComputePaths, answer: Callable[[str], tuple[Generation, ...]], prompt: str,
-    harness_verdict: Settle,
+    harness_verdict: Settle, harness_answer: RecordAnswer,
 ) -> None:
     info = harness_paths.primary.info
+    harness_answer(_chat(prompt), answer(prompt)[0])
     harness_verdict(_verdict(harness_paths, answer(prompt), lambda result: _ends_its_turn(prompt, result, info)))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS.values(), ids=PROMPTS.keys())
 def test_token_accounting_is_consistent(harness_paths: ComputePaths, answer: Callable[[str], tuple[Generation, ...]],
-                                        prompt: str, harness_verdict: Settle) -> None:
+                                        prompt: str, harness_verdict: Settle, harness_answer: RecordAnswer) -> None:
     info = harness_paths.primary.info
+    harness_answer(_chat(prompt), answer(prompt)[0])
     harness_verdict(_verdict(harness_paths, answer(prompt), lambda result: _token_accounting(result, info)))

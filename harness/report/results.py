@@ -37,7 +37,7 @@ import pytest
 from harness.errors import PREFIX
 from harness.fsutil import write_text_atomic
 from harness.gates import Gates
-from harness.properties import SOFT_OUTCOMES, finding_kind, soft_verdict
+from harness.properties import SOFT_OUTCOMES, finding_kind, is_answer, soft_verdict
 from harness.report.compare import Comparison, Thresholds, compare_runs, key_of, pick_baseline
 from harness.report.junit import MESSAGE_LIMIT, junit_xml
 from harness.report.run_page import render_run
@@ -126,9 +126,12 @@ class CheckRecord:
         series: dict[str, list[float]] = {}
         other: dict[str, Any] = {}
         findings: list[dict[str, str]] = []
+        answers: list[Any] = []
         for name, value in self.properties.items():
             if (kind := finding_kind(name)) is not None:
                 findings.append({"kind": kind, "text": str(value)})
+            elif is_answer(name):
+                answers.append(_jsonable(value))
             elif finite_number(value):
                 metrics[name] = value
             elif isinstance(value, list | tuple) and value and all(finite_number(v) for v in value):
@@ -137,8 +140,8 @@ class CheckRecord:
                 other[name] = _jsonable(value)
         return {"id": _short_id(self.nodeid), "nodeid": self.nodeid, "outcome": self.outcome,
                 "duration_s": round(self.duration_s, 6), "message": self.message,
-                "details": self.details[:DETAILS_LIMIT] or None, "findings": findings, "metrics": metrics,
-                "series": series, "properties": other}
+                "details": self.details[:DETAILS_LIMIT] or None, "findings": findings, "answers": answers,
+                "metrics": metrics, "series": series, "properties": other}
 
 
 # -- the recorder ----------------------------------------------------------------------------------

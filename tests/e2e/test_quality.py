@@ -24,15 +24,24 @@ def test_wrong_expectation_fails_readably_on_the_real_model(pytester: pytest.Pyt
     cases = pytester.path / "wrong.yaml"
     cases.write_text(WRONG, encoding="utf-8")
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={built_path}",
-                                          f"--cases={cases}")
+                                          f"--cases={cases}", f"--harness-reports={pytester.path / 'reports'}")
     result.assert_outcomes(passed=1, failed=1, skipped=1)  # the format check passes; no golden answers
     result.stdout.fnmatch_lines([
         "case 'capital-wrong-city' (*wrong.yaml:2) failed: score 0.50 below its threshold 1.00",
-        "  prompt: 'user: Which city is the capital of Germany?'",
+        "  prompt: '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        "<|im_end|>\\n<|im_start|>user\\nWhich city is the capital of Germany?<|im_end|>\\n<|im_start|>assistant"
+        "\\n'",  # what the model read: its template's default system prompt included
         "  answer: 'The capital of Germany is Berlin*",
         "  FAIL contains 'Rome': missing ['Rome']",
         "  ok   stops-cleanly: ended by eos after * tokens",
     ])
+    (run,) = (pytester.path / "reports").iterdir()
+    checks = {c["id"]: c for c in json.loads((run / "results.json").read_text(encoding="utf-8"))["tests"]}
+    passing = checks["test_cases.py::test_output_format[capital-wrong-city]"]
+    assert passing["outcome"] == "passed"  # a passing check's answer is kept too, with the prompt as read
+    (answer,) = passing["answers"]
+    assert answer["answer"].startswith("The capital of Germany is Berlin") and answer["stop_reason"] == "eos"
+    assert answer["prompt"].startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
 
 
 def test_wrong_eos_id_fails_the_stop_and_leak_checks(pytester: pytest.Pytester, built_path: Path) -> None:

@@ -372,3 +372,23 @@ def test_pytest_help_prints_no_warning(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
     assert result.ret == 0
     assert "Warning" not in result.stderr.str() and "PytestAssertRewriteWarning" not in result.stdout.str()
+
+
+def test_a_passing_checks_answer_is_stored_with_the_prompt_the_model_read(
+    pytester: pytest.Pytester, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_STOPS", "1")
+    (env["suite"] / "test_answers.py").write_text(
+        "def test_answers(harness_runtime, harness_answer):\n"
+        "    chat = [{'role': 'user', 'content': 'Capital of France?'}]\n"
+        "    harness_answer(chat, harness_runtime.generate(chat))\n"
+        "    harness_answer('raw text', harness_runtime.generate('raw text'))\n", encoding="utf-8")
+    result = run(pytester, env, str(env["suite"] / "test_answers.py"))
+    result.assert_outcomes(passed=1)
+    data = results(latest(env))
+    jsonschema.validate(data, SCHEMA)
+    (check,) = data["tests"]  # type: ignore[misc]
+    assert check["answers"] == [
+        {"prompt": "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n",
+         "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32},
+        {"prompt": "raw text", "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32}]
