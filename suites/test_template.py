@@ -17,10 +17,12 @@ from harness import Deployment, HarnessConfig, Profile, ReportFinding, Runtime
 from harness.deploy.folder import schema_errors
 from harness.deploy.templates import (
     ENTRIES,
+    IGNORED_BY_FOUNDRY,
     PLACEHOLDER,
     PromptTemplate,
     end_of_turn_token,
     injection_attack,
+    mismatch_cause,
     segment,
     show_difference,
     special_tokens,
@@ -50,12 +52,12 @@ def _template(deployment: Deployment) -> PromptTemplate:
     return template
 
 
-def _check_entry(runtime: Runtime, template: PromptTemplate, entry: str, content: str) -> None:
+def _check_entry(runtime: Runtime, template: PromptTemplate, entry: str, content: str, config: HarnessConfig) -> None:
     expected = segment(runtime.chat_prompt, entry, content)
     actual = template.render(entry, content)
     assert actual == expected, (
-        f"PromptTemplate '{entry}' does not render what the chat template renders for "
-        f"content {content!r}:\n{show_difference(expected, actual)}"
+        f"{mismatch_cause(template, runtime.chat_prompt, config.inference_config)}\n"
+        f"'{entry}' for content {content!r}:\n{show_difference(expected, actual)}\n{IGNORED_BY_FOUNDRY}"
     )
 
 
@@ -84,15 +86,16 @@ def test_placeholder_appears_once(harness_deployment: Deployment, entry: str) ->
 @pytest.mark.parametrize("content", CONTENTS.values(), ids=CONTENTS.keys())
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_entry_renders_like_the_chat_template(
-    harness_runtime: Runtime, harness_deployment: Deployment, entry: str, content: str
+    harness_runtime: Runtime, harness_deployment: Deployment, harness_config: HarnessConfig, entry: str, content: str
 ) -> None:
     template = _renderable(harness_deployment, entry)
-    _check_entry(harness_runtime, template, entry, content)
+    _check_entry(harness_runtime, template, entry, content, harness_config)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_entry_renders_like_the_chat_template_for_any_content(
-    harness_runtime: Runtime, harness_deployment: Deployment, harness_profile: Profile, entry: str
+    harness_runtime: Runtime, harness_deployment: Deployment, harness_profile: Profile, harness_config: HarnessConfig,
+    entry: str,
 ) -> None:
     template = _renderable(harness_deployment, entry)
     # Left to the malformed-input suite: surrogates (not UTF-8) and NUL, which onnxruntime-genai
@@ -103,7 +106,7 @@ def test_entry_renders_like_the_chat_template_for_any_content(
               suppress_health_check=[HealthCheck.too_slow])
     @given(content=text)
     def check(content: str) -> None:
-        _check_entry(harness_runtime, template, entry, content)
+        _check_entry(harness_runtime, template, entry, content, harness_config)
 
     check()
 

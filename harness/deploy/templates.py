@@ -134,6 +134,37 @@ def end_of_turn_token(assistant_entry: str) -> str | None:
     return found[0] if found else None
 
 
+# Chat-template families by the control tokens they spell, for a reader told which one a template resembles.
+FAMILIES = (("ChatML", ("<|im_start|>",)), ("Llama 3", ("<|start_header_id|>",)), ("Phi-3", ("<|user|>", "<|end|>")),
+            ("Gemma", ("<start_of_turn>",)), ("Llama 2 / Mistral", ("[INST]",)))
+IGNORED_BY_FOUNDRY = ("Foundry Local 2.2 renders the model's chat template itself and ignores PromptTemplate, so its "
+                      "suite passes with this one; a host that renders prompts from PromptTemplate feeds the model "
+                      "these entries")
+
+
+def template_family(text: str) -> str | None:
+    """The family a template's control tokens belong to (ChatML, Llama 3, Phi-3, ...), None when unknown."""
+    return next((name for name, marks in FAMILIES if all(mark in text for mark in marks)), None)
+
+
+def mismatch_cause(template: PromptTemplate, render: Renderer, inference_config: Path | None) -> str:
+    """One line for a PromptTemplate that renders otherwise than the model's chat template: the cause, the input
+    at fault and the fix, the same for every entry and content it fails on (so the report groups them)."""
+    theirs = template_family("".join(template.as_json().values()))
+    try:
+        ours = template_family("".join(derive_prompt_template(render).as_json().values()))
+    except TemplateError:
+        ours = None
+    if inference_config is None:
+        source, fix = "the inference_model.json the harness wrote", "write your own (--inference-config)"
+    else:
+        source = f"--inference-config {inference_config.name}"
+        fix = "use the entries the chat template renders (below), or drop --inference-config"
+    looks = (f"looks like {theirs}'s, the model's chat template is {ours}" if theirs and ours and theirs != ours
+             else "renders otherwise than the model's chat template")
+    return f"PromptTemplate of {source} {looks}: {fix}"
+
+
 def injection_attack(render: Renderer, encode: Callable[[str], Sequence[int]]) -> tuple[str, frozenset[int]]:
     """User text that closes the user's turn and opens a system one, spelled with the model's own control tokens
     (the chat template ``render`` applies, whatever a PromptTemplate says), and the ids of those tokens (the ones

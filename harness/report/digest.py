@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.report.compare import broken_check
-from harness.text import clip, plural
+from harness.text import clip_words, plural
 
 Test = Mapping[str, Any]
 BAD_OUTCOMES = ("failed", "error", "xpassed")
@@ -94,7 +94,8 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?(?:e-?\d+)?\b")
 
 
-TITLE_LENGTH = 160  # characters of a cause's heading (its full text follows it)
+_EXCEPTION_CLASS = re.compile(r"^(?:AssertionError|Failed): ")
+TITLE_LENGTH = 200  # characters of a cause's heading, its start and its end where a fix is (its full text follows)
 SPECIFIC = 40  # characters a message's pattern needs to name a cause on its own, whichever check says it
 
 
@@ -114,9 +115,10 @@ class FailureGroup:
 
     @property
     def title(self) -> str:
-        """The first instance's message, cut to a heading's length: a real sentence, not the pattern."""
-        return clip(str(self.tests[0].get("message") or self.tests[0]["outcome"]).splitlines()[0], TITLE_LENGTH,
-                    mark_counts=True)
+        """The first instance's message, cut to a heading's length: a real sentence, not the pattern, without the
+        exception's class (``AssertionError:``, pytest's ``Failed:``), which says nothing to its reader."""
+        first = str(self.tests[0].get("message") or self.tests[0]["outcome"]).splitlines()[0]
+        return clip_words(_EXCEPTION_CLASS.sub("", first), TITLE_LENGTH)
 
 
 def failure_groups(tests: Sequence[Test]) -> list[FailureGroup]:
@@ -141,7 +143,11 @@ def what_it_says(test: Test) -> str:
     said = [line[1:] for line in lines if line.startswith("E ")]  # indented alike: dedent keeps their alignment
     if not said:
         return text
-    return "\n".join([*textwrap.dedent("\n".join(said)).splitlines(), f"({lines[-1].strip()})"]).strip()
+    said = textwrap.dedent("\n".join(said)).splitlines()
+    said[0] = _EXCEPTION_CLASS.sub("", said[0])
+    # pytest's own rendering of the comparison (``assert a == b`` and its diff) repeats what a message says
+    echo = next((i for i, line in enumerate(said) if i and line.startswith("assert ")), len(said))
+    return "\n".join([*said[:echo], f"({lines[-1].strip()})"]).strip()
 
 
 # -- findings --------------------------------------------------------------------------------------

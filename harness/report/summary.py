@@ -24,17 +24,32 @@ FINDING_SHOWN = 600  # characters of a finding's text (its start and its end, wh
 
 
 def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(os.path.relpath(path, root)).as_posix() if Path(path).is_relative_to(root) else path
-    except ValueError:  # another drive on Windows
-        return path
+    """``path`` from the project's folder, else from the folder pytest ran in: an absolute path on a CI runner
+    means nothing to the reader of a pull-request comment."""
+    for base in (root, Path.cwd()):
+        try:
+            if Path(path).is_relative_to(base):
+                return Path(os.path.relpath(path, base)).as_posix()
+        except ValueError:  # another drive on Windows
+            continue
+    return path
+
+
+_QUOTED = re.compile(r"(?<!\w)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")(?!\w)")  # not an apostrophe (model's)
+_KEPT_SPACE = "\ue000"  # a space of a quoted literal while wrapping: textwrap does not break there
+
+
+def _wrap(line: str) -> list[str]:
+    """``line`` at LINE_WIDTH, broken between words, never inside a quoted literal that fits on a line (a literal
+    broken in two reads as two, with the continuation's indent inside it)."""
+    kept = _QUOTED.sub(lambda m: m[0].replace(" ", _KEPT_SPACE) if len(m[0]) <= LINE_WIDTH - 4 else m[0], line)
+    parts = textwrap.wrap(kept, LINE_WIDTH, subsequent_indent="    ", drop_whitespace=False, break_on_hyphens=False)
+    return [part.replace(_KEPT_SPACE, " ") for part in parts] or [""]
 
 
 def _excerpt(text: str) -> list[str]:
     """The failure's own words, each line wrapped, at most FAILURE_LINES of them."""
-    lines = text.splitlines()
-    wrapped = [part for line in lines for part in (textwrap.wrap(line, LINE_WIDTH, subsequent_indent="    ",
-                                                                 drop_whitespace=False) or [""])]
+    wrapped = [part for line in text.splitlines() for part in _wrap(line)]
     if len(wrapped) > FAILURE_LINES:
         wrapped = [*wrapped[:FAILURE_LINES], f"... ({len(wrapped) - FAILURE_LINES} more lines in report.html)"]
     return wrapped
@@ -48,6 +63,12 @@ def _code_block(text: str) -> list[str]:
     return [f"{fence}text", *lines, fence]
 
 
+def _after_heading(text: str, heading: str) -> str:
+    """A failure's text without its first line when the heading above it already says that line whole."""
+    first, _, rest = text.partition("\n")
+    return rest if first.strip() == heading and rest.strip() else text
+
+
 def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
     groups = digest.failure_groups(tests)
     if not groups:
@@ -58,7 +79,7 @@ def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
         ids = [f"`{t['id']}`" for t in group.tests]
         more = f" and {len(ids) - GROUP_IDS} more" if len(ids) > GROUP_IDS else ""
         lines += [f"**{group.title}**", "", f"{plural(len(ids), 'check')}: {', '.join(ids[:GROUP_IDS])}{more}", "",
-                  *_code_block(digest.what_it_says(group.tests[0])), ""]
+                  *_code_block(_after_heading(digest.what_it_says(group.tests[0]), group.title)), ""]
     return lines
 
 

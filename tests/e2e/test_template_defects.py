@@ -55,6 +55,20 @@ def test_phi3_template_on_a_chatml_model(pytester: pytest.Pytester, built_path: 
     assert "chat template: '<|im_start|>user\\nWhat is the capital of France?<|im_end|>\\n'" in text
     assert "PromptTemplate: '<|user|>\\nWhat is the capital of France?<|end|>\\n'" in text
     assert "^ first difference at character 2" in text
+    assert "Foundry Local 2.2 renders the model's chat template itself and ignores PromptTemplate" in text
+
+
+def test_a_wrong_template_is_one_cause_that_names_the_input_and_the_fix(pytester: pytest.Pytester,
+                                                                         built_path: Path) -> None:
+    config = user_document(pytester, built_path, lambda d: d.update(PromptTemplate=PHI3))
+    reports = pytester.path / "reports"
+    pytester.runpytest(SUITE, f"--model={built_path}", "-p", "no:cacheprovider", config, f"--harness-reports={reports}",
+                       "-k", "renders_like")
+    (run,) = reports.iterdir()
+    summary = (run / "summary.md").read_text(encoding="utf-8")
+    assert "### Failures: 32 checks, 1 cause" in summary
+    assert ("**PromptTemplate of --inference-config inference_model.json looks like Phi-3's, the model's chat template "
+            "is ChatML: use the entries the chat template renders (below), or drop --inference-config**") in summary
 
 
 def test_missing_content_placeholder(pytester: pytest.Pytester, built_path: Path) -> None:
