@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -713,9 +714,9 @@ def harness_answer(harness_runtime: Runtime, record_property: Callable[[str, obj
         from harness.runtime import rendered_prompt
 
         read = clip_middle(rendered_prompt(harness_runtime, prompt), ANSWER_TEXT_LIMIT)
-        record_property(answer_property(next(recorded)), {
+        record_property(answer_property(next(recorded)), json.dumps({  # JSON: --junitxml writes it as it is
             "prompt": read, "answer": clip(generation.text, ANSWER_TEXT_LIMIT),
-            "stop_reason": generation.stop_reason, "output_tokens": generation.output_tokens})
+            "stop_reason": generation.stop_reason, "output_tokens": generation.output_tokens}, ensure_ascii=False))
 
     return record
 

@@ -131,7 +131,7 @@ class CheckRecord:
             if (kind := finding_kind(name)) is not None:
                 findings.append({"kind": kind, "text": str(value)})
             elif is_answer(name):
-                answers.append(_jsonable(value))
+                answers.append(json.loads(str(value)))
             elif finite_number(value):
                 metrics[name] = value
             elif isinstance(value, list | tuple) and value and all(finite_number(v) for v in value):
