@@ -8,7 +8,7 @@ replaces it (a conftest's implementation is called before the built-in one).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -47,3 +47,12 @@ def pytest_harness_runtime_factory(config: pytest.Config) -> RuntimeFactory | No
     The models the suites load go through it (the model under test and its fp32-compute twin), in the pytest
     process and in the robustness suites' worker process, which imports it by name. The precision comparison's
     speed probe measures onnxruntime-genai itself, in a fresh process."""
+
+
+@pytest.hookspec
+def pytest_harness_results(config: pytest.Config, results: Mapping[str, Any], extra: dict[str, Any]) -> None:
+    """Add your fields to this run's results.json: put them in ``extra`` under your plugin's name (JSON values).
+
+    ``results`` is the document about to be written, to read (outcomes, metrics, provenance). ``extra`` becomes its
+    ``extra`` field when you add something; a hook that raises, or a value JSON cannot hold, is one line at the end
+    of the session, which then fails, and results.json is written without ``extra``."""

@@ -251,6 +251,7 @@ class RunRecorder:
             return
         assert self.config is not None
         results = self.results(exitstatus)
+        self._attempt("add the fields of pytest_harness_results", lambda: self._add_extra(results))
         folder = self.session.claim_run_dir()
         if not self._attempt(f"compare with the baseline {self.session.config.baseline}",
                              lambda: self._compare(session, results, folder)):
@@ -287,6 +288,15 @@ class RunRecorder:
             if self._fails_the_run(self.comparison) and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
                 results["run"]["exit_status"] = int(pytest.ExitCode.TESTS_FAILED)
+
+    def _add_extra(self, results: dict[str, Any]) -> None:
+        """What plugins add through ``pytest_harness_results``, checked to be JSON before it joins the document."""
+        assert self.config is not None
+        extra: dict[str, Any] = {}
+        self.config.hook.pytest_harness_results(config=self.config, results=results, extra=extra)
+        if extra:
+            json.dumps(extra, allow_nan=False)
+            results["extra"] = extra
 
     def _attempt(self, doing: str, action: Callable[[], object]) -> bool:
         """Whether ``action`` succeeded; its failure is kept in ``problems`` as one line."""

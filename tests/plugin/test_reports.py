@@ -392,3 +392,32 @@ def test_a_passing_checks_answer_is_stored_with_the_prompt_the_model_read(
         {"prompt": "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n",
          "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32},
         {"prompt": "raw text", "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32}]
+
+
+def test_a_plugin_adds_its_fields_to_results_json_and_a_broken_one_loses_nothing(
+    pytester: pytest.Pytester, env: dict[str, Path]
+) -> None:
+    (env["suite"] / "conftest.py").write_text(
+        "import os\n\n"
+        "def pytest_harness_results(config, results, extra):\n"
+        "    if os.environ.get('BROKEN_HOOK') == 'raises':\n"
+        "        raise ValueError('no dashboard')\n"
+        "    extra['dashboard'] = {'checks': len(results['tests']), 'url': 'https://example.invalid/run/1'}\n"
+        "    if os.environ.get('BROKEN_HOOK') == 'not-json':\n"
+        "        extra['dashboard']['when'] = object()\n", encoding="utf-8")
+    target = str(env["suite"] / "test_checks.py")
+    good = run(pytester, env, target, "-k", "passes")
+    assert good.ret == 0
+    data = results(latest(env))
+    jsonschema.validate(data, SCHEMA)
+    assert data["extra"] == {"dashboard": {"checks": 1, "url": "https://example.invalid/run/1"}}
+    for broken, said in (("raises", "ValueError: no dashboard"), ("not-json", "TypeError: Object of type object")):
+        os.environ["BROKEN_HOOK"] = broken
+        try:
+            result = run(pytester, env, target, "-k", "passes")
+        finally:
+            del os.environ["BROKEN_HOOK"]
+        assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # the reports are written, one part missing
+        result.stdout.fnmatch_lines([f"*could not add the fields of pytest_harness_results: {said}*"])
+        data = results(latest(env))
+        assert "extra" not in data and data["totals"]["passed"] == 1  # type: ignore[index]
