@@ -172,3 +172,15 @@ def test_a_budget_fits_the_profile_to_a_slow_model_and_says_what_it_cut(pytester
     bad = run(pytester, project, "own", "--harness-budget=soon")
     bad.stderr.fnmatch_lines(["ERROR: harness: --harness-budget 'soon' (from the command line) is not a duration "
                               "above zero, e.g. 150s, 2.5m or 1h"])
+
+
+def test_every_harness_fixture_is_in_the_readmes_table(pytestconfig: pytest.Config) -> None:
+    """A suite's author finds each fixture the plugin offers in "Writing your own suite"."""
+    section = README.read_text(encoding="utf-8").split("## Writing your own suite", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(harness_\w+)`", section))
+    manager = pytestconfig.pluginmanager.get_plugin("harness")
+    markers = {name: getattr(getattr(manager, name), "_fixture_function_marker", None) for name in dir(manager)
+               if name.startswith("harness_")}
+    offered = {name for name, marker in markers.items() if marker is not None and not marker.autouse}  # not internal
+    assert offered, "no fixture found: the plugin's name or pytest's fixture marker changed"
+    assert offered <= listed, f"missing from the README's fixture table: {sorted(offered - listed)}"
