@@ -150,6 +150,13 @@ def what_it_says(test: Test) -> str:
     return "\n".join([*said[:echo], f"({lines[-1].strip()})"]).strip()
 
 
+def under_heading(test: Test, heading: str) -> str:
+    """What a failure says, without its first line when the cause's heading above it says that line whole."""
+    text = what_it_says(test)
+    first, _, rest = text.partition("\n")
+    return rest if _EXCEPTION_CLASS.sub("", first.strip()) == heading and rest.strip() else text
+
+
 # -- findings --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Finding:

@@ -3,7 +3,8 @@ script (filters and search; without it every row is simply shown), SVG plots, no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -15,6 +16,9 @@ table{border-collapse:collapse;margin:.6em 0;font-size:14px;width:100%;table-lay
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+code.id{overflow-wrap:normal;word-break:normal}td.verdict,td.fact,#checks td:nth-child(2){white-space:nowrap}
+pre .fail-line{color:#b00020;font-weight:bold;background:#fdecee}
+.answer{border-left:3px solid #ccc;padding-left:.6em;margin:.4em 0}.answer b{font-size:13px}
 .failed,.error,.xpassed,.regression,.regressed{color:#b00020;font-weight:bold}
 .passed,.improvement{color:#1b7f2a}.skipped,.xfailed{color:#777}.unstable,.inconclusive{color:#a05a00;font-weight:bold}
 .banner{padding:.8em 1.2em;border-radius:6px;color:#fff;font-size:1.4em;font-weight:bold;margin:0 0 1em}
@@ -50,10 +54,37 @@ class Raw(str):
     """HTML already rendered (a link, say): ``table`` puts it in a cell as it is."""
 
 
+_ID_BREAKS = re.compile(r"(::|[/_-])")
+
+
+def identifier(name: str) -> Raw:
+    """A check's id or a gate's name, which a narrow column wraps where a reader would: after "::", "/", "_" and
+    "-", before "[" (never mid-word: ``code.id`` drops the cells' break-anywhere)."""
+    text = _ID_BREAKS.sub(r"\1<wbr>", escape(name)).replace("[", "<wbr>[")
+    return Raw(f'<code class="id">{text}</code>')
+
+
+def check_label(test_id: str) -> str:
+    """What a check measures, for a legend: its function's name without ``test_``, in words, with its parameters
+    (``test_benchmarks.py::test_generation_latency[prompt=32]``: "generation latency (prompt=32)")."""
+    name, bracket, params = test_id.split("::")[-1].partition("[")
+    words = name.removeprefix("test_").replace("_", " ")
+    return f"{words} ({params.removesuffix(']')})" if bracket else words
+
+
+def readable(value: Any) -> str:
+    """A value as a reader writes it: ``{'4': 151}`` as "4: 151", a list as its items joined by commas."""
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key}: {readable(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(item) for item in value)
+    return fmt(value) if isinstance(value, float) else str(value if value is not None else "")
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] | None = None,
           table_id: str = "") -> str:
-    """An HTML table of plain values (escaped); numbers right-aligned, ``classes`` (one per row) on the first
-    cell."""
+    """An HTML table of plain values (escaped), without a header row when ``header`` is empty; numbers
+    right-aligned, mappings and lists written out (``readable``), ``classes`` (one per row) on the first cell."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     body = []
     for index, row in enumerate(rows):
@@ -64,11 +95,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequenc
             if position == 0 and classes:
                 css.append(classes[index])
             attr = f' class="{" ".join(css)}"' if css else ""
-            text = fmt(cell) if isinstance(cell, float) else str(cell if cell is not None else "")
-            cells.append(f"<td{attr}>{text if isinstance(cell, Raw) else escape(text)}</td>")
+            text = cell if isinstance(cell, Raw) else escape(readable(cell))
+            cells.append(f"<td{attr}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     identity = f' id="{escape(table_id)}"' if table_id else ""
-    return f"<table{identity}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f"<table{identity}>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 def page(title: str, body: str, script: str = "") -> str:

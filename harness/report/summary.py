@@ -63,12 +63,6 @@ def _code_block(text: str) -> list[str]:
     return [f"{fence}text", *lines, fence]
 
 
-def _after_heading(text: str, heading: str) -> str:
-    """A failure's text without its first line when the heading above it already says that line whole."""
-    first, _, rest = text.partition("\n")
-    return rest if first.strip() == heading and rest.strip() else text
-
-
 def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
     groups = digest.failure_groups(tests)
     if not groups:
@@ -79,7 +73,7 @@ def _failures(tests: Sequence[Mapping[str, Any]]) -> list[str]:
         ids = [f"`{t['id']}`" for t in group.tests]
         more = f" and {len(ids) - GROUP_IDS} more" if len(ids) > GROUP_IDS else ""
         lines += [f"**{group.title}**", "", f"{plural(len(ids), 'check')}: {', '.join(ids[:GROUP_IDS])}{more}", "",
-                  *_code_block(_after_heading(digest.what_it_says(group.tests[0]), group.title)), ""]
+                  *_code_block(digest.under_heading(group.tests[0], group.title)), ""]
     return lines
 
 

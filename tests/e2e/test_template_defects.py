@@ -15,6 +15,7 @@ import pytest
 from harness.deploy.folder import build_document
 from harness.testing.fakes import clone_model
 from tests.e2e.support import ROOT
+from tests.plugin.test_browser import for_readme
 
 SUITE = str(ROOT / "suites" / "test_template.py")
 PHI3 = {
@@ -62,11 +63,11 @@ def test_a_wrong_template_is_one_cause_that_names_the_input_and_the_fix(pytester
                                                                          built_path: Path) -> None:
     config = user_document(pytester, built_path, lambda d: d.update(PromptTemplate=PHI3))
     reports = pytester.path / "reports"
-    pytester.runpytest(SUITE, f"--model={built_path}", "-p", "no:cacheprovider", config, f"--harness-reports={reports}",
-                       "-k", "renders_like")
+    pytester.runpytest(SUITE, f"--model={built_path}", "-p", "no:cacheprovider", config, f"--harness-reports={reports}")
     (run,) = reports.iterdir()
+    for_readme(run / "report.html", "report-wrong-template.png", 1100)  # with HARNESS_README_IMAGES=docs/images
     summary = (run / "summary.md").read_text(encoding="utf-8")
-    assert "### Failures: 32 checks, 1 cause" in summary
+    assert "### Failures: 33 checks, 2 causes" in summary  # and the template's tokens missing from the vocabulary
     assert ("**PromptTemplate of --inference-config inference_model.json looks like Phi-3's, the model's chat template "
             "is ChatML: use the entries the chat template renders (below), or drop --inference-config**") in summary
 

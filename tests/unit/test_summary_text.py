@@ -3,6 +3,7 @@ heading repeated in the text under it, no exception class in a heading, no pytes
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_no_word_and_no_short_quoted_literal_is_cut() -> None:
     for literal in re.findall(r"(?<!\w)'[^']*'(?!\w)", "\n".join(TRACEBACK.splitlines()[2:4])):  # the message
         if len(literal) <= LINE_WIDTH - 4:
             assert any(literal in line for line in lines), f"{literal} is split across lines"
-    for line, after in zip(lines, lines[1:]):
+    for line, after in itertools.pairwise(lines):
         if after.startswith("    ") and not line.startswith("    def"):  # a wrapped line: broken at a space
             assert line.endswith(" "), f"cut mid-word: {line!r} / {after!r}"
     (finding,) = [line for line in lines if line.startswith("- **special-token-injection**")]
