@@ -23,6 +23,7 @@ ratios give the verdict (``judge_pairs``): a regression fails the check, an inco
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,13 +191,16 @@ def _record(benchmark: BenchmarkFixture, record_property: Callable[[str, object]
 
 
 def _check_clocks(measured: Measured, harness_gates: Gates, record_property: Callable[[str, object], None]) -> None:
-    """The latency the runtime reports must account for the wall time of the call."""
+    """The latency the runtime reports must account for the wall time of the call: judged on the median round, so
+    one round a busy host stalls outside the runtime's clock does not decide it, while a clock that leaves time out
+    leaves it out of every round."""
     gaps = [(wall - g.total_seconds) / wall for g, wall in zip(measured.generations, measured.wall_s, strict=True)]
-    worst = max(gaps, key=abs)
-    record_property("clock_gap", worst)
+    typical = statistics.median(gaps)
+    record_property("clock_gap", typical)
+    record_property("clock_gap_worst", max(gaps, key=abs))
     limit, origin = harness_gates[CLOCK_GAP.name], harness_gates.origins[CLOCK_GAP.name]
-    assert abs(worst) <= limit, (
-        f"the runtime's reported latency misses {worst:.1%} of the wall time of its call "
+    assert abs(typical) <= limit, (
+        f"the runtime's reported latency misses {typical:.1%} of the wall time of its call (median round) "
         f"(gate {CLOCK_GAP.name} at most {limit:g}, {origin}): its token timings cannot be trusted; "
         f"wall {[round(w, 4) for w in measured.wall_s]} s, reported "
         f"{[round(g.total_seconds, 4) for g in measured.generations]} s"

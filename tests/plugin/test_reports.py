@@ -40,10 +40,12 @@ from harness.testing.fakes import FakeBuilder, FakeRuntime, SeededClock, SteadyY
 
 
 class LateClock(FakeRuntime):
-    '''Does slow work before its clock starts, so the latency it reports leaves that time out.'''
+    '''Does slow work before its clock starts, so the latency it reports leaves that time out: on every call, or
+    (FAKE_LATE_CLOCK=once) on the fourth only, as a host that stalls the process once would.'''
 
     def generate(self, prompt, *args, **kwargs):
-        time.sleep(0.05)
+        if os.environ["FAKE_LATE_CLOCK"] != "once" or self.calls == 3:
+            time.sleep(0.05)
         return super().generate(prompt, *args, **kwargs)
 
 
@@ -174,7 +176,7 @@ def test_a_run_writes_results_summary_junit_and_html(pytester: pytest.Pytester, 
 
     summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith("## FAILED: hf int4 (3 passed, 1 failed, 2 skipped, 1 xfailed)")
-    assert "**AssertionError: the verdict line**" in summary and "the data: [1, 2]" in summary  # the full text
+    assert "**the verdict line**" in summary and "the data: [1, 2]" in summary  # the full text
     assert "### Findings (1)" in summary and "- **known runtime issue** in `test_checks.py::test_xfails`" in summary
     assert "### Key metrics" in summary and "### Precision comparison" in summary
     assert f"Report: `reports/{folder.name}/report.html`" in summary  # relative to the project
@@ -290,7 +292,12 @@ def test_runtime_whose_clock_misses_time_fails_the_benchmark(
     result = run(pytester, env, str(env["suite"] / BENCHMARKS.name), "-k", "32")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*the runtime's reported latency misses *% of the wall time of its call "
-                                 "(gate benchmark_clock_gap_max at most 0.1, default)*"])
+                                 "(median round) (gate benchmark_clock_gap_max at most 0.1, default)*"])
+    monkeypatch.setenv("FAKE_LATE_CLOCK", "once")
+    stalled_once = run(pytester, env, str(env["suite"] / BENCHMARKS.name), "-k", "32")
+    stalled_once.assert_outcomes(passed=1)
+    latency = results(latest(env))["tests"][0]  # type: ignore[index]
+    assert latency["metrics"]["clock_gap_worst"] > 0.2 > latency["metrics"]["clock_gap"]
 
 
 def test_pytest_benchmark_options_keep_working(pytester: pytest.Pytester, env: dict[str, Path]) -> None:
@@ -387,8 +394,9 @@ def test_a_passing_checks_answer_is_stored_with_the_prompt_the_model_read(
     result.assert_outcomes(passed=1)
     data = results(latest(env))
     jsonschema.validate(data, SCHEMA)
-    (check,) = data["tests"]  # type: ignore[misc]
-    assert check["answers"] == [
+    tests = data["tests"]
+    assert isinstance(tests, list) and len(tests) == 1
+    assert tests[0]["answers"] == [
         {"prompt": "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n",
          "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32},
         {"prompt": "raw text", "answer": "The capital of France is Paris.", "stop_reason": "eos", "output_tokens": 32}]
