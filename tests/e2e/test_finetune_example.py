@@ -55,6 +55,7 @@ def merged(adapter: Path, base: Path, tmp_path_factory: pytest.TempPathFactory) 
 def retention(pytester: pytest.Pytester, base: Path, *args: str) -> tuple[dict[str, set[str]], str]:
     """Test names per outcome, and the failure texts, of the retention suite on the example's cases and texts."""
     recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", f"--base-model={base}",
+                                   f"--harness-reports={pytester.path / 'reports'}",
                                    f"--cases={EXAMPLE / 'cases.yaml'}", f"--eval-texts={EXAMPLE / 'eval'}", *args)
     reports = recorder.listoutcomes()
     names = {outcome: {report.head_line.split("::")[-1] for report in group}  # type: ignore[misc]

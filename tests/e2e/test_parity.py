@@ -55,7 +55,8 @@ def degraded(built: HarnessSession) -> Path:
 
 def outcomes(pytester: pytest.Pytester, *args: str) -> tuple[dict[str, set[str]], str]:
     """Test names per outcome, and the failure and skip texts."""
-    recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", *args)
+    recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", f"--harness-reports={pytester.path / 'reports'}",
+                                   *args)
     reports = recorder.listoutcomes()
     names = {outcome: {report.head_line for report in group}  # type: ignore[misc]
              for outcome, group in zip(("passed", "skipped", "failed"), reports, strict=True)}
@@ -81,7 +82,7 @@ def test_degraded_build_fails_every_parity_gate(pytester: pytest.Pytester, degra
 def test_degraded_build_fails_the_domain_quality_gates(pytester: pytest.Pytester, degraded: Path) -> None:
     """The same seeded defect, seen by the golden answers: their means fall below the quality gates."""
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={degraded}",
-                                          "-k", "test_domain_quality")
+                                          f"--harness-reports={pytester.path / 'reports'}", "-k", "test_domain_quality")
     result.assert_outcomes(failed=1, deselected=result.parseoutcomes()["deselected"])
     result.stdout.fnmatch_lines(["domain quality below its gates: mean keyword_recall 0.50 over 6 cases, "
                                  "gate quality_keyword_recall_min*"])  # "Toronto", "Venus"

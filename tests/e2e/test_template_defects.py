@@ -28,7 +28,8 @@ PHI3 = {
 
 def failed_checks(pytester: pytest.Pytester, *args: str) -> tuple[set[str], str]:
     """The names (without parameters) of the template checks that failed, and the failure text."""
-    recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", *args)
+    recorder = pytester.inline_run(SUITE, "-p", "no:cacheprovider", f"--harness-reports={pytester.path / 'reports'}",
+                                   *args)
     _, _, failed = recorder.listoutcomes()
     text = "\n".join(str(report.longrepr) for report in failed)
     return {report.head_line.split("[")[0] for report in failed}, text  # type: ignore[union-attr]
