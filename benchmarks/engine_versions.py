@@ -45,7 +45,7 @@ def olive_python() -> Path:
     from harness.build.olive_env import OliveEnvironment
     from harness.settings import resolve
 
-    config = resolve({}, os.environ, None, {}, "", ROOT)
+    config = resolve({}, env=os.environ, rootdir=ROOT)
     log = Path(tempfile.mkdtemp(prefix="engine-versions-")) / "olive-env.log"
     return OliveEnvironment(config.cache_dir).interpreter(log, lambda message: print(message, file=sys.stderr))
 
@@ -57,7 +57,7 @@ def olive_model() -> Path:
     from harness.settings import resolve
 
     config = resolve({"builder": "olive", "reports_dir": tempfile.mkdtemp(prefix="engine-versions-")},
-                     os.environ, None, {}, "", ROOT)
+                     env=os.environ, rootdir=ROOT)
     session = HarnessSession.open(config, make_builder(config))
     return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 

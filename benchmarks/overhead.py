@@ -126,7 +126,7 @@ def default_model_dir() -> Path:
     from harness.settings import resolve
 
     with tempfile.TemporaryDirectory(prefix="overhead-") as reports:  # the build's log only: the model is cached
-        config = resolve({"reports_dir": reports}, os.environ, None, {}, "", ROOT)
+        config = resolve({"reports_dir": reports}, env=os.environ, rootdir=ROOT)
         session = HarnessSession.open(config, make_builder(config))
         return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 

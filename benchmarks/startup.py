@@ -57,7 +57,7 @@ def build_step(cache: Path, rounds: int = 5) -> list[float]:
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        config = resolve({"reports_dir": tempfile.mkdtemp()}, os.environ, None, {}, "", ROOT)
+        config = resolve({"reports_dir": tempfile.mkdtemp()}, env=os.environ, rootdir=ROOT)
         session = HarnessSession.open(config, make_builder(config))
         session.deploy(lambda message: None)
         times.append(time.perf_counter() - started)

@@ -383,10 +383,10 @@ def _gates(args: argparse.Namespace) -> Output:
     declared = declare([builtin_gates()])
     table = read_pyproject_table(pyproject).get("gates", {})
     ini = _pyproject_ini_gates(document)
-    gates = resolve_gates(declared, [], {k: v for k, v in table.items() if k in declared},
-                          f"[tool.harness.gates] in {pyproject}",
-                          [line for line in ini if line.partition("=")[0].strip() in declared],
-                          f"harness_gates in [tool.pytest.ini_options] of {pyproject}")
+    gates = resolve_gates(declared, table={k: v for k, v in table.items() if k in declared},
+                          table_origin=f"[tool.harness.gates] in {pyproject}",
+                          ini_lines=[line for line in ini if line.partition("=")[0].strip() in declared],
+                          ini_origin=f"harness_gates in [tool.pytest.ini_options] of {pyproject}")
     rows = [(name, f"{'<=' if gate.bound == 'max' else '>='} {gates[name]:g}{gate.unit}", f"{gate.default:g}",
              gates.origins[name]) for name, gate in sorted(gates.declared.items())]
     others = sorted({*table, *(line.partition("=")[0].strip() for line in ini)} - set(declared))
@@ -444,7 +444,8 @@ def _build(args: argparse.Namespace) -> Output:
     pyproject = _nearest_pyproject()
     cli = {name: getattr(args, name) for name in ("model", "base_model", "precision", "builder", "cache_dir",
                                                   "memory")}
-    config = resolve(cli, os.environ, pyproject, {}, "", pyproject.parent if pyproject else Path.cwd())
+    config = resolve(cli, env=os.environ, pyproject=pyproject,
+                     rootdir=pyproject.parent if pyproject else Path.cwd())
     config = replace(config, reports_dir=config.cache_dir / "build-logs")  # the build log and provenance
     session = HarnessSession.open(config, make_builder(config))
     if not session.plan.needs_build:

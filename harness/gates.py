@@ -88,14 +88,16 @@ def _parse_pair(text: str, origin: str) -> tuple[str, str]:
 
 
 def resolve_gates(
-    declared: Mapping[str, Gate], cli: Iterable[str], table: Mapping[str, object], table_origin: str,
-    ini_lines: Iterable[str], ini_origin: str,
+    declared: Mapping[str, Gate], cli: Iterable[str] = (), *, table: Mapping[str, object] | None = None,
+    table_origin: str = "", ini_lines: Iterable[str] = (), ini_origin: str = "",
 ) -> Gates:
+    """Each declared gate's value from the first source that sets it: ``cli`` (``NAME=VALUE`` items) > ``table``
+    ([tool.harness.gates], from ``table_origin``) > ``ini_lines`` (from ``ini_origin``) > its default."""
     values = {name: gate.default for name, gate in declared.items()}
     origins = dict.fromkeys(declared, "default")
     layers: list[tuple[str, list[tuple[str, object]]]] = [
         (ini_origin, [_parse_pair(line, ini_origin) for line in ini_lines if line.strip()]),
-        (table_origin, list(table.items())),
+        (table_origin, list((table or {}).items())),
         ("the command line", [_parse_pair(item, "the command line") for item in cli]),
     ]
     for origin, pairs in layers:  # lowest precedence first

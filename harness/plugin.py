@@ -172,8 +172,8 @@ def _gates(config: pytest.Config, harness_config: HarnessConfig, pyproject: Path
 
     return resolve_gates(
         declare(config.hook.pytest_harness_gates(config=config)), config.getoption("harness_gates"),
-        harness_config.gate_table, f"[tool.harness.gates] in {pyproject}", config.getini("harness_gates"),
-        f"harness_gates in {ini_origin}")
+        table=harness_config.gate_table, table_origin=f"[tool.harness.gates] in {pyproject}",
+        ini_lines=config.getini("harness_gates"), ini_origin=f"harness_gates in {ini_origin}")
 
 
 def _runtime_factory(config: pytest.Config) -> tuple[RuntimeFactory, str] | None:
@@ -220,8 +220,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         pyproject = _pyproject(config)
         profiles, builders = _registered_profiles(config), _registered_builders(config)
-        harness_config = resolve(cli, os.environ, pyproject, ini, ini_origin, config.rootpath,
-                                 {"profile": tuple(profiles), "builder": tuple(builders)})
+        harness_config = resolve(cli, env=os.environ, pyproject=pyproject, ini=ini, ini_origin=ini_origin,
+                                 rootdir=config.rootpath,
+                                 registered={"profile": tuple(profiles), "builder": tuple(builders)})
         config.stash[CONFIG_KEY] = harness_config
         config.stash[PROFILES_KEY] = profiles
         if not _engaged(config, harness_config):

@@ -319,22 +319,23 @@ def read_pyproject_table(pyproject: Path | None) -> dict[str, Any]:
 
 def resolve(
     cli: Mapping[str, Any],
+    *,
     env: Mapping[str, str],
-    pyproject: Path | None,
-    ini: Mapping[str, Any],
-    ini_origin: str,
     rootdir: Path,
+    pyproject: Path | None = None,
+    ini: Mapping[str, Any] | None = None,
+    ini_origin: str = "",
     registered: Mapping[str, Sequence[str]] = BUILTIN_NAMES,
 ) -> HarnessConfig:
-    """Pick each setting from the first source that has it: CLI > env > [tool.harness] > ini.
-
-    ``registered`` names the profiles and builders the plugins contribute."""
+    """Pick each setting from the first source that has it: CLI > env (``os.environ``, or a dict in a test) >
+    [tool.harness] in ``pyproject`` > the pytest ini (``ini``, read from ``ini_origin``). Paths are relative to
+    ``rootdir``; ``registered`` names the profiles and builders the plugins contribute."""
     check_variable_names(env)
     table = read_pyproject_table(pyproject)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS:
-        raw = _first_raw(setting, cli, env, table, pyproject, ini, ini_origin)
+        raw = _first_raw(setting, cli, env, table, pyproject, ini or {}, ini_origin)
         if raw is None:
             values[setting.name] = setting.default()
             origins[setting.name] = "default"

@@ -64,7 +64,7 @@ def default_cache_dir() -> Path:
     """The harness's cache folder (HARNESS_CACHE_DIR, else the platform's default: harness.locations)."""
     from harness.settings import resolve
 
-    return resolve({}, os.environ, None, {}, "", Path.cwd()).cache_dir
+    return resolve({}, env=os.environ, rootdir=Path.cwd()).cache_dir
 
 
 def default_base() -> Path:
@@ -74,7 +74,7 @@ def default_base() -> Path:
     from harness.session import HarnessSession
     from harness.settings import resolve
 
-    config = resolve({}, os.environ, None, {}, "", Path.cwd())
+    config = resolve({}, env=os.environ, rootdir=Path.cwd())
     config = replace(config, model=None, reference=None, reports_dir=config.cache_dir / "build-logs")
     session = HarnessSession.open(config, make_builder(config))
     found = session.store.lookup("hf", session.plan.convert_key)  # converted already: no run folder to claim

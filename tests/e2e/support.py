@@ -39,7 +39,7 @@ def with_context(built: Path, target: Path, context: int) -> Path:
 
 def open_session(reports: Path) -> HarnessSession:
     """A harness session on the default model with the environment's settings (HARNESS_CACHE_DIR)."""
-    config = resolve({"reports_dir": str(reports)}, os.environ, None, {}, "", ROOT)
+    config = resolve({"reports_dir": str(reports)}, env=os.environ, rootdir=ROOT)
     return HarnessSession.open(config, make_builder(config))
 
 

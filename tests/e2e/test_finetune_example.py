@@ -46,7 +46,7 @@ def adapter(built: HarnessSession, base: Path) -> Path:
 def merged(adapter: Path, base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The adapter merged into its base (the fine-tune as a whole model; cached by both hashes)."""
     config = resolve({"reports_dir": str(tmp_path_factory.mktemp("merge-reports")), "model": str(adapter),
-                      "base_model": str(base)}, os.environ, None, {}, "", ROOT)
+                      "base_model": str(base)}, env=os.environ, rootdir=ROOT)
     folder = HarnessSession.open(config, make_builder(config)).reference_folder(progress)
     assert folder is not None
     return folder

@@ -216,7 +216,7 @@ def test_concurrent_sessions_get_their_own_report_folders(
     pytester: pytest.Pytester, env: dict[str, Path]
 ) -> None:
     config = resolve({"model": str(env["model"]), "cache_dir": str(env["cache"]),
-                      "reports_dir": str(pytester.path / "reports")}, {}, None, {}, "", pytester.path)
+                      "reports_dir": str(pytester.path / "reports")}, env={}, rootdir=pytester.path)
     sessions = [HarnessSession.open(config, make_builder(config)) for _ in range(3)]
     for session in sessions:
         session.started = "20260101-000000"  # all in the same second

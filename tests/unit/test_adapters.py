@@ -199,7 +199,7 @@ def test_the_plan_runs_the_conversion_and_the_merge_only_where_the_cache_lacks_t
 
     def must_run(model: Path) -> tuple[HarnessSession, list[str]]:
         config = resolve({"model": str(model), "cache_dir": str(store.root), "reports_dir": str(tmp_path / "reports")},
-                         {}, None, {}, "", tmp_path)
+                         env={}, rootdir=tmp_path)
         session = HarnessSession.open(config, make_builder(config))
         return session, [need.phase for need in session.plan_memory(None, Available(64 * GIB, "a test")).must_run]
 
@@ -219,9 +219,9 @@ def test_the_plan_runs_the_conversion_and_the_merge_only_where_the_cache_lacks_t
 def test_base_model_is_a_setting_like_the_others(tmp_path: Path) -> None:
     base = write_hf_folder(tmp_path / "base")
     (tmp_path / "pyproject.toml").write_text('[tool.harness]\nbase_model = "base"\n', encoding="utf-8")
-    from_file = resolve({}, {}, tmp_path / "pyproject.toml", {}, "", tmp_path)
+    from_file = resolve({}, env={}, pyproject=tmp_path / "pyproject.toml", rootdir=tmp_path)
     assert from_file.base_model == base and from_file.origins["base_model"].startswith("[tool.harness] in ")
-    from_env = resolve({}, {"HARNESS_BASE_MODEL": str(base)}, None, {}, "", tmp_path)
+    from_env = resolve({}, env={"HARNESS_BASE_MODEL": str(base)}, rootdir=tmp_path)
     assert from_env.origins["base_model"] == "environment variable HARNESS_BASE_MODEL"
-    from_cli = resolve({"base_model": str(base)}, {"HARNESS_BASE_MODEL": "/nope"}, None, {}, "", tmp_path)
+    from_cli = resolve({"base_model": str(base)}, env={"HARNESS_BASE_MODEL": "/nope"}, rootdir=tmp_path)
     assert from_cli.base_model == base and from_cli.origins["base_model"] == "the command line"

@@ -31,7 +31,7 @@ from harness.runtime import Generation, ModelInfo, SearchOptions
 
 DECLARED = declare([builtin_gates()])
 
-DEFAULTS = resolve_gates(DECLARED, [], {}, "pyproject", [], "ini")
+DEFAULTS = resolve_gates(DECLARED)
 
 
 def full_kl(p_logits: Sequence[Sequence[float]], q_logits: Sequence[Sequence[float]]) -> np.ndarray:
@@ -138,7 +138,7 @@ def test_each_gate_trips_with_a_readable_verdict(broken: Figures, phrase: str) -
 
 def test_limits_at_the_gate_pass_and_an_override_moves_them() -> None:
     assert gate_failures(figures(ppl_ratio=1.45, top1=0.45), DEFAULTS) == []
-    loose = resolve_gates(DECLARED, ["parity_ppl_ratio_max=2"], {}, "pyproject", [], "ini")
+    loose = resolve_gates(DECLARED, ["parity_ppl_ratio_max=2"])
     assert gate_failures(figures(ppl_ratio=1.6), loose) == []
     assert gate_failures(figures(ppl_ratio=2.5), loose) == [
         "perplexity ratio 2.5 is above parity_ppl_ratio_max 2 (the command line)"]

@@ -130,4 +130,4 @@ def test_the_settings_default_is_the_platform_s(home: Path, tmp_path: Path, monk
                                                 system: str, expected: str) -> None:
     """--harness-cache-dir's default (harness.settings) is default_cache_dir's, decided when the settings resolve."""
     monkeypatch.setattr(sys, "platform", system)
-    assert resolve({}, {}, None, {}, "", tmp_path).cache_dir == home / expected
+    assert resolve({}, env={}, rootdir=tmp_path).cache_dir == home / expected

@@ -24,7 +24,7 @@ from harness.gates import declare, resolve_gates
 from harness.runtime import Generation
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 
-DEFAULTS = resolve_gates(declare([GATES]), [], {}, "pyproject", [], "ini")
+DEFAULTS = resolve_gates(declare([GATES]))
 CASES = """\
 cases:
   - id: colour

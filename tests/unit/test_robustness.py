@@ -145,7 +145,7 @@ def test_the_catalogue_is_consistent(tmp_path: Path) -> None:
 
 def test_time_limit_grows_with_the_prompt(tmp_path: Path) -> None:
     folder = write_genai_folder(tmp_path, context_length=1000)
-    gates = resolve_gates(DECLARED, ["robustness_timeout_s=10", "robustness_timeout_ms_per_token=5"], {}, "", [], "")
+    gates = resolve_gates(DECLARED, ["robustness_timeout_s=10", "robustness_timeout_ms_per_token=5"])
     prober = Prober(WorkerClient([]), gates, read_model_info(folder))
     assert prober.timeout_for(ask(fill(tokens=200))) == pytest.approx(10 + 200 * 0.005)
     assert prober.timeout_for(ask(fill(context_offset=-1))) == pytest.approx(10 + 999 * 0.005)

@@ -16,7 +16,8 @@ DECLARED = declare([builtin_gates()])
 def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(f"[tool.harness]\n{table}", encoding="utf-8")
-    return resolve(cli or {}, env or {}, pyproject, ini or {}, "pytest.ini", tmp_path)
+    return resolve(cli or {}, env=env or {}, pyproject=pyproject, ini=ini or {}, ini_origin="pytest.ini",
+                   rootdir=tmp_path)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -110,17 +111,18 @@ def test_cases_are_repeatable_and_relative_to_their_file(tmp_path: Path) -> None
 
 def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
     gates = resolve_gates(DECLARED, ["quality_token_f1_min=0.7"],
-                          {"quality_rouge_l_min": 0.1, "quality_token_f1_min": 0.2}, "[tool.harness.gates]",
-                          ["quality_keyword_recall_min = 0.5"], "pytest.ini")
+                          table={"quality_rouge_l_min": 0.1, "quality_token_f1_min": 0.2},
+                          table_origin="[tool.harness.gates]", ini_lines=["quality_keyword_recall_min = 0.5"],
+                          ini_origin="pytest.ini")
     assert gates["quality_token_f1_min"] == 0.7 and gates.origins["quality_token_f1_min"] == "the command line"
     assert gates["quality_rouge_l_min"] == 0.1 and gates["quality_keyword_recall_min"] == 0.5
     assert gates.check("quality_rouge_l_min", 0.1) and not gates.check("quality_rouge_l_min", 0.09)
     with pytest.raises(ConfigError, match=r"unknown gate 'nope' \(from the command line\); known gates: "):
-        resolve_gates(DECLARED, ["nope=1"], {}, "", [], "")
+        resolve_gates(DECLARED, ["nope=1"])
     with pytest.raises(ConfigError, match="must be NAME=VALUE"):
-        resolve_gates(DECLARED, ["quality_rouge_l_min"], {}, "", [], "")
+        resolve_gates(DECLARED, ["quality_rouge_l_min"])
     with pytest.raises(ConfigError, match="is not a finite number"):
-        resolve_gates(DECLARED, [], {"quality_rouge_l_min": "high"}, "[tool.harness.gates]", [], "")
+        resolve_gates(DECLARED, table={"quality_rouge_l_min": "high"}, table_origin="[tool.harness.gates]")
 
 
 def test_a_list_for_the_precision_is_its_comma_separated_form(tmp_path: Path) -> None:
@@ -168,11 +170,11 @@ def test_an_olive_workflow_is_checked_before_anything_runs(tmp_path: Path, workf
 ])
 def test_a_gate_outside_what_it_limits_is_refused(gate: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"gate {gate} = '{re.escape(value)}' \(from the command line\) is outside"):
-        resolve_gates(DECLARED, [f"{gate}={value}"], {}, "", [], "")
+        resolve_gates(DECLARED, [f"{gate}={value}"])
 
 
 def test_a_gate_at_the_edge_of_its_range_is_accepted() -> None:
-    gates = resolve_gates(DECLARED, ["quality_token_f1_min=0", "parity_top1_agreement_min=1"], {}, "", [], "")
+    gates = resolve_gates(DECLARED, ["quality_token_f1_min=0", "parity_top1_agreement_min=1"])
     assert gates["quality_token_f1_min"] == 0 and gates["parity_top1_agreement_min"] == 1
 
 

@@ -71,7 +71,7 @@ def test_settings_the_harness_refuses_never_reach_the_runtime(folder: Path) -> N
 
 def test_no_recovery_check_after_a_request_that_never_reached_the_runtime(client: WorkerClient, folder: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    gates = resolve_gates(declare([builtin_gates()]), [], {}, "", [], "")
+    gates = resolve_gates(declare([builtin_gates()]))
     prober = Prober(client, gates, read_model_info(folder))
     prober.start()
     sent: list[dict[str, object]] = []
