@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from harness.length_plan import planned_lengths
 from harness.profiles import BUILTIN_PROFILES, Profile
 
 if TYPE_CHECKING:
@@ -138,8 +139,6 @@ def _cost(name: str, before: int, after: int) -> str:
 def _prompt_tokens(context_length: int, cap: int) -> int:
     """What a cap on the prompt length costs: the tokens of every prompt the length suite then measures
     (prefill is about linear in them; the malformed suite's whole-context prompt runs only uncapped)."""
-    from harness.checks.lengths import planned_lengths
-
     return sum(planned_lengths(context_length, cap))
 
 
@@ -160,8 +159,6 @@ def predict_suites(profile: Profile, context_length: int, pace: Pace) -> dict[st
     """Seconds each shipped suite takes: its smoke time on the default model, plus what each count adds or saves
     against smoke, its prompts' own cost for the length suite (and the malformed suite's whole-context prompt, which
     runs uncapped), scaled by the model's speed, and an answer-bound suite's share by its answers' length."""
-    from harness.checks.lengths import planned_lengths
-
     counts, smoke = counts_of(profile, context_length), counts_of(SMOKE, DEFAULT_CONTEXT)
     seconds = dict(SMOKE_SUITE_SECONDS)
     for name, suite in COUNT_SUITES.items():
@@ -214,8 +211,6 @@ class Scaling:
 
 
 def _scaled(profile: Profile, factor: float, context_length: int) -> Profile:
-    from harness.checks.lengths import planned_lengths
-
     cuts: dict[str, Any] = {}
     for name, floor in FLOORS.items():
         value = getattr(profile, name)

@@ -46,7 +46,6 @@ from harness.capacity.plan import (
     resident_bytes,
     suite_need,
 )
-from harness.checks.lengths import CONTEXT_MARGIN
 from harness.deploy.folder import (
     INFERENCE_MODEL,
     Deployment,
@@ -60,6 +59,7 @@ from harness.deploy.templates import TemplateError
 from harness.errors import HarnessError, SourceError
 from harness.folders import claim_new_dir, writable_dir
 from harness.fsutil import write_text_atomic
+from harness.length_plan import CONTEXT_MARGIN
 from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.runtime import Runtime

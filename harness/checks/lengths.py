@@ -19,12 +19,16 @@ from pathlib import Path
 from harness.checks.memory import MB, MemorySampler, PeakRss, growth_to_judge, peak_growth
 from harness.errors import HarnessError
 from harness.gates import Gate
+from harness.length_plan import CONTEXT_MARGIN as CONTEXT_MARGIN  # the plan, re-exported for the suite
+from harness.length_plan import LENGTH_IDS as LENGTH_IDS
+from harness.length_plan import LENGTHS as LENGTHS
+from harness.length_plan import OUTPUT_TOKENS as OUTPUT_TOKENS
+from harness.length_plan import longest_length as longest_length
+from harness.length_plan import planned_lengths as planned_lengths
+from harness.length_plan import resolve_length as resolve_length
 from harness.locations import fixtures_dir
 from harness.runtime import Generation, Runtime, SearchOptions
 
-LENGTHS = (1, 16, 64, 256, 1024, 2048)  # prompt tokens; plus the context minus CONTEXT_MARGIN
-OUTPUT_TOKENS = 32  # every length generates exactly this many (min = max), so decode times compare
-CONTEXT_MARGIN = OUTPUT_TOKENS  # the longest prompt leaves room for the whole answer
 OPTIONS = SearchOptions(max_new_tokens=OUTPUT_TOKENS, min_new_tokens=OUTPUT_TOKENS)
 TEXT = fixtures_dir() / "texts" / "pride_and_prejudice.txt"
 
@@ -91,40 +95,6 @@ def prompt_of_tokens(runtime: Runtime, ids: Sequence[int], n: int, at_most: bool
         cut = min(max(cut + n - got, 1), len(ids))
     raise LengthError(f"no cut of the text encodes to exactly {n} tokens (last try: {got}); "
                       "the tokenizer does not round-trip this text")
-
-
-# -- which lengths ---------------------------------------------------------------------------------
-LENGTH_IDS = (*(str(n) for n in LENGTHS), "context")
-
-
-def longest_length(context_length: int, cap: int | None) -> int:
-    """The longest prompt measured: the context minus the answer's room, capped by the profile."""
-    longest = context_length - CONTEXT_MARGIN
-    return longest if cap is None else min(cap, longest)
-
-
-def resolve_length(length_id: str, context_length: int, cap: int | None) -> tuple[int | None, str]:
-    """The token count for a parametrized length id, or None and why it is not measured."""
-    longest = longest_length(context_length, cap)
-    if length_id == "context":
-        n = context_length - CONTEXT_MARGIN
-        if n in LENGTHS:
-            return None, f"context - {CONTEXT_MARGIN} is {n} tokens, measured as such"
-        if n > longest:
-            return None, f"context - {CONTEXT_MARGIN} = {n} tokens is over this profile's cap of {cap} tokens"
-        return n, ""
-    n = int(length_id)
-    if n > longest:
-        why = (f"over the context ({context_length}) minus {CONTEXT_MARGIN} for the answer" if cap is None or n <= cap
-               else f"over this profile's cap of {cap} tokens")
-        return None, f"{n} tokens is {why}"
-    return n, ""
-
-
-def planned_lengths(context_length: int, cap: int | None) -> list[int]:
-    """Every length measured, shortest first."""
-    resolved = (resolve_length(length_id, context_length, cap)[0] for length_id in LENGTH_IDS)
-    return sorted({n for n in resolved if n is not None})
 
 
 # -- one length --------------------------------------------------------------------------------------
