@@ -47,15 +47,8 @@ from harness import (
     pair_orders,
 )
 from harness.checks import lengths
-from harness.checks.bench import (
-    GATES,
-    ROUNDS_SUFFIX,
-    Resources,
-    ResourceSampler,
-    RoundMetrics,
-    describe,
-    metric_rounds,
-)
+from harness.checks.bench import GATES, ROUNDS_SUFFIX, RoundMetrics, describe, metric_rounds
+from harness.checks.resources import Resources, ResourceSampler
 
 PROMPT_TOKENS = (32, 128, 512)
 OUTPUT_TOKENS = 64  # ~0.5 s of decoding on the default model: long enough for a stable rate, short for CI
