@@ -1,6 +1,6 @@
 """The fp32 reference the parity suite compares a built model with: transformers on CPU.
 
-The reference runs as ``python -m harness.checks.reference FOLDER OUT`` in a child process, so torch and
+The reference runs as ``python -m harness.checks.reference_child FOLDER OUT`` in a child process, so torch and
 the fp32 weights stay out of the pytest process (whose memory other suites measure). It reads the
 eval set as token ids from the *built* model's tokenizer (so both models read the same ids),
 answers each prompt greedily, and keeps per scored position its top-K next-token log-probabilities.
@@ -17,21 +17,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 import yaml
 
 from harness.build.buildlog import Progress, fail, run_logged
 from harness.build.cache import ModelStore
 from harness.build.hashing import HashMemo, combine, content_hash
-from harness.build.optional import REFERENCE_ELSEWHERE, REFERENCE_MODULES, MissingPackages, missing_reason, require
-from harness.checks.parity import ParityError, ReferenceData, ReferenceItem, log_softmax, top_k
-from harness.errors import one_line
+from harness.build.optional import REFERENCE_ELSEWHERE, REFERENCE_MODULES, missing_reason, require
+from harness.checks.parity import ParityError, ReferenceData, ReferenceItem
 from harness.locations import fixtures_dir
 from harness.provenance import versions
-from harness.system import usable_cores
 
 if TYPE_CHECKING:
     from harness.runtime import Prompt, Runtime
@@ -232,7 +229,7 @@ def reference_data(folder: Path, runtime: Runtime, eval_set: EvalSet, cache_dir:
     def compute(out: Path) -> None:
         progress(f"computing the reference's next-token distributions (transformers, {precision}, CPU) from {folder}")
         (out / REQUEST).write_bytes(encoded)
-        code = run_logged([sys.executable, "-m", "harness.checks.reference", str(folder), str(out)], log, cwd=out,
+        code = run_logged([sys.executable, "-m", "harness.checks.reference_child", str(folder), str(out)], log, cwd=out,
                           label="reference model", progress=progress)
         if code != 0:
             raise fail("reference model", log, code)
@@ -255,94 +252,3 @@ def load_reference(folder: Path) -> ReferenceData:
             for index, entry in enumerate(manifest["items"]))
     return ReferenceData(items, int(manifest["vocab_size"]), int(manifest["max_new_tokens"]), manifest["source"],
                          manifest.get("precision", "fp32"))
-
-
-# -- the child process: transformers, fp32, CPU ------------------------------------------------------
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # the reference's precision -> torch's dtype
-
-
-class ReferenceModel:
-    """The reference loaded once with transformers (fp32 or bf16, CPU, no gradients). Weights stored at that dtype
-    are mapped from the safetensors files, not copied."""
-
-    def __init__(self, folder: Path, precision: str = "fp32") -> None:
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        self._torch = torch
-        # Half the cores: with every core, torch's threads spin against the pytest process and other jobs;
-        # on a busy 2-core machine a 152-token forward pass took 2 to 8 s on 2 threads, 0.6 to 0.8 s on 1.
-        torch.set_num_threads(max(1, usable_cores() // 2))
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, PRECISIONS[precision]))
-        self._model: Any = cast(Any, model).eval()  # inference mode (no dropout)
-
-    def logits(self, token_ids: Sequence[int]) -> npt.NDArray[np.float32]:
-        """Next-token logits at every position, [len(token_ids), vocab] (row i predicts token i + 1)."""
-        with self._torch.no_grad():
-            output = self._model(input_ids=self._torch.tensor([list(token_ids)]))
-        return np.asarray(output.logits[0].float().numpy(), dtype=np.float32)
-
-    def greedy(self, token_ids: Sequence[int], max_new_tokens: int, eos_token_ids: Sequence[int]) -> list[int]:
-        """The greedy continuation (argmax each step, KV cache), ending with an eos token if one comes."""
-        torch = self._torch
-        answer: list[int] = []
-        with torch.no_grad():
-            output = self._model(input_ids=torch.tensor([list(token_ids)]), use_cache=True)
-            while len(answer) < max_new_tokens:
-                token = int(output.logits[0, -1].argmax())
-                answer.append(token)
-                if token in eos_token_ids:
-                    break
-                output = self._model(input_ids=torch.tensor([[token]]), cache=output.cache,
-                                     use_cache=True)
-        return answer
-
-
-def compute_reference(folder: Path, out: Path) -> None:
-    require_reference_packages()
-    request = json.loads((out / REQUEST).read_text(encoding="utf-8"))
-    precision = request.get("precision", "fp32")
-    model = ReferenceModel(folder, precision)
-    arrays: dict[str, Any] = {}
-    items: list[dict[str, Any]] = []
-    vocab = 0
-    for index, entry in enumerate(request["items"]):
-        ids, prompt_length = list(entry["token_ids"]), None
-        if entry["kind"] == "prompt":
-            prompt_length = len(ids)
-            ids += model.greedy(ids, request["max_new_tokens"], request["eos_token_ids"])
-        first = 0 if prompt_length is None else prompt_length - 1
-        log_probs = log_softmax(model.logits(ids[:-1])[first:])
-        vocab = log_probs.shape[-1]
-        if request["vocab_size"] and vocab != request["vocab_size"]:
-            raise SystemExit(f"the reference has {vocab} logits per position, the built model "
-                             f"{request['vocab_size']}: not the same vocabulary")
-        targets = np.asarray(ids[first + 1:], dtype=np.int64)
-        top_ids, top_log_probs = top_k(log_probs, request["top_k"])
-        arrays[f"{index}.top_ids"] = top_ids
-        arrays[f"{index}.top_log_probs"] = top_log_probs.astype(np.float32)
-        arrays[f"{index}.target_log_probs"] = np.take_along_axis(log_probs, targets[:, None], -1)[:, 0].astype(
-            np.float32)
-        items.append({"id": entry["id"], "text": entry["text"], "token_ids": ids, "prompt_length": prompt_length})
-        print(f"{entry['id']}: {len(ids)} tokens, {len(targets)} scored", flush=True)
-    np.savez(out / ARRAYS, **arrays)
-    manifest = {"vocab_size": vocab, "max_new_tokens": request["max_new_tokens"], "source": str(folder),
-                "precision": precision, "items": items}
-    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m harness.checks.reference REFERENCE_FOLDER OUT_FOLDER (OUT_FOLDER holds request.json)",
-              file=sys.stderr)
-        return 2
-    try:
-        compute_reference(Path(argv[0]), Path(argv[1]))
-    except MissingPackages as exc:
-        print(one_line(exc), file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -25,6 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import harness.checks.reference as reference
+import harness.checks.reference_child as reference_child
 from harness.build import builders, convert, merge, optional
 from harness.build.builders import ModelBuilderBuilder
 from harness.build.optional import MissingPackages, require_build_packages
@@ -211,7 +212,7 @@ def test_the_reference_refuses_before_computing_or_starting_its_child(monkeypatc
 def test_the_reference_child_exits_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     without(monkeypatch, "torch")
-    assert reference.main([str(tmp_path), str(tmp_path)]) == 1
+    assert reference_child.main([str(tmp_path), str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert_one_line_naming_the_fix(error, "torch")
