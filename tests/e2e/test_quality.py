@@ -50,6 +50,7 @@ def test_wrong_eos_id_fails_the_stop_and_leak_checks(pytester: pytest.Pytester, 
     model = clone_model(built_path, pytester.path / "wrong-eos",
                         lambda config: config["model"].update(eos_token_id=0))
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={model}",
+                                          f"--harness-reports={pytester.path / 'reports'}",
                                           "-k", "capital-germany and not geo")
     result.assert_outcomes(failed=2, deselected=result.parseoutcomes()["deselected"])
     result.stdout.fnmatch_lines([
@@ -64,7 +65,7 @@ def test_wrong_eos_id_fails_the_domain_quality_gates(pytester: pytest.Pytester, 
     model = clone_model(built_path, pytester.path / "wrong-eos",
                         lambda config: config["model"].update(eos_token_id=0))
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={model}",
-                                          "-k", "test_domain_quality")
+                                          f"--harness-reports={pytester.path / 'reports'}", "-k", "test_domain_quality")
     result.assert_outcomes(failed=1, deselected=result.parseoutcomes()["deselected"])
     result.stdout.fnmatch_lines(["domain quality below its gates: mean token_f1 0.* gate quality_token_f1_min *; "
                                  "mean rouge_l 0.* gate quality_rouge_l_min *"])  # measured 0.26 and 0.26
