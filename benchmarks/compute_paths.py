@@ -38,7 +38,8 @@ from harness.checks.cases import default_case_paths, load_cases
 from harness.checks.output_format import answer_context, format_problems
 from harness.checks.reference import EvalText, load_eval_set
 from harness.locations import fixtures_dir
-from harness.runtime import GenAIRuntime, Generation, Prompt, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import Generation, Prompt, SearchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATION_PROMPTS_MODULE = ROOT / "suites" / "test_generation.py"

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.overhead import default_model_dir  # noqa: E402
 from harness.checks.bench import RoundMetrics  # noqa: E402
-from harness.runtime import GenAIRuntime, SearchOptions  # noqa: E402
+from harness.runtime.genai import GenAIRuntime  # noqa: E402
+from harness.runtime.protocol import SearchOptions  # noqa: E402
 
 OPTIONS = SearchOptions(max_new_tokens=64, min_new_tokens=64, margins=False)  # the benchmark suite's
 

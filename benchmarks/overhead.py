@@ -27,7 +27,8 @@ from typing import Any
 
 from harness.checks.ab import median_interval
 from harness.checks.bench import RoundMetrics
-from harness.runtime import GenAIRuntime, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import SearchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.03

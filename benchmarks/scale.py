@@ -180,7 +180,7 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
         elif phase == "reference":
             from harness.checks.cases import default_case_paths, load_cases
             from harness.checks.reference import EvalPrompt, load_eval_set, reference_data
-            from harness.runtime import GenAIRuntime
+            from harness.runtime.genai import GenAIRuntime
 
             runtime = GenAIRuntime(session.prepare(progress).path)
             folder = session.reference_folder(progress)
@@ -200,7 +200,8 @@ def speeds(built: Path, out: Path) -> None:
     import statistics
 
     from harness.checks import lengths
-    from harness.runtime import GenAIRuntime, SearchOptions
+    from harness.runtime.genai import GenAIRuntime
+    from harness.runtime.protocol import SearchOptions
 
     runtime = GenAIRuntime(built)
     runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))

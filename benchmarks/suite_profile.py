@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from harness import runtime as runtime_module
 from harness.checks import reference
 from harness.deploy import foundry
+from harness.runtime import genai as runtime_module
 from harness.worker import client
 
 CURRENT = ["(session start)"]  # the suite module being run

@@ -48,7 +48,8 @@ from harness.checks.bench import ROUNDS_SUFFIX, RoundMetrics, metric_rounds  # n
 from harness.checks.yardstick import Yardstick  # noqa: E402
 from harness.report.compare import Thresholds, compare_runs  # noqa: E402
 from harness.report.runs import FORMAT, Run  # noqa: E402
-from harness.runtime import GenAIRuntime, SearchOptions  # noqa: E402
+from harness.runtime.genai import GenAIRuntime  # noqa: E402
+from harness.runtime.protocol import SearchOptions  # noqa: E402
 from harness.testing.faults import SlowedRuntime  # noqa: E402
 
 HISTORY_ROUNDS = 5  # the smoke profile's benchmark rounds

@@ -19,10 +19,9 @@ _PUBLIC = {
     "HarnessConfig": "harness.settings",
     "Gate": "harness.gates", "Gates": "harness.gates",
     "Profile": "harness.profiles",
-    "Runtime": "harness.runtime", "LogitsRuntime": "harness.runtime", "ReusingRuntime": "harness.runtime",
-    "RawRuntime": "harness.runtime", "Generation": "harness.runtime", "SearchOptions": "harness.runtime",
-    "ModelInfo": "harness.runtime", "Prompt": "harness.runtime", "Message": "harness.runtime",
-    "rendered_prompt": "harness.runtime",
+    **{name: "harness.runtime.protocol" for name in ("Runtime", "LogitsRuntime", "ReusingRuntime", "RawRuntime",
+                                                     "Generation", "SearchOptions", "ModelInfo", "Prompt", "Message",
+                                                     "rendered_prompt")},
     "Builder": "harness.build.builders", "PreparedModel": "harness.build.pipeline",
     "Deployment": "harness.deploy.folder",
     "MemoryPlan": "harness.capacity.plan",
@@ -64,7 +63,7 @@ if TYPE_CHECKING:
     from harness.gates import Gate, Gates
     from harness.plugin import ModelLoader, PathsFactory, RecordAnswer, ReportFinding, Settle
     from harness.profiles import Profile
-    from harness.runtime import (
+    from harness.runtime.protocol import (
         Generation,
         LogitsRuntime,
         Message,

@@ -19,7 +19,7 @@ from harness.length_plan import planned_lengths
 from harness.profiles import BUILTIN_PROFILES, Profile
 
 if TYPE_CHECKING:
-    from harness.runtime import Runtime
+    from harness.runtime.protocol import Runtime
 
 SMOKE = next(profile for profile in BUILTIN_PROFILES if profile.name == "smoke")
 
@@ -104,7 +104,7 @@ def measure_pace(runtime: Runtime, probes: int = 3) -> Pace:
     import statistics
 
     from harness.errors import RuntimeFailure
-    from harness.runtime import SearchOptions
+    from harness.runtime.protocol import SearchOptions
 
     runtime.generate("Hello.", SearchOptions(max_new_tokens=4, margins=False))
     rates = []

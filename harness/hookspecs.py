@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from harness.build.builders import Builder
     from harness.gates import Gate
     from harness.profiles import Profile
-    from harness.runtime_factory import RuntimeFactory
+    from harness.runtime.factory import RuntimeFactory
     from harness.settings import HarnessConfig
 
 BuilderFactory = Callable[["HarnessConfig"], "Builder"]

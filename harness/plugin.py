@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from harness.gates import Gates
     from harness.hookspecs import BuilderFactory
     from harness.robustness.prober import Prober
-    from harness.runtime import Generation, Prompt, Runtime
-    from harness.runtime_factory import RuntimeFactory
+    from harness.runtime.factory import RuntimeFactory
+    from harness.runtime.protocol import Generation, Prompt, Runtime
     from harness.session import HarnessSession
 
 CONFIG_KEY = pytest.StashKey[HarnessConfig]()
@@ -178,7 +178,7 @@ def _gates(config: pytest.Config, harness_config: HarnessConfig, pyproject: Path
 
 def _runtime_factory(config: pytest.Config) -> tuple[RuntimeFactory, str] | None:
     """The runtime a conftest plugs in, with the reference the worker process imports it by."""
-    from harness.runtime_factory import reference_of
+    from harness.runtime.factory import reference_of
 
     factory = config.hook.pytest_harness_runtime_factory(config=config)
     return None if factory is None else (factory, reference_of(factory))
@@ -317,7 +317,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(too_big)
     if item.get_closest_marker(CHAT_MARKER) is None or harness.prepared is None:
         return
-    from harness.runtime import read_chat_template
+    from harness.runtime.genai import read_chat_template
 
     if read_chat_template(harness.prepared.path) is None:
         pytest.skip(NO_CHAT_TEMPLATE)
@@ -505,7 +505,7 @@ def harness_module_start(request: pytest.FixtureRequest) -> None:
             progress(line)
         harness.budget = [*(harness.budget or []), *lines]
         harness.write_provenance()
-    from harness.runtime import ReleasableRuntime
+    from harness.runtime.protocol import ReleasableRuntime
 
     runtime = harness.runtime
     reason = harness.memory.release_reason(request.path.name) if harness.memory is not None else None
@@ -569,7 +569,7 @@ def harness_runtime_loader(pytestconfig: pytest.Config) -> ModelLoader:
     def load(model: PreparedModel) -> Runtime:
         if plugged is not None:
             return plugged[0](model.path, ep)
-        from harness.runtime import GenAIRuntime
+        from harness.runtime.genai import GenAIRuntime
 
         try:
             return GenAIRuntime(model.path, ep)
@@ -604,7 +604,7 @@ def harness_ab(pytestconfig: pytest.Config, harness_runtime_loader: ModelLoader,
     module that asks (closed at its end, so that they hold memory only while the benchmarks run); None without the
     option."""
     from harness.checks.ab import ABModels
-    from harness.runtime import SearchOptions
+    from harness.runtime.protocol import SearchOptions
 
     model = _session(pytestconfig).prepare_ab(progress_writer(pytestconfig))
     if model is None:
@@ -712,7 +712,7 @@ def harness_answer(harness_runtime: Runtime, record_property: Callable[[str, obj
     recorded = itertools.count(1)
 
     def record(prompt: Prompt, generation: Generation) -> None:
-        from harness.runtime import rendered_prompt
+        from harness.runtime.protocol import rendered_prompt
 
         read = clip_middle(rendered_prompt(harness_runtime, prompt), ANSWER_TEXT_LIMIT)
         record_property(answer_property(next(recorded)), json.dumps({  # JSON: --junitxml writes it as it is
@@ -774,7 +774,7 @@ def harness_parity(harness_runtime: Runtime, harness_parity_reference: Reference
     """The built model measured against the reference over the eval set, once a session: the parity suite's figures,
     and the built model's log-likelihoods the retention suite reads."""
     from harness.checks.parity import measure_parity
-    from harness.runtime import LogitsRuntime
+    from harness.runtime.protocol import LogitsRuntime
 
     assert isinstance(harness_runtime, LogitsRuntime)  # harness_parity_reference skipped otherwise
     return measure_parity(harness_runtime, harness_parity_reference)
@@ -797,7 +797,7 @@ def _reference_of(pytestconfig: pytest.Config, folder: Path, runtime: Runtime, c
                   run_dir: Path) -> ReferenceData:
     """``folder``'s answers and scores for the eval set and this run's case prompts, in the runtime's token ids."""
     from harness.checks.reference import CASE_PREFIX, EvalPrompt, reference_data
-    from harness.runtime import LogitsRuntime
+    from harness.runtime.protocol import LogitsRuntime
 
     if not isinstance(runtime, LogitsRuntime):
         pytest.skip(f"the runtime in use ({type(runtime).__name__}) has no logits(): parity compares "

@@ -62,7 +62,7 @@ from harness.fsutil import write_text_atomic
 from harness.length_plan import CONTEXT_MARGIN
 from harness.locations import suites_dir
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
-from harness.runtime import Runtime
+from harness.runtime.protocol import Runtime
 from harness.settings import HarnessConfig
 
 AB_SUITE = "test_benchmarks.py"  # the suite that times the model under test against the --harness-ab baseline

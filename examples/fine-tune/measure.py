@@ -38,7 +38,7 @@ def score(label: str, model: Any, tokenizer: Any, cases: Any, texts: Any) -> Sco
     import torch
 
     from harness.checks.assertions import AnswerContext
-    from harness.runtime import Generation
+    from harness.runtime.protocol import Generation
 
     started = time.perf_counter()
     eos = tokenizer.eos_token_id

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runtime import GenAIRuntime, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import SearchOptions
 from harness.system import process_peak_rss_mb
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a bottle."}]

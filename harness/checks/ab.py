@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from harness.checks.bench import METRICS, RoundMetrics
 from harness.checks.timing import VERDICTS, Change, timing_verdict, worsening_interval
 from harness.properties import INCONCLUSIVE, SoftVerdict
-from harness.runtime import Generation, Runtime
+from harness.runtime.protocol import Generation, Runtime
 
 AB_MIN_PAIRS = 10  # rounds an A/B benchmark runs at least: 6 is the fewest with a 95% interval, 10 narrows it
 CONFIDENCE = 0.95

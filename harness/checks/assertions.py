@@ -16,7 +16,7 @@ import jsonschema
 import regex
 
 from harness.checks import quality
-from harness.runtime import Generation
+from harness.runtime.protocol import Generation
 
 NEGATION = "not-"
 REGEX_TIMEOUT_S = 1.0  # a case's pattern on one answer; a sane one takes microseconds on a 96-token answer

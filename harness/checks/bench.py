@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.gates import Gate
-from harness.runtime import Generation
+from harness.runtime.protocol import Generation
 
 ROUNDS_SUFFIX = "_rounds"
 METRICS = ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_s")

@@ -21,7 +21,7 @@ import yaml
 from harness.checks.assertions import CHECKS, AnswerContext, Assertion
 from harness.errors import HarnessError
 from harness.locations import fixtures_dir
-from harness.runtime import Generation, Prompt, SearchOptions
+from harness.runtime.protocol import Generation, Prompt, SearchOptions
 
 SUFFIXES = (".yaml", ".yml", ".jsonl")
 

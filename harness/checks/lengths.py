@@ -27,7 +27,7 @@ from harness.length_plan import longest_length as longest_length
 from harness.length_plan import planned_lengths as planned_lengths
 from harness.length_plan import resolve_length as resolve_length
 from harness.locations import fixtures_dir
-from harness.runtime import Generation, Runtime, SearchOptions
+from harness.runtime.protocol import Generation, Runtime, SearchOptions
 
 OPTIONS = SearchOptions(max_new_tokens=OUTPUT_TOKENS, min_new_tokens=OUTPUT_TOKENS)
 TEXT = fixtures_dir() / "texts" / "pride_and_prejudice.txt"

@@ -28,7 +28,7 @@ from harness import system
 from harness.errors import HarnessError
 from harness.gates import Gate
 from harness.properties import INCONCLUSIVE, SoftVerdict
-from harness.runtime import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
+from harness.runtime.protocol import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
 from harness.system import KB
 
 MB = 1024 * KB

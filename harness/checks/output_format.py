@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from harness.checks.assertions import AnswerContext, template_leaks
 from harness.deploy.templates import control_tokens, special_tokens
-from harness.runtime import Generation, Runtime, SearchOptions
+from harness.runtime.protocol import Generation, Runtime, SearchOptions
 
 REPLACEMENT_CHARACTER = "\ufffd"
 

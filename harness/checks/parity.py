@@ -23,7 +23,7 @@ from harness.gates import Gate
 
 if TYPE_CHECKING:
     from harness.gates import Gates
-    from harness.runtime import LogitsRuntime, Runtime
+    from harness.runtime.protocol import LogitsRuntime, Runtime
 
 Floats = npt.NDArray[np.float64]
 

@@ -31,7 +31,7 @@ from harness.locations import fixtures_dir
 from harness.provenance import versions
 
 if TYPE_CHECKING:
-    from harness.runtime import Prompt, Runtime
+    from harness.runtime.protocol import Prompt, Runtime
 
 TOP_K = 2048  # reference tokens kept per position: 99 % of the full KL at int4 on the default model
 MAX_NEW_TOKENS = 48  # greedy answer length asked of both models

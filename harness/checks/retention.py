@@ -21,7 +21,7 @@ from harness.checks.cases import Case
 from harness.checks.parity import ReferenceData, ReferenceItem
 from harness.checks.reference import CASE_PREFIX
 from harness.gates import Gate, Gates
-from harness.runtime import Generation, Runtime
+from harness.runtime.protocol import Generation, Runtime
 
 GATES: tuple[Gate, ...] = (
     Gate("finetune_retention_min", 0.9, "min", "",

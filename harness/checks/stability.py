@@ -21,7 +21,7 @@ from harness.properties import UNSTABLE, SoftVerdict
 from harness.text import clip, first_difference
 
 if TYPE_CHECKING:
-    from harness.runtime import Generation, Prompt, Runtime, SearchOptions
+    from harness.runtime.protocol import Generation, Prompt, Runtime, SearchOptions
 
 WEAKEST_SHOWN = 3
 ANSWER_SHOWN = 200  # characters of an answer in a message

@@ -19,7 +19,7 @@ from harness.deploy.templates import PromptTemplate, TemplateError, derive_promp
 from harness.errors import ConfigError, HarnessError
 from harness.fsutil import link_or_copy
 from harness.locations import fixtures_dir
-from harness.runtime import read_chat_template
+from harness.runtime.genai import read_chat_template
 
 INFERENCE_MODEL = "inference_model.json"
 MODEL_CONFIG_KEYS = {"max_length": int, "temperature": float, "top_p": float, "repetition_penalty": float}

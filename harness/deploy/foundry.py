@@ -20,7 +20,7 @@ from harness.deploy.folder import copy_with_max_length
 from harness.errors import HarnessError, RuntimeFailure
 from harness.gates import Gate
 from harness.offline import disable_telemetry
-from harness.runtime import Generation, Message
+from harness.runtime.protocol import Generation, Message
 from harness.text import first_difference
 
 GATES: tuple[Gate, ...] = (

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.runtime import Message
+from harness.runtime.protocol import Message
 from harness.text import first_difference
 
 PLACEHOLDER = "{Content}"

@@ -43,7 +43,7 @@ from harness.report.junit import MESSAGE_LIMIT, junit_xml
 from harness.report.run_page import render_run
 from harness.report.runs import FORMAT, RESULTS_FILE, SCHEMA_VERSION, CompareError, Run
 from harness.report.summary import summary_markdown
-from harness.runtime import finite_number
+from harness.runtime.protocol import finite_number
 from harness.session import HarnessSession
 from harness.terminal import progress_writer
 

@@ -21,7 +21,7 @@ from harness.report import digest
 from harness.report.charts import Band, Series, bar_chart, fmt, line_chart
 from harness.report.compare import percent_change, percent_interval
 from harness.report.html import SCRIPT, check_label, identifier, page, table
-from harness.runtime import finite_number
+from harness.runtime.protocol import finite_number
 from harness.text import plural
 
 Test = Mapping[str, Any]

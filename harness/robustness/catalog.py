@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from harness.deploy.templates import special_tokens
 from harness.gates import Gate
-from harness.runtime import ModelInfo
+from harness.runtime.protocol import ModelInfo
 from harness.text import clip_middle
 from harness.worker.client import Outcome, WorkerInfo
 

@@ -27,7 +27,8 @@ from harness.robustness.catalog import (
     describe,
     max_new_tokens,
 )
-from harness.runtime import ModelInfo, read_model_info
+from harness.runtime.genai import read_model_info
+from harness.runtime.protocol import ModelInfo
 from harness.text import shorten
 from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 from harness.worker.protocol import KINDS

@@ -33,16 +33,8 @@ from typing import Any
 from harness.build.buildlog import Progress
 from harness.errors import BuildError, ContextOverflow
 from harness.fsutil import link_or_copy
-from harness.runtime import (
-    DEFAULT_OPTIONS,
-    Generation,
-    Message,
-    ModelInfo,
-    Prompt,
-    SearchOptions,
-    StopReason,
-    read_model_info,
-)
+from harness.runtime.genai import read_model_info
+from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Message, ModelInfo, Prompt, SearchOptions, StopReason
 
 EOS = 2
 CHATML = (

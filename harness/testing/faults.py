@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.runtime import DEFAULT_OPTIONS, GenAIRuntime, Generation, Prompt, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Prompt, SearchOptions
 from harness.system import KB
 
 

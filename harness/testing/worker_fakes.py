@@ -24,9 +24,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.runtime import DEFAULT_OPTIONS, Generation, Message, ModelInfo, Prompt, RawRuntime, Runtime, SearchOptions
+from harness.runtime.genai import RawGenAIRuntime
+from harness.runtime.protocol import (
+    DEFAULT_OPTIONS,
+    Generation,
+    Message,
+    ModelInfo,
+    Prompt,
+    RawRuntime,
+    Runtime,
+    SearchOptions,
+)
 from harness.testing.fakes import FakeRuntime
-from harness.worker.child import RawGenAIRuntime
 from harness.worker.protocol import WorkerError
 
 FAULTS = ("SEGFAULT", "ABORT", "HANG", "RAISE", "CORRUPT")

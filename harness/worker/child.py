@@ -15,41 +15,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness import offline, runtime_factory, system
+from harness import offline, system
 from harness.errors import ConfigError
-from harness.runtime import (
-    GenAIRuntime,
-    Generation,
-    Prompt,
-    RawRuntime,
-    Runtime,
-    SearchOptions,
-    run_generator,
-    translate_error,
-)
+from harness.runtime import factory as runtime_factory
+from harness.runtime.protocol import RawRuntime, Runtime, SearchOptions
 from harness.worker.protocol import DEFAULT_RUNTIME, WorkerError, encode_line
 
 
 # -- what the worker serves ---------------------------------------------------------------------------
-class RawGenAIRuntime(GenAIRuntime):
-    """``GenAIRuntime`` plus a raw path: options straight to ``set_search_options``, no harness checks."""
-
-    def generate_raw(self, prompt: Prompt, options: Mapping[str, Any], max_new_tokens: int) -> Generation:
-        og = self._og
-        text = prompt if isinstance(prompt, str) else self.chat_prompt(prompt)
-        ids = self.encode(text)
-        try:
-            params = og.GeneratorParams(self._model)
-            params.set_search_options(**options)
-            generator = og.Generator(self._model, params)
-        except RuntimeError as exc:
-            raise translate_error(exc, "raw request") from exc
-        greedy = not options.get("do_sample", False)
-        return run_generator(generator, ids, max_new_tokens, greedy, self.info, self.decode, "raw request")
-
-
 def load_runtime(reference: str, path: Path, ep: str) -> Runtime:
-    """The runtime the factory named by ``reference`` (``harness.runtime_factory``) loads."""
+    """The runtime the factory named by ``reference`` (``harness.runtime.factory``) loads."""
     try:
         factory = runtime_factory.load(reference)
     except ConfigError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import system
-from harness.runtime import ModelInfo
+from harness.runtime.protocol import ModelInfo
 from harness.text import clip, shorten
 from harness.worker.protocol import LOAD_TIMEOUT_S, STDERR_TAIL, Kind, WorkerError, encode_line
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 
-DEFAULT_RUNTIME = "harness.worker.child:RawGenAIRuntime"
+DEFAULT_RUNTIME = "harness.runtime.genai:RawGenAIRuntime"
 LOAD_TIMEOUT_S = 300.0  # model load; a 135M model loads in about 1 s here, a 7B one can take minutes
 STDERR_TAIL = 4000  # characters of the worker's stderr kept with a crash or a hang
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ContextOverflow, EmptyInput, InvalidSearchOption
-from harness.runtime import GenAIRuntime, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import SearchOptions
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, open_session
 

@@ -13,7 +13,8 @@ from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable, comp
 from harness.deploy.templates import control_tokens
 from harness.errors import RuntimeFailure
 from harness.locations import suites_dir
-from harness.runtime import GenAIRuntime, SearchOptions
+from harness.runtime.genai import GenAIRuntime
+from harness.runtime.protocol import SearchOptions
 from tests.e2e.support import with_context
 
 pytest.importorskip("foundry_local_sdk", reason="foundry-local-sdk is installed on Linux x86-64 only")

@@ -15,7 +15,7 @@ from harness.checks import lengths
 from harness.checks.memory import MB
 from harness.deploy.foundry import FoundryAnswer, FoundryLocalSession
 from harness.locations import suites_dir
-from harness.runtime import GenAIRuntime
+from harness.runtime.genai import GenAIRuntime
 from harness.testing.faults import KEPT
 
 

@@ -20,7 +20,7 @@ from harness.checks.cases import default_case_paths, load_cases
 from harness.checks.parity import GATES, log_softmax, measure_parity
 from harness.checks.reference import EvalPrompt, EvalSet, load_eval_set, reference_data
 from harness.errors import ContextOverflow
-from harness.runtime import GenAIRuntime
+from harness.runtime.genai import GenAIRuntime
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, progress
 

@@ -19,7 +19,7 @@ from harness.build.compute_paths import accuracy_levels
 from harness.build.pipeline import PreparedModel
 from harness.checks.cases import load_cases
 from harness.checks.output_format import answer_context
-from harness.runtime import GenAIRuntime
+from harness.runtime.genai import GenAIRuntime
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, progress
 

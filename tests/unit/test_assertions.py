@@ -11,7 +11,7 @@ from harness.checks import quality
 from harness.checks.assertions import CHECKS, REGEX_TIMEOUT_S, AnswerContext, Assertion
 from harness.checks.cases import _schema
 from harness.checks.output_format import StopFacts, format_problems, token_problems
-from harness.runtime import Generation, SearchOptions
+from harness.runtime.protocol import Generation, SearchOptions
 
 EOS, IM_START = 2, 1
 CONTEXT = AnswerContext(eos_token_ids=(EOS,), context_length=64, control_tokens=("<|im_start|>", "<|im_end|>"),

@@ -8,7 +8,6 @@ good rows show what must still be read (a version 1 file, a file with only what 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from harness import cli
 from harness.locations import fixtures_dir
+from harness.report import runs
 from harness.report.compare import pick_baseline
 from harness.report.runs import FORMAT, CompareError, load_run
 from tests.plugin.test_plugin import env, run
@@ -349,14 +349,13 @@ def test_a_typed_wrong_baseline_stops_a_pytest_run_at_start(pytester: pytest.Pyt
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
-def test_validation_is_compiled_once_and_fast(tmp_path: Path) -> None:
-    """A report of 2,000 checks reads in well under a second, even on a busy machine (one validator, compiled
-    once)."""
+def test_validation_is_compiled_once(tmp_path: Path) -> None:
+    """Reading many reports compiles the results schema once: one validator serves every run (its speed is measured
+    by benchmarks, not asserted here)."""
     data = results("big", "2026-11-20T10:00:00+00:00")
     data["tests"] = [check(f"test_x.py::t[{i}]", [100.0, 101.0, 99.0]) for i in range(2000)]
     file = write(tmp_path / "big", data)
-    load_run(file)
-    start = time.perf_counter()
+    runs._validator.cache_clear()
     for _ in range(3):
         assert len(load_run(file).tests()) == 2000
-    assert (time.perf_counter() - start) / 3 < 1.0
+    assert runs._validator.cache_info().misses == 1

@@ -29,7 +29,7 @@ from harness.budget import (
 from harness.checks.lengths import LENGTHS
 from harness.errors import RuntimeFailure
 from harness.profiles import BUILTIN_PROFILES
-from harness.runtime import Message
+from harness.runtime.protocol import Message
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 
 SMOKE, FULL = BUILTIN_PROFILES

@@ -21,7 +21,7 @@ from harness import system
 from harness.checks import memory
 from harness.checks.memory import MB
 from harness.locations import suites_dir
-from harness.runtime import DEFAULT_OPTIONS, Generation, Prompt, SearchOptions
+from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Prompt, SearchOptions
 from harness.system import KB
 from harness.testing.fakes import FakeRuntime, write_genai_folder, write_hf_folder
 

@@ -28,7 +28,7 @@ from harness.report.results import CheckRecord
 from harness.report.run_page import render_run
 from harness.report.runs import FORMAT, Run
 from harness.report.summary import summary_markdown
-from harness.runtime import Generation
+from harness.runtime.protocol import Generation
 
 SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}

@@ -21,7 +21,7 @@ from harness.checks.retention import (
     reference_answer,
 )
 from harness.gates import declare, resolve_gates
-from harness.runtime import Generation
+from harness.runtime.protocol import Generation
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 
 DEFAULTS = resolve_gates(declare([GATES]))

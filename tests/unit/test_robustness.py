@@ -23,7 +23,8 @@ from harness.robustness.catalog import (
     text,
 )
 from harness.robustness.prober import Prober, answer_problems, judge
-from harness.runtime import ModelInfo, read_model_info
+from harness.runtime.genai import read_model_info
+from harness.runtime.protocol import ModelInfo
 from harness.testing.fakes import write_genai_folder
 from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.runtime import ModelInfo, finite_number, read_model_info
+from harness.runtime.genai import read_model_info
+from harness.runtime.protocol import ModelInfo, finite_number
 from harness.testing.fakes import write_genai_folder
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from harness.checks.stability import Outcome, PathJudgement, PathVerdict, divergence_lines, weakest_decisions
-from harness.runtime import Generation
+from harness.runtime.protocol import Generation
 
 WORDS = {1: " Rome", 2: "<eos>", 3: " Napoli", 4: " Milan", 5: "The", 6: " capital", 7: " is"}
 

@@ -28,7 +28,7 @@ import pytest
 
 from harness import system
 from harness.build.buildlog import fail
-from harness.runtime import read_model_info
+from harness.runtime.genai import read_model_info
 from harness.testing.fakes import write_genai_folder
 from harness.worker.client import WorkerClient, death
 from harness.worker.protocol import WorkerError

@@ -16,7 +16,7 @@ from harness.builtins import builtin_gates
 from harness.gates import declare, resolve_gates
 from harness.robustness.catalog import KNOWN_GOOD
 from harness.robustness.prober import Prober
-from harness.runtime import read_model_info
+from harness.runtime.genai import read_model_info
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 from harness.worker.child import fill_text, handle, past_context_text, serve
 from harness.worker.client import WorkerClient, death
@@ -205,7 +205,7 @@ def test_a_worker_that_never_says_ready_times_out(folder: Path) -> None:
 
 def test_a_factory_the_worker_cannot_import_is_one_line_at_session_start() -> None:
     from harness.errors import ConfigError
-    from harness.runtime_factory import reference_of
+    from harness.runtime.factory import reference_of
 
     with pytest.raises(ConfigError, match="must be a function or class defined at module level"):
         reference_of(lambda path, ep: None)  # type: ignore[arg-type,return-value]
@@ -213,7 +213,7 @@ def test_a_factory_the_worker_cannot_import_is_one_line_at_session_start() -> No
 
 def test_a_conftest_factory_is_loaded_from_its_file(tmp_path: Path) -> None:
     """pytest imports a conftest under a name no other process can import: the worker loads its file."""
-    from harness.runtime_factory import load
+    from harness.runtime.factory import load
 
     conftest = tmp_path / "conftest.py"
     conftest.write_text("def make_runtime(path, ep):\n    return ('made', path, ep)\n", encoding="utf-8")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.runtime import Runtime
+    from harness.runtime.protocol import Runtime
 
 RuntimeFactory = Callable[[Path, str], "Runtime"]
 HOOK = "pytest_harness_runtime_factory"
@@ -66,7 +66,7 @@ def load(reference: str) -> RuntimeFactory:
     module_name, _, qualname = target.partition(":")
     if not module_name or not qualname:
         raise ConfigError(f"worker runtime {reference!r} must be module:factory, e.g. "
-                          "harness.worker.child:RawGenAIRuntime")
+                          "harness.runtime.genai:RawGenAIRuntime")
     if file and _is_conftest(module_name):
         spec = importlib.util.spec_from_file_location(f"_harness_factory_{abs(hash(file))}", file)
         if spec is None or spec.loader is None:
