@@ -29,8 +29,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.budget import COUNT_SUITES, FLOORS, REFERENCE_DECODE_TPS, counts_of, predict  # noqa: E402
-from harness.profiles import BUILTIN_PROFILES, Profile  # noqa: E402
+from harness.config.budget import COUNT_SUITES, FLOORS, REFERENCE_DECODE_TPS, counts_of, predict  # noqa: E402
+from harness.config.profiles import BUILTIN_PROFILES, Profile  # noqa: E402
 
 SMOKE, FULL = BUILTIN_PROFILES
 # Every count doubled, and the prompt length uncapped (the smoke cap's double plans no longer prompt).

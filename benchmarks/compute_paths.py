@@ -33,11 +33,11 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from harness.build.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels
 from harness.checks.cases import default_case_paths, load_cases
 from harness.checks.output_format import answer_context, format_problems
 from harness.checks.reference import EvalText, load_eval_set
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
+from harness.preparation.compute_paths import TWIN_LEVEL, accuracy_levels, describe_levels
 from harness.runtime.genai import GenAIRuntime
 from harness.runtime.protocol import Generation, Prompt, SearchOptions
 
@@ -81,7 +81,7 @@ def greedy_checks(runtime: GenAIRuntime) -> list[GreedyCheck]:
         checks.append(GreedyCheck(f"test_greedy_answer_is_nonempty_and_ends_its_turn[{name}]",
                                   [{"role": "user", "content": text}], generation,
                                   lambda answer: bool(answer.text.strip()) and answer.stop_reason == "eos"))
-    foundry = yaml.safe_load((fixtures_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
+    foundry = yaml.safe_load((data_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
     for case in foundry:  # Foundry must end its turn; it renders and computes as onnxruntime-genai does
         checks.append(GreedyCheck(f"test_foundry_answers_like_onnxruntime_genai[{case['id']}]", case["messages"],
                                   generation, lambda answer: answer.stop_reason == "eos"))
@@ -210,7 +210,7 @@ def main() -> int:
         return 0
     from overhead import default_model_dir  # the sibling script (benchmarks/ is on sys.path)
 
-    from harness.build.compute_paths import write_variant
+    from harness.preparation.compute_paths import write_variant
 
     built_dir = default_model_dir()
     print(f"model {built_dir}: {describe_levels(accuracy_levels(built_dir))}")

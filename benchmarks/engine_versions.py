@@ -42,8 +42,8 @@ print(json.dumps({{"version": og.__version__, "rate": rate}}))
 
 def olive_python() -> Path:
     """The Olive environment's interpreter (it has onnxruntime-genai 0.14.1), created if needed."""
-    from harness.build.olive_env import OliveEnvironment
-    from harness.settings import resolve
+    from harness.config.settings import resolve
+    from harness.preparation.olive_env import OliveEnvironment
 
     config = resolve({}, env=os.environ, rootdir=ROOT)
     log = Path(tempfile.mkdtemp(prefix="engine-versions-")) / "olive-env.log"
@@ -53,8 +53,8 @@ def olive_python() -> Path:
 def olive_model() -> Path:
     """The default model built with Olive (found in the cache, or built)."""
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     config = resolve({"builder": "olive", "reports_dir": tempfile.mkdtemp(prefix="engine-versions-")},
                      env=os.environ, rootdir=ROOT)

@@ -123,8 +123,8 @@ def measure(model_dir: Path, pairs: int = 15, prompt_tokens: int = 32, output_to
 def default_model_dir() -> Path:
     """The default model, built (or found in the cache) the way a pytest session does."""
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     with tempfile.TemporaryDirectory(prefix="overhead-") as reports:  # the build's log only: the model is cached
         config = resolve({"reports_dir": reports}, env=os.environ, rootdir=ROOT)

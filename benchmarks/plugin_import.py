@@ -18,11 +18,17 @@ HEAVY = ("numpy", "yaml", "jsonschema", "onnxruntime_genai", "onnxruntime", "psu
 SCRIPT = f"import sys, pytest, harness.plugin; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
 
 
-def one_run() -> tuple[float, str]:
+def one_run() -> tuple[float, str, float]:
+    """One fresh interpreter: ``harness.plugin``'s cumulative import time (ms), the heavy modules it loaded, and
+    pytest's own import time (ms) in the same interpreter, a yardstick of how busy the host was."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", SCRIPT], capture_output=True, text=True,
                           check=True, encoding="utf-8")
-    line = next(line for line in done.stderr.splitlines() if line.rstrip().endswith("| harness.plugin"))
-    return int(line.split("|")[1]) / 1000, done.stdout.strip()
+
+    def cumulative_ms(module: str) -> float:
+        line = next(line for line in done.stderr.splitlines() if line.rstrip().endswith(f"| {module}"))
+        return int(line.split("|")[1]) / 1000
+
+    return cumulative_ms("harness.plugin"), done.stdout.strip(), cumulative_ms("pytest")
 
 
 def main() -> int:
@@ -30,10 +36,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     results = [one_run() for _ in range(args.runs)]
-    times = [ms for ms, _ in results]
+    times = [ms for ms, _, _ in results]
+    ratios = [ms / pytest_ms for ms, _, pytest_ms in results]
     heavy = results[-1][1] or "none"
     print(f"import harness.plugin: median {statistics.median(times):.1f} ms over {args.runs} runs "
-          f"(min {min(times):.1f}, max {max(times):.1f}); heavy modules loaded: {heavy}")
+          f"(min {min(times):.1f}, max {max(times):.1f}), {statistics.median(ratios):.2f}x pytest's own import "
+          f"(median); heavy modules loaded: {heavy}")
     return 0
 
 

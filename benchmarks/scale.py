@@ -9,9 +9,9 @@ template) under ``<cache>/scale-models/``. ``measure`` runs each phase of one mo
 polls the RSS of that process and all its children 20 times a second (anonymous and file-backed apart: the
 model builder and transformers memory-map safetensors, whose pages the kernel can drop under pressure):
 
-- ``convert``: a GGUF source to a Hugging Face folder (``python -m harness.build.convert``);
+- ``convert``: a GGUF source to a Hugging Face folder (``python -m harness.preparation.convert``);
 - ``merge``: a seeded LoRA adapter (r 16, every linear layer; made before, unmeasured) merged into a Hugging Face
-  folder by peft (``python -m harness.build.merge``);
+  folder by peft (``python -m harness.preparation.merge``);
 - ``build-int4``, ``build-int8``: the harness's model-builder build, with its two-token check;
 - ``reference``: the parity suite's fp32 reference (the eval set and the shipped cases' prompts);
 - ``load``: loading the built model and answering one prompt;
@@ -110,12 +110,12 @@ def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = Non
 def describe(model: Path, cache: Path) -> dict[str, Any]:
     """Parameters, context and vocabulary of a source (Hugging Face folder, GGUF or built folder), and the bytes of
     its int4 build and of what a loaded copy keeps resident, once it is built in ``cache``."""
-    from harness.build.pipeline import cached_path
     from harness.builtins import make_builder
     from harness.capacity.model_facts import model_facts
     from harness.capacity.plan import resident_bytes
+    from harness.config.settings import resolve
+    from harness.preparation.pipeline import cached_path
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     facts = model_facts(model)
     row = {"model": str(model), "name": model.name, "kind": facts.kind, "parameters": facts.parameters,
@@ -143,7 +143,8 @@ def phase_command(phase: str, model: Path, reference: Path | None, cache: Path, 
     python = [sys.executable, str(Path(__file__).resolve())]
     if phase == "merge":  # the adapter measure() made
         (work / "merged").mkdir(exist_ok=True)
-        return [sys.executable, "-m", "harness.build.merge", str(model), str(work / "adapter"), str(work / "merged")]
+        return [sys.executable, "-m", "harness.preparation.merge", str(model), str(work / "adapter"),
+                str(work / "merged")]
     if phase == "smoke":  # every shipped suite in one session, as a user runs them
         return [sys.executable, "-m", "pytest", "suites", f"--model={model}", "--harness-profile=smoke", "-q",
                 "-p", "no:cacheprovider", "-p", "benchmarks.suite_profile", f"--harness-reports={work / 'reports'}",
@@ -160,10 +161,10 @@ def phase_command(phase: str, model: Path, reference: Path | None, cache: Path, 
 def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> None:
     """One phase, in this process (``measure`` runs it as ``scale.py _phase``)."""
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
-    from harness.build.buildlog import Progress
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
+    from harness.preparation.buildlog import Progress
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     progress: Progress = lambda message: print(f"harness: {message}", flush=True)  # noqa: E731
     precision = phase.removeprefix("build-") if phase.startswith("build-") else "int4"
@@ -250,7 +251,7 @@ def measure(model: Path, phases: Sequence[str], reference: Path | None, cache: P
 
 # -- random-init models -----------------------------------------------------------------------------------
 def default_cache() -> Path:
-    from harness.settings import SETTINGS_BY_NAME
+    from harness.config.settings import SETTINGS_BY_NAME
 
     return Path(os.environ.get("HARNESS_CACHE_DIR") or SETTINGS_BY_NAME["cache_dir"].default())
 
@@ -258,7 +259,7 @@ def default_cache() -> Path:
 def tokenizer_folder(cache: Path, shape: str) -> Path:
     """A real tokenizer for the shape: Qwen2.5's (its GGUF, from the package registry) for qwen2 and llama shapes,
     SmolLM2's (the default model) for phi3, whose own vocabulary (32k) is nearer SmolLM2's (49k)."""
-    from harness.build.sources import default_model_path
+    from harness.preparation.sources import default_model_path
     from tests.e2e.test_builders import qwen_gguf
 
     gguf = default_model_path() if shape.startswith("phi3") else qwen_gguf(cache)

@@ -51,8 +51,8 @@ def build_step(cache: Path, rounds: int = 5) -> list[float]:
     """Seconds for source detection + hashing + plan + cache lookup + prepare, on a cache hit."""
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     times = []
     for _ in range(rounds):

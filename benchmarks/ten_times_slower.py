@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.budget import REFERENCE_DECODE_TPS
+from harness.config.budget import REFERENCE_DECODE_TPS
 from harness.testing.faults import SlowedRuntime
 
 DELAY_PER_TOKEN_S = 9 / REFERENCE_DECODE_TPS

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.profiles import BUILTIN_PROFILES, Profile
+from harness.config.profiles import BUILTIN_PROFILES, Profile
 
 if TYPE_CHECKING:
-    from harness.build.builders import Builder
-    from harness.gates import Gate
+    from harness.config.gates import Gate
+    from harness.config.settings import Settings
     from harness.hookspecs import BuilderFactory
-    from harness.settings import HarnessConfig
+    from harness.preparation.builders import Builder
 
 # The modules whose checks read gates; each declares them in a GATES tuple beside the check.
 GATE_MODULES = ("harness.checks.quality", "harness.checks.parity", "harness.checks.retention", "harness.checks.memory",
@@ -28,15 +28,15 @@ def builtin_gates() -> list[Gate]:
     return [gate for name in GATE_MODULES for gate in importlib.import_module(name).GATES]
 
 
-def _model_builder(settings: HarnessConfig) -> Builder:
-    from harness.build.builders import ModelBuilderBuilder
+def _model_builder(settings: Settings) -> Builder:
+    from harness.preparation.builders import ModelBuilderBuilder
 
     return ModelBuilderBuilder()
 
 
-def _olive(settings: HarnessConfig) -> Builder:
-    from harness.build.builders import OliveBuilder
-    from harness.build.olive_env import OliveEnvironment
+def _olive(settings: Settings) -> Builder:
+    from harness.preparation.builders import OliveBuilder
+    from harness.preparation.olive_env import OliveEnvironment
 
     return OliveBuilder(OliveEnvironment(settings.cache_dir, settings.olive_python), settings.olive_config)
 
@@ -44,7 +44,7 @@ def _olive(settings: HarnessConfig) -> Builder:
 BUILTIN_BUILDERS: Mapping[str, BuilderFactory] = {"olive": _olive, "model-builder": _model_builder}
 
 
-def make_builder(settings: HarnessConfig) -> Builder:
+def make_builder(settings: Settings) -> Builder:
     """A built-in builder by the name the settings give (for scripts that run without pytest)."""
     return BUILTIN_BUILDERS[settings.builder](settings)
 

@@ -374,8 +374,8 @@ def _unwritable(file: Path) -> str:
 
 def _gates(args: argparse.Namespace) -> Output:
     from harness.builtins import builtin_gates
-    from harness.gates import declare, resolve_gates
-    from harness.settings import read_pyproject_table
+    from harness.config.gates import declare, resolve_gates
+    from harness.config.settings import read_pyproject_table
 
     pyproject = args.pyproject or _nearest_pyproject()
     document = {} if pyproject is None else _read_pyproject(pyproject, "--pyproject" if args.pyproject else
@@ -435,21 +435,21 @@ def _nearest_pyproject() -> Path | None:
 def _build(args: argparse.Namespace) -> Output:
     """The build a run would do, on this machine, checked against the memory plan first."""
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
     from harness.fsutil import link_or_copy
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     if args.out is not None and (problem := _unmakeable(args.out)):
         raise UsageError(f"--out {args.out}: {problem}; pass a folder to create in an existing, writable one")
     pyproject = _nearest_pyproject()
     cli = {name: getattr(args, name) for name in ("model", "base_model", "precision", "builder", "cache_dir",
                                                   "memory")}
-    config = resolve(cli, env=os.environ, pyproject=pyproject,
-                     rootdir=pyproject.parent if pyproject else Path.cwd())
-    config = replace(config, reports_dir=config.cache_dir / "build-logs")  # the build log and provenance
-    session = HarnessSession.open(config, make_builder(config))
+    settings = resolve(cli, env=os.environ, pyproject=pyproject,
+                       rootdir=pyproject.parent if pyproject else Path.cwd())
+    settings = replace(settings, reports_dir=settings.cache_dir / "build-logs")  # the build log and provenance
+    session = HarnessSession.open(settings, make_builder(settings))
     if not session.plan.needs_build:
-        raise UsageError(f"--model {config.model} is already a built onnxruntime-genai folder; pass it to pytest")
+        raise UsageError(f"--model {settings.model} is already a built onnxruntime-genai folder; pass it to pytest")
     refusal = session.plan_memory(None).refusal()
     if refusal is not None:
         raise UsageError(refusal)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from harness.build.builders import Builder
-    from harness.gates import Gate
-    from harness.profiles import Profile
+    from harness.config.gates import Gate
+    from harness.config.profiles import Profile
+    from harness.config.settings import Settings
+    from harness.preparation.builders import Builder
     from harness.runtime.factory import RuntimeFactory
-    from harness.settings import HarnessConfig
 
-BuilderFactory = Callable[["HarnessConfig"], "Builder"]
+BuilderFactory = Callable[["Settings"], "Builder"]
 
 
 @pytest.hookspec

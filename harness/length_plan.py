@@ -1,5 +1,5 @@
 """Which prompt lengths the input-length suite measures, for a context and a profile's cap: pure arithmetic that
-the suite (``harness.checks.lengths``) and the time budget (``harness.budget``) share, below both."""
+the suite (``harness.checks.lengths``) and the time budget (``harness.config.budget``) share, below both."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ goes by default on each operating system."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -22,8 +23,16 @@ def suites_dir() -> Path:
     return _package_dir("harness.suites", "suites")
 
 
-def fixtures_dir() -> Path:
-    return _package_dir("harness.fixtures", "fixtures")
+@functools.cache
+def shipped_suites_dir() -> Path:
+    """The shipped suites' folder, resolved: a module whose parent it is, is a shipped suite."""
+    return suites_dir().resolve()
+
+
+def data_dir() -> Path:
+    """The shipped data: the checkout's ``fixtures/`` folder (case files, evaluation texts, schemas), installed as the
+    ``harness.data`` package."""
+    return _package_dir("harness.data", "fixtures")
 
 
 def default_cache_dir() -> Path:
@@ -32,7 +41,7 @@ def default_cache_dir() -> Path:
     Linux and other Unix: ``$XDG_CACHE_HOME`` or ``~/.cache``. macOS: ``~/Library/Caches``, ignoring XDG_CACHE_HOME
     as platformdirs does (XDG is not a macOS convention). Windows: ``%LOCALAPPDATA%`` (else ``~/AppData/Local``),
     without platformdirs' ``Cache`` subfolder: the Olive environment's deepest torch file needs those 6 characters of
-    Windows' 260-character path limit (``harness.build.olive_env.MAX_ENV_FOLDER``).
+    Windows' 260-character path limit (``harness.preparation.olive_env.MAX_ENV_FOLDER``).
     """
     base: str | Path
     if sys.platform == "win32":

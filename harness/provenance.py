@@ -52,7 +52,7 @@ def versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 # CPU features that decide which kernel onnxruntime's MLAS runs for quantized matrix products, and so
-# the logits of a model computing at accuracy_level 4 (see harness.build.compute_paths).
+# the logits of a model computing at accuracy_level 4 (see harness.preparation.compute_paths).
 ISA_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
              "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
 # Instruction-set classes, best first: hosts of one class compute alike.

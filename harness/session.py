@@ -11,25 +11,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.budget import REFERENCE_SECONDS_PER_PARAMETER, BudgetClock
-from harness.build.builders import Builder
-from harness.build.buildlog import Progress
-from harness.build.cache import MANIFEST, ModelStore
-from harness.build.compute_paths import TWIN_LEVEL, DamagedModelFile, accuracy_levels, describe_levels, host_dependent
-from harness.build.hashing import HashMemo
-from harness.build.merge import TEMPLATE_FILES, TOKENIZER_FILES
-from harness.build.optional import require_build_packages
-from harness.build.pipeline import (
-    BuildPlan,
-    PreparedModel,
-    cached_path,
-    convert_source,
-    derive_variant,
-    make_plan,
-    merge_adapter,
-    prepare,
-)
-from harness.build.sources import ModelSource, SourceKind, detect_base, detect_source, with_base
 from harness.capacity.memory import Available, available_memory, format_size
 from harness.capacity.model_facts import ModelFacts, model_facts
 from harness.capacity.plan import (
@@ -46,6 +27,16 @@ from harness.capacity.plan import (
     resident_bytes,
     suite_need,
 )
+from harness.checks.ab import AB_MIN_PAIRS
+from harness.config.budget import (
+    REFERENCE_SECONDS_PER_PARAMETER,
+    SMOKE_SUITE_SECONDS,
+    BudgetClock,
+    ab_seconds,
+    measure_pace,
+)
+from harness.config.profiles import Profile
+from harness.config.settings import Settings
 from harness.deploy.folder import (
     INFERENCE_MODEL,
     Deployment,
@@ -61,9 +52,32 @@ from harness.folders import claim_new_dir, writable_dir
 from harness.fsutil import write_text_atomic
 from harness.length_plan import CONTEXT_MARGIN
 from harness.locations import suites_dir
+from harness.preparation.builders import Builder
+from harness.preparation.buildlog import Progress
+from harness.preparation.cache import MANIFEST, ModelStore
+from harness.preparation.compute_paths import (
+    TWIN_LEVEL,
+    DamagedModelFile,
+    accuracy_levels,
+    describe_levels,
+    host_dependent,
+)
+from harness.preparation.hashing import HashMemo
+from harness.preparation.merge import TEMPLATE_FILES, TOKENIZER_FILES
+from harness.preparation.optional import require_build_packages
+from harness.preparation.pipeline import (
+    BuildPlan,
+    PreparedModel,
+    cached_path,
+    convert_source,
+    derive_variant,
+    make_plan,
+    merge_adapter,
+    prepare,
+)
+from harness.preparation.sources import ModelSource, SourceKind, detect_base, detect_source, with_base
 from harness.provenance import REPORTED_PACKAGES, machine_fingerprint, versions
 from harness.runtime.protocol import Runtime
-from harness.settings import HarnessConfig
 
 AB_SUITE = "test_benchmarks.py"  # the suite that times the model under test against the --harness-ab baseline
 PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the plan measured (both run the builder)
@@ -71,7 +85,8 @@ PLANNED_BUILDERS = ("model-builder", "olive")  # the builders whose memory the p
 
 def _template_folder(source: ModelSource) -> Path | None:
     """The folder whose chat template the built model gets: the source's; an adapter's own when it saved a tokenizer
-    or template (``harness.build.merge``), else its base's; None for a GGUF (its template is read at conversion)."""
+    or template (``harness.preparation.merge``), else its base's; None for a GGUF (its template is read at
+    conversion)."""
     if source.kind is SourceKind.ADAPTER and not any((source.path / name).is_file()
                                                      for name in (*TOKENIZER_FILES, *TEMPLATE_FILES)):
         source = source.weights
@@ -115,7 +130,7 @@ def _check_graphs(folder: Path, cached: bool) -> None:
 
 @dataclass
 class HarnessSession:
-    config: HarnessConfig
+    settings: Settings
     source: ModelSource
     plan: BuildPlan
     builder: Builder
@@ -140,46 +155,47 @@ class HarnessSession:
     opened_at: float = field(default_factory=time.monotonic)  # where a time budget starts counting
 
     @classmethod
-    def open(cls, config: HarnessConfig, builder: Builder, ab_model: Path | None = None) -> HarnessSession:
+    def open(cls, settings: Settings, builder: Builder, ab_model: Path | None = None) -> HarnessSession:
         """Detect the source and plan the build; raises SourceError / ConfigError on bad input. ``ab_model``: the
-        --harness-ab baseline's model when ``config.ab`` names a run rather than a model
+        --harness-ab baseline's model when ``settings.ab`` names a run rather than a model
         (``harness.report.runs.model_of_run``)."""
-        source = detect_source(config.model)
-        base = None if config.base_model is None else detect_base(config.base_model)
+        source = detect_source(settings.model)
+        base = None if settings.base_model is None else detect_base(settings.base_model)
         if source.kind is SourceKind.ADAPTER:
             source = with_base(source, base)
             base = source.base
         _check_template(source)
-        writable_dir(config.reports_dir, "--harness-reports")
-        store = ModelStore(writable_dir(config.cache_dir, "--harness-cache-dir"))
-        plan = make_plan(source, config.precision, config.ep, builder, HashMemo(config.cache_dir / "hashes.json"))
+        writable_dir(settings.reports_dir, "--harness-reports")
+        store = ModelStore(writable_dir(settings.cache_dir, "--harness-cache-dir"))
+        plan = make_plan(source, settings.precision, settings.ep, builder, HashMemo(settings.cache_dir / "hashes.json"))
         found = cached_path(plan, store)
         if found is not None:
             _check_graphs(found, cached=plan.needs_build)
         hit = found is not None
-        require_build_packages(plan, cached=hit)  # no torch (win_arm64): one line now, not a failed build later
+        # no torch (win_arm64): one line now, not a failed build later
+        require_build_packages(plan.source, plan.builder, cached=hit)
         reference = source if source.kind.needs_build else None
-        if config.reference is not None:
-            reference = detect_source(config.reference, "--reference")
+        if settings.reference is not None:
+            reference = detect_source(settings.reference, "--reference")
             if not reference.kind.holds_weights:
-                raise SourceError(f"--reference {config.reference} is a {reference.kind} model; the "
+                raise SourceError(f"--reference {settings.reference} is a {reference.kind} model; the "
                                   "reference must be a Hugging Face folder or a GGUF file")
-        if config.inference_config is not None:
-            check_user_document(config.inference_config)
-        ab_path = ab_model or config.ab
+        if settings.inference_config is not None:
+            check_user_document(settings.inference_config)
+        ab_path = ab_model or settings.ab
         ab = None if ab_path is None else detect_source(ab_path, "--harness-ab")
         if ab is not None and ab.kind is SourceKind.ADAPTER:  # an earlier fine-tune of the same base, as a rule
-            ab = with_base(ab, base if config.base_model is not None else None, "--harness-ab")
-        return cls(config, source, plan, builder, store, hit, reference, base, ab)
+            ab = with_base(ab, base if settings.base_model is not None else None, "--harness-ab")
+        return cls(settings, source, plan, builder, store, hit, reference, base, ab)
 
     @property
     def precision_label(self) -> str:
-        return self.config.precision if self.plan.needs_build else "prebuilt"
+        return self.settings.precision if self.plan.needs_build else "prebuilt"
 
     @property
     def run_dir(self) -> Path:
         """This run's report folder (once claimed; before that, the name it will try first)."""
-        planned = self.config.reports_dir / f"{self.started}-{self.source.name}-{self.precision_label}"
+        planned = self.settings.reports_dir / f"{self.started}-{self.source.name}-{self.precision_label}"
         return self.claimed_run_dir or planned
 
     def claim_run_dir(self) -> Path:
@@ -193,7 +209,7 @@ class HarnessSession:
         """Each phase's predicted peak against the memory this run may use (``--harness-memory`` or what the machine
         has): the conversion and build when they will run, the reference, and each shipped suite with prompts of up
         to ``longest_prompt`` tokens."""
-        available = available or available_memory(self.config.memory, self.config.origins.get("memory", ""))
+        available = available or available_memory(self.settings.memory, self.settings.origins.get("memory", ""))
         must: list[Need] = []
         source = model_facts(self.source.weights.path)  # each file's metadata read once: a GGUF header takes ~70 ms
         built = cached_path(self.plan, self.store)
@@ -206,10 +222,10 @@ class HarnessSession:
             if merge:  # the harness's own step, whatever the builder
                 must.append(merge_need(weights_facts(self.source, source)))
             if measured_builder:
-                must.append(build_need(self.config.precision, source))
+                must.append(build_need(self.settings.precision, source))
         # The model under test: the built folder once there is one (measured), else the source (predicted).
         facts = source if built is None or built == self.source.weights.path else model_facts(built)
-        model_bytes = facts.weight_bytes if built is not None else built_bytes(self.config.precision, source)
+        model_bytes = facts.weight_bytes if built is not None else built_bytes(self.settings.precision, source)
         longest = min(longest_prompt or facts.context_length, facts.context_length - CONTEXT_MARGIN)
         suites = [suite_need(path.name, facts, model_bytes) for path in sorted(suites_dir().glob("test_*.py"))]
         if self.ab_source is not None:  # the benchmarks hold the A/B baseline beside the model under test
@@ -220,7 +236,7 @@ class HarnessSession:
             # the reference reads a GGUF's fp32 conversion, an adapter's merged folder
             reference_facts = weights_facts(self.reference_source,
                                             source if self.reference_source == self.source else None)
-            precision, reference = choose_reference(self.config.reference_precision, reference_facts, facts,
+            precision, reference = choose_reference(self.settings.reference_precision, reference_facts, facts,
                                                     model_bytes, available)
         self.memory = plan(available, must, suites, reference, precision, facts, model_bytes, longest_prompt)
         return self.memory
@@ -232,10 +248,28 @@ class HarnessSession:
         built = self.ab_model.path if self.ab_model is not None else (
             None if self.ab_source.kind.needs_build else self.ab_source.path)
         baseline = model_facts(built) if built is not None else weights_facts(self.ab_source)
-        weights = baseline.weight_bytes if built is not None else built_bytes(self.config.precision, baseline)
+        weights = baseline.weight_bytes if built is not None else built_bytes(self.settings.precision, baseline)
         return replace(need, bytes=need.bytes + load_bytes(baseline, weights) + load_bytes(facts, model_bytes),
                        basis=f"{need.basis}, the A/B baseline's {format_size(resident_bytes(baseline, weights))} of "
                              "resident weights and a second copy of the model's")
+
+    def start_budget_clock(self, runtime: Runtime, profile: Profile) -> BudgetClock:
+        """--harness-budget's clock, started when the first module does: it measures the model's pace once, and
+        plans for the shipped suites this run holds (those the memory plan skips take no time)."""
+        assert self.settings.budget is not None
+        suites = self.suite_modules or tuple(SMOKE_SUITE_SECONDS)  # a run of own suites alone: as a whole one
+        memory = self.memory
+        if memory is not None:
+            suites = tuple(name for name in suites if memory.skip_reason(memory.suites.get(name)) is None)
+        parity = "test_parity.py" in suites and (memory is None or memory.skip_reason(memory.reference) is None)
+        cold = {"test_parity.py": self.reference_seconds()} if parity else {}
+        if "test_retention.py" in suites and self.base_source is not None:
+            cold["test_retention.py"] = self.reference_seconds(base=True)
+        pace, context = measure_pace(runtime), runtime.info.context_length
+        if self.ab_source is not None and AB_SUITE in suites:
+            cold[AB_SUITE] = ab_seconds(profile, context, pace, AB_MIN_PAIRS)
+        self.clock = BudgetClock(self.settings.budget, self.opened_at, pace, profile, context, suites, cold)
+        return self.clock
 
     def reference_seconds(self, base: bool = False) -> float:
         """What computing the parity reference (or, ``base``, the base model's view for retention) will add to this
@@ -271,13 +305,13 @@ class HarnessSession:
         machine = machine_fingerprint()
         found = cached_path(plan, self.store)
         compute = describe_levels(accuracy_levels(found)) if found else "accuracy levels known after the build"
-        if self.config.accuracy_level is not None:
-            compute += f"; tested at accuracy_level {self.config.accuracy_level} (--accuracy-level)"
+        if self.settings.accuracy_level is not None:
+            compute += f"; tested at accuracy_level {self.settings.accuracy_level} (--accuracy-level)"
         return [
             f"harness: model {src.path} ({src.kind}{default}), sha256 {plan.source_hash[:16]}",
             *self._base_lines(),
-            f"harness: {build}, ep {self.config.ep}, profile {self.config.profile}, "
-            f"unstable verdicts {self.config.unstable}",
+            f"harness: {build}, ep {self.settings.ep}, profile {self.settings.profile}, "
+            f"unstable verdicts {self.settings.unstable}",
             f"harness: cache {cache}",
             f"harness: {packages}",
             f"harness: cpu {machine['cpu']}, {machine['cores']} cores, instruction set {machine['isa']} "
@@ -286,8 +320,8 @@ class HarnessSession:
             *(self.memory.lines() if self.memory else []),
             *([f"harness: A/B: the benchmarks time this model against {self.ab_source.path} (--harness-ab)"]
               if self.ab_source else []),
-            *([f"harness: shard {self.config.shard} of the checks (--harness-shard); `harness merge` joins the "
-               "shards' reports"] if self.config.shard else []),
+            *([f"harness: shard {self.settings.shard} of the checks (--harness-shard); `harness merge` joins the "
+               "shards' reports"] if self.settings.shard else []),
             f"harness: reports {self.run_dir}",
         ]
 
@@ -296,7 +330,7 @@ class HarnessSession:
         base = self.base_source
         if base is None:
             return []
-        origin = "--base-model" if self.config.base_model is not None else "named by the adapter's config"
+        origin = "--base-model" if self.settings.base_model is not None else "named by the adapter's config"
         line = f"harness: base model {base.path} ({base.kind}, {origin})"
         if self.plan.merge_key:
             merged = self.store.lookup("hf", self.plan.merge_key)
@@ -317,14 +351,14 @@ class HarnessSession:
             self.levels = dict(accuracy_levels(self.prepared.path))
             if self.memory is not None and not self.cache_hit_at_start:  # the built model's size is known now
                 self.plan_memory(self.memory.longest_prompt, self.memory.available)
-            if not self.cache_hit_at_start or self.config.accuracy_level is not None:  # else the header said it
+            if not self.cache_hit_at_start or self.settings.accuracy_level is not None:  # else the header said it
                 progress(f"compute path: {describe_levels(self.levels)}")
             self.write_provenance()
         return self.prepared
 
     def _at_accuracy_level(self, model: PreparedModel, progress: Progress) -> PreparedModel:
         """The model at --accuracy-level (a derived variant), or as built."""
-        level = self.config.accuracy_level
+        level = self.settings.accuracy_level
         if level is None:
             return model
         levels = accuracy_levels(model.path)
@@ -358,8 +392,8 @@ class HarnessSession:
         primary = self.prepare(progress)
         if precision == self.plan.precision or not self.plan.needs_build:
             return primary
-        plan = make_plan(self.source, precision, self.config.ep, self.builder,
-                         HashMemo(self.config.cache_dir / "hashes.json"))
+        plan = make_plan(self.source, precision, self.settings.ep, self.builder,
+                         HashMemo(self.settings.cache_dir / "hashes.json"))
         return self._at_accuracy_level(prepare(plan, self.store, self.builder, self.claim_run_dir(), progress),
                                        progress)
 
@@ -367,8 +401,8 @@ class HarnessSession:
         """The --harness-ab baseline, built (or found) like the model under test, at its accuracy level."""
         if self.ab_source is None or self.ab_model is not None:
             return self.ab_model
-        plan = make_plan(self.ab_source, self.config.precision, self.config.ep, self.builder,
-                         HashMemo(self.config.cache_dir / "hashes.json"))
+        plan = make_plan(self.ab_source, self.settings.precision, self.settings.ep, self.builder,
+                         HashMemo(self.settings.cache_dir / "hashes.json"))
         built = prepare(plan, self.store, self.builder, self.claim_run_dir(), progress)
         self.ab_model = self._at_accuracy_level(built, progress)
         self.write_provenance()
@@ -397,7 +431,7 @@ class HarnessSession:
     def _reference_plan(self, reference: ModelSource) -> BuildPlan:
         """The plan whose conversion a GGUF reference is read from (the session's own, for its own source)."""
         return self.plan if reference == self.source else make_plan(
-            reference, "fp32", self.config.ep, self.builder, HashMemo(self.config.cache_dir / "hashes.json"))
+            reference, "fp32", self.settings.ep, self.builder, HashMemo(self.settings.cache_dir / "hashes.json"))
 
     def deploy(self, progress: Progress) -> Deployment | None:
         """Lay out the Foundry Local folder; a template that cannot be derived is recorded, so the
@@ -406,14 +440,14 @@ class HarnessSession:
             return self.deployment
         prepared = self.prepare(progress)
         name = f"{self.source.name}-{self.precision_label}"
-        user_file = self.config.inference_config
+        user_file = self.settings.inference_config
         if user_file is None and self.source.kind is SourceKind.FOUNDRY_FOLDER:
             user_file = self.source.path / INFERENCE_MODEL  # the file the user ships is the one to check
         try:
             if user_file is not None:
                 document = load_user_document(user_file)
             else:
-                document = build_document(prepared.path, name, self.config.model_config)
+                document = build_document(prepared.path, name, self.settings.model_config)
         except TemplateError as exc:
             self.deployment_error = str(exc)
             progress(f"no Foundry Local folder: {exc}")
@@ -448,19 +482,19 @@ class HarnessSession:
             "builder": self.plan.builder if self.plan.needs_build else None,
             "builder_detail": self.builder.describe() if self.plan.needs_build else None,
             "builder_options": self.builder.options() if self.plan.needs_build else None,
-            "ep": self.config.ep,
-            "profile": self.config.profile,
+            "ep": self.settings.ep,
+            "profile": self.settings.profile,
             "built_model": str(prepared.path) if prepared else None,
             "cache_key": self.plan.key or None,
             "cache_hit": prepared.cache_hit if prepared else None,
             "accuracy_levels": {str(level): count for level, count in sorted(self.levels.items())},
-            "accuracy_level_setting": self.config.accuracy_level,
+            "accuracy_level_setting": self.settings.accuracy_level,
             "twin_model": str(self.twin_model.path) if self.twin_model else None,
             "ab_model": str(self.ab_model.path) if self.ab_model else None,
             "build_seconds": round(prepared.build_seconds, 2) if prepared else None,
             "foundry_local_folder": str(self.deployment.folder) if self.deployment else None,
             "budget": self.budget,
-            "settings_from": dict(self.config.origins),
+            "settings_from": dict(self.settings.origins),
             "versions": versions(REPORTED_PACKAGES),
             "machine": machine_fingerprint(),
         }

@@ -9,112 +9,30 @@ is shrunk to a minimal input, saved in the run's report folder as a reproducer t
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from harness import Profile
-from harness.deploy.templates import special_tokens
-from harness.robustness.catalog import KNOWN_ISSUES, PLAIN, chat, text
-from harness.robustness.prober import Probe, Prober, write_reproducer
-from harness.worker.protocol import KINDS
+from harness import Prober, Profile, fuzz, prompt_requests, setting_requests
 
-FUZZ_TOKENS = 4  # output tokens per fuzz example: the form of the answer is checked, not its content
 RecordProperty = Callable[[str, object], None]
 
 
-def prompts(control_tokens: list[str], chats: bool = True) -> st.SearchStrategy[dict[str, Any]]:
-    """Chat messages (unless ``chats`` is False: a base model) or raw text built from any code points
-    (surrogates included: category Cs), controls, the template's own control tokens and other pieces known
-    to trip parsers."""
-    tricky = [*control_tokens, "\x00", "\r" * 64, "\b" * 64, "{Content}", "{{ messages }}", '"}]', "\\u0000",
-              "\ufeff", "\u202e", "\U0001f44d\U0001f3fd"]
-    pieces = st.one_of(
-        st.text(st.characters(), max_size=16),
-        st.text(st.characters(categories=["Cs", "Cc", "Cf", "Mn", "Zs", "Zl", "Zp"]), min_size=1, max_size=8),
-        st.sampled_from(tricky),
-    )
-    content = st.lists(pieces, max_size=6).map("".join)
-    return st.one_of(content.map(chat), content.map(text)) if chats else content.map(text)
-
-
-def search_options(vocab_size: int) -> st.SearchStrategy[dict[str, Any]]:
-    """Half the examples are settings the harness accepts, at their edges (subnormal temperatures, top_k
-    up to the vocabulary size: they reach the runtime); the rest anything: NaN, infinities, negatives,
-    out-of-range integers, wrong types (they exercise the validation)."""
-    positive = st.floats(min_value=0, exclude_min=True, allow_infinity=False)
-    accepted = st.fixed_dictionaries({}, optional={
-        "max_new_tokens": st.integers(1, FUZZ_TOKENS),
-        "do_sample": st.booleans(),
-        "temperature": positive,
-        "top_p": st.floats(0, 1, exclude_min=True),
-        "top_k": st.integers(0, vocab_size),
-        "repetition_penalty": positive,
-    })
-    wrong = st.sampled_from(["1", None, [1], {"value": 1}])
-    number = st.one_of(st.floats(), st.integers(-3, 3), wrong)
-    anything = st.fixed_dictionaries({}, optional={
-        "max_new_tokens": st.one_of(st.integers(-2, FUZZ_TOKENS), wrong),
-        "min_new_tokens": st.one_of(st.integers(-2, FUZZ_TOKENS + 1), wrong),
-        "do_sample": st.one_of(st.booleans(), st.integers(0, 1), wrong),
-        "temperature": number,
-        "top_p": number,
-        "top_k": st.one_of(st.integers(-3, 100), st.integers(vocab_size - 2, vocab_size + 2), st.integers(), wrong),
-        "repetition_penalty": number,
-    })
-    return st.one_of(accepted, anything)
-
-
-def fuzz(prober: Prober, requests: st.SearchStrategy[dict[str, Any]], examples: int, name: str, run_dir: Path,
-         record_property: RecordProperty) -> None:
-    """Run Hypothesis over ``requests``; on failure, save the shrunk request and fail with its verdict."""
-    failures: list[Probe] = []
-    seen = {"examples": 0}
-    before = Counter(prober.tally)
-
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(request=requests)
-    def check(request: dict[str, Any]) -> None:
-        seen["examples"] += 1
-        probe = prober.check(request, "either", known=KNOWN_ISSUES.values())
-        if probe.verdict.status == "fail":
-            failures.append(probe)  # Hypothesis replays the shrunk example last
-            raise AssertionError(probe.verdict.line)
-
-    try:
-        check()
-    except Exception:
-        if not failures:
-            raise
-        path = write_reproducer(run_dir / "robustness" / "reproducers", name, failures[-1], prober.model.path,
-                                prober.runtime)
-        pytest.fail(f"{failures[-1].report()}\nshrunk by Hypothesis to this input; reproducer: {path}", pytrace=False)
-    finally:
-        tally = prober.tally - before
-        record_property("fuzz_examples", seen["examples"])  # including Hypothesis' shrinking steps
-        record_property("fuzz_outcomes", {kind: tally[kind] for kind in KINDS})
-        record_property("fuzz_known_issues", {key.removeprefix("known_issue_"): n for key, n in tally.items()
-                                              if key.startswith("known_issue_")})
+def _fail(failure: str | None) -> None:
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 def test_fuzzed_prompts_are_handled(harness_prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                     record_property: RecordProperty) -> None:
-    tokens = special_tokens(harness_prober.model.chat_template or "")
-    chats = harness_prober.model.chat_template is not None
-    requests = prompts(tokens, chats).map(lambda prompt: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS}})
-    fuzz(harness_prober, requests, harness_profile.fuzz_examples, "fuzzed-prompts", harness_run_dir, record_property)
+    """Chat messages (raw text for a base model) of any code points, controls and the template's own control tokens."""
+    _fail(fuzz(harness_prober, prompt_requests(harness_prober.model), harness_profile.fuzz_examples, "fuzzed-prompts",
+               harness_run_dir, record_property))
 
 
 def test_fuzzed_search_options_are_handled(harness_prober: Prober, harness_profile: Profile, harness_run_dir: Path,
                                            record_property: RecordProperty) -> None:
-    prompt = chat(PLAIN) if harness_prober.model.chat_template is not None else text(PLAIN)  # raw for a base model
-    requests = search_options(harness_prober.model.vocab_size).map(
-        lambda options: {"prompt": prompt, "options": {"max_new_tokens": FUZZ_TOKENS, **options}})
-    fuzz(harness_prober, requests, harness_profile.fuzz_examples, "fuzzed-search-options", harness_run_dir,
-         record_property)
+    """Settings the harness accepts, at their edges, and anything else: NaN, infinities, negatives, wrong types."""
+    _fail(fuzz(harness_prober, setting_requests(harness_prober.model), harness_profile.fuzz_examples,
+               "fuzzed-search-options", harness_run_dir, record_property))

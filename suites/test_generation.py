@@ -19,8 +19,8 @@ from harness import (
     RecordAnswer,
     SearchOptions,
     Settle,
+    token_problems,
 )
-from harness.checks.output_format import token_problems
 
 # Short questions any instruction-tuned model answers in a sentence and then ends its turn. Chosen so
 # that every decision of the default model's answer leads its runner-up by a wide margin on both

@@ -12,23 +12,16 @@ from typing import Any
 
 import pytest
 
-from harness import MemoryPlan, Profile
-from harness.robustness.catalog import INPUT_CASES, SETTING_CASES, ProbeCase
-from harness.robustness.prober import Prober
+from harness import INPUT_CASES, SETTING_CASES, MemoryPlan, ProbeCase, Prober, Profile
+
+SUITE = "test_malformed.py"
 
 
 def _check(prober: Prober, case: ProbeCase, profile: Profile, memory: MemoryPlan | None,
            record_property: Callable[[str, object], None]) -> None:
-    longest, context = profile.max_prompt_tokens, prober.model.context_length
-    if case.context_prefill and longest is not None and longest < context - 1:
-        pytest.skip(f"needs a prompt of {context - 1} tokens; the {profile.name} profile "
-                    f"stops at {longest} (the full profile runs it)")
-    too_big = memory.prompt_skip_reason("test_malformed.py", context - 1) if case.context_prefill and memory else None
-    if too_big is not None:
-        pytest.skip(too_big)
-    if "raw" in case.resolve(prober.model) and not prober.has_raw_path:
-        pytest.skip("the plugged-in runtime has no raw path (generate_raw): the engine's own checks of settings "
-                    "sent unchecked are not exercised")
+    skip = prober.skip_reason(case, profile, memory, SUITE)
+    if skip is not None:
+        pytest.skip(skip)
     probe = prober.run(case)
     for name, value in probe.properties().items():
         record_property(name, value)

@@ -15,10 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from harness import Deployment, Gates, PreparedModel, Profile, Prompt, Runtime, SearchOptions
-from harness.checks import memory
-from harness.deploy.foundry import FoundryLocalSession, FoundryUnavailable
-from harness.runtime import read_chat_template
+from harness import (
+    WARMUP_CYCLES,
+    WARMUP_GENERATIONS,
+    Deployment,
+    FoundryLocalSession,
+    FoundryUnavailable,
+    Gates,
+    MemorySampler,
+    PreparedModel,
+    Profile,
+    Prompt,
+    ReuseUnsupported,
+    Runtime,
+    SearchOptions,
+    open_reused_generator,
+    read_chat_template,
+)
 
 # Short questions, cycled: the same work in every round, so only a leak moves the series.
 PROMPTS = [
@@ -42,26 +55,13 @@ def prompts(harness_model: PreparedModel) -> list[Prompt]:
     return list(PROMPTS)
 
 
-def judge(sampler: memory.MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
+def judge(sampler: MemorySampler, warmup: int, unit: str, slope_gate: str, gates: Gates,
           record_property: Record, request: pytest.FixtureRequest, generations: int) -> None:
     """Record the series and its fit; fail with the verdict line and the series as a report section."""
-    trend = memory.fit(sampler.rss_series(), warmup, unit, trimmed=sampler.heap_trimmed)
-    uss = sampler.uss_series()
-    record_property("rss_series_mb", memory.megabytes(trend.series))
-    record_property("uss_series_mb", memory.megabytes(uss) if uss is not None else None)
-    record_property("warmup", warmup)
-    record_property("unit", unit)
-    record_property("generations", generations)
-    record_property("slope_kb_per_generation" if unit == "generation" else "slope_kb_per_cycle",
-                    round(trend.slope_kb, 2))
-    record_property("tail_growth_mb", round(trend.tail_growth_mb, 3))
-    record_property("heap_trimmed", trend.trimmed)
-    for name, value in sampler.peak().properties().items():  # peak_rss_mb, peak_rss_source (, peak_rss_sampled_mb)
-        record_property(name, value)
-    record_property("sampler_overhead_fraction", round(sampler.overhead_s / sampler.elapsed_s, 4))
-    verdict = memory.leak_verdict(trend, gates[slope_gate], gates["memory_tail_growth_mb_max"])
-    if verdict is not None:
-        request.node.add_report_section("call", "memory series", memory.series_section(trend, uss))
+    failure = sampler.leak_failure(warmup, unit, slope_gate, gates, record_property, generations)
+    if failure is not None:
+        verdict, series = failure
+        request.node.add_report_section("call", "memory series", series)
         pytest.fail(verdict, pytrace=False)
 
 
@@ -69,8 +69,8 @@ def test_model_load_unload_memory_reaches_a_plateau(
     harness_runtime_loader: Callable[[PreparedModel], Runtime], harness_model: PreparedModel, prompts: list[Prompt],
     harness_profile: Profile, harness_gates: Gates, record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
-    cycles = memory.WARMUP_CYCLES + harness_profile.load_cycles
-    with memory.MemorySampler() as sampler:
+    cycles = WARMUP_CYCLES + harness_profile.load_cycles
+    with MemorySampler() as sampler:
         for i in range(cycles):
             loaded = harness_runtime_loader(harness_model)
             try:
@@ -79,7 +79,7 @@ def test_model_load_unload_memory_reaches_a_plateau(
                 loaded.close()
             del loaded
             sampler.mark(collect=True)
-    judge(sampler, memory.WARMUP_CYCLES, "load cycle", "memory_slope_kb_per_cycle_max", harness_gates,
+    judge(sampler, WARMUP_CYCLES, "load cycle", "memory_slope_kb_per_cycle_max", harness_gates,
           record_property, request, cycles)
 
 
@@ -88,9 +88,9 @@ def test_foundry_local_session_churn_memory_reaches_a_plateau(
     harness_deployment: Deployment, harness_profile: Profile, harness_gates: Gates, record_property: Record,
     request: pytest.FixtureRequest, tmp_path: Path,
 ) -> None:
-    cycles = memory.WARMUP_CYCLES + harness_profile.foundry_cycles
+    cycles = WARMUP_CYCLES + harness_profile.foundry_cycles
     try:
-        with memory.MemorySampler() as sampler:
+        with MemorySampler() as sampler:
             for i in range(cycles):  # a new manager, registration, load and chat sessions each cycle
                 with FoundryLocalSession(harness_deployment.folder, tmp_path / "foundry-cache",
                                          max_length=FOUNDRY_CHAT_LENGTH) as session:
@@ -100,7 +100,7 @@ def test_foundry_local_session_churn_memory_reaches_a_plateau(
                 sampler.mark(collect=True)
     except FoundryUnavailable as exc:
         pytest.skip(str(exc))
-    judge(sampler, memory.WARMUP_CYCLES, "Foundry Local cycle", "memory_slope_kb_per_cycle_max", harness_gates,
+    judge(sampler, WARMUP_CYCLES, "Foundry Local cycle", "memory_slope_kb_per_cycle_max", harness_gates,
           record_property, request, cycles * FOUNDRY_CHATS_PER_CYCLE)
 
 
@@ -111,12 +111,12 @@ def test_reused_generator_memory_reaches_a_plateau(
     rendered = [prompt if isinstance(prompt, str) else harness_runtime.chat_prompt(prompt) for prompt in prompts]
     longest = max(len(harness_runtime.encode(text)) for text in rendered)
     try:
-        reused = memory.open_reused_generator(harness_runtime, OPTIONS, longest)
-    except memory.ReuseUnsupported as exc:
+        reused = open_reused_generator(harness_runtime, OPTIONS, longest)
+    except ReuseUnsupported as exc:
         pytest.skip(str(exc))
-    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
+    total = WARMUP_GENERATIONS + harness_profile.memory_generations
     try:
-        with memory.MemorySampler() as sampler:
+        with MemorySampler() as sampler:
             for i in range(total):
                 reused.generate(prompts[i % len(prompts)])
                 sampler.mark()
@@ -124,7 +124,7 @@ def test_reused_generator_memory_reaches_a_plateau(
                    if reused.generate(prompt).token_ids != harness_runtime.generate(prompt, OPTIONS).token_ids]
     finally:
         reused.close()
-    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+    judge(sampler, WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
           record_property, request, total)
     assert not drifted, (f"after {total} requests the reused generator answers prompts {drifted} differently "
                          "from a fresh generator: rewinding leaves state behind")
@@ -134,10 +134,10 @@ def test_fresh_generator_per_request_memory_reaches_a_plateau(
     harness_runtime: Runtime, prompts: list[Prompt], harness_profile: Profile, harness_gates: Gates,
     record_property: Record, request: pytest.FixtureRequest,
 ) -> None:
-    total = memory.WARMUP_GENERATIONS + harness_profile.memory_generations
-    with memory.MemorySampler() as sampler:
+    total = WARMUP_GENERATIONS + harness_profile.memory_generations
+    with MemorySampler() as sampler:
         for i in range(total):
             harness_runtime.generate(prompts[i % len(prompts)], OPTIONS)
             sampler.mark()
-    judge(sampler, memory.WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
+    judge(sampler, WARMUP_GENERATIONS, "generation", "memory_slope_kb_per_generation_max", harness_gates,
           record_property, request, total)

@@ -4,50 +4,37 @@ smallest precision that passes every quality gate. The other suites test the fir
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import CaseSet, Gates, HarnessConfig, PathsFactory, PreparedModel, RuntimeFailure
-from harness.build.probe import probe
-from harness.checks.parity import ReferenceData, measure_parity
-from harness.checks.precisions import PrecisionResult, evaluate_cases, markdown, recommend, table_rows
-from harness.errors import BuildError
-
-PARITY_FIGURES = ("ppl_ratio", "kl_mean", "kl_p95", "top1_agreement")
+from harness import (
+    CaseSet,
+    Gates,
+    PathsFactory,
+    PreparedModel,
+    ReferenceData,
+    Settings,
+    measure_precision,
+    report_precisions,
+)
 
 
 def test_precision_comparison(
-    harness_config: HarnessConfig, harness_cases: CaseSet, harness_gates: Gates, harness_run_dir: Path,
+    harness_settings: Settings, harness_cases: CaseSet, harness_gates: Gates, harness_run_dir: Path,
     harness_build_precision: Callable[[str], PreparedModel], harness_paths_factory: PathsFactory,
     harness_parity_reference: ReferenceData,
     record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if len(harness_config.precisions) < 2:
+    if len(harness_settings.precisions) < 2:
         pytest.skip("one precision under test; pass --precision int4,fp32 (or all) to compare precisions")
-    results = []
-    for precision in harness_config.precisions:
-        result = PrecisionResult(precision)
-        results.append(result)
-        try:
-            model = harness_build_precision(precision)
-            result.measured = probe(model.path, harness_config.ep)
-        except (BuildError, RuntimeFailure) as exc:  # reported in the table, with the reason
-            result.unavailable = str(exc)
-            continue
-        with harness_paths_factory(model) as paths:
-            evaluate_cases(paths, harness_cases, harness_gates, result,
-                           unstable_fails=harness_config.unstable == "fail")
-            parity = measure_parity(paths.primary, harness_parity_reference)
-            result.parity = {name: getattr(parity.overall, name) for name in PARITY_FIGURES}
-            result.gate_failures += parity.failures(harness_gates)
-    table = markdown(results)
-    (harness_run_dir / "precisions.md").write_text(table, encoding="utf-8")
-    (harness_run_dir / "precisions.json").write_text(json.dumps(table_rows(results), indent=2), encoding="utf-8")
-    best = recommend(results)
-    record_property("precision_table", table_rows(results))
+    results = [measure_precision(precision, harness_build_precision, harness_paths_factory, harness_cases,
+                                 harness_gates, harness_parity_reference, harness_settings.ep,
+                                 unstable_fails=harness_settings.unstable == "fail")
+               for precision in harness_settings.precisions]
+    table, rows, best = report_precisions(results, harness_run_dir)
+    record_property("precision_table", rows)
     record_property("recommended_precision", best.precision if best else None)
     with capsys.disabled():
         print(f"\nharness: precision comparison ({harness_run_dir / 'precisions.md'}):\n{table}")

@@ -8,26 +8,26 @@ parity measures distance from the fine-tune, retention measures what is left of 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import pytest
 
-from harness import CaseSet, Gates, ReportFinding, Runtime
-from harness.checks.output_format import answer_context
-from harness.checks.parity import ParityReport, ReferenceData
-from harness.checks.retention import Retention, case_retentions, failures, log_likelihood, reference_answer
+from harness import (
+    CaseSet,
+    Gates,
+    ParityReport,
+    ReferenceData,
+    ReportFinding,
+    Runtime,
+    case_retention,
+    report_retentions,
+    text_retention,
+)
 
 
-def _report(retentions: list[Retention], gates: Gates, record_property: Callable[[str, object], None],
-            harness_finding: ReportFinding) -> None:
-    for retention in retentions:
-        record_property(f"retention_{retention.metric}", vars(retention) | {"share": retention.share})
-        if not retention.measurable:
-            harness_finding("no-finetune-gain", retention.line())
-    problems = failures(retentions, gates)
-    if problems:
-        pytest.fail("the built model lost the fine-tune:\n  " + "\n  ".join(problems), pytrace=False)
+def _fail(failure: str | None) -> None:
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 def test_eval_texts_keep_the_fine_tune(harness_parity: ParityReport, harness_parity_reference: ReferenceData,
@@ -35,9 +35,8 @@ def test_eval_texts_keep_the_fine_tune(harness_parity: ParityReport, harness_par
                                        record_property: Callable[[str, object], None],
                                        harness_finding: ReportFinding) -> None:
     """Mean log-likelihood per token of the eval texts (your domain's with --eval-texts)."""
-    built = [item.nll_candidate for item in harness_parity.items if not item.is_prompt]
-    _report([log_likelihood(harness_base_reference, harness_parity_reference, built)], harness_gates,
-            record_property, harness_finding)
+    retention = text_retention(harness_parity, harness_base_reference, harness_parity_reference)
+    _fail(report_retentions([retention], harness_gates, record_property, harness_finding))
 
 
 def test_cases_keep_the_fine_tune(harness_runtime: Runtime, harness_cases: CaseSet,
@@ -49,10 +48,5 @@ def test_cases_keep_the_fine_tune(harness_runtime: Runtime, harness_cases: CaseS
     cases = [case for case in harness_cases if case.greedy and (chat or isinstance(case.prompt, str))]
     if not cases:
         pytest.skip("no greedy case this model can answer; add cases with --cases")
-    limit = harness_parity_reference.max_new_tokens
-    built = [harness_runtime.generate(case.prompt, dataclasses.replace(
-        case.options, max_new_tokens=min(case.options.max_new_tokens, limit))) for case in cases]
-    base, reference = ([reference_answer(harness_runtime, data, case, min(case.options.max_new_tokens, limit))
-                        for case in cases] for data in (harness_base_reference, harness_parity_reference))
-    _report(case_retentions(cases, base, reference, built, answer_context(harness_runtime)), harness_gates,
-            record_property, harness_finding)
+    retentions = case_retention(harness_runtime, cases, harness_base_reference, harness_parity_reference)
+    _fail(report_retentions(retentions, harness_gates, record_property, harness_finding))

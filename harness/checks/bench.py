@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.gates import Gate
+from harness.config.gates import Gate
 from harness.runtime.protocol import Generation
 
 ROUNDS_SUFFIX = "_rounds"

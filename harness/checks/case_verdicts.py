@@ -11,7 +11,7 @@ from harness.checks.cases import Case
 from harness.checks.output_format import format_problems
 from harness.checks.quality import QualityScores, gate_failures, mean_scores
 from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
-from harness.gates import Gates
+from harness.config.gates import Gates
 from harness.runtime.protocol import Generation, Runtime, rendered_prompt
 from harness.text import clip, clip_middle, first_difference
 

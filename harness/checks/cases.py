@@ -20,7 +20,7 @@ import yaml
 
 from harness.checks.assertions import CHECKS, AnswerContext, Assertion
 from harness.errors import HarnessError
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
 from harness.runtime.protocol import Generation, Prompt, SearchOptions
 
 SUFFIXES = (".yaml", ".yml", ".jsonl")
@@ -89,12 +89,12 @@ class CaseSet:
 
 
 def default_case_paths() -> tuple[Path, ...]:
-    return (fixtures_dir() / "cases",)
+    return (data_dir() / "cases",)
 
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    return dict(json.loads((fixtures_dir() / "schemas" / "cases.schema.json").read_text(encoding="utf-8")))
+    return dict(json.loads((data_dir() / "schemas" / "cases.schema.json").read_text(encoding="utf-8")))
 
 
 def case_files(paths: Sequence[Path]) -> list[Path]:

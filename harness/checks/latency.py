@@ -15,11 +15,11 @@ from harness.checks.ab import ABModels, InconclusiveVerdict, Pair, judge_pairs, 
 from harness.checks.bench import GATES, ROUNDS_SUFFIX, RoundMetrics, describe, metric_rounds
 from harness.checks.resources import Resources, ResourceSampler
 from harness.checks.yardstick import Yardstick
-from harness.gates import Gates
+from harness.config.gates import Gates
 from harness.runtime.protocol import Generation, Runtime, SearchOptions
 
 if TYPE_CHECKING:
-    from harness.build.pipeline import PreparedModel
+    from harness.preparation.pipeline import PreparedModel
 
 WARMUP_ROUNDS = 1
 CLOCK_GAP = GATES[0]
@@ -38,6 +38,8 @@ class Benchmark(Protocol):
 
 @dataclass(frozen=True)
 class Measured:
+    """One prompt length's timed rounds (``measure_latency``): what they record, and the verdicts on them."""
+
     generations: list[Generation]  # the timed rounds (warm-up left out)
     wall_s: list[float]  # wall time around each of those calls
     resources: Resources
@@ -47,6 +49,74 @@ class Measured:
     @property
     def rounds(self) -> list[RoundMetrics]:
         return [RoundMetrics.of(g) for g in self.generations]
+
+    def record(self, benchmark: Benchmark, record_property: RecordProperty,
+               model: PreparedModel) -> dict[str, list[float]]:
+        """Per-round series and medians into the run report; statistics and provenance into extra_info."""
+        rounds = self.rounds
+        series = metric_rounds(rounds)
+        if len(self.yardstick_s) == len(rounds):  # what harness compare normalizes the timings by
+            series["yardstick_s"] = self.yardstick_s
+        extra: dict[str, object] = {
+            "prompt_tokens": rounds[0].prompt_tokens,
+            "output_tokens": rounds[0].output_tokens,
+            "rounds": len(rounds),
+            "warmup_rounds": WARMUP_ROUNDS,
+            "model_sha256": model.plan.source_hash,
+            "precision": model.plan.precision if model.plan.needs_build else "prebuilt",
+            "ep": model.plan.ep,
+            "peak_rss_mb": round(self.resources.peak_rss_mb, 1),
+            "cpu_percent": round(self.resources.cpu_percent, 1),
+            "cpu_cores": self.resources.cpu_cores,
+            "other_cpu_percent": round(self.resources.other_cpu_percent, 1),
+        }
+        for name, values in series.items():
+            extra[name] = describe(values)
+        benchmark.extra_info.update(extra)
+        for name in ("prompt_tokens", "output_tokens", "peak_rss_mb", "cpu_percent", "other_cpu_percent"):
+            record_property(name, extra[name])
+        record_property("rounds", len(rounds))
+        for name, values in series.items():
+            record_property(name, describe(values)["median"])
+            record_property(name + ROUNDS_SUFFIX, values)
+        return series
+
+    def clock_gap_failure(self, gates: Gates, record_property: RecordProperty) -> str | None:
+        """The latency the runtime reports must account for the wall time of the call: judged on the median round, so
+        one round a busy host stalls outside the runtime's clock does not decide it, while a clock that leaves time out
+        leaves it out of every round. Records the gaps; the failure message, or None."""
+        gaps = [(wall - g.total_seconds) / wall for g, wall in zip(self.generations, self.wall_s, strict=True)]
+        typical = statistics.median(gaps)
+        record_property("clock_gap", typical)
+        record_property("clock_gap_worst", max(gaps, key=abs))
+        limit, origin = gates[CLOCK_GAP.name], gates.origins[CLOCK_GAP.name]
+        if abs(typical) <= limit:
+            return None
+        return (
+            f"the runtime's reported latency misses {typical:.1%} of the wall time of its call (median round) "
+            f"(gate {CLOCK_GAP.name} at most {limit:g}, {origin}): its token timings cannot be trusted; "
+            f"wall {[round(w, 4) for w in self.wall_s]} s, reported "
+            f"{[round(g.total_seconds, 4) for g in self.generations]} s"
+        )
+
+    def ab_failure(self, gates: Gates, record_property: RecordProperty) -> str | None:
+        """The A/B verdict on the paired rounds, recorded: the failure message of a regression, None otherwise; an
+        inconclusive verdict raises ``InconclusiveVerdict`` (its own outcome, ``--inconclusive``)."""
+        if not self.pairs:
+            raise InconclusiveVerdict("no A/B pairs were timed (with --benchmark-disable each benchmark runs once)")
+        verdicts = judge_pairs(self.pairs, gates[TIMING_LIMIT])
+        record_property("ab_pairs", len(self.pairs))
+        for verdict in verdicts:
+            record_property(f"ab_{verdict.metric}_ratio", verdict.ratio)
+            record_property(f"ab_{verdict.metric}_verdict", verdict.verdict)
+        lines = "\n".join(verdict.line() for verdict in verdicts)
+        limit = f"(gate {TIMING_LIMIT} {gates[TIMING_LIMIT]:g}, {gates.origins[TIMING_LIMIT]})"
+        worst = verdicts[0].verdict if verdicts else "inconclusive"
+        if worst == "regression":
+            return f"slower than the A/B baseline {limit}:\n{lines}"
+        if worst == "inconclusive":
+            raise InconclusiveVerdict(f"the A/B pairs cannot decide {limit}:\n{lines}")
+        return None
 
 
 def benchmark_prompt(runtime: Runtime, passage: str, tokens: int) -> str:
@@ -96,74 +166,3 @@ def measure_latency(benchmark: Benchmark, runtime: Runtime, prompt: str, options
     pairs = [Pair(ours, base, first) for (ours, _), base, first
              in zip(calls[WARMUP_ROUNDS:], theirs[WARMUP_ROUNDS:], orders[WARMUP_ROUNDS:], strict=False)]
     return Measured([g for g, _ in timed], [w for _, w in timed], sampler.result, pairs, yards[WARMUP_ROUNDS:])
-
-
-def ab_failure(measured: Measured, gates: Gates, record_property: RecordProperty) -> str | None:
-    """The A/B verdict on the paired rounds, recorded: the failure message of a regression, None otherwise; an
-    inconclusive verdict raises ``InconclusiveVerdict`` (its own outcome, ``--inconclusive``)."""
-    if not measured.pairs:
-        raise InconclusiveVerdict("no A/B pairs were timed (with --benchmark-disable each benchmark runs once)")
-    verdicts = judge_pairs(measured.pairs, gates[TIMING_LIMIT])
-    record_property("ab_pairs", len(measured.pairs))
-    for verdict in verdicts:
-        record_property(f"ab_{verdict.metric}_ratio", verdict.ratio)
-        record_property(f"ab_{verdict.metric}_verdict", verdict.verdict)
-    lines = "\n".join(verdict.line() for verdict in verdicts)
-    limit = f"(gate {TIMING_LIMIT} {gates[TIMING_LIMIT]:g}, {gates.origins[TIMING_LIMIT]})"
-    worst = verdicts[0].verdict if verdicts else "inconclusive"
-    if worst == "regression":
-        return f"slower than the A/B baseline {limit}:\n{lines}"
-    if worst == "inconclusive":
-        raise InconclusiveVerdict(f"the A/B pairs cannot decide {limit}:\n{lines}")
-    return None
-
-
-def record_latency(benchmark: Benchmark, record_property: RecordProperty, measured: Measured,
-                   model: PreparedModel) -> dict[str, list[float]]:
-    """Per-round series and medians into the run report; statistics and provenance into extra_info."""
-    rounds = measured.rounds
-    series = metric_rounds(rounds)
-    if len(measured.yardstick_s) == len(rounds):  # what harness compare normalizes the timings by
-        series["yardstick_s"] = measured.yardstick_s
-    extra: dict[str, object] = {
-        "prompt_tokens": rounds[0].prompt_tokens,
-        "output_tokens": rounds[0].output_tokens,
-        "rounds": len(rounds),
-        "warmup_rounds": WARMUP_ROUNDS,
-        "model_sha256": model.plan.source_hash,
-        "precision": model.plan.precision if model.plan.needs_build else "prebuilt",
-        "ep": model.plan.ep,
-        "peak_rss_mb": round(measured.resources.peak_rss_mb, 1),
-        "cpu_percent": round(measured.resources.cpu_percent, 1),
-        "cpu_cores": measured.resources.cpu_cores,
-        "other_cpu_percent": round(measured.resources.other_cpu_percent, 1),
-    }
-    for name, values in series.items():
-        extra[name] = describe(values)
-    benchmark.extra_info.update(extra)
-    for name in ("prompt_tokens", "output_tokens", "peak_rss_mb", "cpu_percent", "other_cpu_percent"):
-        record_property(name, extra[name])
-    record_property("rounds", len(rounds))
-    for name, values in series.items():
-        record_property(name, describe(values)["median"])
-        record_property(name + ROUNDS_SUFFIX, values)
-    return series
-
-
-def clock_gap_failure(measured: Measured, gates: Gates, record_property: RecordProperty) -> str | None:
-    """The latency the runtime reports must account for the wall time of the call: judged on the median round, so
-    one round a busy host stalls outside the runtime's clock does not decide it, while a clock that leaves time out
-    leaves it out of every round. Records the gaps; the failure message, or None."""
-    gaps = [(wall - g.total_seconds) / wall for g, wall in zip(measured.generations, measured.wall_s, strict=True)]
-    typical = statistics.median(gaps)
-    record_property("clock_gap", typical)
-    record_property("clock_gap_worst", max(gaps, key=abs))
-    limit, origin = gates[CLOCK_GAP.name], gates.origins[CLOCK_GAP.name]
-    if abs(typical) <= limit:
-        return None
-    return (
-        f"the runtime's reported latency misses {typical:.1%} of the wall time of its call (median round) "
-        f"(gate {CLOCK_GAP.name} at most {limit:g}, {origin}): its token timings cannot be trusted; "
-        f"wall {[round(w, 4) for w in measured.wall_s]} s, reported "
-        f"{[round(g.total_seconds, 4) for g in measured.generations]} s"
-    )

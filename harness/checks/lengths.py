@@ -15,10 +15,11 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.checks.memory import MB, MemorySampler, PeakRss, growth_to_judge, peak_growth
+from harness.config.gates import Gate
 from harness.errors import HarnessError
-from harness.gates import Gate
 from harness.length_plan import CONTEXT_MARGIN as CONTEXT_MARGIN  # the plan, re-exported for the suite
 from harness.length_plan import LENGTH_IDS as LENGTH_IDS
 from harness.length_plan import LENGTHS as LENGTHS
@@ -26,11 +27,14 @@ from harness.length_plan import OUTPUT_TOKENS as OUTPUT_TOKENS
 from harness.length_plan import longest_length as longest_length
 from harness.length_plan import planned_lengths as planned_lengths
 from harness.length_plan import resolve_length as resolve_length
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
 from harness.runtime.protocol import Generation, Runtime, SearchOptions
 
+if TYPE_CHECKING:
+    from harness.capacity.plan import MemoryPlan
+
 OPTIONS = SearchOptions(max_new_tokens=OUTPUT_TOKENS, min_new_tokens=OUTPUT_TOKENS)
-TEXT = fixtures_dir() / "texts" / "pride_and_prejudice.txt"
+TEXT = data_dir() / "texts" / "pride_and_prejudice.txt"
 
 # Defaults measured on the default model with `pytest suites/test_input_length.py` (smoke: up to 2048
 # tokens) and `... --harness-profile=full` (up to 8160), on a 2-core machine shared with three other
@@ -256,3 +260,59 @@ def table(runs: Sequence[LengthRun]) -> str:
         lines.append(f"{run.prompt_tokens:13d} {run.ttft_s:8.3f} {tpot}   {run.prefill_s_per_token * 1e3:16.3f} "
                      f"{run.peak_rss / MB:13.1f}")
     return "\n".join(lines)
+
+
+# -- the suite's sweep -------------------------------------------------------------------------------
+class LengthSweep:
+    """The input-length suite's prompts and measurements on one runtime: the start of a real text (fixtures/texts/)
+    cut to exact token counts, enough of it for a prompt one token over the context, each length answered with
+    exactly ``OUTPUT_TOKENS`` new tokens (``options``) and measured once, for its own test and for the gates (after
+    ``warm_up``). ``suite`` names the suite to the memory plan."""
+
+    options = OPTIONS
+
+    def __init__(self, runtime: Runtime, suite: str) -> None:
+        self.runtime = runtime
+        self.suite = suite
+        self.text_ids = source_ids(runtime, runtime.info.context_length + 1)
+        self._measured: dict[int, tuple[LengthRun, Generation]] = {}
+
+    def prompt(self, n: int) -> str:
+        """The text's start cut so that it encodes to exactly ``n`` tokens."""
+        return prompt_of_tokens(self.runtime, self.text_ids, n)
+
+    def length(self, length_id: str, cap: int | None, memory: MemoryPlan | None) -> tuple[int | None, str]:
+        """The token count a parametrized length id measures, or None and why not: over the context or the
+        profile's ``cap``, or a prefill the memory plan cannot fit."""
+        n, why = resolve_length(length_id, self.runtime.info.context_length, cap)
+        if n is None:
+            return None, why
+        too_big = memory.prompt_skip_reason(self.suite, n) if memory else None
+        if too_big is not None:
+            return None, too_big
+        return n, ""
+
+    def planned(self, cap: int | None, memory: MemoryPlan | None) -> list[int]:
+        """The lengths measured, shortest first: the profile's, without those whose prefill the memory plan cannot
+        fit."""
+        planned = planned_lengths(self.runtime.info.context_length, cap)
+        return [n for n in planned if memory is None or memory.prompt_skip_reason(self.suite, n) is None]
+
+    def warm_up(self) -> LengthSweep:
+        """One generation before the measured ones; the sweep itself."""
+        self.runtime.generate(self.prompt(16), OPTIONS)
+        return self
+
+    def measure(self, n: int) -> tuple[LengthRun, Generation]:
+        """The ``n``-token prompt's measurement and answer, generated once."""
+        if n not in self._measured:
+            self._measured[n] = measure(self.runtime, self.prompt(n))
+        return self._measured[n]
+
+    def runs(self, lengths: Sequence[int]) -> list[LengthRun]:
+        """The measurements of ``lengths``."""
+        return [self.measure(n)[0] for n in lengths]
+
+    def table(self, lengths: Sequence[int]) -> str:
+        """Every measured length of ``lengths``, one line each: a failure's detail."""
+        return table(self.runs(lengths))

@@ -18,18 +18,22 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import psutil
 
 from harness import system
+from harness.config.gates import Gate
 from harness.errors import HarnessError
-from harness.gates import Gate
 from harness.properties import INCONCLUSIVE, SoftVerdict
 from harness.runtime.protocol import ReusedGenerator, ReusingRuntime, Runtime, SearchOptions
 from harness.system import KB
+
+if TYPE_CHECKING:
+    from harness.config.gates import Gates
 
 MB = 1024 * KB
 
@@ -243,6 +247,29 @@ class MemorySampler:
     def uss_series(self) -> list[int] | None:
         values = [m.uss for m in self.marks]
         return None if any(v is None for v in values) else [v for v in values if v is not None]
+
+    def leak_failure(self, warmup: int, unit: str, slope_gate: str, gates: Gates,
+                     record_property: Callable[[str, object], None], generations: int) -> tuple[str, str] | None:
+        """The series (one point per ``unit``, the first ``warmup`` not fitted) and its fit recorded;
+        None when memory reaches a plateau, else the leak verdict line and the series as a report section."""
+        trend = fit(self.rss_series(), warmup, unit, trimmed=self.heap_trimmed)
+        uss = self.uss_series()
+        record_property("rss_series_mb", megabytes(trend.series))
+        record_property("uss_series_mb", megabytes(uss) if uss is not None else None)
+        record_property("warmup", warmup)
+        record_property("unit", unit)
+        record_property("generations", generations)
+        record_property("slope_kb_per_generation" if unit == "generation" else "slope_kb_per_cycle",
+                        round(trend.slope_kb, 2))
+        record_property("tail_growth_mb", round(trend.tail_growth_mb, 3))
+        record_property("heap_trimmed", trend.trimmed)
+        for name, value in self.peak().properties().items():  # peak_rss_mb, peak_rss_source (, peak_rss_sampled_mb)
+            record_property(name, value)
+        record_property("sampler_overhead_fraction", round(self.overhead_s / self.elapsed_s, 4))
+        verdict = leak_verdict(trend, gates[slope_gate], gates["memory_tail_growth_mb_max"])
+        if verdict is None:
+            return None
+        return verdict, series_section(trend, uss)
 
 
 # -- a gate on the growth of a peak -------------------------------------------------------------------

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from harness.config.gates import Gate
 from harness.errors import HarnessError
-from harness.gates import Gate
 
 if TYPE_CHECKING:
-    from harness.gates import Gates
+    from harness.config.gates import Gates
     from harness.runtime.protocol import LogitsRuntime, Runtime
 
 Floats = npt.NDArray[np.float64]
@@ -159,6 +159,14 @@ def verdict(label: str, figures: Figures, gates: Gates) -> str:
     if not failures:
         return f"{label}: within the parity gates"
     return f"{label}: the built model departs from the reference: " + "; ".join(failures)
+
+
+def parity_failure(label: str, figures: Figures, gates: Gates, *details: str) -> str | None:
+    """None when ``figures`` are within every parity gate, else the failure: the verdict line, the figures, and
+    ``details``, one per line."""
+    if gate_failures(figures, gates):
+        return "\n".join((verdict(label, figures, gates), figures.summary(), *details))
+    return None
 
 
 # -- the reference side, as computed by harness.checks.reference ------------------------------------------

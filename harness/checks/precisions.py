@@ -3,22 +3,34 @@ precision, and the smallest precision that passes every quality gate."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.checks.cases import CaseSet
 from harness.checks.output_format import answer_context
+from harness.checks.parity import ReferenceData, measure_parity
 from harness.checks.quality import QualityScores, gate_failures, mean_scores
 from harness.checks.stability import ComputePaths
-from harness.gates import Gates
+from harness.config.gates import Gates
+from harness.errors import BuildError, RuntimeFailure
+from harness.preparation.probe import probe
+from harness.runtime.protocol import LogitsRuntime
+
+if TYPE_CHECKING:
+    from harness.preparation.pipeline import PreparedModel
+
+PARITY_FIGURES = ("ppl_ratio", "kl_mean", "kl_p95", "top1_agreement")
 
 
 @dataclass
 class PrecisionResult:
     precision: str
     unavailable: str | None = None  # why this precision could not be built or run here
-    measured: dict[str, Any] = field(default_factory=dict)  # harness.build.probe's figures
+    measured: dict[str, Any] = field(default_factory=dict)  # harness.preparation.probe's figures
     cases_passed: int = 0
     cases_total: int = 0
     cases_unstable: list[str] = field(default_factory=list)  # cases (or "domain quality") the paths disagree on
@@ -115,3 +127,36 @@ def markdown(results: Sequence[PrecisionResult]) -> str:
     lines.append(f"Recommendation: **{best.precision}**, the smallest precision that passes every quality gate."
                  if best else "Recommendation: none; no precision passes every quality gate.")
     return "\n".join(lines) + "\n"
+
+
+def measure_precision(precision: str, build: Callable[[str], PreparedModel],
+                      paths: Callable[[PreparedModel], AbstractContextManager[ComputePaths]], cases: CaseSet,
+                      gates: Gates, reference: ReferenceData, ep: str, unstable_fails: bool) -> PrecisionResult:
+    """One row of the comparison: ``precision`` built, measured in a fresh process (size, load time, speed, memory),
+    its cases and domain quality judged on its compute paths (``paths``), and its parity with the fp32 reference;
+    a precision that cannot be built or run here is a row with the reason."""
+    result = PrecisionResult(precision)
+    try:
+        model = build(precision)
+        result.measured = probe(model.path, ep)
+    except (BuildError, RuntimeFailure) as exc:  # reported in the table, with the reason
+        result.unavailable = str(exc)
+        return result
+    with paths(model) as compute_paths:
+        evaluate_cases(compute_paths, cases, gates, result, unstable_fails=unstable_fails)
+        # A parity reference exists only for a runtime with logits (harness_parity_reference skips otherwise).
+        assert isinstance(compute_paths.primary, LogitsRuntime)
+        parity = measure_parity(compute_paths.primary, reference)
+        result.parity = {name: getattr(parity.overall, name) for name in PARITY_FIGURES}
+        result.gate_failures += parity.failures(gates)
+    return result
+
+
+def report_precisions(results: Sequence[PrecisionResult],
+                      run_dir: Path) -> tuple[str, list[dict[str, Any]], PrecisionResult | None]:
+    """The comparison written to the run's folder (precisions.md, precisions.json): its markdown table, its rows, and
+    the recommended precision (None: no precision passes every quality gate)."""
+    table = markdown(results)
+    (run_dir / "precisions.md").write_text(table, encoding="utf-8")
+    (run_dir / "precisions.json").write_text(json.dumps(table_rows(results), indent=2), encoding="utf-8")
+    return table, table_rows(results), recommend(results)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.gates import Gate, Gates
+from harness.config.gates import Gate, Gates
 
 # Defaults from the shipped golden answers (6 cases) on the default model, greedy, measured with
 # `pytest suites/test_cases.py -k quality --precision=int4` (and fp32): token F1 0.83 (int4) / 0.91 (fp32),

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from harness.build.buildlog import Progress, fail, run_logged
-from harness.build.cache import ModelStore
-from harness.build.hashing import HashMemo, combine, content_hash
-from harness.build.optional import REFERENCE_ELSEWHERE, REFERENCE_MODULES, missing_reason, require
 from harness.checks.parity import ParityError, ReferenceData, ReferenceItem
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
+from harness.preparation.buildlog import Progress, fail, run_logged
+from harness.preparation.cache import ModelStore
+from harness.preparation.hashing import HashMemo, combine, content_hash
+from harness.preparation.optional import REFERENCE_ELSEWHERE, REFERENCE_MODULES, missing_reason, require
 from harness.provenance import versions
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class EvalSet:
 
 
 def eval_dir() -> Path:
-    return fixtures_dir() / "eval"
+    return data_dir() / "eval"
 
 
 def load_eval_set(folder: Path | None = None, texts: Sequence[EvalText] = ()) -> EvalSet:

@@ -13,10 +13,9 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from harness.build.optional import MissingPackages
 from harness.checks.parity import log_softmax, top_k
 from harness.checks.reference import ARRAYS, MANIFEST, REQUEST, require_reference_packages
-from harness.errors import one_line
+from harness.preparation.optional import child_main
 from harness.system import usable_cores
 
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # the reference's precision -> torch's dtype
@@ -93,16 +92,8 @@ def compute_reference(folder: Path, out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m harness.checks.reference_child REFERENCE_FOLDER OUT_FOLDER "
-              "(OUT_FOLDER holds request.json)", file=sys.stderr)
-        return 2
-    try:
-        compute_reference(Path(argv[0]), Path(argv[1]))
-    except MissingPackages as exc:
-        print(one_line(exc), file=sys.stderr)
-        return 1
-    return 0
+    return child_main(argv, "python -m harness.checks.reference_child REFERENCE_FOLDER OUT_FOLDER "
+                            "(OUT_FOLDER holds request.json)", compute_reference, paths=2)
 
 
 if __name__ == "__main__":

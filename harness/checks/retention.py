@@ -10,17 +10,19 @@ not move (its gain below ``MIN_GAIN``) has nothing to retain: it is reported, no
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.checks.assertions import AnswerContext
 from harness.checks.cases import Case
-from harness.checks.parity import ReferenceData, ReferenceItem
+from harness.checks.output_format import answer_context
+from harness.checks.parity import ParityReport, ReferenceData, ReferenceItem
 from harness.checks.reference import CASE_PREFIX
-from harness.gates import Gate, Gates
+from harness.config.gates import Gate, Gates
 from harness.runtime.protocol import Generation, Runtime
 
 GATES: tuple[Gate, ...] = (
@@ -110,3 +112,36 @@ def case_retentions(cases: Sequence[Case], base: Sequence[Generation], reference
     per_model = [case_metrics(cases, answers, context) for answers in (base, reference, built)]
     return [Retention(name, *(metrics[index] for metrics in per_model))
             for index, name in enumerate(("case_pass_share", "case_score"))]
+
+
+def text_retention(parity: ParityReport, base: ReferenceData, reference: ReferenceData) -> Retention:
+    """The eval texts' mean log-likelihood per token retained: the built model's from the parity measurement
+    (``parity``), the base's and the fine-tuned reference's from their scores."""
+    built = [item.nll_candidate for item in parity.items if not item.is_prompt]
+    return log_likelihood(base, reference, built)
+
+
+def case_retention(runtime: Runtime, cases: Sequence[Case], base: ReferenceData,
+                   reference: ReferenceData) -> list[Retention]:
+    """The greedy ``cases``' pass share and mean score retained, each model answering greedily within the same token
+    limit: the built model on ``runtime``, the base and the fine-tuned reference as their references recorded."""
+    limit = reference.max_new_tokens
+    built = [runtime.generate(case.prompt, dataclasses.replace(
+        case.options, max_new_tokens=min(case.options.max_new_tokens, limit))) for case in cases]
+    base_answers, reference_answers = ([reference_answer(runtime, data, case, min(case.options.max_new_tokens, limit))
+                                        for case in cases] for data in (base, reference))
+    return case_retentions(cases, base_answers, reference_answers, built, answer_context(runtime))
+
+
+def report_retentions(retentions: Sequence[Retention], gates: Gates, record_property: Callable[[str, object], None],
+                      finding: Callable[[str, str], None]) -> str | None:
+    """Each retention recorded (a ``no-finetune-gain`` finding for a metric the fine-tune did not move); the failure
+    message when one is below the ``finetune_retention_min`` gate, else None."""
+    for retention in retentions:
+        record_property(f"retention_{retention.metric}", vars(retention) | {"share": retention.share})
+        if not retention.measurable:
+            finding("no-finetune-gain", retention.line())
+    problems = failures(retentions, gates)
+    if problems:
+        return "the built model lost the fine-tune:\n  " + "\n  ".join(problems)
+    return None

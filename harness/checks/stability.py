@@ -1,7 +1,7 @@
 """Verdicts that do not depend on the CPU: a greedy answer judged on every compute path.
 
 A greedy check judges the answer of the model as built and, when that model's kernels depend on the
-CPU (see ``harness.build.compute_paths``), the answer of its fp32-compute twin. The verdict is **passed**
+CPU (see ``harness.preparation.compute_paths``), the answer of its fp32-compute twin. The verdict is **passed**
 when every path passes, **failed** when every path fails, and **unstable** when they disagree: the
 verdict then hangs on a near-tie between two tokens, which another CPU may break the other way.
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.build.cache import MANIFEST
 from harness.deploy.templates import PromptTemplate, TemplateError, derive_prompt_template, jinja_renderer
 from harness.errors import ConfigError, HarnessError
 from harness.fsutil import link_or_copy
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
+from harness.preparation.cache import MANIFEST
 from harness.runtime.genai import read_chat_template
 
 INFERENCE_MODEL = "inference_model.json"
@@ -171,6 +171,6 @@ def schema_errors(document: object) -> list[str]:
     """Schema violations, each naming the field path (e.g. ``PromptTemplate.user: ...``)."""
     from jsonschema import Draft202012Validator
 
-    schema = json.loads((fixtures_dir() / "schemas" / "inference_model.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((data_dir() / "schemas" / "inference_model.schema.json").read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(document), key=lambda e: list(e.path))
     return [f"{'.'.join(map(str, error.path)) or '(top level)'}: {error.message}" for error in errors]

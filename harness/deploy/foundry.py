@@ -9,19 +9,26 @@ importing this module is cheap and works where the SDK is not installed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from harness.capacity.model_facts import model_facts
+from harness.config.gates import Gate
 from harness.deploy.folder import copy_with_max_length
 from harness.errors import HarnessError, RuntimeFailure
-from harness.gates import Gate
+from harness.locations import data_dir
 from harness.offline import disable_telemetry
 from harness.runtime.protocol import Generation, Message
 from harness.text import first_difference
+
+if TYPE_CHECKING:
+    from harness.config.gates import Gates
 
 GATES: tuple[Gate, ...] = (
     Gate("foundry_kv_cache_gib_max", 2.0, "max", " GiB",
@@ -46,6 +53,9 @@ class FoundryAnswer:
     finish_reason: str  # "stop" (end of turn), "length" (max_output_tokens hit), or another lower-case reason
     prompt_tokens: int
     completion_tokens: int  # excludes the end-of-turn token
+
+
+ChatAnswers = dict[tuple[str, str], FoundryAnswer | HarnessError]  # (model id, chat id) -> answer, or its error
 
 
 def _sdk() -> ModuleType:
@@ -173,6 +183,20 @@ class FoundryLocalSession:
                 return FoundryAnswer(text, response.finish_reason.name.lower(), usage.prompt_tokens,
                                      usage.completion_tokens)
 
+    def answer_all(self, chats: Sequence[Mapping[str, Any]], max_output_tokens: int) -> ChatAnswers:
+        """Every chat (``id`` and ``messages``) answered by each registered model, loaded one at a time: (model id,
+        chat id) -> its answer, or the error it got (the check of that chat reports it)."""
+        answers: ChatAnswers = {}
+        for model_id in self.folders:
+            self.load(model_id)
+            for case in chats:
+                try:
+                    answers[model_id, case["id"]] = self.chat(case["messages"], max_output_tokens, model_id)
+                except HarnessError as exc:  # the check of that chat reports it
+                    answers[model_id, case["id"]] = exc
+            self.unload(model_id)
+        return answers
+
     def close(self) -> None:
         """Unload and unregister every model, then close the manager; safe to call twice. Every step runs even
         when an earlier one fails (the first failure is raised at the end), so no registration outlives it."""
@@ -211,3 +235,26 @@ def compare_answers(direct: Generation, answer: FoundryAnswer, forbidden: Sequen
     if answer.text != direct.text:
         problems.append(f"the answers differ from character {first_difference(answer.text, direct.text)}")
     return problems
+
+
+# -- the Foundry Local suite's steps ----------------------------------------------------------------------
+def foundry_chats() -> list[dict[str, Any]]:
+    """The chats the Foundry Local suite sends (fixtures/foundry_prompts.yaml), each an ``id`` and its ``messages``."""
+    chats: list[dict[str, Any]] = yaml.safe_load((data_dir() / "foundry_prompts.yaml").read_text(encoding="utf-8"))
+    return chats
+
+
+
+def reserved_kv_cache(folder: Path, gates: Gates) -> tuple[float, str | None]:
+    """The KV cache (GiB) Foundry Local reserves for each chat of the deployment in ``folder``, read from its
+    genai_config.json as Foundry reads it, and the failure message when it is over ``foundry_kv_cache_gib_max``."""
+    facts = model_facts(folder)  # its genai_config.json, as Foundry reads it
+    reserved = facts.context_length * facts.kv_bytes_per_token / 1024**3
+    if gates.check("foundry_kv_cache_gib_max", reserved):
+        return reserved, None
+    return reserved, (
+        f"Foundry Local reserves {reserved:.1f} GiB of KV cache for each chat of this deployment: model.context_length "
+        f"{facts.context_length} in its genai_config.json x {facts.kv_bytes_per_token / 1024:.0f} KiB a token "
+        f"({facts.num_layers} layers of fp32 keys and values); {gates.describe('foundry_kv_cache_gib_max')}. "
+        "Set max_length in [tool.harness.model_config] (or the ModelConfig of your inference_model.json) to the "
+        "longest conversation your app holds: the deployment's genai_config.json takes it")

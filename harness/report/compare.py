@@ -25,7 +25,7 @@ from typing import Any, Literal
 from harness.checks import yardstick
 from harness.checks.bench import ROUNDS_SUFFIX, percentile
 from harness.checks.timing import HIGHER_IS_BETTER, VERDICTS, Change, timing_verdict, worsening_interval
-from harness.gates import Gate, Gates
+from harness.config.gates import Gate, Gates
 from harness.report.runs import RESULTS_FILE, CompareError, Run, find_runs, is_folder_of_runs, load_run
 
 MIN_ROUNDS = 3  # fewer rounds give no usable noise estimate

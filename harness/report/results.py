@@ -34,14 +34,14 @@ from typing import Any
 
 import pytest
 
+from harness.config.gates import Gates
 from harness.errors import PREFIX
 from harness.fsutil import write_text_atomic
-from harness.gates import Gates
 from harness.properties import SOFT_OUTCOMES, finding_kind, is_answer, soft_verdict
 from harness.report.compare import Comparison, Thresholds, compare_runs, key_of, pick_baseline
 from harness.report.junit import MESSAGE_LIMIT, junit_xml
 from harness.report.run_page import render_run
-from harness.report.runs import FORMAT, RESULTS_FILE, SCHEMA_VERSION, CompareError, Run
+from harness.report.runs import FORMAT, RESULTS_FILE, SCHEMA_VERSION, CompareError, Run, dump_run
 from harness.report.summary import summary_markdown
 from harness.runtime.protocol import finite_number
 from harness.session import HarnessSession
@@ -191,14 +191,14 @@ class RunRecorder:
             return
         self.active = True
         self.session.claim_run_dir()
-        baseline = self.session.config.baseline
+        baseline = self.session.settings.baseline
         if baseline is not None:
             try:
                 self.baseline, self.baseline_note = pick_baseline(baseline, self.key, before=self.started,
                                                                   exclude=self.session.run_dir,
                                                                   skipped=self.skipped_baselines)
             except CompareError as exc:
-                origin = self.session.config.origins["baseline"]
+                origin = self.session.settings.origins["baseline"]
                 raise pytest.UsageError(f"{PREFIX}--harness-baseline (from {origin}): {exc}") from None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -222,10 +222,10 @@ class RunRecorder:
                 "duration_s": round(time.perf_counter() - self.started_clock, 3),
                 "exit_status": int(exit_status),
                 "args": [str(arg) for arg in self.config.invocation_params.args],
-                "profile": self.session.config.profile,
+                "profile": self.session.settings.profile,
                 "precision": self.session.precision_label,
                 "seed": self.config.getoption("hypothesis_seed", None),
-                "shard": None if (shard := self.session.config.shard) is None else str(shard),
+                "shard": None if (shard := self.session.settings.shard) is None else str(shard),
                 "xdist_workers": workers if isinstance(workers := getattr(self.config.option, "numprocesses", 0),
                                                        int) else 0,
                 "report_dir": str(self.session.run_dir.resolve()),
@@ -253,13 +253,13 @@ class RunRecorder:
         results = self.results(exitstatus)
         self._attempt("add the fields of pytest_harness_results", lambda: self._add_extra(results))
         folder = self.session.claim_run_dir()
-        if not self._attempt(f"compare with the baseline {self.session.config.baseline}",
+        if not self._attempt(f"compare with the baseline {self.session.settings.baseline}",
                              lambda: self._compare(session, results, folder)):
             self.comparison, results["baseline"] = None, None
             results["run"]["exit_status"] = int(self._fail(session))
         rootpath, details = self.config.rootpath, {c.nodeid: c.details for c in self.checks.values()}
         reports: list[tuple[str, Callable[[], str]]] = [
-            (RESULTS_FILE, lambda: json.dumps(results, indent=2, allow_nan=False)),
+            (RESULTS_FILE, lambda: dump_run(results)),
             (SUMMARY_FILE, lambda: summary_markdown(results, rootpath)),
             *([] if getattr(self.config.option, "xmlpath", None) else [(JUNIT_FILE,
                                                                         lambda: junit_xml(results, details))]),
@@ -281,9 +281,10 @@ class RunRecorder:
             self.comparison = compare_runs(self.baseline, Run(folder / RESULTS_FILE, results),
                                            Thresholds.from_gates(self.gates))
         elif self.baseline_note:
-            self.comparison = Comparison(str(self.session.config.baseline), results["run"]["id"], [self.baseline_note])
+            self.comparison = Comparison(str(self.session.settings.baseline), results["run"]["id"],
+                                         [self.baseline_note])
         if self.comparison is not None:
-            path = self.baseline.path if self.baseline is not None else self.session.config.baseline
+            path = self.baseline.path if self.baseline is not None else self.session.settings.baseline
             results["baseline"] = {"path": str(path), **self.comparison.to_dict()}
             if self._fails_the_run(self.comparison) and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -328,7 +329,7 @@ class RunRecorder:
     def _fails_the_run(self, comparison: Comparison) -> bool:
         """A regression fails the run; so does an inconclusive one (nothing compared too) with --inconclusive=fail."""
         return comparison.verdict == "regressed" or (comparison.verdict in ("inconclusive", "not compared")
-                                                     and self.session.config.inconclusive == "fail")
+                                                     and self.session.settings.inconclusive == "fail")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.written is None:

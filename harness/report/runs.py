@@ -1,4 +1,5 @@
-"""A run as ``results.json`` holds it: its format, and reading it back checked against the results schema.
+"""A run as ``results.json`` holds it: its format (schema, version, text), found in a folder of runs, and read back
+checked against the results schema.
 
 The writer is ``harness.report.results``; the readers are ``harness compare``, ``--harness-baseline``, ``harness
 history`` and ``--harness-ab=RUN``. A run that cannot be read, or that breaks the schema, is one line naming the file,
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
 from harness.text import clip
 
 FORMAT = "onnx-slm-harness-results"
@@ -60,6 +61,11 @@ class Run:
 
     def tests(self) -> dict[str, Mapping[str, Any]]:
         return {str(test["id"]): test for test in self.data["tests"]}
+
+
+def dump_run(results: Mapping[str, Any]) -> str:
+    """results.json's text, as the run recorder saves it: strict JSON (a NaN or infinity is a bug, not a number)."""
+    return json.dumps(results, indent=2, allow_nan=False)
 
 
 def load_run(path: Path) -> Run:
@@ -110,7 +116,7 @@ def _validator() -> Any:
     """The results schema as a reader checks it (``READ_REQUIRED``; numbers finite), compiled once."""
     import jsonschema  # here: the plugin's entry point stays light until a run is read
 
-    schema = json.loads((fixtures_dir() / "schemas" / SCHEMA_FILE).read_text(encoding="utf-8"))
+    schema = json.loads((data_dir() / "schemas" / SCHEMA_FILE).read_text(encoding="utf-8"))
     for where, names in READ_REQUIRED.items():
         functools.reduce(lambda node, step: node[step], where, schema)["required"] = names
     base = jsonschema.Draft202012Validator

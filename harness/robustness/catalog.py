@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from harness.config.gates import Gate
 from harness.deploy.templates import special_tokens
-from harness.gates import Gate
 from harness.runtime.protocol import ModelInfo
 from harness.text import clip_middle
 from harness.worker.client import Outcome, WorkerInfo

@@ -10,11 +10,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.checks.output_format import token_problems
+from harness.config.gates import Gates
 from harness.errors import HarnessError
-from harness.gates import Gates
 from harness.robustness.catalog import (
     EXPECTED,
     KNOWN_GOOD,
@@ -32,6 +32,10 @@ from harness.runtime.protocol import ModelInfo
 from harness.text import shorten
 from harness.worker.client import Answer, Outcome, WorkerClient, WorkerInfo
 from harness.worker.protocol import KINDS
+
+if TYPE_CHECKING:
+    from harness.capacity.plan import MemoryPlan
+    from harness.config.profiles import Profile
 
 
 # -- judging -------------------------------------------------------------------------------------------
@@ -200,6 +204,21 @@ class Prober:
         if recovery is not None:
             verdict = ProbeVerdict("fail", f"{recovery}; the input itself: {verdict.line}")
         return Probe(request, outcome, verdict, recovery)
+
+    def skip_reason(self, case: ProbeCase, profile: Profile, memory: MemoryPlan | None, suite: str) -> str | None:
+        """Why ``case`` is not run here (None: it is): a context-length prompt beyond the profile's longest or beyond
+        what the memory plan lets ``suite`` prefill, or raw settings the plugged-in runtime cannot take."""
+        longest, context = profile.max_prompt_tokens, self.model.context_length
+        if case.context_prefill and longest is not None and longest < context - 1:
+            return (f"needs a prompt of {context - 1} tokens; the {profile.name} profile "
+                    f"stops at {longest} (the full profile runs it)")
+        too_big = memory.prompt_skip_reason(suite, context - 1) if case.context_prefill and memory else None
+        if too_big is not None:
+            return too_big
+        if "raw" in case.resolve(self.model) and not self.has_raw_path:
+            return ("the plugged-in runtime has no raw path (generate_raw): the engine's own checks of settings "
+                    "sent unchecked are not exercised")
+        return None
 
     def run(self, case: ProbeCase) -> Probe:
         known = [KNOWN_ISSUES[case.known_issue]] if case.known_issue else []

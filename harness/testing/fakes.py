@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build.buildlog import Progress
 from harness.errors import BuildError, ContextOverflow
 from harness.fsutil import link_or_copy
+from harness.preparation.buildlog import Progress
 from harness.runtime.genai import read_model_info
 from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Message, ModelInfo, Prompt, SearchOptions, StopReason
 

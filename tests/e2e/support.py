@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import make_builder
+from harness.config.settings import resolve
 from harness.fsutil import link_or_copy
 from harness.session import HarnessSession
-from harness.settings import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 

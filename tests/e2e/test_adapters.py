@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.sources import default_model_path
 from harness.capacity.model_facts import safetensors_header
+from harness.preparation.sources import default_model_path
 from harness.session import HarnessSession
 from harness.testing.adapters import make_lora_adapter, make_tiny_model, write_adapter_folder
 from tests.e2e.support import ROOT
@@ -113,14 +113,14 @@ def test_an_adapter_on_the_default_gguf_merges_into_its_cached_conversion(base_f
 
 
 def test_the_merge_keeps_the_base_s_dtype(tmp_path: Path) -> None:
-    """peft's merge (``python -m harness.build.merge``) into a tiny bf16 llama: the weights it targets change, the
+    """peft's merge (``python -m harness.preparation.merge``) into a tiny bf16 llama: the weights it targets change, the
     others do not, and every weight stays bf16; the adapter's own tokenizer goes with the merged model."""
     base = make_tiny_model(tmp_path / "base", "bfloat16")
     adapter = make_lora_adapter(base, tmp_path / "adapter", r=2, alpha=2)
     (adapter / "tokenizer.json").write_text('{"the adapter": "tokenizer"}', encoding="utf-8")
     out = tmp_path / "merged"
     out.mkdir()
-    subprocess.run([sys.executable, "-m", "harness.build.merge", str(base), str(adapter), str(out)], check=True,
+    subprocess.run([sys.executable, "-m", "harness.preparation.merge", str(base), str(adapter), str(out)], check=True,
                    capture_output=True)
     assert {name.split(".")[-2] for name in changed_tensors(base, out)} == ADAPTED
     assert {entry[0] for entry in tensors(out).values()} == {"BF16"}

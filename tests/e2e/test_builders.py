@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.olive_env import LOCK, OliveEnvironment, lock_versions, venv_python
 from harness.plugin import NO_CHAT_TEMPLATE
+from harness.preparation.olive_env import LOCK, OliveEnvironment, lock_versions, venv_python
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT
 

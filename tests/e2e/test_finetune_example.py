@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import make_builder
+from harness.config.settings import resolve
 from harness.session import HarnessSession
-from harness.settings import resolve
 from tests.e2e.support import ROOT, progress
 
 EXAMPLE = ROOT / "examples" / "fine-tune"

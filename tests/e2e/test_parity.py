@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.builders import Builder, ModelBuilderBuilder
-from harness.build.hashing import HashMemo
-from harness.build.pipeline import make_plan, prepare
 from harness.checks.cases import default_case_paths, load_cases
 from harness.checks.parity import GATES, log_softmax, measure_parity
 from harness.checks.reference import EvalPrompt, EvalSet, load_eval_set, reference_data
 from harness.errors import ContextOverflow
+from harness.preparation.builders import Builder, ModelBuilderBuilder
+from harness.preparation.hashing import HashMemo
+from harness.preparation.pipeline import make_plan, prepare
 from harness.runtime.genai import GenAIRuntime
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, progress
@@ -38,8 +38,8 @@ def suite_eval_set() -> EvalSet:
 
 def build(session: HarnessSession, precision: str, builder: Builder) -> Path:
     """A variant of the default model, built once into the harness's cache."""
-    plan = make_plan(session.source, precision, session.config.ep, builder,
-                     HashMemo(session.config.cache_dir / "hashes.json"))
+    plan = make_plan(session.source, precision, session.settings.ep, builder,
+                     HashMemo(session.settings.cache_dir / "hashes.json"))
     return prepare(plan, session.store, builder, session.claim_run_dir(), progress).path
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.compute_paths import accuracy_levels
-from harness.build.pipeline import PreparedModel
 from harness.checks.cases import load_cases
 from harness.checks.output_format import answer_context
+from harness.preparation.compute_paths import accuracy_levels
+from harness.preparation.pipeline import PreparedModel
 from harness.runtime.genai import GenAIRuntime
 from harness.session import HarnessSession
 from tests.e2e.support import ROOT, progress

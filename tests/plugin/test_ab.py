@@ -15,11 +15,11 @@ from xml.etree import ElementTree
 import jsonschema
 import pytest
 
-from harness.locations import fixtures_dir, suites_dir
+from harness.locations import data_dir, suites_dir
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 BENCHMARKS = suites_dir() / "test_benchmarks.py"
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((data_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 DELAY = 0.002  # seconds per token of the baseline: 500 tokens/s
 CONFTEST = """
 import itertools

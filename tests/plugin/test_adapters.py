@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.cache import ModelStore
-from harness.build.hashing import HashMemo
-from harness.build.pipeline import make_plan
-from harness.build.sources import detect_source, with_base
+from harness.preparation.cache import ModelStore
+from harness.preparation.hashing import HashMemo
+from harness.preparation.pipeline import make_plan
+from harness.preparation.sources import detect_source, with_base
 from harness.testing.adapters import write_adapter_folder
 from harness.testing.fakes import FakeBuilder, write_hf_folder
 from tests.plugin.test_plugin import builds, env

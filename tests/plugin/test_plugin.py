@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import make_builder
+from harness.config.settings import resolve
 from harness.locations import suites_dir
 from harness.session import HarnessSession
-from harness.settings import resolve
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 GENERATION = suites_dir() / "test_generation.py"
@@ -247,7 +247,7 @@ def test_a_foundry_folder_is_checked_with_its_own_inference_model_json(
 
 
 HEAVY_MODULES = ("numpy", "yaml", "jsonschema", "onnxruntime_genai", "onnxruntime", "psutil", "filelock",
-                 "harness.session", "harness.gates")
+                 "harness.session", "harness.config.gates")
 
 
 def test_a_run_that_does_not_engage_the_harness_imports_none_of_it(pytester: pytest.Pytester) -> None:
@@ -270,7 +270,7 @@ def test_the_same_check_sees_an_engaged_run_load_them(pytester: pytest.Pytester)
         import sys
 
         def test_heavy_modules_are_loaded():
-            assert {"yaml", "jsonschema", "harness.session", "harness.gates"} <= set(sys.modules)
+            assert {"yaml", "jsonschema", "harness.session", "harness.config.gates"} <= set(sys.modules)
     """)
     model = write_genai_folder(pytester.path / "model")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model={model}",

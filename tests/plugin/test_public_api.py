@@ -3,6 +3,7 @@ builders come through hooks beside the built-in ones, and the fixtures are the `
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -124,9 +125,9 @@ def test_a_conftest_adds_a_profile_and_a_builder(pytester: pytest.Pytester, proj
 
 def test_suites_use_only_prefixed_fixtures_and_the_public_types() -> None:
     """No unprefixed harness fixture enters a project's test modules; the suites import the public types."""
-    from harness import plugin
+    from harness import fixtures as fixture_module
 
-    fixtures = [name for name, value in vars(plugin).items() if hasattr(value, "_fixture_function_marker")
+    fixtures = [name for name, value in vars(fixture_module).items() if hasattr(value, "_fixture_function_marker")
                 or type(value).__name__ == "FixtureFunctionDefinition"]
     assert fixtures and all(name.startswith("harness_") for name in fixtures), fixtures
     for name in harness.__all__:
@@ -178,9 +179,57 @@ def test_every_harness_fixture_is_in_the_readmes_table(pytestconfig: pytest.Conf
     """A suite's author finds each fixture the plugin offers in "Writing your own suite"."""
     section = README.read_text(encoding="utf-8").split("## Writing your own suite", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(harness_\w+)`", section))
-    manager = pytestconfig.pluginmanager.get_plugin("harness")
+    manager = pytestconfig.pluginmanager.get_plugin("harness-fixtures")
     markers = {name: getattr(getattr(manager, name), "_fixture_function_marker", None) for name in dir(manager)
                if name.startswith("harness_")}
     offered = {name for name, marker in markers.items() if marker is not None and not marker.autouse}  # not internal
     assert offered, "no fixture found: the plugin's name or pytest's fixture marker changed"
     assert offered <= listed, f"missing from the README's fixture table: {sorted(offered - listed)}"
+
+
+def _harness_imports(tree: ast.AST) -> list[tuple[int, str, list[str]]]:
+    """Each import of the harness in a module: its line, the module imported from and the names."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, []) for alias in node.names
+                      if alias.name == "harness" or alias.name.startswith("harness.")]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module is not None and (
+                node.module == "harness" or node.module.startswith("harness.")):
+            found.append((node.lineno, node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def test_the_shipped_suites_import_only_the_public_api() -> None:
+    """The suites are what a user copies: each imports from the harness only ``from harness import NAME`` of public
+    names, never a submodule (``harness.checks...``), whose layout is the harness's own to change."""
+    suites = sorted(suites_dir().glob("*.py"))
+    assert len(suites) > 10, suites
+    problems = []
+    for suite in suites:
+        for line, module, names in _harness_imports(ast.parse(suite.read_text(encoding="utf-8"), str(suite))):
+            where = f"{suite.name}:{line}"
+            if module != "harness" or not names:
+                problems.append(f"{where}: imports {module} (only `from harness import ...` is public)")
+            problems += [f"{where}: {name} is not in harness.__all__" for name in names if name not in harness.__all__]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_guard_on_the_suites_imports_sees_every_form() -> None:
+    tree = ast.parse("import harness\nimport harness.plugin as p\nfrom harness.checks import lengths\n"
+                     "from harness import Case, plugin\nfrom . import harness_like\n"
+                     "def f():\n    from harness.text import clip\n")
+    assert _harness_imports(tree) == [(1, "harness", []), (2, "harness.plugin", []),
+                                      (3, "harness.checks", ["lengths"]), (4, "harness", ["Case", "plugin"]),
+                                      (7, "harness.text", ["clip"])]
+
+
+def test_every_public_name_is_in_the_readmes_table() -> None:
+    """The README's table of what ``from harness import`` gives names every public name, and nothing else."""
+    section = README.read_text(encoding="utf-8").split("## Writing your own suite", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| `from harness import` |", 1)[1].split("\n\n", 1)[0]
+    listed = {name for row in table.splitlines()[2:] for name in re.findall(r"`(\w+)`", row.split(" | ")[0])}
+    public = set(harness.__all__)
+    assert not public - listed, f"missing from the README's table: {sorted(public - listed)}"
+    assert not listed - public, f"in the README's table but not public: {sorted(listed - public)}"
+

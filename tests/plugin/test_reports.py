@@ -19,11 +19,11 @@ import jsonschema
 import pytest
 
 from harness import cli
-from harness.locations import fixtures_dir, suites_dir
+from harness.locations import data_dir, suites_dir
 from harness.testing.fakes import write_hf_folder
 
 BENCHMARKS = suites_dir() / "test_benchmarks.py"
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((data_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 DELAY = 0.002  # seconds per token of the fake: 500 tokens/s
 SLOWED = DELAY * 1.25  # decode tokens/s 20% lower
 # The fake sleeps instead of computing, so other processes on a busy machine barely move its timings:

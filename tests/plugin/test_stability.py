@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.compute_paths import accuracy_levels
 from harness.locations import suites_dir
+from harness.preparation.compute_paths import accuracy_levels
 from harness.testing.fakes import write_hf_folder
 
 CONFTEST = """
 import os
-from harness.build.compute_paths import accuracy_levels, host_dependent
+from harness.preparation.compute_paths import accuracy_levels, host_dependent
 from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 def make_builder(settings):

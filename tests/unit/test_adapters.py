@@ -10,19 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.adapters import MERGEABLE, PROMPT_LEARNING, UNMERGEABLE
-from harness.build.cache import ModelStore
-from harness.build.hashing import HashMemo
-from harness.build.merge import tokenizer_files
-from harness.build.pipeline import make_plan
-from harness.build.sources import ModelSource, SourceKind, default_model_path, detect_base, detect_source, with_base
 from harness.builtins import make_builder
 from harness.capacity.memory import GIB, Available
 from harness.capacity.model_facts import ModelFacts
 from harness.capacity.plan import merge_need
+from harness.config.settings import resolve
 from harness.errors import SourceError
+from harness.preparation.adapters import MERGEABLE, PROMPT_LEARNING, UNMERGEABLE
+from harness.preparation.cache import ModelStore
+from harness.preparation.hashing import HashMemo
+from harness.preparation.merge import tokenizer_files
+from harness.preparation.pipeline import make_plan
+from harness.preparation.sources import (
+    ModelSource,
+    SourceKind,
+    default_model_path,
+    detect_base,
+    detect_source,
+    with_base,
+)
 from harness.session import HarnessSession
-from harness.settings import resolve
 from harness.testing.adapters import write_adapter_folder
 from harness.testing.fakes import FakeBuilder, write_genai_folder, write_hf_folder
 

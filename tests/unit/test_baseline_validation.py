@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from harness import cli
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
 from harness.report import runs
 from harness.report.compare import pick_baseline
 from harness.report.runs import FORMAT, CompareError, load_run
@@ -24,7 +24,7 @@ from tests.plugin.test_plugin import env, run
 
 __all__ = ["env"]  # the fixture, imported for pytest
 
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((data_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "accuracy_level": "as built", "ep": "cpu",
        "machine": "AMD EPYC, x86-avx2, 2 cores"}
 BENCH = "test_benchmarks.py::test_generation_latency[prompt={}]"

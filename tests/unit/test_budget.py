@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.budget import (
+from harness.checks.ab import AB_MIN_PAIRS
+from harness.checks.lengths import LENGTHS
+from harness.config.budget import (
     ANSWER_LIMIT,
     ANSWER_SHARE,
     FLOORS,
@@ -22,13 +24,12 @@ from harness.budget import (
     ab_seconds,
     fit,
     measure_pace,
-    parse_duration,
     predict,
     predict_suites,
 )
-from harness.checks.lengths import LENGTHS
+from harness.config.profiles import BUILTIN_PROFILES
+from harness.config.settings import parse_duration
 from harness.errors import RuntimeFailure
-from harness.profiles import BUILTIN_PROFILES
 from harness.runtime.protocol import Message
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 
@@ -170,5 +171,6 @@ def test_an_ab_run_adds_the_baselines_rounds_to_the_benchmarks() -> None:
     2 x the 10-round suite, less the 5-round suite already planned."""
     suites = predict_suites(SMOKE, CONTEXT, DEFAULT_PACE)
     ten = predict_suites(replace(SMOKE, benchmark_rounds=10), CONTEXT, DEFAULT_PACE)["test_benchmarks.py"]
-    assert ab_seconds(SMOKE, CONTEXT, DEFAULT_PACE) == pytest.approx(2 * ten - suites["test_benchmarks.py"])
-    assert ab_seconds(SMOKE, CONTEXT, DEFAULT_PACE) > suites["test_benchmarks.py"]
+    ab = ab_seconds(SMOKE, CONTEXT, DEFAULT_PACE, AB_MIN_PAIRS)
+    assert ab == pytest.approx(2 * ten - suites["test_benchmarks.py"])
+    assert ab > suites["test_benchmarks.py"]

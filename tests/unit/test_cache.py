@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.cache import MANIFEST, ModelStore
 from harness.errors import BuildError
+from harness.preparation.cache import MANIFEST, ModelStore
 
 # A child process that builds key "k" slowly, counting its builds in count.txt.
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from harness.build.cache import ModelStore
+    from harness.preparation.cache import ModelStore
     root, delay = Path(sys.argv[1]), float(sys.argv[2])
     def build(out):
         with open(root / "count.txt", "a") as f:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from harness import fsutil
-from harness.build.compute_paths import accuracy_levels, describe_levels, host_dependent, write_variant
 from harness.errors import SourceError
+from harness.preparation.compute_paths import accuracy_levels, describe_levels, host_dependent, write_variant
 from harness.provenance import isa_class
 from harness.runtime.genai import top_two
 from harness.testing.fakes import write_genai_folder

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="conversion needs the convert extra 
 from gguf import GGMLQuantizationType, dequantize, quantize  # noqa: E402 (after the skip: these come with it)
 from safetensors.torch import load_file  # noqa: E402
 
-from harness.build.convert import INDEX, ShardWriter, dequantize_rows  # noqa: E402
+from harness.preparation.convert import INDEX, ShardWriter, dequantize_rows  # noqa: E402
 
 
 @pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.F16, GGMLQuantizationType.F32])

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import hashing
-from harness.build.hashing import HashMemo, combine, content_hash
+from harness.preparation import hashing
+from harness.preparation.hashing import HashMemo, combine, content_hash
 
 
 def test_hash_changes_with_content_and_names(tmp_path: Path) -> None:

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import olive_env
-from harness.build.buildlog import diagnose
-from harness.build.cache import MANIFEST
-from harness.build.olive_env import (
+from harness.builtins import make_builder
+from harness.config.settings import resolve
+from harness.errors import ConfigError
+from harness.locations import default_cache_dir
+from harness.preparation import olive_env
+from harness.preparation.buildlog import diagnose
+from harness.preparation.cache import MANIFEST
+from harness.preparation.olive_env import (
     BELOW_ENV_FOLDER,
     DEEPEST_TORCH_FILE,
     DEEPEST_TORCH_FOLDER,
@@ -24,10 +28,6 @@ from harness.build.olive_env import (
     lock_versions,
     query_versions,
 )
-from harness.builtins import make_builder
-from harness.errors import ConfigError
-from harness.locations import default_cache_dir
-from harness.settings import resolve
 
 # Deeper than MAX_ENV_FOLDER allows once e/<8 hex> is added, on any host's tmp_path.
 LONG = "a-cache-folder-deep-enough-to-push-torch-past-max-path"

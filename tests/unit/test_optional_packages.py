@@ -26,12 +26,11 @@ from packaging.utils import canonicalize_name
 
 import harness.checks.reference as reference
 import harness.checks.reference_child as reference_child
-from harness.build import builders, convert, merge, optional
-from harness.build.builders import ModelBuilderBuilder
-from harness.build.optional import MissingPackages, require_build_packages
-from harness.build.pipeline import BuildPlan
-from harness.build.sources import ModelSource, SourceKind
 from harness.errors import ConfigError, one_line
+from harness.preparation import builders, convert, merge, optional
+from harness.preparation.builders import ModelBuilderBuilder
+from harness.preparation.optional import MissingPackages, require_build_packages
+from harness.preparation.sources import ModelSource, SourceKind
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_STEP_MODULES = {*optional.GGUF_MODULES, *optional.MERGE_MODULES, *optional.MODEL_BUILDER_MODULES,
@@ -53,10 +52,6 @@ def no_child(*args: object, **kwargs: object) -> int:
     raise AssertionError("a child process was started although its packages are missing")
 
 
-def plan_of(source: ModelSource, builder: str = "model-builder") -> BuildPlan:
-    return BuildPlan(source, "0" * 64, "int4", builder, "cpu", key="k" * 64, convert_key="")
-
-
 def assert_one_line_naming_the_fix(message: str, packages: str) -> None:
     assert "\n" not in message.removesuffix("\n")  # a child's stderr ends its line
     assert f"needs {packages}, which" in message
@@ -69,7 +64,7 @@ def test_with_torch_installed_every_step_has_its_packages() -> None:
     assert optional.missing(ALL_STEP_MODULES) == []
     assert reference.reference_unavailable() is None
     gguf = ModelSource(Path("/m/model.gguf"), SourceKind.GGUF)
-    require_build_packages(plan_of(gguf), cached=False)  # raises nothing
+    require_build_packages(gguf, "model-builder", cached=False)  # raises nothing
 
 
 def test_a_missing_module_is_found_missing_without_importing_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +126,7 @@ def test_a_build_that_needs_torch_stops_the_session_at_start_in_one_line(
     without(monkeypatch, "torch")
     on_windows_arm(monkeypatch)
     with pytest.raises(MissingPackages) as caught:
-        require_build_packages(plan_of(source, builder), cached=False)
+        require_build_packages(source, builder, cached=False)
     message = str(caught.value)
     assert message.startswith(step)
     assert_one_line_naming_the_fix(message, "torch")
@@ -148,10 +143,7 @@ def test_a_build_that_needs_torch_stops_the_session_at_start_in_one_line(
 def test_a_run_that_builds_nothing_with_torch_starts_without_it(
         monkeypatch: pytest.MonkeyPatch, source: ModelSource, builder: str, cached: bool) -> None:
     without(monkeypatch, *ALL_STEP_MODULES)
-    plan = plan_of(source, builder)
-    if not source.kind.needs_build:
-        plan = BuildPlan(source, "0" * 64, "int4", builder, "cpu", key="", convert_key="")
-    require_build_packages(plan, cached=cached)
+    require_build_packages(source, builder, cached=cached)
 
 
 def test_the_builders_in_the_harness_environment_are_known_by_their_names() -> None:
@@ -336,7 +328,7 @@ WITHOUT_THE_EXTRA = textwrap.dedent("""
     from harness.capacity.memory import Available
     from harness.checks.reference import reference_unavailable
     from harness.session import HarnessSession
-    from harness.settings import resolve
+    from harness.config.settings import resolve
     from harness.testing.fakes import write_genai_folder
 
     work = Path(sys.argv[1])

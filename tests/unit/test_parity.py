@@ -26,7 +26,7 @@ from harness.checks.parity import (
     verdict,
 )
 from harness.checks.reference import EvalPrompt, load_eval_set, load_eval_texts, make_request, reference_data
-from harness.gates import declare, resolve_gates
+from harness.config.gates import declare, resolve_gates
 from harness.runtime.protocol import Generation, ModelInfo, SearchOptions
 
 DECLARED = declare([builtin_gates()])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness import fsutil
+from harness.config.settings import resolve
 from harness.locations import default_cache_dir
-from harness.settings import resolve
 
 # What CreateHardLinkW fails with where a copy works, and the errno CPython gives it (PC/errmap.h: EINVAL is its
 # default). FAT and exFAT: ERROR_INVALID_FUNCTION; SMB shares without hard links: ERROR_NOT_SUPPORTED.
@@ -128,6 +128,6 @@ def test_the_default_cache_on_macos_is_library_caches(home: Path, monkeypatch: p
 ])
 def test_the_settings_default_is_the_platform_s(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 system: str, expected: str) -> None:
-    """--harness-cache-dir's default (harness.settings) is default_cache_dir's, decided when the settings resolve."""
+    """--harness-cache-dir's default (harness.config.settings) is default_cache_dir's, decided when settings resolve."""
     monkeypatch.setattr(sys, "platform", system)
     assert resolve({}, env={}, rootdir=tmp_path).cache_dir == home / expected

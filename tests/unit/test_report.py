@@ -19,7 +19,7 @@ from harness import cli
 from harness.checks.assertions import AnswerContext
 from harness.checks.cases import load_cases
 from harness.checks.stability import PathJudgement, PathVerdict
-from harness.locations import fixtures_dir
+from harness.locations import data_dir
 from harness.report.charts import Series, line_chart
 from harness.report.compare import Comparison, compare_runs
 from harness.report.digest import failure_groups, verdict_of
@@ -30,7 +30,7 @@ from harness.report.runs import FORMAT, Run
 from harness.report.summary import summary_markdown
 from harness.runtime.protocol import Generation
 
-SCHEMA = json.loads((fixtures_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((data_dir() / "schemas" / "results.schema.json").read_text(encoding="utf-8"))
 KEY = {"model_sha256": "ab" * 32, "precision": "int4", "ep": "cpu", "machine": "AMD EPYC, 2 cores"}
 PRECISIONS = [
     {"precision": "int4", "size_mb": 98.0, "size_ratio_fp32": 0.18, "decode_tokens_per_s": 140.0, "ttft_s": 0.06,

@@ -20,7 +20,7 @@ from harness.checks.retention import (
     log_likelihood,
     reference_answer,
 )
-from harness.gates import declare, resolve_gates
+from harness.config.gates import declare, resolve_gates
 from harness.runtime.protocol import Generation
 from harness.testing.fakes import FakeRuntime, write_genai_folder
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import builtin_gates
-from harness.gates import declare, resolve_gates
+from harness.config.gates import declare, resolve_gates
 from harness.robustness.catalog import (
     INPUT_CASES,
     KNOWN_ISSUES,

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from harness.builtins import builtin_gates
+from harness.config.gates import declare, in_domain, resolve_gates
+from harness.config.settings import check_execution_provider, resolve
 from harness.errors import ConfigError
-from harness.gates import declare, in_domain, resolve_gates
-from harness.settings import check_execution_provider, resolve
 
 DECLARED = declare([builtin_gates()])
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.build.source_views import UNWINDOWED_KV, adaptations, gemma3_view, write_view
 from harness.errors import BuildError
+from harness.preparation.source_views import UNWINDOWED_KV, adaptations, gemma3_view, write_view
 
 LAYERS = ["sliding_attention"] * 5 + ["full_attention"]
 # Gemma 3 270M as the hub's config.json writes it (legacy keys) and as a transformers 5 save writes it (nested).

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.sources import SourceKind, detect_source
 from harness.errors import SourceError
+from harness.preparation.sources import SourceKind, detect_source
 from harness.testing.fakes import write_genai_folder, write_hf_folder
 
 

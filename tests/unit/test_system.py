@@ -25,8 +25,9 @@ WITHOUT_LINUX = textwrap.dedent("""
     import harness.system as system
     sys.platform = real_platform
     system._STATUS = system._CLEAR_REFS = Path("/nonexistent/proc/self/status")
-    import harness, harness.plugin, harness.worker.child, harness.worker.client, harness.build.probe
-    import harness.build.probe_child, harness.checks.memory, harness.checks.reference, harness.checks.reference_child
+    import harness, harness.plugin, harness.worker.child, harness.worker.client, harness.preparation.probe
+    import harness.preparation.probe_child, harness.checks.memory, harness.checks.reference
+    import harness.checks.reference_child
     system.disable_core_dumps()
     print(json.dumps({
         "trim": system.trim_heap(),

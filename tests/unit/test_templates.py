@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.buildlog import fail
 from harness.deploy.folder import build_document, copy_with_max_length, model_config, write_deployment
 from harness.deploy.templates import (
     PromptTemplate,
@@ -19,6 +18,7 @@ from harness.deploy.templates import (
     template_family,
 )
 from harness.errors import ConfigError
+from harness.preparation.buildlog import fail
 from harness.testing.fakes import CHATML, write_genai_folder
 
 LLAMA_STYLE = (

@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from harness import system
-from harness.build.buildlog import fail
+from harness.preparation.buildlog import fail
 from harness.runtime.genai import read_model_info
 from harness.testing.fakes import write_genai_folder
 from harness.worker.client import WorkerClient, death

@@ -13,7 +13,7 @@ import pytest
 
 from harness import system
 from harness.builtins import builtin_gates
-from harness.gates import declare, resolve_gates
+from harness.config.gates import declare, resolve_gates
 from harness.robustness.catalog import KNOWN_GOOD
 from harness.robustness.prober import Prober
 from harness.runtime.genai import read_model_info

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.settings import SETTINGS_BY_NAME
+from harness.config.settings import SETTINGS_BY_NAME
 from harness.testing.encodings import unencoded_calls
 
 ROOT = Path(__file__).resolve().parents[2]

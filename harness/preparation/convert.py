@@ -1,6 +1,6 @@
 """GGUF -> Hugging Face folder, so Olive and the model builder can read a GGUF source.
 
-Runs as ``python -m harness.build.convert GGUF OUT`` in a child process: torch and transformers stay out
+Runs as ``python -m harness.preparation.convert GGUF OUT`` in a child process: torch and transformers stay out
 of the pytest process, whose memory the suites measure.
 
 The tensors stream: each is read from the memory-mapped GGUF, dequantized and renamed by transformers' own GGUF
@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.build.optional import GGUF_MODULES, MissingPackages, require
-from harness.errors import one_line
+from harness.preparation.optional import GGUF_MODULES, child_main, require
 
 SHARD_BYTES = 256 * 1024**2
 ROWS_PER_CHUNK = 4096  # rows dequantized at a time: gguf's dequantization makes temporaries several times its output
@@ -144,15 +143,7 @@ def convert_gguf(gguf: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m harness.build.convert MODEL.gguf OUT_FOLDER", file=sys.stderr)
-        return 2
-    try:
-        convert_gguf(Path(argv[0]), Path(argv[1]))
-    except MissingPackages as exc:
-        print(one_line(exc), file=sys.stderr)
-        return 1
-    return 0
+    return child_main(argv, "python -m harness.preparation.convert MODEL.gguf OUT_FOLDER", convert_gguf, paths=2)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness.build.buildlog import Progress, fail, run_logged
-from harness.build.olive_env import OliveEnvironment, environment_variables
-from harness.build.optional import MODEL_BUILDER_MODULES, require
-from harness.build.probe import check_generates
-from harness.build.source_views import ADAPTATIONS_VERSION, adaptations, read_config, write_view
+from harness.config.settings import EXECUTION_PROVIDERS
 from harness.errors import BuildError
+from harness.preparation.buildlog import Progress, fail, run_logged
+from harness.preparation.olive_env import OliveEnvironment, environment_variables
+from harness.preparation.optional import MODEL_BUILDER_MODULES, require
+from harness.preparation.probe import check_generates
+from harness.preparation.source_views import ADAPTATIONS_VERSION, adaptations, read_config, write_view
 from harness.provenance import package_version
-from harness.settings import EXECUTION_PROVIDERS
 
 
 class Builder(Protocol):

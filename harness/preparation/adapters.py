@@ -2,7 +2,7 @@
 checked against its base model, and where its base is named.
 
 Everything here reads small files (the adapter's config, the safetensors headers of the adapter and of its base, a
-GGUF's header), so it runs at session start, before the merge (``harness.build.merge``) and the build. torch,
+GGUF's header), so it runs at session start, before the merge (``harness.preparation.merge``) and the build. torch,
 transformers and peft are not imported: the merge imports them, in a child process.
 """
 

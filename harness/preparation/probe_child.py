@@ -1,7 +1,7 @@
-"""``python -m harness.build.probe_child MODEL_DIR [--ep cpu] [--check]``: one built model measured in a fresh
+"""``python -m harness.preparation.probe_child MODEL_DIR [--ep cpu] [--check]``: one built model measured in a fresh
 process, printed as one JSON object (``--check``: only load it and generate 2 tokens). Decode speed is timed with a
 fixed output length (min new tokens = max new tokens) so precisions compare fairly. Started by
-``harness.build.probe``."""
+``harness.preparation.probe``."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from harness.build.adapters import ADAPTER_CONFIG, base_named_by, check_fits_base, read_adapter
 from harness.errors import SourceError
+from harness.preparation.adapters import ADAPTER_CONFIG, base_named_by, check_fits_base, read_adapter
 from harness.text import clip_items
 
 ACCEPTED = (

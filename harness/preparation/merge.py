@@ -1,7 +1,7 @@
 """A peft adapter merged into its base model: a Hugging Face folder the builders read like any other.
 
-Runs as ``python -m harness.build.merge BASE_FOLDER ADAPTER_FOLDER OUT`` in a child process, as the GGUF conversion
-does: torch, transformers and peft stay out of the pytest process, whose memory the suites measure.
+Runs as ``python -m harness.preparation.merge BASE_FOLDER ADAPTER_FOLDER OUT`` in a child process, as the GGUF
+conversion does: torch, transformers and peft stay out of the pytest process, whose memory the suites measure.
 
 The merge is peft's own: ``PeftModel.from_pretrained(base, adapter).merge_and_unload()``, the base loaded at the dtype
 it is saved in (``dtype="auto"``: its config's, else its weights'), so the merged model keeps that dtype. It is saved
@@ -17,8 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.build.optional import MERGE_MODULES, MissingPackages, require
-from harness.errors import one_line
+from harness.preparation.optional import MERGE_MODULES, child_main, require
 
 SHARD_SIZE = "256MB"
 # What a tokenizer is saved as (any of them: the folder has a tokenizer), and what goes with it.
@@ -66,15 +65,7 @@ def merge(base: Path, adapter: Path, out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m harness.build.merge BASE_FOLDER ADAPTER_FOLDER OUT_FOLDER", file=sys.stderr)
-        return 2
-    try:
-        merge(Path(argv[0]), Path(argv[1]), Path(argv[2]))
-    except MissingPackages as exc:
-        print(one_line(exc), file=sys.stderr)
-        return 1
-    return 0
+    return child_main(argv, "python -m harness.preparation.merge BASE_FOLDER ADAPTER_FOLDER OUT_FOLDER", merge, paths=3)
 
 
 if __name__ == "__main__":

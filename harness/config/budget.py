@@ -10,13 +10,12 @@ floor their statistic needs, and the run says what each cut costs.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from harness.config.profiles import BUILTIN_PROFILES, Profile
 from harness.length_plan import planned_lengths
-from harness.profiles import BUILTIN_PROFILES, Profile
 
 if TYPE_CHECKING:
     from harness.runtime.protocol import Runtime
@@ -65,15 +64,6 @@ ANSWER_SHARE = {"test_cases.py": 0.32, "test_foundry_local.py": 0.45, "test_gene
 # The smallest count each statistic still works with.
 FLOORS = {"template_examples": 5, "memory_generations": 20, "load_cycles": 3, "foundry_cycles": 2,
           "max_prompt_tokens": 256, "fuzz_examples": 5, "benchmark_rounds": 3}
-UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(raw: str) -> float:
-    """Seconds from ``90``, ``90s``, ``2.5m``, ``3min`` or ``1h``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", raw.lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError("is not a duration above zero, e.g. 150s, 2.5m or 1h")
-    return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
 @dataclass(frozen=True)
@@ -255,12 +245,10 @@ def fit(profile: Profile, budget_s: float, pace: Pace, context_length: int, spen
                    reserved_s)
 
 
-def ab_seconds(profile: Profile, context_length: int, pace: Pace) -> float:
-    """What ``--harness-ab`` adds to the benchmark suite: its rounds raised to the A/B floor, each timing the
-    baseline too (taken as fast as the model under test)."""
-    from harness.checks.ab import AB_MIN_PAIRS
-
-    pairs = replace(profile, benchmark_rounds=max(profile.benchmark_rounds, AB_MIN_PAIRS))
+def ab_seconds(profile: Profile, context_length: int, pace: Pace, min_pairs: int) -> float:
+    """What ``--harness-ab`` adds to the benchmark suite: its rounds raised to the A/B floor (``min_pairs``,
+    ``harness.checks.ab.AB_MIN_PAIRS``), each timing the baseline too (taken as fast as the model under test)."""
+    pairs = replace(profile, benchmark_rounds=max(profile.benchmark_rounds, min_pairs))
     suite = "test_benchmarks.py"
     return 2 * predict_suites(pairs, context_length, pace)[suite] - predict_suites(profile, context_length, pace)[suite]
 

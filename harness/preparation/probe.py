@@ -1,5 +1,5 @@
-"""Measure one built model in a fresh process (``harness.build.probe_child``), so its load time and peak memory are
-its own, and a crash there is a reason here, not a dead session."""
+"""Measure one built model in a fresh process (``harness.preparation.probe_child``), so its load time and peak memory
+are its own, and a crash there is a reason here, not a dead session."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from harness.errors import RuntimeFailure
 
 def probe(path: Path, ep: str, timeout_s: float = 600) -> dict[str, Any]:
     """Run ``probe_child.measure`` in a child process; a crash there is a RuntimeFailure here, not a dead session."""
-    command = [sys.executable, "-m", "harness.build.probe_child", str(path), "--ep", ep]
+    command = [sys.executable, "-m", "harness.preparation.probe_child", str(path), "--ep", ep]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False,
                               encoding="utf-8", errors="replace")
@@ -29,7 +29,7 @@ def probe(path: Path, ep: str, timeout_s: float = 600) -> dict[str, Any]:
 def check_generates(path: Path, ep: str, log: Path, timeout_s: float = 300) -> str | None:
     """Whether a freshly built model runs, checked in a child process (a crash there is a reason here):
     None if it generates, else the runtime's error in one line."""
-    command = [sys.executable, "-m", "harness.build.probe_child", str(path), "--ep", ep, "--check"]
+    command = [sys.executable, "-m", "harness.preparation.probe_child", str(path), "--ep", ep, "--check"]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False,
                               encoding="utf-8", errors="replace")

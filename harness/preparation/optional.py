@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import platform
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
-from harness.build.sources import ModelSource, SourceKind
-from harness.errors import ConfigError
-
-if TYPE_CHECKING:
-    from harness.build.pipeline import BuildPlan
+from harness.errors import ConfigError, one_line
+from harness.preparation.sources import ModelSource, SourceKind
 
 EXTRA = "convert"
 INSTALL = f"pip install 'onnx-slm-harness[{EXTRA}]' where torch ships"
@@ -27,8 +25,8 @@ PREBUILT = "or give --model an onnxruntime-genai folder built elsewhere (harness
 REFERENCE_ELSEWHERE = "or run the parity and retention suites on a machine that has it"
 
 # The modules each step imports (import names; ``DISTRIBUTIONS`` maps them to what pip installs).
-GGUF_MODULES = ("torch", "transformers", "gguf")  # harness.build.convert
-MERGE_MODULES = ("torch", "transformers", "peft")  # harness.build.merge (peft needs accelerate)
+GGUF_MODULES = ("torch", "transformers", "gguf")  # harness.preparation.convert
+MERGE_MODULES = ("torch", "transformers", "peft")  # harness.preparation.merge (peft needs accelerate)
 MODEL_BUILDER_MODULES = ("torch", "transformers", "onnx_ir")  # python -m onnxruntime_genai.models.builder
 REFERENCE_MODULES = ("torch", "transformers")  # harness.checks.reference
 DISTRIBUTIONS = {"onnx_ir": "onnx-ir"}
@@ -86,25 +84,39 @@ def _label(source: ModelSource) -> str:
     return "the default model" if source.is_default else f"--model {source.path}"
 
 
-def build_steps(plan: BuildPlan) -> list[tuple[str, tuple[str, ...]]]:
-    """What building ``plan`` does in the harness's own environment, in order, with the modules each imports."""
-    source = plan.source
+def build_steps(source: ModelSource, builder: str) -> list[tuple[str, tuple[str, ...]]]:
+    """What building ``source`` with ``builder`` does in the harness's own environment, in order, with the modules
+    each imports."""
     steps: list[tuple[str, tuple[str, ...]]] = []
     if source.weights.kind is SourceKind.GGUF:
         weights = _label(source) if source.weights is source else f"the base model {source.weights.path}"
         steps.append((f"converting {weights} (a GGUF) to a Hugging Face folder", GGUF_MODULES))
     if source.kind is SourceKind.ADAPTER:
         steps.append((f"merging the adapter {_label(source)} into its base model", MERGE_MODULES))
-    builder = BUILDERS_IN_HARNESS_ENV.get(plan.builder)
-    if builder is not None:
-        steps.append((f"building {_label(source)} with the onnxruntime-genai model builder", builder))
+    modules = BUILDERS_IN_HARNESS_ENV.get(builder)
+    if modules is not None:
+        steps.append((f"building {_label(source)} with the onnxruntime-genai model builder", modules))
     return steps
 
 
-def require_build_packages(plan: BuildPlan, cached: bool) -> None:
+def require_build_packages(source: ModelSource, builder: str, cached: bool) -> None:
     """At session start: one line naming the first build step whose packages are missing, unless the model is
     pre-built or its build is cached (``cached``)."""
-    if cached or not plan.needs_build:
+    if cached or not source.kind.needs_build:
         return
-    for doing, modules in build_steps(plan):
+    for doing, modules in build_steps(source, builder):
         require(doing, modules)
+
+
+def child_main(argv: Sequence[str], usage: str, step: Callable[..., object], paths: int) -> int:
+    """The main of a child process that needs the `convert` extra, run with ``paths`` folder or file arguments:
+    exit 2 with ``usage`` on a wrong count, 1 with one line where the extra's packages are missing, else 0."""
+    if len(argv) != paths:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    try:
+        step(*map(Path, argv))
+    except MissingPackages as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 1
+    return 0

@@ -12,12 +12,12 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.build.builders import Builder
-from harness.build.buildlog import Progress, fail, run_logged
-from harness.build.cache import CacheResult, ModelStore
-from harness.build.compute_paths import VARIANT_RECIPE, write_variant
-from harness.build.hashing import HashMemo, combine, content_hash
-from harness.build.sources import ModelSource, SourceKind
+from harness.preparation.builders import Builder
+from harness.preparation.buildlog import Progress, fail, run_logged
+from harness.preparation.cache import CacheResult, ModelStore
+from harness.preparation.compute_paths import VARIANT_RECIPE, write_variant
+from harness.preparation.hashing import HashMemo, combine, content_hash
+from harness.preparation.sources import ModelSource, SourceKind
 from harness.provenance import BUILD_PACKAGES, versions
 
 # Bump when the way we convert or build changes, so old cache entries are not reused.
@@ -153,7 +153,7 @@ def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Prog
 
     def convert(out: Path) -> None:
         progress(f"converting {gguf.name} to a Hugging Face folder")
-        cmd = [sys.executable, "-m", "harness.build.convert", str(gguf), str(out)]
+        cmd = [sys.executable, "-m", "harness.preparation.convert", str(gguf), str(out)]
         code = run_logged(cmd, log, cwd=out, label="GGUF conversion", progress=progress)
         if code != 0:
             raise fail("GGUF conversion", log, code)
@@ -166,8 +166,8 @@ def convert_source(plan: BuildPlan, store: ModelStore, log: Path, progress: Prog
 
 
 def merge_adapter(plan: BuildPlan, store: ModelStore, log: Path, progress: Progress) -> CacheResult:
-    """The adapter merged into its base by peft (``python -m harness.build.merge``), as a Hugging Face folder: merged
-    once, cached by both hashes (a GGUF base is converted first, cached too)."""
+    """The adapter merged into its base by peft (``python -m harness.preparation.merge``), as a Hugging Face folder:
+    merged once, cached by both hashes (a GGUF base is converted first, cached too)."""
     adapter, base = plan.source.path, plan.source.weights
 
     def merge(out: Path) -> None:
@@ -175,7 +175,7 @@ def merge_adapter(plan: BuildPlan, store: ModelStore, log: Path, progress: Progr
         if base.kind is SourceKind.GGUF:
             base_folder = convert_source(plan, store, log, progress).path
         progress(f"merging the adapter {adapter.name} into {base.path.name} with peft")
-        cmd = [sys.executable, "-m", "harness.build.merge", str(base_folder), str(adapter), str(out)]
+        cmd = [sys.executable, "-m", "harness.preparation.merge", str(base_folder), str(adapter), str(out)]
         code = run_logged(cmd, log, cwd=out, label="adapter merge", progress=progress,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if code != 0:

@@ -25,9 +25,9 @@ import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.build.buildlog import Progress, fail, run_logged
-from harness.build.cache import ModelStore
 from harness.errors import ConfigError
+from harness.preparation.buildlog import Progress, fail, run_logged
+from harness.preparation.cache import ModelStore
 
 LOCK = Path(__file__).with_name("olive-lock.txt")
 # What the environment's identity shows (provenance, cache key): the packages that shape a build.

@@ -9,17 +9,27 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.budget import parse_duration
 from harness.capacity.memory import parse_size
 from harness.errors import ConfigError
 from harness.locations import default_cache_dir
 from harness.shard import Shard, parse_shard
+
+UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds from ``90``, ``90s``, ``2.5m``, ``3min`` or ``1h``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", raw.lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError("is not a duration above zero, e.g. 150s, 2.5m or 1h")
+    return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 # Settings whose values name an entry of a registry the plugins contribute to (harness.hookspecs), with
@@ -225,7 +235,7 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
-class HarnessConfig:
+class Settings:
     model: Path | None
     base_model: Path | None  # --base-model: an adapter's base, or the model a fine-tune was trained from
     precisions: tuple[str, ...]  # the first is the one the suites test
@@ -326,7 +336,7 @@ def resolve(
     ini: Mapping[str, Any] | None = None,
     ini_origin: str = "",
     registered: Mapping[str, Sequence[str]] = BUILTIN_NAMES,
-) -> HarnessConfig:
+) -> Settings:
     """Pick each setting from the first source that has it: CLI > env (``os.environ``, or a dict in a test) >
     [tool.harness] in ``pyproject`` > the pytest ini (``ini``, read from ``ini_origin``). Paths are relative to
     ``rootdir``; ``registered`` names the profiles and builders the plugins contribute."""
@@ -357,7 +367,7 @@ def resolve(
         raise ConfigError(f"--olive-python runs Olive builds, so it cannot be combined with --builder "
                           f"{values['builder']}; add --builder olive or drop --olive-python")
     values["precisions"] = values.pop("precision")
-    return HarnessConfig(**values, origins=origins, model_config=dict(table.get("model_config", {})),
+    return Settings(**values, origins=origins, model_config=dict(table.get("model_config", {})),
                          gate_table=dict(table.get("gates", {})))
 
 
