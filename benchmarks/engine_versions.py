@@ -45,9 +45,9 @@ def olive_python() -> Path:
     from harness.config.settings import resolve
     from harness.preparation.olive_env import OliveEnvironment
 
-    config = resolve({}, env=os.environ, rootdir=ROOT)
+    settings = resolve({}, env=os.environ, rootdir=ROOT)
     log = Path(tempfile.mkdtemp(prefix="engine-versions-")) / "olive-env.log"
-    return OliveEnvironment(config.cache_dir).interpreter(log, lambda message: print(message, file=sys.stderr))
+    return OliveEnvironment(settings.cache_dir).interpreter(log, lambda message: print(message, file=sys.stderr))
 
 
 def olive_model() -> Path:
@@ -56,9 +56,9 @@ def olive_model() -> Path:
     from harness.config.settings import resolve
     from harness.session import HarnessSession
 
-    config = resolve({"builder": "olive", "reports_dir": tempfile.mkdtemp(prefix="engine-versions-")},
-                     env=os.environ, rootdir=ROOT)
-    session = HarnessSession.open(config, make_builder(config))
+    settings = resolve({"builder": "olive", "reports_dir": tempfile.mkdtemp(prefix="engine-versions-")},
+                       env=os.environ, rootdir=ROOT)
+    session = HarnessSession.open(settings, make_builder(settings))
     return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 
 

@@ -127,8 +127,8 @@ def default_model_dir() -> Path:
     from harness.session import HarnessSession
 
     with tempfile.TemporaryDirectory(prefix="overhead-") as reports:  # the build's log only: the model is cached
-        config = resolve({"reports_dir": reports}, env=os.environ, rootdir=ROOT)
-        session = HarnessSession.open(config, make_builder(config))
+        settings = resolve({"reports_dir": reports}, env=os.environ, rootdir=ROOT)
+        session = HarnessSession.open(settings, make_builder(settings))
         return session.prepare(lambda message: print(f"harness: {message}", file=sys.stderr)).path
 
 

@@ -120,8 +120,8 @@ def describe(model: Path, cache: Path) -> dict[str, Any]:
     facts = model_facts(model)
     row = {"model": str(model), "name": model.name, "kind": facts.kind, "parameters": facts.parameters,
            "context": facts.context_length, "vocab": facts.vocab_size, "weight_bytes": facts.weight_bytes}
-    config = resolve({"model": str(model), "cache_dir": str(cache)}, env={}, rootdir=ROOT)
-    session = HarnessSession.open(config, make_builder(config))
+    settings = resolve({"model": str(model), "cache_dir": str(cache)}, env={}, rootdir=ROOT)
+    session = HarnessSession.open(settings, make_builder(settings))
     built = cached_path(session.plan, session.store)
     if built is not None:
         built_facts = model_facts(built)
@@ -169,9 +169,9 @@ def run_phase(phase: str, model: Path, reference: Path | None, cache: Path) -> N
     progress: Progress = lambda message: print(f"harness: {message}", flush=True)  # noqa: E731
     precision = phase.removeprefix("build-") if phase.startswith("build-") else "int4"
     with tempfile.TemporaryDirectory() as reports:
-        config = resolve({"model": str(model), "precision": precision, "reports_dir": reports,
-                          **({"reference": str(reference)} if reference else {})}, env=os.environ, rootdir=ROOT)
-        session = HarnessSession.open(config, make_builder(config))
+        settings = resolve({"model": str(model), "precision": precision, "reports_dir": reports,
+                            **({"reference": str(reference)} if reference else {})}, env=os.environ, rootdir=ROOT)
+        session = HarnessSession.open(settings, make_builder(settings))
         if phase == "convert":
             session.reference_folder(progress)
         elif phase.startswith("build-"):

@@ -57,8 +57,8 @@ def build_step(cache: Path, rounds: int = 5) -> list[float]:
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        config = resolve({"reports_dir": tempfile.mkdtemp()}, env=os.environ, rootdir=ROOT)
-        session = HarnessSession.open(config, make_builder(config))
+        settings = resolve({"reports_dir": tempfile.mkdtemp()}, env=os.environ, rootdir=ROOT)
+        session = HarnessSession.open(settings, make_builder(settings))
         session.deploy(lambda message: None)
         times.append(time.perf_counter() - started)
     return times

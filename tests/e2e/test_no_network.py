@@ -54,7 +54,7 @@ def test_the_suites_contact_no_other_host(built: HarnessSession, tmp_path: Path)
                   *SUITES]
     xdg_cache = tmp_path / "xdg-cache"
     done = subprocess.run([*strace, *pytest_run], cwd=ROOT,
-                          env=_environment_that_would_phone_home(built.config.cache_dir, xdg_cache),
+                          env=_environment_that_would_phone_home(built.settings.cache_dir, xdg_cache),
                           capture_output=True, text=True, timeout=900, check=False, encoding="utf-8")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     summary = done.stdout.strip().splitlines()[-1]

@@ -99,7 +99,7 @@ def test_fp32_build_matches_the_reference(built: HarnessSession, reference: Path
     fp32 = build(built, "fp32", ModelBuilderBuilder())
     runtime = GenAIRuntime(fp32)
     try:
-        data = reference_data(reference, runtime, suite_eval_set(), built.config.cache_dir, built.claim_run_dir(),
+        data = reference_data(reference, runtime, suite_eval_set(), built.settings.cache_dir, built.claim_run_dir(),
                               progress)
         report = measure_parity(runtime, data)
     finally:

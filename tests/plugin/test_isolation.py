@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.locations import suites_dir
-from harness.testing.fakes import write_hf_folder
+from harness.testing.fakes import FAKES_CONFTEST, write_hf_folder
 
 CONFTEST = """
 from harness.testing.fakes import FakeBuilder
@@ -176,21 +176,7 @@ def test_a_plugged_runtime_without_a_raw_path_skips_the_raw_settings_cases(pytes
                                                                           model: Path) -> None:
     """The worker runs the runtime the conftest plugs in, not onnxruntime-genai: here the README's example, a
     factory defined in the conftest (the worker loads it from the file) whose fake has no generate_raw."""
-    pytester.makeconftest("""
-from harness.testing.fakes import FakeBuilder, FakeRuntime
-
-def make_builder(settings):
-    return FakeBuilder()
-
-def pytest_harness_builders(config):
-    return {"model-builder": make_builder}
-
-def make_runtime(path, ep):
-    return FakeRuntime(path)
-
-def pytest_harness_runtime_factory(config):
-    return make_runtime
-""")
+    pytester.makeconftest(FAKES_CONFTEST)
     result = run(pytester, model, "test_malformed.py", "-k", "raw-top-k-negative or top-k-negative", "-rs")
     result.assert_outcomes(passed=1, skipped=1, deselected=result.parseoutcomes()["deselected"])
     result.stdout.fnmatch_lines(["SKIPPED * the plugged-in runtime has no raw path (generate_raw)*"])

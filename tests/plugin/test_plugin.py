@@ -215,9 +215,9 @@ def test_two_concurrent_sessions_build_once(pytester: pytest.Pytester, env: dict
 def test_concurrent_sessions_get_their_own_report_folders(
     pytester: pytest.Pytester, env: dict[str, Path]
 ) -> None:
-    config = resolve({"model": str(env["model"]), "cache_dir": str(env["cache"]),
-                      "reports_dir": str(pytester.path / "reports")}, env={}, rootdir=pytester.path)
-    sessions = [HarnessSession.open(config, make_builder(config)) for _ in range(3)]
+    settings = resolve({"model": str(env["model"]), "cache_dir": str(env["cache"]),
+                        "reports_dir": str(pytester.path / "reports")}, env={}, rootdir=pytester.path)
+    sessions = [HarnessSession.open(settings, make_builder(settings)) for _ in range(3)]
     for session in sessions:
         session.started = "20260101-000000"  # all in the same second
     folders = [session.claim_run_dir() for session in sessions]

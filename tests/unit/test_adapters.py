@@ -205,9 +205,9 @@ def test_the_plan_runs_the_conversion_and_the_merge_only_where_the_cache_lacks_t
     store = ModelStore(tmp_path / "cache")
 
     def must_run(model: Path) -> tuple[HarnessSession, list[str]]:
-        config = resolve({"model": str(model), "cache_dir": str(store.root), "reports_dir": str(tmp_path / "reports")},
-                         env={}, rootdir=tmp_path)
-        session = HarnessSession.open(config, make_builder(config))
+        settings = resolve({"model": str(model), "cache_dir": str(store.root),
+                            "reports_dir": str(tmp_path / "reports")}, env={}, rootdir=tmp_path)
+        session = HarnessSession.open(settings, make_builder(settings))
         return session, [need.phase for need in session.plan_memory(None, Available(64 * GIB, "a test")).must_run]
 
     def cached(key: str) -> None:

@@ -23,7 +23,7 @@ from harness.checks.memory import MB
 from harness.locations import suites_dir
 from harness.runtime.protocol import DEFAULT_OPTIONS, Generation, Prompt, SearchOptions
 from harness.system import KB
-from harness.testing.fakes import FakeRuntime, write_genai_folder, write_hf_folder
+from harness.testing.fakes import FAKES_CONFTEST, FakeRuntime, write_genai_folder, write_hf_folder
 
 HIDDEN = 64 * MB  # what the fake's prefill takes and gives back
 LIMIT = 32 * MB  # a gate on peak growth that the hidden peak exceeds
@@ -222,9 +222,8 @@ def test_without_malloc_trim_a_clean_runtime_still_passes(monkeypatch: pytest.Mo
 
 
 # -- what the memory suite records -------------------------------------------------------------------------------
-CONFTEST = """
+CONFTEST = FAKES_CONFTEST + """
 import harness.system as system
-from harness.testing.fakes import FakeBuilder, FakeRuntime
 
 # harness.system as on macOS: no kernel window peak, no malloc_trim, a lifetime peak from getrusage
 system.kernel_peak_rss_bytes = lambda: None
@@ -232,18 +231,6 @@ system.reset_kernel_peak_rss = lambda: False
 system.lifetime_peak_rss_bytes = lambda: None
 system.trim_heap = lambda: False
 system.process_peak_rss_mb = lambda: 64 * 1024.0  # 64 GB: set long before (a model load), so an upper bound only
-
-def make_builder(settings):
-    return FakeBuilder()
-
-def pytest_harness_builders(config):
-    return {"model-builder": make_builder}
-
-def make_runtime(path, ep):
-    return FakeRuntime(path)
-
-def pytest_harness_runtime_factory(config):
-    return make_runtime
 """
 
 

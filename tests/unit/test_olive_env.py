@@ -99,10 +99,10 @@ def test_a_windows_cache_dir_too_deep_for_torch_is_refused_in_one_line(
 
 def test_the_session_start_refuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder the plugin and ``harness build`` make first, before any conversion."""
-    config = resolve({"builder": "olive", "cache_dir": str(tmp_path / LONG)}, env={}, rootdir=tmp_path)
+    settings = resolve({"builder": "olive", "cache_dir": str(tmp_path / LONG)}, env={}, rootdir=tmp_path)
     _simulate(monkeypatch, "win32", "AMD64")
     with pytest.raises(ConfigError, match=r"is too long for the Olive build environment.*MAX_PATH"):
-        make_builder(config)
+        make_builder(settings)
 
 
 def _fake_winreg(value: int | None) -> types.ModuleType:

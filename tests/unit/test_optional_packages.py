@@ -333,9 +333,9 @@ WITHOUT_THE_EXTRA = textwrap.dedent("""
 
     work = Path(sys.argv[1])
     model = write_genai_folder(work / "model", accuracy_level=4)  # an int4 graph: the twin is derived from it
-    config = resolve({"model": str(model), "cache_dir": str(work / "cache"), "reports_dir": str(work / "reports")},
-                     env={}, rootdir=work)
-    session = HarnessSession.open(config, make_builder(config))
+    settings = resolve({"model": str(model), "cache_dir": str(work / "cache"), "reports_dir": str(work / "reports")},
+                       env={}, rootdir=work)
+    session = HarnessSession.open(settings, make_builder(settings))
     session.plan_memory(None, Available(8 * 2**30, "a test"))
     session.header_lines()
     deployment = session.deploy(lambda message: None)

@@ -21,11 +21,11 @@ def _resolve(tmp_path: Path, cli=None, env=None, table: str = "", ini=None):
 
 
 def test_defaults(tmp_path: Path) -> None:
-    config = _resolve(tmp_path)
-    assert (config.model, config.precision, config.builder, config.ep, config.profile) == (
+    settings = _resolve(tmp_path)
+    assert (settings.model, settings.precision, settings.builder, settings.ep, settings.profile) == (
         None, "int4", "model-builder", "cpu", "full")
-    assert config.reports_dir == tmp_path / "reports"
-    assert set(config.origins.values()) == {"default"}
+    assert settings.reports_dir == tmp_path / "reports"
+    assert set(settings.origins.values()) == {"default"}
 
 
 @pytest.mark.parametrize(
@@ -41,14 +41,14 @@ def test_defaults(tmp_path: Path) -> None:
     ids=["cli-wins", "env-over-files", "pyproject-over-ini", "ini-over-default"],
 )
 def test_precedence(tmp_path: Path, cli, env, table, ini, expected, origin) -> None:
-    config = _resolve(tmp_path, cli, env, table, ini)
-    assert config.precision == expected
-    assert config.origins["precision"].startswith(origin)
+    settings = _resolve(tmp_path, cli, env, table, ini)
+    assert settings.precision == expected
+    assert settings.origins["precision"].startswith(origin)
 
 
 def test_relative_path_in_pyproject_is_relative_to_that_file(tmp_path: Path) -> None:
-    config = _resolve(tmp_path, table='cache_dir = "cache"')
-    assert config.cache_dir == tmp_path / "cache"
+    settings = _resolve(tmp_path, table='cache_dir = "cache"')
+    assert settings.cache_dir == tmp_path / "cache"
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,8 @@ def test_unavailable_execution_provider_is_refused() -> None:
     ("all", ("int4", "int8", "fp16", "fp32")),
 ])
 def test_precision_lists(tmp_path: Path, raw: str, expected: tuple[str, ...]) -> None:
-    config = _resolve(tmp_path, {"precision": raw})
-    assert config.precisions == expected and config.precision == expected[0]
+    settings = _resolve(tmp_path, {"precision": raw})
+    assert settings.precisions == expected and settings.precision == expected[0]
 
 
 def test_bad_precision_in_a_list_is_named(tmp_path: Path) -> None:
@@ -126,8 +126,8 @@ def test_gates_resolve_with_precedence_and_clear_errors(tmp_path: Path) -> None:
 
 
 def test_a_list_for_the_precision_is_its_comma_separated_form(tmp_path: Path) -> None:
-    config = _resolve(tmp_path, table='precision = ["fp32", "int4"]')
-    assert config.precisions == ("fp32", "int4")  # not fp32 alone, with int4 silently dropped
+    settings = _resolve(tmp_path, table='precision = ["fp32", "int4"]')
+    assert settings.precisions == ("fp32", "int4")  # not fp32 alone, with int4 silently dropped
 
 
 @pytest.mark.parametrize(("env", "table", "message"), [
