@@ -46,7 +46,9 @@ class Recipe:
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    autocast: str = "bf16"  # the matmuls' precision (weights stay fp32): bf16 ran 1.7x faster here (AVX-512 BF16)
+    # The matmuls' precision (weights stay fp32). "auto": bf16 where the CPU computes it natively (1.7x faster than
+    # fp32 on AVX-512 BF16), fp32 elsewhere (an AVX2-only CPU emulates bf16: training took over 25 min, not 5).
+    autocast: str = "auto"
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -74,13 +76,26 @@ def default_base() -> Path:
     from harness.config.settings import resolve
     from harness.session import HarnessSession
 
-    config = resolve({}, env=os.environ, rootdir=Path.cwd())
-    config = replace(config, model=None, reference=None, reports_dir=config.cache_dir / "build-logs")
-    session = HarnessSession.open(config, make_builder(config))
+    settings = resolve({}, env=os.environ, rootdir=Path.cwd())
+    settings = replace(settings, model=None, reference=None, reports_dir=settings.cache_dir / "build-logs")
+    session = HarnessSession.open(settings, make_builder(settings))
     found = session.store.lookup("hf", session.plan.convert_key)  # converted already: no run folder to claim
     folder = found or session.reference_folder(lambda m: log(f"harness: {m}"))
     assert folder is not None  # the default model is a GGUF, so it has a reference folder
     return folder
+
+
+NATIVE_BF16 = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 (AVX-512 BF16, AMX) and Arm (FEAT_BF16), in Linux's names
+
+
+def resolved(recipe: Recipe) -> Recipe:
+    """The recipe as trained: "auto" autocast becomes bf16 or fp32 by this CPU (harness.provenance reads its flags on
+    Linux, macOS and Windows); the resolved value is what the cache key hashes."""
+    if recipe.autocast != "auto":
+        return recipe
+    from harness.provenance import cpu_flags
+
+    return replace(recipe, autocast="bf16" if cpu_flags() & NATIVE_BF16 else "fp32")
 
 
 def cache_key(recipe: Recipe, data: Path, base: Path, cache_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -193,7 +208,7 @@ def train(base: Path, data: Path, recipe: Recipe, out: Path, threads: int, log_e
         f"({len(prefix)} of each shared, computed once a batch), "
         f"{recipe.epochs} epochs = {steps} steps of up to {recipe.batch_size}; LoRA rank {recipe.rank} on "
         f"{','.join(recipe.target_modules)} ({sum(p.numel() for p in trainable):,} trainable parameters), "
-        f"{threads} threads")
+        f"{recipe.autocast} autocast, {threads} threads")
     step, started, window = 0, time.perf_counter(), [0.0, 0]
     model.train()
     for epoch, batches in enumerate(plan):
@@ -220,6 +235,7 @@ def adapter(recipe: Recipe = Recipe(), data: Path = HERE / "data" / "train.jsonl
     """The adapter's folder in the cache: trained on a miss (once, under the cache's lock), found on a hit."""
     from harness.preparation.cache import ModelStore
 
+    recipe = resolved(recipe)
     cache_dir = (cache_dir or default_cache_dir()).expanduser().resolve()
     base = (base or default_base()).expanduser().resolve()
     data = data.expanduser().resolve()
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in RECIPE_FLAGS:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"default {value}",
-                            choices=("bf16", "fp32") if name == "autocast" else None)
+                            choices=("auto", "bf16", "fp32") if name == "autocast" else None)
     args = parser.parse_args(argv)
     if args.print_base:
         print((args.base or default_base()).expanduser().resolve())

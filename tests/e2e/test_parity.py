@@ -84,8 +84,12 @@ def test_degraded_build_fails_the_domain_quality_gates(pytester: pytest.Pytester
     result = pytester.runpytest_inprocess(CASES_SUITE, "-p", "no:cacheprovider", f"--model={degraded}",
                                           f"--harness-reports={pytester.path / 'reports'}", "-k", "test_domain_quality")
     result.assert_outcomes(failed=1, deselected=result.parseoutcomes()["deselected"])
-    result.stdout.fnmatch_lines(["domain quality below its gates: mean keyword_recall 0.50 over 6 cases, "
-                                 "gate quality_keyword_recall_min*"])  # "Toronto", "Venus"
+    # Which golden answers the defect breaks depends on the CPU's int8 kernels (0.50 on AVX-512 VNNI: "Toronto" and
+    # "Venus" lost; 0.25 on AVX2): any mean below the gate is the verdict.
+    found = re.search(r"domain quality below its gates: mean keyword_recall (\d\.\d+) over 6 cases, "
+                      r"gate quality_keyword_recall_min at least (\d\.\d+)", result.stdout.str())
+    assert found is not None, result.stdout.str()
+    assert float(found[1]) < float(found[2])
 
 
 def test_onnx_model_without_reference_skips_with_the_reason(pytester: pytest.Pytester, built_path: Path) -> None:
