@@ -36,20 +36,22 @@ def _relative(path: str, root: Path) -> str:
 
 
 _QUOTED = re.compile(r"(?<!\w)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")(?!\w)")  # not an apostrophe (model's)
+_NUMBERS = re.compile(r"\[-?\d[\d.e+-]*(?:, -?\d[\d.e+-]*)+\]")  # a list of numbers: [0.12, 0.34, 0.56]
 _KEPT_SPACE = "\ue000"  # a space of a quoted literal while wrapping: textwrap does not break there
 
 
-def _wrap(line: str) -> list[str]:
-    """``line`` at LINE_WIDTH, broken between words, never inside a quoted literal that fits on a line (a literal
-    broken in two reads as two, with the continuation's indent inside it)."""
-    kept = _QUOTED.sub(lambda m: m[0].replace(" ", _KEPT_SPACE) if len(m[0]) <= LINE_WIDTH - 4 else m[0], line)
-    parts = textwrap.wrap(kept, LINE_WIDTH, subsequent_indent="    ", drop_whitespace=False, break_on_hyphens=False)
+def wrap(line: str) -> list[str]:
+    """``line`` at LINE_WIDTH, broken between words, never inside a quoted literal or a list of numbers that fits on a
+    line (a literal broken in two reads as two, with the continuation's indent inside it)."""
+    for literal in (_QUOTED, _NUMBERS):
+        line = literal.sub(lambda m: m[0].replace(" ", _KEPT_SPACE) if len(m[0]) <= LINE_WIDTH - 4 else m[0], line)
+    parts = textwrap.wrap(line, LINE_WIDTH, subsequent_indent="    ", drop_whitespace=False, break_on_hyphens=False)
     return [part.replace(_KEPT_SPACE, " ") for part in parts] or [""]
 
 
 def _excerpt(text: str) -> list[str]:
     """The failure's own words, each line wrapped, at most FAILURE_LINES of them."""
-    wrapped = [part for line in text.splitlines() for part in _wrap(line)]
+    wrapped = [part for line in text.splitlines() for part in wrap(line)]
     if len(wrapped) > FAILURE_LINES:
         wrapped = [*wrapped[:FAILURE_LINES], f"... ({len(wrapped) - FAILURE_LINES} more lines in report.html)"]
     return wrapped

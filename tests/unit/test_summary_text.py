@@ -7,8 +7,10 @@ import itertools
 import re
 from pathlib import Path
 
+import pytest
+
 from harness.report.digest import FailureGroup, what_it_says
-from harness.report.summary import LINE_WIDTH, summary_markdown
+from harness.report.summary import LINE_WIDTH, summary_markdown, wrap
 from tests.unit.test_report import check, results
 
 ANSWER = "'The capital of Germany is Berlin, a city on the Spree with a long and turbulent history.'"
@@ -52,6 +54,14 @@ def test_no_word_and_no_short_quoted_literal_is_cut() -> None:
     assert FINDING.startswith(head) and FINDING.endswith(tail) and FINDING[len(head)] == " " \
         and FINDING[-len(tail) - 1] == " ", "the finding is clipped between words, its start and its advice kept"
     assert tail.endswith("so strip or refuse NUL in user input")
+
+
+@pytest.mark.parametrize("numbers", ["[101.2, 99.8, 100.4, 102.9, 98.7, 100.0]", "[-0.5, 1e-05, 3]"])
+def test_a_list_of_numbers_that_fits_on_a_line_is_not_cut(numbers: str) -> None:
+    """A failure's per-round figures read as one list: wrapped before or after it, never inside it."""
+    for lead in range(40, 100, 7):
+        line = f"{'x' * lead} timings per round {numbers} ms, and more words after them to wrap"
+        assert any(numbers in part for part in wrap(line)), wrap(line)
 
 
 def test_a_heading_is_not_repeated_under_it_and_names_no_exception_class() -> None:
