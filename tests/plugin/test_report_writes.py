@@ -15,7 +15,7 @@ import pytest
 
 import harness.report.results
 from harness.fsutil import write_text_atomic
-from harness.testing.fakes import write_hf_folder
+from harness.testing.fakes import FAKES_CONFTEST, write_hf_folder
 
 
 # -- the helper ------------------------------------------------------------------------------------
@@ -47,27 +47,15 @@ def test_a_failed_write_keeps_the_old_content(tmp_path: Path, monkeypatch: pytes
 
 
 # -- the plugin ------------------------------------------------------------------------------------
-CONFTEST = """
+CONFTEST = FAKES_CONFTEST + """
 import os
 
 import pytest
-from harness.testing.fakes import FakeBuilder, FakeRuntime, SteadyYardstick
+from harness.testing.fakes import SteadyYardstick
 
 
-def make_builder(settings):
+def make_builder(settings):  # in place of the fakes' own: a build that fails when a test asks
     return FakeBuilder(error=os.environ.get("FAKE_BUILD_ERROR"))
-
-
-def pytest_harness_builders(config):
-    return {"model-builder": make_builder}
-
-
-def make_runtime(path, ep):
-    return FakeRuntime(path)
-
-
-def pytest_harness_runtime_factory(config):
-    return make_runtime
 
 
 @pytest.fixture(scope="session")
