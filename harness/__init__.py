@@ -54,7 +54,7 @@ _PUBLIC = {
     **{name: "harness.checks.latency" for name in ("benchmark_prompt", "measure_latency")},
     **{name: "harness.checks.precisions" for name in ("measure_precision", "report_precisions")},
     **{name: "harness.checks.parity" for name in ("parity_failure", "ParityReport", "ReferenceData")},
-    **{name: "harness.checks.retention" for name in ("case_retention", "report_retentions", "text_retention")},
+    **{name: "harness.checks.retention" for name in ("case_retention_verdict", "report_retentions", "text_retention")},
     "LENGTH_IDS": "harness.length_plan",
     **{name: "harness.checks.lengths" for name in ("LengthSweep", "memory_model", "memory_verdict", "prefill_verdict",
                                                    "tpot_verdict")},
@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     from harness.checks.output_format import answer_context, format_problems, token_problems
     from harness.checks.parity import ParityReport, ReferenceData, parity_failure
     from harness.checks.precisions import measure_precision, report_precisions
-    from harness.checks.retention import case_retention, report_retentions, text_retention
+    from harness.checks.retention import case_retention_verdict, report_retentions, text_retention
     from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
     from harness.checks.yardstick import Yardstick
     from harness.config.gates import Gate, Gates

@@ -14,12 +14,13 @@ import pytest
 
 from harness import (
     CaseSet,
+    ComputePaths,
     Gates,
     ParityReport,
     ReferenceData,
     ReportFinding,
-    Runtime,
-    case_retention,
+    Settle,
+    case_retention_verdict,
     report_retentions,
     text_retention,
 )
@@ -39,14 +40,15 @@ def test_eval_texts_keep_the_fine_tune(harness_parity: ParityReport, harness_par
     _fail(report_retentions([retention], harness_gates, record_property, harness_finding))
 
 
-def test_cases_keep_the_fine_tune(harness_runtime: Runtime, harness_cases: CaseSet,
+def test_cases_keep_the_fine_tune(harness_paths: ComputePaths, harness_cases: CaseSet,
                                   harness_parity_reference: ReferenceData, harness_base_reference: ReferenceData,
                                   harness_gates: Gates, record_property: Callable[[str, object], None],
-                                  harness_finding: ReportFinding) -> None:
-    """The greedy cases' pass share and mean score, each model answering greedily within the same token limit."""
-    chat = harness_runtime.info.chat_template is not None
+                                  harness_finding: ReportFinding, harness_verdict: Settle) -> None:
+    """The greedy cases' pass share and mean score, each model answering greedily within the same token limit; the
+    built model's answers judged on every compute path."""
+    chat = harness_paths.primary.info.chat_template is not None
     cases = [case for case in harness_cases if case.greedy and (chat or isinstance(case.prompt, str))]
     if not cases:
         pytest.skip("no greedy case this model can answer; add cases with --cases")
-    retentions = case_retention(harness_runtime, cases, harness_base_reference, harness_parity_reference)
-    _fail(report_retentions(retentions, harness_gates, record_property, harness_finding))
+    harness_verdict(case_retention_verdict(harness_paths, cases, harness_base_reference, harness_parity_reference,
+                                           harness_gates, record_property, harness_finding))

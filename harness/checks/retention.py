@@ -22,6 +22,7 @@ from harness.checks.cases import Case
 from harness.checks.output_format import answer_context
 from harness.checks.parity import ParityReport, ReferenceData, ReferenceItem
 from harness.checks.reference import CASE_PREFIX
+from harness.checks.stability import ComputePaths, PathJudgement, PathVerdict
 from harness.config.gates import Gate, Gates
 from harness.runtime.protocol import Generation, Runtime
 
@@ -121,16 +122,41 @@ def text_retention(parity: ParityReport, base: ReferenceData, reference: Referen
     return log_likelihood(base, reference, built)
 
 
-def case_retention(runtime: Runtime, cases: Sequence[Case], base: ReferenceData,
-                   reference: ReferenceData) -> list[Retention]:
-    """The greedy ``cases``' pass share and mean score retained, each model answering greedily within the same token
-    limit: the built model on ``runtime``, the base and the fine-tuned reference as their references recorded."""
-    limit = reference.max_new_tokens
-    built = [runtime.generate(case.prompt, dataclasses.replace(
+def built_answers(runtime: Runtime, cases: Sequence[Case], limit: int) -> list[Generation]:
+    """Each greedy case answered by ``runtime`` within the reference's token limit."""
+    return [runtime.generate(case.prompt, dataclasses.replace(
         case.options, max_new_tokens=min(case.options.max_new_tokens, limit))) for case in cases]
+
+
+def case_retention(runtime: Runtime, cases: Sequence[Case], base: ReferenceData,
+                   reference: ReferenceData, built: Sequence[Generation] | None = None) -> list[Retention]:
+    """The greedy ``cases``' pass share and mean score retained, each model answering greedily within the same token
+    limit: the built model on ``runtime`` (or its answers ``built``), the base and the fine-tuned reference as their
+    references recorded."""
+    limit = reference.max_new_tokens
+    built = built if built is not None else built_answers(runtime, cases, limit)
     base_answers, reference_answers = ([reference_answer(runtime, data, case, min(case.options.max_new_tokens, limit))
                                         for case in cases] for data in (base, reference))
     return case_retentions(cases, base_answers, reference_answers, built, answer_context(runtime))
+
+
+def case_retention_verdict(paths: ComputePaths, cases: Sequence[Case], base: ReferenceData, reference: ReferenceData,
+                           gates: Gates, record_property: Callable[[str, object], None],
+                           finding: Callable[[str, str], None]) -> PathVerdict:
+    """The cases' retention judged on every compute path (the model as built, and its fp32-compute twin where its
+    kernels depend on the CPU): a case that a near-tie flips on one path makes the verdict unstable, not a coin toss.
+    The built model's retentions are recorded (``report_retentions``)."""
+    judgements = []
+    for index, path in enumerate(paths.paths):
+        answers = built_answers(path.runtime, cases, reference.max_new_tokens)
+        retentions = case_retention(path.runtime, cases, base, reference, answers)
+        if index == 0:
+            failure = report_retentions(retentions, gates, record_property, finding)
+        else:
+            problems = failures(retentions, gates)
+            failure = "the built model lost the fine-tune:\n  " + "\n  ".join(problems) if problems else None
+        judgements.append(PathJudgement(path.label, failure is None, failure or "", tuple(answers)))
+    return PathVerdict(tuple(judgements))
 
 
 def report_retentions(retentions: Sequence[Retention], gates: Gates, record_property: Callable[[str, object], None],
